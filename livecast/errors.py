@@ -1,0 +1,85 @@
+"""Wire codes and the one error tree of livecast.
+
+Remote misbehaviour is reported as *values* (a reply code or a close code),
+never as an exception that escapes a handler.  The only exception type that
+crosses module boundaries on purpose is ``LivecastError``, raised inside a
+request handler and turned into a reply at the edge:
+
+    LivecastError(code, info)         -- a Tencent error code for one request
+      (raised by core validators; caught by the WebSocket op table and the
+       REST dispatch table, which answer with ``code``/``info``)
+
+Everything else that escapes is a programmer error.
+
+Codes are data: Tencent codes (spec/tencent-reference.md section 7) in
+``Code``, WebSocket close codes (spec/websocket.md, Close codes) in ``Close``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """Tencent Cloud Chat error codes used by livecast (reference section 7)."""
+
+    OK = 0
+    # group (server) codes, 7.1
+    INTERNAL = 10002
+    BAD_COMMAND = 10003
+    BAD_PARAMETER = 10004
+    TOO_MANY_ACCOUNTS = 10005
+    NO_PERMISSION = 10007
+    GROUP_NOT_FOUND = 10010
+    JSON_PARSE_GROUP = 10011
+    INVALID_GROUP_ID = 10015
+    CALLBACK_REJECTED = 10016
+    MUTED = 10017
+    GROUP_ID_TAKEN = 10021
+    FREQ_LIMIT = 10023
+    GROUP_ID_TAKEN_BY_YOU = 10025
+    NO_ROAMING = 10044
+    TOO_MANY_COUNTERS = 10063
+    # content / size / webhook, 7.3
+    MSG_TOO_LONG = 80002
+    CALLBACK_FAILED = 80003
+    # REST common, 1.5
+    HTTP_PARSE = 60002
+    JSON_PARSE = 60003
+    BAD_SDKAPPID = 60006
+    BAD_URL = 60009
+    NEED_ADMIN = 60010
+    # UserSig, 7.4
+    SIG_EXPIRED = 70001
+    SIG_EMPTY = 70002
+    SIG_INVALID = 70003
+    SIG_BAD_SIGNATURE = 70009
+    SIG_USER_MISMATCH = 70013
+    SIG_SDKAPPID_MISMATCH = 70014
+
+
+class Close(IntEnum):
+    """WebSocket close codes (spec/websocket.md, Close codes)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    TOO_LARGE = 1009
+    LOGIN_FAILED = 4001
+    LOGIN_TIMEOUT = 4002
+    MULTI_LOGIN = 4003
+    BANNED = 4004
+    SLOW = 4008
+    VIOLATIONS = 4009
+    FLOOD = 4029
+
+
+class LivecastError(Exception):
+    """A request failed with a Tencent error code; answered, never fatal."""
+
+    def __init__(self, code: int, info: str = "") -> None:
+        super().__init__(code, info)
+        self.code = int(code)
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"LivecastError({self.code}, {self.info!r})"

@@ -1,0 +1,5 @@
+import sys
+
+from livecast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""Command line: ``livecast serve | usersig`` (spec/operations.md).
+
+Flags + env -> Settings, built once here; uvloop installed; the app run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from livecast.core import usersig
+from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build
+
+log = logging.getLogger("livecast")
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the server (WebSocket gateway, REST API, metrics)")
+    for name, fld, _ in ENV:
+        flag = "--" + fld.replace("_", "-")
+        p.add_argument(flag, dest=name, metavar=name, default=None,
+                       help=f"overrides ${name}")
+
+
+def _usersig_parser(sub: Any) -> None:
+    p = sub.add_parser("usersig", help="print a UserSig for USERID minted with the app key")
+    p.add_argument("userid")
+    p.add_argument("--expire", type=int, default=usersig.DEFAULT_EXPIRE,
+                   help="validity in seconds (default 180 days)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="livecast", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _usersig_parser(sub)
+    return ap
+
+
+def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    merged = dict(env)
+    for name in FIELD_OF:
+        value = getattr(args, name, None)
+        if value is not None:
+            merged[name] = value
+    return build(merged)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def banner(s: Settings) -> str:
+    url = f"http://{s.host}:{s.port}"
+    lines = [f"livecast listening on {url}  (WebSocket {url.replace('http', 'ws')}/v1/ws)",
+             f"  sdkappid  {s.sdkappid}"]
+    if s.dev_key:
+        now = time.time()
+        admin = s.admins[0]
+        lines += [
+            f"  dev key   {s.secret_key.value}   (development only: set LIVECAST_SECRET_KEY)",
+            f"  UserSig for {admin}: {usersig.mint(s.sdkappid, s.secret_key.value, admin, now)}",
+            f"  UserSig for demo-user: "
+            f"{usersig.mint(s.sdkappid, s.secret_key.value, 'demo-user', now)}",
+            "  demo room  'demo' is open",
+        ]
+    return "\n".join(lines)
+
+
+def serve(s: Settings) -> None:
+    from aiohttp import web
+
+    from livecast.gateway.app import make_app
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        log.warning("uvloop unavailable; using the default event loop")
+    limit = raise_fd_limit()
+    log.info("open-files limit %d", limit)
+
+    async def started(app: web.Application) -> None:
+        print(banner(s), flush=True)
+
+    app = make_app(s)
+    app.on_startup.append(started)
+    web.run_app(app, host=s.host, port=s.port, print=None,
+                shutdown_timeout=s.shutdown_grace + 1, access_log=None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        s = settings_from(args, dict(os.environ))
+    except ConfigError as exc:
+        print(f"livecast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=s.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "usersig":
+        if args.expire < 1:
+            print("livecast: --expire must be positive", file=sys.stderr)
+            return 2
+        print(usersig.mint(s.sdkappid, s.secret_key.value, args.userid, time.time(), args.expire))
+        return 0
+    serve(s)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""An async Python client of the livecast WebSocket protocol v1.
+
+    async with Client("ws://127.0.0.1:8080/v1/ws") as c:
+        await c.login(1400000000, "alice", sig)
+        await c.join("demo")
+        await c.send("demo", text("hello"))
+        async for push in c.pushes():
+            ...
+
+Replies are matched to requests by ``id``; pushes (``msgs``, ``tips``,
+``kicked``) are queued in arrival order.  A reply with a non-zero code is
+returned, not raised: callers check ``reply["code"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+
+
+def text(s: str) -> list[dict[str, Any]]:
+    """A msgBody holding one TIMTextElem."""
+    return [{"MsgType": "TIMTextElem", "MsgContent": {"Text": s}}]
+
+
+def custom(data: str, desc: str = "") -> list[dict[str, Any]]:
+    """A msgBody holding one TIMCustomElem."""
+    return [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": data, "Desc": desc}}]
+
+
+class ClientClosed(Exception):
+    """The connection closed; ``code`` is the close code the server sent."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"connection closed with code {code}")
+        self.code = code
+
+
+class Client:
+    def __init__(self, url: str, session: aiohttp.ClientSession | None = None,
+                 timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._own_session = session is None
+        self._session = session
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int | str, asyncio.Future[dict[str, Any]]] = {}
+        self._pushes: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.url, autoping=True, max_msg_size=0)
+        self._reader = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None:
+            await self._reader
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        try:
+            async for msg in self._ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    self._route(orjson.loads(msg.data))
+        finally:
+            self.close_code = self._ws.close_code
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(ClientClosed(self.close_code))
+            self._pushes.put_nowait(None)
+
+    def _route(self, frame: dict[str, Any]) -> None:
+        if frame.get("op") == "reply":
+            fut = self._waiting.pop(frame.get("id"), None)  # type: ignore[arg-type]
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+                return
+        self._pushes.put_nowait(frame)
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        assert self._ws is not None, "connect() first"
+        await self._ws.send_str(orjson.dumps(frame).decode())
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and wait for its reply."""
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        await self.send_frame({"op": op, "id": rid, **fields})
+        return await asyncio.wait_for(fut, self.timeout)
+
+    async def login(self, sdkappid: int, user_id: str, user_sig: str) -> dict[str, Any]:
+        return await self.request("login", sdkAppId=sdkappid, userId=user_id, userSig=user_sig)
+
+    async def join(self, group_id: str) -> dict[str, Any]:
+        return await self.request("join", groupId=group_id)
+
+    async def quit(self, group_id: str) -> dict[str, Any]:
+        return await self.request("quit", groupId=group_id)
+
+    async def send(self, group_id: str, msg_body: list[dict[str, Any]], priority: str = "Normal",
+                   random: int = 0, cloud_custom_data: str = "") -> dict[str, Any]:
+        return await self.request("send", groupId=group_id, msgBody=msg_body, priority=priority,
+                                  random=random, cloudCustomData=cloud_custom_data)
+
+    async def get_group_info(self, group_id: str) -> dict[str, Any]:
+        return await self.request("getGroupInfo", groupId=group_id)
+
+    async def get_online_member_num(self, group_id: str) -> dict[str, Any]:
+        return await self.request("getOnlineMemberNum", groupId=group_id)
+
+    async def set_my_profile(self, nick: str | None = None,
+                             avatar: str | None = None) -> dict[str, Any]:
+        fields = {k: v for k, v in (("nick", nick), ("avatar", avatar)) if v is not None}
+        return await self.request("setMyProfile", **fields)
+
+    async def get_my_profile(self) -> dict[str, Any]:
+        return await self.request("getMyProfile")
+
+    async def ping(self) -> dict[str, Any]:
+        return await self.request("ping")
+
+    async def next_push(self, op: str | None = None,
+                        within: float | None = None) -> dict[str, Any]:
+        """The next push (of ``op`` if given, skipping others); ClientClosed at the end."""
+        while True:
+            push = await asyncio.wait_for(self._pushes.get(), within or self.timeout)
+            if push is None:
+                self._pushes.put_nowait(None)
+                raise ClientClosed(self.close_code)
+            if op is None or push.get("op") == op:
+                return push
+
+    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
+        """Every push until the connection closes."""
+        while True:
+            push = await self._pushes.get()
+            if push is None:
+                self._pushes.put_nowait(None)
+                return
+            yield push
+
+    async def wait_closed(self, within: float | None = None) -> int | None:
+        """Wait until the server closes the connection; returns its close code."""
+        if self._reader is not None:
+            await asyncio.wait_for(asyncio.shield(self._reader), within or self.timeout)
+        return self.close_code

@@ -1,0 +1,307 @@
+"""Client frames of the WebSocket protocol, version 1 (spec/websocket.md).
+
+``parse_frame`` turns one text frame into a ``Request`` (op, id, validated
+args with defaults filled in) or a ``FrameError`` (the reply code, and
+whether the frame counts toward the 4009 protocol-violation limit). It never
+raises, whatever the input: remote misbehaviour is a value (STYLE.md habit 1).
+Ops are dispatched through the ``OPS`` table (op -> field specs), not a ladder.
+
+Invariants and decisions (the contract page leaves these open):
+
+* The envelope is a JSON object of at most ``MAX_FRAME_BYTES`` UTF-8 bytes.
+  Not JSON, invalid UTF-8, not an object, or too large: 10004, violation,
+  ``id`` None (it cannot be told, so no reply is sent).
+* ``id`` is optional; when present (and not null) it is an int (64-bit range,
+  not bool) or a str of at most ``MAX_ID_CHARS`` characters. Any other id:
+  10004, violation, ``id`` None. A frame without ``id`` parses normally but
+  its ``FrameError`` has ``id`` None: only requests with an id get a reply.
+* No known ``op`` (missing, not a string, or not in ``OPS``): 10003
+  BAD_COMMAND, violation, with the id.
+* Shape errors are violations, because a correct client never sends them:
+  a missing required field, a field of the wrong JSON type (``null`` for a
+  required field included), ``msgBody`` that is not an array. All answer
+  10004.
+* Value errors are answered but are not violations, because the values come
+  from end users or from a newer client: a group id that is empty, longer
+  than 48 bytes or not printable ASCII (10015), a ``userId`` that is not 1..32
+  printable ASCII characters (10004), an unknown ``priority`` name or a
+  ``random`` outside 0..4294967295 (10004), ``nick`` over 64 or ``avatar``
+  over 500 UTF-8 bytes (10004), a malformed message element (10004,
+  livecast.core.messages), and a message over 12 KB (80002).
+* ``null`` for an optional field means absent: its default is used, or, for
+  ``nick``/``avatar`` (no default: "leave unchanged"), it is left out of args.
+* Unknown fields, in the envelope or among an op's fields, are ignored.
+* ``userSig`` is only type-checked here; an empty one is the UserSig
+  verifier's 70002.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+
+import orjson
+
+from livecast.core.messages import check_size, validate_msg_body
+from livecast.errors import Code, LivecastError
+
+MAX_FRAME_BYTES = 64 * 1024
+MAX_ID_CHARS = 64
+MAX_GROUP_ID_BYTES = 48
+MAX_USER_ID_BYTES = 32
+MAX_NICK_BYTES = 64
+MAX_AVATAR_BYTES = 500
+UINT32_MAX = 2**32 - 1
+PRIORITIES: tuple[str, ...] = ("High", "Normal", "Low", "Lowest")
+KICK_REASONS: frozenset[str] = frozenset({"multiLogin", "banned", "groupDestroyed", "slow"})
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A well-formed client request."""
+
+    op: str
+    id: int | str | None
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameError:
+    """A refused frame: the reply to send (when ``id`` is not None)."""
+
+    code: int
+    info: str
+    id: int | str | None
+    violation: bool
+
+
+class _Violation(LivecastError):
+    """A shape error: answered like any LivecastError, and counted toward 4009."""
+
+
+# -- field checks: (field name, raw value) -> validated value -----------------
+
+Check = Callable[[str, Any], Any]
+
+
+def _str(name: str, v: object) -> str:
+    if not isinstance(v, str):
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be a string")
+    return v
+
+
+def _int(name: str, v: object) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be an integer")
+    return v
+
+
+def _printable_ascii(s: str, max_bytes: int) -> bool:
+    return 0 < len(s) <= max_bytes and s.isascii() and s.isprintable()
+
+
+def _group_id(name: str, v: object) -> str:
+    s = _str(name, v)
+    if not _printable_ascii(s, MAX_GROUP_ID_BYTES):
+        raise LivecastError(Code.INVALID_GROUP_ID, f"{name} must be 1..48 printable ASCII bytes")
+    return s
+
+
+def _user_id(name: str, v: object) -> str:
+    s = _str(name, v)
+    if not _printable_ascii(s, MAX_USER_ID_BYTES):
+        raise LivecastError(Code.BAD_PARAMETER, f"{name} must be 1..32 printable ASCII bytes")
+    return s
+
+
+def _utf8_at_most(limit: int) -> Check:
+    def check(name: str, v: object) -> str:
+        s = _str(name, v)
+        try:
+            ok = len(s) <= limit and len(s.encode("utf-8")) <= limit
+        except UnicodeEncodeError:
+            ok = False
+        if not ok:
+            raise LivecastError(Code.BAD_PARAMETER, f"{name} must be at most {limit} UTF-8 bytes")
+        return s
+
+    return check
+
+
+def _priority(name: str, v: object) -> str:
+    s = _str(name, v)
+    if s not in PRIORITIES:
+        raise LivecastError(Code.BAD_PARAMETER, f"{name} must be one of {', '.join(PRIORITIES)}")
+    return s
+
+
+def _uint32(name: str, v: object) -> int:
+    n = _int(name, v)
+    if not 0 <= n <= UINT32_MAX:
+        raise LivecastError(Code.BAD_PARAMETER, f"{name} must be in 0..{UINT32_MAX}")
+    return n
+
+
+def _msg_body(name: str, v: object) -> list[dict[str, Any]]:
+    if not isinstance(v, list):
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be an array")
+    return validate_msg_body(v)
+
+
+def _send_size(args: dict[str, Any]) -> None:
+    check_size(args["msgBody"], args["cloudCustomData"])
+
+
+# -- the op table ---------------------------------------------------------------
+
+
+class _Omit:
+    """Default of an optional field that is left out of args when absent."""
+
+
+OMIT: Final = _Omit()
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of an op: its check, and what absence means."""
+
+    name: str
+    check: Check
+    required: bool = True
+    default: object = OMIT
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """An op's fields, and a check over the validated args (run last)."""
+
+    fields: tuple[Field, ...] = ()
+    post: Callable[[dict[str, Any]], None] | None = None
+
+
+_GROUP = (Field("groupId", _group_id),)
+
+OPS: Mapping[str, OpSpec] = MappingProxyType(
+    {
+        "login": OpSpec(
+            (Field("sdkAppId", _int), Field("userId", _user_id), Field("userSig", _str))
+        ),
+        "join": OpSpec(_GROUP),
+        "quit": OpSpec(_GROUP),
+        "send": OpSpec(
+            (
+                *_GROUP,
+                Field("msgBody", _msg_body),
+                Field("priority", _priority, required=False, default="Normal"),
+                Field("random", _uint32, required=False, default=0),
+                Field("cloudCustomData", _str, required=False, default=""),
+            ),
+            post=_send_size,
+        ),
+        "getGroupInfo": OpSpec(_GROUP),
+        "getOnlineMemberNum": OpSpec(_GROUP),
+        "setMyProfile": OpSpec(
+            (
+                Field("nick", _utf8_at_most(MAX_NICK_BYTES), required=False),
+                Field("avatar", _utf8_at_most(MAX_AVATAR_BYTES), required=False),
+            )
+        ),
+        "getMyProfile": OpSpec(),
+        "ping": OpSpec(),
+    }
+)
+
+
+# -- parsing --------------------------------------------------------------------
+
+
+def _too_large(data: str | bytes) -> bool:
+    n = len(data)
+    if isinstance(data, str) and MAX_FRAME_BYTES // 4 < n <= MAX_FRAME_BYTES:
+        n = len(data.encode("utf-8", "surrogatepass"))
+    return n > MAX_FRAME_BYTES
+
+
+def _decode(data: object) -> dict[str, Any] | FrameError:
+    """The envelope object, or a FrameError with no id."""
+    if not isinstance(data, (str, bytes)):
+        return FrameError(Code.BAD_PARAMETER, "frame must be text", None, True)
+    if _too_large(data):
+        return FrameError(Code.BAD_PARAMETER, "frame too large", None, True)
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return FrameError(Code.BAD_PARAMETER, "frame is not valid JSON", None, True)
+    if not isinstance(frame, dict):
+        return FrameError(Code.BAD_PARAMETER, "frame is not a JSON object", None, True)
+    return frame
+
+
+def _valid_id(v: object) -> bool:
+    if isinstance(v, str):
+        return len(v) <= MAX_ID_CHARS
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _INT_MIN <= v <= _INT_MAX
+    return v is None
+
+
+def _parse_args(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for field in spec.fields:
+        value = frame.get(field.name)
+        if value is not None:
+            args[field.name] = field.check(field.name, value)
+        elif field.required:
+            raise _Violation(Code.BAD_PARAMETER, f"missing {field.name}")
+        elif field.default is not OMIT:
+            args[field.name] = field.default
+    if spec.post is not None:
+        spec.post(args)
+    return args
+
+
+def parse_frame(data: str | bytes) -> Request | FrameError:
+    """Parse one client frame; never raises (module docstring)."""
+    frame = _decode(data)
+    if isinstance(frame, FrameError):
+        return frame
+    rid = frame.get("id")
+    if not _valid_id(rid):
+        info = f"id must be an integer or a string of at most {MAX_ID_CHARS} characters"
+        return FrameError(Code.BAD_PARAMETER, info, None, True)
+    op = frame.get("op")
+    spec = OPS.get(op) if isinstance(op, str) else None
+    if spec is None:
+        return FrameError(Code.BAD_COMMAND, "unknown op", rid, True)
+    try:
+        args = _parse_args(spec, frame)
+    except LivecastError as exc:
+        return FrameError(exc.code, exc.info, rid, isinstance(exc, _Violation))
+    return Request(op, rid, args)
+
+
+# -- replies and pushes (pure dicts; the server encodes them once) ---------------
+
+
+def reply(id: int | str | None, code: int = 0, info: str = "", **fields: Any) -> dict[str, Any]:
+    """``{"op":"reply","id":..,"code":..,"info":..,...result fields}``."""
+    return {"op": "reply", "id": id, "code": int(code), "info": info, **fields}
+
+
+def error_reply(err: FrameError) -> dict[str, Any] | None:
+    """The reply to a refused frame, or None when its id is unknown (no reply)."""
+    if err.id is None:
+        return None
+    return reply(err.id, err.code, err.info)
+
+
+def kicked(reason: str) -> dict[str, Any]:
+    """``{"op":"kicked","reason":..}``, sent before closing for that reason."""
+    if reason not in KICK_REASONS:
+        raise ValueError(f"unknown kick reason {reason!r}")
+    return {"op": "kicked", "reason": reason}

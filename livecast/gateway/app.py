@@ -1,0 +1,69 @@
+"""The aiohttp application factory: routes, lifecycle, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from livecast.admin.rest import handle as rest_handle
+from livecast.gateway.ws import NODE, handle_ws
+from livecast.node.hub import Node
+from livecast.settings import Settings
+
+log = logging.getLogger("livecast.gateway")
+
+DEMO_ROOM = "demo"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    ready = not node.draining and await node.backplane.ready()
+    status = 200 if ready else 503
+    return web.json_response({"ready": ready, "draining": node.draining}, status=status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = generate_latest(node.metrics.registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    if node.settings.dev_key and DEMO_ROOM not in node.rooms:
+        node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
+    yield
+    await node.backplane.close()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    """Graceful shutdown: 1001 to every member, then wait for them to drain."""
+    node = app[NODE]
+    node.going_away()
+    try:
+        await asyncio.wait_for(node.drained.wait(), node.settings.shutdown_grace)
+    except TimeoutError:
+        log.warning("shutdown: %d connections did not close in time", len(node.connections))
+
+
+def make_app(settings: Settings, node: Node | None = None) -> web.Application:
+    app = web.Application(client_max_size=1 << 20)
+    app[NODE] = node or Node(settings)
+    app.router.add_get("/v1/ws", handle_ws)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v4/{service}/{command}", rest_handle)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_on_shutdown)
+    return app

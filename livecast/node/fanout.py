@@ -1,0 +1,44 @@
+"""The hot path: one tick's frame bytes to every member of a room.
+
+Per tick and room the caller builds at most two frames (full, and "lite"
+without Low/Lowest messages) and this loop writes the same bytes to every
+member's transport: no per-member serialization, coroutine or ``await``.
+A member whose transport buffer is past ``soft`` gets the lite frame, past
+``hard`` it is returned for shedding (spec/rooms.md, Fan-out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from livecast.node.connection import Connection
+
+
+def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
+           soft: int, hard: int) -> tuple[int, int, list[Connection]]:
+    """Write ``full`` (or ``lite`` to lagging members); return
+    (frames written in full, frames degraded, members to shed).
+
+    ``lite`` None means the batch has nothing droppable: everyone gets ``full``.
+    ``lite`` b"" means everything was droppable: lagging members get nothing.
+    """
+    written = degraded = 0
+    shed: list[Connection] = []
+    for conn in members:
+        transport = conn.transport
+        if transport.is_closing():
+            continue
+        size = transport.get_write_buffer_size()
+        if size > soft and lite is not None:
+            if size > hard:
+                shed.append(conn)
+                continue
+            if lite:
+                transport.write(lite)
+            degraded += 1
+        elif size > hard:
+            shed.append(conn)
+        else:
+            transport.write(full)
+            written += 1
+    return written, degraded, shed

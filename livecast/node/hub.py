@@ -1,0 +1,349 @@
+"""The node: rooms, sessions and the dispatch timers of one livecast process.
+
+Decisions come from ``livecast.core``; this module wires them to the event
+loop and to transports.  Nothing here awaits on the fan-out path: a room's
+dispatch runs as one loop callback (``_dispatch``) that ticks the scheduler,
+encodes the batch once and writes it to every member.
+
+Room dispatch timing (spec/operations.md LIVECAST_TICK_MS): a room with
+waiting messages is dispatched once per tick; a quiet room dispatches its
+first message at once (on the next loop iteration, so that messages sent in
+the same iteration share one frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from livecast.backplane.memory import MemoryBackplane
+from livecast.core.group import FOREVER, Group, new_group_id
+from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.core.wsframe import close_frame, frame
+from livecast.errors import Close, Code, LivecastError
+from livecast.node.connection import Connection
+from livecast.node.fanout import fanout
+from livecast.node.metrics import Metrics
+from livecast.node.room import LiveRoom, Outgoing
+from livecast.settings import Settings
+
+log = logging.getLogger("livecast.node")
+
+KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "banned": Close.BANNED,
+              "groupDestroyed": Close.NORMAL, "slow": Close.SLOW}
+
+
+class Node:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.rooms: dict[str, LiveRoom] = {}
+        self.sessions: dict[str, dict[Connection, None]] = {}
+        self.profiles: dict[str, tuple[str, str]] = {}
+        self.connections: dict[Connection, None] = {}
+        self.backplane = MemoryBackplane()
+        self._tip_rooms: dict[LiveRoom, None] = {}
+        self._tip_handle: asyncio.TimerHandle | None = None
+        self._group_counter = 0
+        self._salt = os.urandom(8)
+        self.draining = False
+        self.drained = asyncio.Event()
+
+    # ----------------------------------------------------------- groups
+    def create_group(self, owner: str, fields: dict[str, Any],
+                     group_id: str | None = None) -> Group:
+        now = self.clock()
+        if group_id is None:
+            group_id = self._fresh_group_id()
+        elif group_id in self.rooms:
+            taken = self.rooms[group_id].group.owner == owner
+            raise LivecastError(Code.GROUP_ID_TAKEN_BY_YOU if taken else Code.GROUP_ID_TAKEN,
+                                f"group id {group_id!r} is already used")
+        group = Group.create(group_id, owner, now, fields)
+        s = self.settings
+        sched = RoomScheduler(s.room_rate, s.room_burst, now, s.max_wait)
+        self.rooms[group_id] = LiveRoom(group, sched, s.tip_member_cap)
+        self.metrics.rooms.set(len(self.rooms))
+        log.info("room created: %s", group_id)
+        return group
+
+    def _fresh_group_id(self) -> str:
+        while True:
+            self._group_counter += 1
+            gid = new_group_id(self._group_counter, self._salt)
+            if gid not in self.rooms:
+                return gid
+
+    def room(self, group_id: str) -> LiveRoom:
+        room = self.rooms.get(group_id)
+        if room is None:
+            raise LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+        return room
+
+    def destroy_group(self, group_id: str) -> None:
+        room = self.room(group_id)
+        self.push_tips(room, [{"type": "destroyed"}])
+        for conn in list(room.members):
+            self.kick(conn, "groupDestroyed")
+        del self.rooms[group_id]
+        if room.handle is not None:
+            room.handle.cancel()
+        self._settle_pending(room)
+        self.metrics.rooms.set(len(self.rooms))
+        log.info("room destroyed: %s", group_id)
+
+    def _settle_pending(self, room: LiveRoom) -> None:
+        """A destroyed room's waiting messages end as drops (accounting)."""
+        result = room.sched.tick(self.clock() + 1e9)
+        for _seq, pending in result.delivered:
+            self._drop(pending.payload, pending.priority)
+        for pending in result.dropped:
+            self._drop(pending.payload, pending.priority)
+
+    def modify_group(self, group_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        room = self.room(group_id)
+        changes = room.group.modify(fields, self.clock())
+        if changes:
+            self.push_tips(room, [{"type": "groupInfo", "changes": changes}])
+        return changes
+
+    def update_counters(self, group_id: str, items: object, mode: object) -> list[dict[str, Any]]:
+        room = self.room(group_id)
+        result = room.group.update_counters(items, mode)
+        if result:
+            self.push_tips(room, [{"type": "counters", "counters": result}])
+        return result
+
+    def delete_counters(self, group_id: str, keys: list[str] | None) -> list[dict[str, Any]]:
+        room = self.room(group_id)
+        result = room.group.delete_counters(keys)
+        if result:
+            self.push_tips(room, [{"type": "counters", "counters": result}])
+        return result
+
+    def mute(self, group_id: str, users: list[str], seconds: int) -> None:
+        room = self.room(group_id)
+        now = self.clock()
+        tips = []
+        for user in users:
+            until = room.group.mute(user, seconds, now)
+            shown = FOREVER if seconds == FOREVER else int(until)
+            tips.append({"type": "mute", "member": user, "until": shown})
+        self.push_tips(room, tips)
+
+    def ban(self, group_id: str, users: list[str], seconds: int) -> None:
+        room = self.room(group_id)
+        now = self.clock()
+        for user in users:
+            room.group.ban(user, seconds, now)
+            for conn in [c for c in room.members if c.user == user]:
+                self.kick(conn, "banned")
+
+    def system_notification(self, group_id: str, content: str) -> None:
+        self.push_tips(self.room(group_id), [{"type": "system", "content": content}])
+
+    def set_rate(self, group_id: str, rate: int, burst: int) -> None:
+        room = self.room(group_id)
+        room.group.rate, room.group.burst = rate, burst
+        room.sched.configure(rate, burst, self.clock())
+
+    # ----------------------------------------------------------- sessions
+    def attach(self, conn: Connection) -> None:
+        self.connections[conn] = None
+        self.metrics.connections.set(len(self.connections))
+
+    def login(self, conn: Connection, user: str) -> None:
+        conn.user = user
+        conn.logged_in = True
+        conn.guest = False
+        conn.nick, conn.avatar = self.profiles.get(user, ("", ""))
+        others = self.sessions.setdefault(user, {})
+        if not self.settings.multi_login:
+            for old in list(others):
+                self.kick(old, "multiLogin")
+        others[conn] = None
+        log.debug("login %s from %s", user, conn.peer)
+
+    def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
+        old_nick, old_avatar = self.profiles.get(user, ("", ""))
+        profile = (old_nick if nick is None else nick, old_avatar if avatar is None else avatar)
+        self.profiles[user] = profile
+        for conn in self.sessions.get(user, ()):
+            conn.nick, conn.avatar = profile
+        return profile
+
+    def join(self, conn: Connection, group_id: str) -> dict[str, Any]:
+        room = self.room(group_id)
+        if not conn.logged_in:
+            if not self.settings.allow_guests:
+                raise LivecastError(Code.NO_PERMISSION, "guests are not allowed: login first")
+            conn.guest = True
+        elif room.group.is_banned(conn.user, self.clock()):
+            raise LivecastError(Code.NO_PERMISSION, "banned from this group")
+        if conn not in room.members:
+            room.members[conn] = None
+            conn.rooms.add(group_id)
+            room.joins.add(conn.user if conn.logged_in else "")
+            self._want_tips(room)
+            self.metrics.members.inc()
+        return {"group": room.group.profile(), "counters": room.group.counter_list(),
+                "onlineMemberNum": room.online()}
+
+    def quit(self, conn: Connection, group_id: str) -> None:
+        room = self.rooms.get(group_id)
+        if room is None or conn not in room.members:
+            conn.rooms.discard(group_id)
+            return
+        del room.members[conn]
+        conn.rooms.discard(group_id)
+        room.quits.add(conn.user if conn.logged_in else "")
+        self._want_tips(room)
+        self.metrics.members.dec()
+
+    def detach(self, conn: Connection) -> None:
+        """The connection is gone (or going): leave every room and session."""
+        for gid in list(conn.rooms):
+            self.quit(conn, gid)
+        others = self.sessions.get(conn.user)
+        if others is not None:
+            others.pop(conn, None)
+            if not others:
+                del self.sessions[conn.user]
+        if self.connections.pop(conn, 0) is None:
+            self.metrics.connections.set(len(self.connections))
+        if self.draining and not self.connections:
+            self.drained.set()
+
+    def kick(self, conn: Connection, reason: str) -> None:
+        """Send ``kicked`` then close with the reason's code; never waits."""
+        self.close(conn, KICK_CLOSE[reason], reason, kicked=True)
+
+    def close(self, conn: Connection, code: int, reason: str = "", kicked: bool = False) -> None:
+        if conn.closing:
+            return
+        if kicked:
+            conn.send({"op": "kicked", "reason": reason})
+        conn.write(close_frame(code, reason))
+        conn.closing = True
+        conn.close_code = code
+        self.metrics.closes.labels(str(code)).inc()
+        self.detach(conn)
+        transport = conn.transport
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.shutdown_grace or 0.1, transport.abort)
+        transport.close()
+
+    # ----------------------------------------------------------- sending
+    def submit(self, group_id: str, msg: Outgoing) -> None:
+        """Offer an admitted message to its room's scheduler (after webhooks)."""
+        room = self.room(group_id)
+        now = self.clock()
+        self.metrics.admitted_by[msg.priority].inc()
+        for pending in room.sched.offer(msg, msg.priority, now):
+            self._drop(pending.payload, pending.priority)
+        self._schedule(room)
+
+    def check_send(self, conn: Connection, group_id: str) -> LiveRoom:
+        room = self.room(group_id)
+        if conn.guest or not conn.logged_in or conn not in room.members:
+            raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
+        code = room.group.can_send(conn.user, self.clock(), self.settings.is_admin(conn.user))
+        if code:
+            raise LivecastError(code, "you are muted in this group")
+        return room
+
+    def _drop(self, msg: Outgoing, priority: Priority) -> None:
+        self.metrics.dropped_freq[priority].inc()
+        if msg.fate is not None:
+            msg.fate(0, int(self.clock() * 1000), "MsgFreqCtrl")
+
+    def _schedule(self, room: LiveRoom) -> None:
+        if room.handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = room.last_dispatch + self.settings.tick
+        if due <= loop.time():
+            room.handle = loop.call_soon(self._dispatch, room)
+        else:
+            room.handle = loop.call_at(due, self._dispatch, room)
+
+    def _dispatch(self, room: LiveRoom) -> None:
+        started = time.perf_counter()
+        room.handle = None
+        room.last_dispatch = asyncio.get_running_loop().time()
+        now = self.clock()
+        result = room.sched.tick(now)
+        for pending in result.dropped:
+            self._drop(pending.payload, pending.priority)
+        if result.delivered:
+            self._deliver(room, result.delivered, int(now * 1000))
+        if room.sched.pending:
+            self._schedule(room)
+        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+
+    def _deliver(self, room: LiveRoom, batch: list[Any], time_ms: int) -> None:
+        wires = [p.payload.wire(seq, time_ms) for seq, p in batch]
+        full = frame(room.encode("msgs", "msgs", wires))
+        keep = [w for (_s, p), w in zip(batch, wires, strict=True) if p.priority <= Priority.NORMAL]
+        lite: bytes | None = None
+        if len(keep) < len(wires):
+            lite = frame(room.encode("msgs", "msgs", keep)) if keep else b""
+        self.backplane.publish(room.group_id, full, lite)
+        self._fan(room, full, lite)
+        delivered = self.metrics.delivered_by
+        for seq, pending in batch:
+            msg: Outgoing = pending.payload
+            delivered[pending.priority].inc()
+            if msg.fate is not None:
+                msg.fate(seq, time_ms, "")
+        room.group.last_msg_time = time_ms / 1000
+
+    def _fan(self, room: LiveRoom, full: bytes, lite: bytes | None) -> None:
+        s = self.settings
+        written, degraded, shed = fanout(room.members, full, lite, s.outbox_soft_bytes,
+                                         s.outbox_hard_bytes)
+        self.metrics.frames.inc(written)
+        if degraded:
+            self.metrics.frames_lite.inc(degraded)
+        for conn in shed:
+            self.metrics.shed.inc()
+            self.kick(conn, "slow")
+
+    # ----------------------------------------------------------- tips
+    def push_tips(self, room: LiveRoom, tips: list[dict[str, Any]]) -> None:
+        if tips and room.members:
+            data = frame(room.encode("tips", "tips", tips))
+            self._fan(room, data, None)
+
+    def _want_tips(self, room: LiveRoom) -> None:
+        self._tip_rooms[room] = None
+        if self._tip_handle is None:
+            loop = asyncio.get_running_loop()
+            self._tip_handle = loop.call_later(self.settings.tip_interval, self._flush_tips)
+
+    def _flush_tips(self) -> None:
+        self._tip_handle = None
+        rooms, self._tip_rooms = self._tip_rooms, {}
+        for room in rooms:
+            if self.rooms.get(room.group_id) is room:
+                self.push_tips(room, room.take_member_tips())
+
+    # ----------------------------------------------------------- shutdown
+    def going_away(self) -> None:
+        """Close every connection with 1001 (graceful shutdown, drain)."""
+        self.draining = True
+        if not self.connections:
+            self.drained.set()
+        for conn in list(self.connections):
+            self.close(conn, Close.GOING_AWAY, "server shutting down")
+
+    def encode_reply(self, obj: dict[str, Any]) -> bytes:
+        return frame(orjson.dumps(obj))

@@ -1,0 +1,209 @@
+"""Configuration: frozen, built once at the edge from env and flags.
+
+Nothing else in livecast reads ``os.environ``.  ``Settings`` is passed
+explicitly to whatever needs it.  The secret key never appears in a repr or
+a log line (``Secret``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that does not show itself in reprs or logs."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    sdkappid: int = 1400000000
+    secret_key: Secret = Secret("")
+    dev_key: bool = False                 # the key was generated for development
+    admins: tuple[str, ...] = ("administrator",)
+    redis_url: str = ""
+    callback_url: str = ""
+    callback_token: Secret = Secret("")
+    callback_timeout: float = 2.0
+    room_rate: int = 40
+    room_burst: int = 40
+    tick_ms: int = 100
+    allow_guests: bool = True
+    log_level: str = "info"
+    # beyond operations.md: documented in README's configuration table
+    max_wait: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
+    multi_login: bool = False
+    login_timeout: float = 10.0
+    outbox_soft_bytes: int = 256 * 1024   # past this a member stops getting Low/Lowest
+    outbox_hard_bytes: int = 2 * 1024 * 1024  # past this a member is shed (4008)
+    tip_interval: float = 1.0
+    tip_member_cap: int = 20
+    req_rate: float = 200.0               # per-connection requests per second
+    req_burst: int = 400
+    violation_limit: int = 10             # protocol violations before close 4009
+    shutdown_grace: float = 5.0
+
+    @property
+    def tick(self) -> float:
+        return self.tick_ms / 1000.0
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.admins
+
+
+# (variable, field, parser)
+def _bool(v: str) -> bool:
+    low = v.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _int(lo: int, hi: int) -> Any:
+    def parse(v: str) -> int:
+        n = int(v)
+        if not lo <= n <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return n
+    return parse
+
+
+def _float(lo: float, hi: float) -> Any:
+    def parse(v: str) -> float:
+        x = float(v)
+        if not lo <= x <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return x
+    return parse
+
+
+def _admins(v: str) -> tuple[str, ...]:
+    names = tuple(a.strip() for a in v.split(",") if a.strip())
+    if not names or len(names) > 5:
+        raise ValueError("one to five comma-separated identifiers")
+    return names
+
+
+def _max_wait(v: str) -> tuple[float, float, float, float]:
+    parts = [float(p) / 1000.0 for p in v.split(",")]
+    if len(parts) != 4 or any(p <= 0 or p > 600 for p in parts):
+        raise ValueError("four positive millisecond values: High,Normal,Low,Lowest")
+    return (parts[0], parts[1], parts[2], parts[3])
+
+
+def _level(v: str) -> str:
+    low = v.strip().lower()
+    if low not in ("debug", "info", "warning", "error"):
+        raise ValueError("one of debug, info, warning, error")
+    return low
+
+
+def _url(prefixes: tuple[str, ...]) -> Any:
+    def parse(v: str) -> str:
+        if v and not v.startswith(prefixes):
+            raise ValueError(f"must start with {' or '.join(prefixes)}")
+        return v
+    return parse
+
+
+ENV: tuple[tuple[str, str, Any], ...] = (
+    ("LIVECAST_HOST", "host", str),
+    ("LIVECAST_PORT", "port", _int(0, 65535)),
+    ("LIVECAST_SDKAPPID", "sdkappid", _int(1, 2**32 - 1)),
+    ("LIVECAST_SECRET_KEY", "secret_key", Secret),
+    ("LIVECAST_ADMINS", "admins", _admins),
+    ("LIVECAST_REDIS_URL", "redis_url", _url(("redis://", "rediss://", "unix://"))),
+    ("LIVECAST_CALLBACK_URL", "callback_url", _url(("http://", "https://"))),
+    ("LIVECAST_CALLBACK_TOKEN", "callback_token", Secret),
+    ("LIVECAST_CALLBACK_TIMEOUT", "callback_timeout", _float(0.05, 60)),
+    ("LIVECAST_ROOM_RATE", "room_rate", _int(0, 100000)),
+    ("LIVECAST_ROOM_BURST", "room_burst", _int(1, 100000)),
+    ("LIVECAST_TICK_MS", "tick_ms", _int(5, 5000)),
+    ("LIVECAST_ALLOW_GUESTS", "allow_guests", _bool),
+    ("LIVECAST_LOG_LEVEL", "log_level", _level),
+    ("LIVECAST_MAX_WAIT_MS", "max_wait", _max_wait),
+    ("LIVECAST_MULTI_LOGIN", "multi_login", _bool),
+    ("LIVECAST_LOGIN_TIMEOUT", "login_timeout", _float(0.1, 600)),
+    ("LIVECAST_OUTBOX_SOFT_KB", "outbox_soft_bytes", lambda v: _int(1, 1 << 20)(v) * 1024),
+    ("LIVECAST_OUTBOX_HARD_KB", "outbox_hard_bytes", lambda v: _int(1, 1 << 22)(v) * 1024),
+    ("LIVECAST_REQ_RATE", "req_rate", _float(0.1, 100000)),
+    ("LIVECAST_REQ_BURST", "req_burst", _int(1, 100000)),
+    ("LIVECAST_SHUTDOWN_GRACE", "shutdown_grace", _float(0, 600)),
+)
+
+ENV_NAMES = frozenset(name for name, _, _ in ENV)
+FIELD_OF = {name: fld for name, fld, _ in ENV}
+
+
+def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Parse ``{ENV_NAME: text}`` into ``{field: value}``; ConfigError names the variable."""
+    out: dict[str, Any] = {}
+    for name, fld, parser in ENV:
+        if name not in raw:
+            continue
+        try:
+            out[fld] = parser(raw[name])
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return out
+
+
+def default_dev_key_file() -> Path:
+    return Path(os.path.expanduser("~")) / ".livecast" / "dev-key"
+
+
+def load_dev_key(path: Path) -> str:
+    """The development key: made once, kept in ``path`` (mode 0600) so that
+    ``livecast usersig`` and ``livecast serve`` agree across restarts."""
+    try:
+        key = path.read_text().strip()
+        if key:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
+          dev_key_file: Path | None = None) -> Settings:
+    """The one place configuration is assembled: env, then flags on top."""
+    values = parse_values(env)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    if not values.get("secret_key", Secret("")).value:
+        path = dev_key_file or Path(env.get("LIVECAST_DEV_KEY_FILE", "") or default_dev_key_file())
+        values["secret_key"] = Secret(load_dev_key(path))
+        values["dev_key"] = True
+    settings = Settings(**values)
+    if settings.outbox_soft_bytes >= settings.outbox_hard_bytes:
+        raise ConfigError("LIVECAST_OUTBOX_SOFT_KB must be below LIVECAST_OUTBOX_HARD_KB")
+    return settings

@@ -6,9 +6,11 @@ Flags + env -> Settings, built once here; uvloop installed; the app run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -82,26 +84,36 @@ def banner(s: Settings) -> str:
 
 
 def serve(s: Settings) -> None:
-    from aiohttp import web
-
-    from livecast.gateway.app import make_app
-
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         log.warning("uvloop unavailable; using the default event loop")
-    limit = raise_fd_limit()
-    log.info("open-files limit %d", limit)
+    log.info("open-files limit %d", raise_fd_limit())
+    asyncio.run(_serve(s))
 
-    async def started(app: web.Application) -> None:
+
+async def _serve(s: Settings) -> None:
+    """Start the app, print the banner once listening, stop on SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from livecast.gateway.app import make_app
+
+    runner = web.AppRunner(make_app(s), access_log=None,
+                           shutdown_timeout=s.shutdown_grace + 1, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, s.host, s.port).start()
         print(banner(s), flush=True)
-
-    app = make_app(s)
-    app.on_startup.append(started)
-    web.run_app(app, host=s.host, port=s.port, print=None,
-                shutdown_timeout=s.shutdown_grace + 1, access_log=None)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,108 @@
+"""``livecast serve`` and ``livecast usersig`` as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from livecast.cli import main
+from livecast.client import Client, text
+from livecast.core.usersig import verify
+
+SDKAPPID = 1400000000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_usersig_command_prints_a_valid_sig(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "cli-key")
+    assert main(["usersig", "alice", "--expire", "60"]) == 0
+    sig = capsys.readouterr().out.strip()
+    import time
+
+    assert verify(sig, SDKAPPID, "cli-key", "alice", time.time()) == 0
+    assert verify(sig, SDKAPPID, "cli-key", "alice", time.time() + 61) == 70001
+
+
+def test_bad_config_exits_2_naming_the_variable(capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVECAST_PORT", "not-a-port")
+    assert main(["usersig", "alice"]) == 2
+    assert "LIVECAST_PORT" in capsys.readouterr().err
+
+
+@dataclass
+class Served:
+    proc: asyncio.subprocess.Process
+    port: int
+    banner: list[str]
+    key: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    port = free_port()
+    env = dict(os.environ, LIVECAST_PORT=str(port), LIVECAST_DEV_KEY_FILE=str(tmp_path / "k"),
+               LIVECAST_SHUTDOWN_GRACE="3")
+    env.pop("LIVECAST_SECRET_KEY", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecast", "serve", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not any("demo room" in line for line in lines):
+        raw = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert raw, "server exited before its banner:\n" + "".join(lines)
+        lines.append(raw.decode())
+    key = (tmp_path / "k").read_text().strip()
+    yield Served(proc, port, lines, key)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_serve_prints_banner_and_answers_health(served: Served) -> None:
+    banner = "".join(served.banner)
+    assert f"127.0.0.1:{served.port}" in banner and "1400000000" in banner
+    assert served.key in banner
+    admin_sig = next(line.split()[-1] for line in served.banner if "for administrator" in line)
+    import time
+
+    assert verify(admin_sig, SDKAPPID, served.key, "administrator", time.time()) == 0
+    async with aiohttp.ClientSession() as http:
+        for path in ("/healthz", "/readyz"):
+            async with http.get(served.base + path) as resp:
+                assert resp.status == 200
+        async with http.get(served.base + "/metrics") as resp:
+            body = await resp.text()
+            assert "livecast_rooms 1.0" in body and "livecast_tick_duration_seconds" in body
+
+
+async def test_demo_room_works_and_sigterm_closes_members_with_1001(served: Served) -> None:
+    demo_sig = next(line.split()[-1] for line in served.banner if "for demo-user" in line)
+    async with Client(f"ws://127.0.0.1:{served.port}/v1/ws") as c:
+        assert (await c.login(SDKAPPID, "demo-user", demo_sig))["code"] == 0
+        assert (await c.join("demo"))["code"] == 0
+        assert (await c.send("demo", text("hi")))["msgSeq"] == 1
+        served.proc.send_signal(signal.SIGTERM)
+        assert await c.wait_closed(10) == 1001
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0

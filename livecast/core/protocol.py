@@ -44,12 +44,12 @@ from typing import Any, Final
 
 import orjson
 
+from livecast.core.group_ids import is_valid_group_id
 from livecast.core.messages import check_size, validate_msg_body
 from livecast.errors import Code, LivecastError
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_ID_CHARS = 64
-MAX_GROUP_ID_BYTES = 48
 MAX_USER_ID_BYTES = 32
 MAX_NICK_BYTES = 64
 MAX_AVATAR_BYTES = 500
@@ -106,7 +106,7 @@ def _printable_ascii(s: str, max_bytes: int) -> bool:
 
 def _group_id(name: str, v: object) -> str:
     s = _str(name, v)
-    if not _printable_ascii(s, MAX_GROUP_ID_BYTES):
+    if not is_valid_group_id(s):
         raise LivecastError(Code.INVALID_GROUP_ID, f"{name} must be 1..48 printable ASCII bytes")
     return s
 
@@ -275,11 +275,10 @@ def parse_frame(data: str | bytes) -> Request | FrameError:
         info = f"id must be an integer or a string of at most {MAX_ID_CHARS} characters"
         return FrameError(Code.BAD_PARAMETER, info, None, True)
     op = frame.get("op")
-    spec = OPS.get(op) if isinstance(op, str) else None
-    if spec is None:
+    if not isinstance(op, str) or op not in OPS:
         return FrameError(Code.BAD_COMMAND, "unknown op", rid, True)
     try:
-        args = _parse_args(spec, frame)
+        args = _parse_args(OPS[op], frame)
     except LivecastError as exc:
         return FrameError(exc.code, exc.info, rid, isinstance(exc, _Violation))
     return Request(op, rid, args)

@@ -126,7 +126,9 @@ def parse_app_defined(items: object) -> list[tuple[str, str]]:
     return pairs
 
 
-def upsert_app_defined(current: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+def upsert_app_defined(
+    current: Mapping[str, str], pairs: Sequence[tuple[str, str]]
+) -> dict[str, str]:
     """A new map: ``current`` with ``pairs`` upserted; an empty value deletes.
 
     Raises 10004 when the result would hold more than APP_DEFINED_MAX_KEYS keys.
@@ -138,7 +140,9 @@ def upsert_app_defined(current: Mapping[str, str], pairs: Sequence[tuple[str, st
         else:
             result.pop(key, None)
     if len(result) > APP_DEFINED_MAX_KEYS:
-        raise bad(f"AppDefinedData would hold {len(result)} keys, the limit is {APP_DEFINED_MAX_KEYS}")
+        raise bad(
+            f"AppDefinedData would hold {len(result)} keys, the limit is {APP_DEFINED_MAX_KEYS}"
+        )
     return result
 
 
@@ -164,7 +168,9 @@ def parse_counter_items(items: object) -> list[tuple[str, int]]:
         if not isinstance(item, Mapping) or "Key" not in item or "Value" not in item:
             raise bad("each GroupCounter item must be an object with Key and Value")
         key = check_counter_key(item["Key"])
-        pairs.append((key, check_int(item["Value"], f"GroupCounter[{key}].Value", INT64_MIN, INT64_MAX)))
+        pairs.append(
+            (key, check_int(item["Value"], f"GroupCounter[{key}].Value", INT64_MIN, INT64_MAX))
+        )
     return pairs
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -74,7 +75,7 @@ class Live:
         params = {"sdkappid": str(sdkappid), "identifier": identifier,
                   "usersig": usersig if usersig is not None else sig(identifier),
                   "random": "1", "contenttype": "json"}
-        data = body if isinstance(body, bytes) else aiohttp.helpers.json.dumps(body).encode()
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
         async with aiohttp.ClientSession() as http, http.post(
                 self.url(f"/v4/{service}/{command}"), params=params, data=data) as resp:
             assert resp.status == 200

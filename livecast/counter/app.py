@@ -1,0 +1,294 @@
+"""``livecast counter``: the like counter (spec rooms.md "Likes and counters", docs/counter.md).
+
+A Tencent-format webhook receiver (tencent-reference.md 3.1, 3.3, 3.4) and a
+write-back loop (2.4 AppDefinedData or 2.12 group counters).
+
+Invariants:
+- The receiver never awaits the REST API: a callback is checked, counted in
+  the pure ``LikeTally`` and answered at once, so a slow or dead REST
+  endpoint never delays a callback.
+- Every authenticated callback gets HTTP 200 with the OK envelope, so the
+  counter never blocks or alters a message; other commands than
+  ``Group.CallbackBeforeSendMsg`` and malformed bodies are acknowledged and
+  not counted.
+- A callback with a wrong ``SdkAppid``, or, with a token configured, a
+  missing or wrong ``Sign``/``RequestTime``, gets HTTP 401: the sender sees a
+  failed webhook and applies its failure policy (deliver, by default) rather
+  than a rejection, so a misconfigured token never turns into refused
+  messages; nothing is counted.
+- Writes carry totals (``LikeTally`` invariant 1); a failed write is retried
+  at the room's next flush; a room whose group is gone (10010, 10015) is
+  forgotten.  At shutdown every pending room is written once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from livecast.core.likes import LikeTally, recognise
+from livecast.core.signing import tencent_sign_ok
+from livecast.counter.rest import TRANSPORT_ERROR, RestClient, TotalStore, code_of
+from livecast.counter.settings import CounterSettings
+from livecast.errors import Code
+
+log = logging.getLogger("livecast.counter")
+
+BEFORE_SEND = "Group.CallbackBeforeSendMsg"
+ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
+MAX_BODY = 64 * 1024  # a message is at most 12 KB (spec 6); the rest is envelope
+TICK = 0.2  # how often the loop looks for due rooms, seconds
+SWEEP = 60.0  # how often it forgets idle rooms, seconds
+GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})
+
+
+@dataclass(slots=True)
+class Stats:
+    callbacks: int = 0
+    likes: int = 0
+    refused: int = 0
+    malformed: int = 0
+    writes: int = 0
+    write_failures: int = 0
+
+
+class Counter:
+    """The receiver's decisions and the write-back of one counter process."""
+
+    def __init__(self, settings: CounterSettings, clock: Callable[[], float] = time.time,
+                 rand: Callable[[], float] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rule = settings.rule
+        self.tally = LikeTally(rand or random.Random().random, settings.min_s, settings.max_s)
+        self.stats = Stats()
+        self.store: TotalStore | None = None  # set while the app runs (``_rest_ctx``)
+        self._failing = False
+
+    # ------------------------------------------------------------ receiver
+    def refusal(self, query: Mapping[str, str]) -> str:
+        """Why a callback's query string is refused ("" when it is accepted)."""
+        s = self.settings
+        if query.get("SdkAppid") != str(s.sdkappid):
+            return "SdkAppid does not match"
+        token = s.callback_token.value
+        if not token:
+            return ""
+        window = s.sign_window or None
+        ok = tencent_sign_ok(token, query.get("Sign", ""), query.get("RequestTime", ""),
+                             self.clock(), window)
+        return "" if ok else "Sign or RequestTime is missing or wrong"
+
+    def receive(self, command: str, raw: bytes) -> int:
+        """Count the likes of one accepted callback; returns how many."""
+        self.stats.callbacks += 1
+        if command != BEFORE_SEND:
+            return 0
+        try:
+            body = orjson.loads(raw) if len(raw) <= MAX_BODY else None
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            self.stats.malformed += 1
+            return 0
+        like = recognise(body, self.rule)
+        if like is None:
+            return 0
+        if like.group_id not in self.tally:
+            log.debug("room first seen: %s", like.group_id)
+        self.tally.add(like.group_id, like.count, self.clock())
+        self.stats.likes += like.count
+        return like.count
+
+    # ----------------------------------------------------------- write-back
+    async def flush_due(self, now: float | None = None) -> int:
+        """Write every room due at ``now`` (default: the clock); returns rooms taken."""
+        now = self.clock() if now is None else now
+        return await self._flush(self.tally.take_due(now), now)
+
+    async def flush_now(self) -> int:
+        """Write every room with unwritten likes, due or not; returns rooms taken."""
+        return await self._flush(self.tally.take_all(), self.clock())
+
+    async def _flush(self, rooms: list[str], now: float) -> int:
+        """Flush ``rooms`` with at most ``concurrency`` REST calls in flight."""
+        todo = iter(rooms)
+
+        async def worker() -> None:
+            for group_id in todo:  # one shared iterator: each room is taken once
+                await self._flush_room(group_id, now)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(len(rooms), self.settings.concurrency)):
+                tg.create_task(worker())
+        return len(rooms)
+
+    async def _flush_room(self, group_id: str, now: float) -> None:
+        code, info, total = TRANSPORT_ERROR, "cancelled", 0
+        try:
+            code, info, total = await self._write(group_id)
+        finally:
+            self._settle(group_id, code, info, total, max(now, self.clock()))
+
+    async def _write(self, group_id: str) -> tuple[int, str, int]:
+        """Read the room's base on first sight, then write its total."""
+        store = self.store
+        if store is None:
+            return TRANSPORT_ERROR, "the REST client is not running", 0
+        if self.tally.needs_base(group_id):
+            read = await store.read(group_id)
+            if read.code:
+                return read.code, read.info, 0
+            self.tally.set_base(group_id, read.value)
+        total = self.tally.total(group_id)
+        reply = await store.write(group_id, total)
+        return code_of(reply), str(reply.get("ErrorInfo", "")), total
+
+    def _settle(self, group_id: str, code: int, info: str, total: int, now: float) -> None:
+        if code == 0:
+            self.tally.written(group_id, total, now)
+            self.stats.writes += 1
+            if self._failing:
+                self._failing = False
+                log.info("writes succeed again")
+            return
+        self.stats.write_failures += 1
+        if code in GONE:
+            log.info("room %s is gone (%d %s); its likes are forgotten", group_id, code, info)
+            self.tally.forget(group_id)
+            return
+        self.tally.failed(group_id, now)
+        if not self._failing:
+            self._failing = True
+            log.warning("write of room %s failed (%d %s); retrying", group_id, code, info)
+
+    async def run(self) -> None:
+        """The periodic loop: flush due rooms; once a minute, forget idle ones."""
+        sweep = self.clock() + SWEEP
+        while True:
+            try:
+                await self.flush_due()
+            except Exception:
+                log.exception("flush failed")
+            if self.clock() >= sweep:
+                sweep = self.clock() + SWEEP
+                self.tally.forget_idle(self.clock(), self.settings.idle_s)
+            await asyncio.sleep(TICK)
+
+    def health(self) -> dict[str, object]:
+        return {"status": "ok", "rooms": len(self.tally), "pending": len(self.tally.pending()),
+                **asdict(self.stats)}
+
+
+COUNTER = web.AppKey("counter", Counter)
+
+
+async def callback(request: web.Request) -> web.Response:
+    counter = request.app[COUNTER]
+    reason = counter.refusal(request.query)
+    if reason:
+        counter.stats.refused += 1
+        body = {"ActionStatus": "FAIL", "ErrorCode": 1, "ErrorInfo": reason}
+        return web.Response(body=orjson.dumps(body), status=401, content_type="application/json")
+    counter.receive(request.query.get("CallbackCommand", ""), await _body(request))
+    return web.Response(body=ACK, content_type="application/json")
+
+
+async def _body(request: web.Request) -> bytes:
+    """The whole body; past ``MAX_BODY`` (the app's ``client_max_size``) b"" (malformed)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return b""
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response(request.app[COUNTER].health())
+
+
+def _rest_ctx(run_loop: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        counter = app[COUNTER]
+        s = counter.settings
+        timeout = aiohttp.ClientTimeout(total=s.timeout)
+        connector = aiohttp.TCPConnector(limit=s.concurrency)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            counter.store = TotalStore(RestClient(s, session, counter.clock), s.target, s.key)
+            loop = asyncio.create_task(counter.run()) if run_loop else None
+            yield
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+            await _final_flush(counter)
+            counter.store = None
+    return ctx
+
+
+async def _final_flush(counter: Counter) -> None:
+    """Write what is pending once more, within two REST timeouts."""
+    try:
+        async with asyncio.timeout(2 * counter.settings.timeout + 1):
+            await counter.flush_now()
+    except TimeoutError:
+        log.warning("shutdown: %d rooms not written", len(counter.tally.pending()))
+
+
+def make_app(settings: CounterSettings, *, clock: Callable[[], float] = time.time,
+             rand: Callable[[], float] | None = None, run_loop: bool = True) -> web.Application:
+    """The counter's aiohttp app; ``run_loop=False`` leaves flushing to the caller."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[COUNTER] = Counter(settings, clock, rand)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/{path:.*}", callback)
+    app.cleanup_ctx.append(_rest_ctx(run_loop))
+    return app
+
+
+def banner(s: CounterSettings) -> str:
+    where = "AppDefinedData" if s.target == "app_defined_data" else "group counter"
+    lines = [f"livecast counter listening on http://{s.host}:{s.port}",
+             f"  writes {where} {s.key!r} every {s.min_s:g}-{s.max_s:g} s via {s.api}"
+             f" as {s.admin}"]
+    if not s.callback_token.value:
+        lines.append("  no LIVECAST_CALLBACK_TOKEN: callbacks are not authenticated")
+    if s.dev_key:
+        lines.append("  using the development key (set LIVECAST_SECRET_KEY)")
+    return "\n".join(lines)
+
+
+def run(settings: CounterSettings) -> None:
+    """Serve until SIGINT/SIGTERM, then write what is pending."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        log.warning("uvloop unavailable; using the default event loop")
+    asyncio.run(_serve(settings))
+
+
+async def _serve(s: CounterSettings) -> None:
+    runner = web.AppRunner(make_app(s), access_log=None, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, s.host, s.port).start()
+        print(banner(s), flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()

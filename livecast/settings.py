@@ -61,6 +61,13 @@ class Settings:
     req_burst: int = 400
     violation_limit: int = 10             # protocol violations before close 4009
     shutdown_grace: float = 5.0
+    # webhooks (docs/webhooks.md)
+    callback_fail_closed: bool = False    # before-* callbacks that fail refuse with 80003
+    callback_concurrency: int = 64        # callbacks in flight (and pooled connections)
+    callback_queue: int = 10000           # after-events waiting; a full queue drops
+    callback_hmac_keys: tuple[Secret, ...] = ()  # X-Livecast-Signature keys (0 to 2)
+    callback_breaker: int = 5             # consecutive failures that open the breaker; 0 never
+    callback_breaker_cooldown: float = 5.0
 
     @property
     def tick(self) -> float:
@@ -119,6 +126,13 @@ def _level(v: str) -> str:
     return low
 
 
+def _hmac_keys(v: str) -> tuple[Secret, ...]:
+    keys = tuple(Secret(k.strip()) for k in v.split(",") if k.strip())
+    if len(keys) > 2:
+        raise ValueError("at most two comma-separated keys (the new one first)")
+    return keys
+
+
 def _url(prefixes: tuple[str, ...]) -> Any:
     def parse(v: str) -> str:
         if v and not v.startswith(prefixes):
@@ -150,6 +164,12 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_REQ_RATE", "req_rate", _float(0.1, 100000)),
     ("LIVECAST_REQ_BURST", "req_burst", _int(1, 100000)),
     ("LIVECAST_SHUTDOWN_GRACE", "shutdown_grace", _float(0, 600)),
+    ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),
+    ("LIVECAST_CALLBACK_CONCURRENCY", "callback_concurrency", _int(1, 10000)),
+    ("LIVECAST_CALLBACK_QUEUE", "callback_queue", _int(1, 10_000_000)),
+    ("LIVECAST_CALLBACK_HMAC_KEYS", "callback_hmac_keys", _hmac_keys),
+    ("LIVECAST_CALLBACK_BREAKER", "callback_breaker", _int(0, 1_000_000)),
+    ("LIVECAST_CALLBACK_BREAKER_COOLDOWN", "callback_breaker_cooldown", _float(0, 3600)),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)

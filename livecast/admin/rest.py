@@ -1,43 +1,82 @@
 """Tencent-compatible REST API: ``POST /v4/<service>/<command>``.
 
-Envelope and auth (spec/tencent-reference.md section 1): HTTP 200 always,
-``ActionStatus``/``ErrorCode``/``ErrorInfo``; the caller is an app admin with
-a valid UserSig.  Dispatch is one table ``(service, command) -> handler``.
+Envelope (spec/tencent-reference.md 1.2): HTTP 200 always, a JSON object with
+``ActionStatus`` (``OK``/``FAIL``), ``ErrorCode`` (0 = success) and
+``ErrorInfo``; the ``profile`` service adds ``ErrorDisplay`` as Tencent's does.
+
+Checks, in this order (docs/rest.md, "Order of checks"); the first failing one
+answers:
+1. ``sdkappid`` is this app's                                      -> 60006
+2. ``usersig`` is a valid UserSig of ``identifier`` (core/usersig.py) -> 70xxx
+3. ``identifier`` is a configured app admin                        -> 60010
+4. ``(service, command)`` is in the table: an unknown command of a group
+   service -> 10003, any other unknown path -> 60009
+5. the body: at most 1 MiB (60002), non-empty, UTF-8 JSON, an object (60003)
+6. the handler's own validation (10004 re-coded per service, 10015, ...)
+So nothing about the server is told to a caller who is not an
+authenticated admin. Anything else a handler raises is a bug: it is logged
+and answered 10002, never an HTTP 500.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+# Handler modules register themselves in the table when imported.
+from livecast.admin import accounts, counters, extension, groups, members, messages
+from livecast.admin.state import state_of
+from livecast.admin.table import BAD_PARAMETER_OF, COMMANDS, Body, Call
 from livecast.core.usersig import verify
 from livecast.errors import Code, LivecastError
+from livecast.gateway.ws import NODE
 from livecast.node.hub import Node
+
+__all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle"]
 
 log = logging.getLogger("livecast.admin")
 
-Body = dict[str, Any]
-Command = Callable[[Node, str, Body], Awaitable[Body]]
-COMMANDS: dict[tuple[str, str], Command] = {}
+_HANDLER_MODULES = (accounts, counters, extension, groups, members, messages)
 MAX_BODY = 1 << 20
-
-
-def command(service: str, *names: str) -> Callable[[Command], Command]:
-    def register(fn: Command) -> Command:
-        for name in names:
-            COMMANDS[(service, name)] = fn
-        return fn
-    return register
+GROUP_SERVICES = frozenset({"group_open_http_svc", "group_open_avchatroom_http_svc"})
+# Fields some services add to every answer (1.2: profile answers carry ErrorDisplay).
+EXTRA_FIELDS: dict[str, dict[str, Any]] = {"profile": {"ErrorDisplay": ""}}
 
 
 def envelope(code: int = 0, info: str = "", **fields: Any) -> web.Response:
     body = {"ActionStatus": "OK" if code == 0 else "FAIL", "ErrorCode": int(code),
             "ErrorInfo": info, **fields}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def handle(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    service, name = request.match_info["service"], request.match_info["command"]
+    extra = EXTRA_FIELDS.get(service, {})
+    try:
+        result = await _serve(request, node, service, name)
+    except LivecastError as err:
+        code = err.code
+        if code == Code.BAD_PARAMETER:
+            code = BAD_PARAMETER_OF.get(service, code)
+        return envelope(code, err.info, **extra)
+    except Exception:
+        log.exception("REST %s/%s failed", service, name)
+        return envelope(Code.INTERNAL, "internal error", **extra)
+    return envelope(0, "", **extra, **result)
+
+
+async def _serve(request: web.Request, node: Node, service: str, name: str) -> Body:
+    caller = _auth(node, request.query)
+    fn = COMMANDS.get((service, name))
+    if fn is None:
+        code = Code.BAD_COMMAND if service in GROUP_SERVICES else Code.BAD_URL
+        raise LivecastError(code, f"unknown command {service}/{name}")
+    body = await _read_body(request)
+    return await fn(Call(node, caller, state_of(node)), body)
 
 
 def _auth(node: Node, query: Any) -> str:
@@ -48,83 +87,37 @@ def _auth(node: Node, query: Any) -> str:
         raise LivecastError(Code.BAD_SDKAPPID, "sdkappid is missing or not a number") from None
     if sdkappid != s.sdkappid:
         raise LivecastError(Code.BAD_SDKAPPID, "invalid SDKAppID")
-    identifier = query.get("identifier", "")
-    code = verify(query.get("usersig", ""), s.sdkappid, s.secret_key.value, identifier,
+    identifier = str(query.get("identifier", ""))
+    code = verify(str(query.get("usersig", "")), s.sdkappid, s.secret_key.value, identifier,
                   node.clock())
     if code:
         raise LivecastError(code, "UserSig verification failed")
     if not s.is_admin(identifier):
         raise LivecastError(Code.NEED_ADMIN, "request requires app admin permissions")
-    return str(identifier)
-
-
-async def handle(request: web.Request) -> web.Response:
-    from livecast.gateway.ws import NODE
-
-    node = request.app[NODE]
-    key = (request.match_info["service"], request.match_info["command"])
-    try:
-        caller = _auth(node, request.query)
-        fn = COMMANDS.get(key)
-        if fn is None:
-            raise LivecastError(Code.BAD_URL, f"unknown command {key[0]}/{key[1]}")
-        body = await _read_body(request)
-        result = await fn(node, caller, body)
-    except LivecastError as err:
-        return envelope(err.code, err.info)
-    return envelope(0, "", **result)
+    return identifier
 
 
 async def _read_body(request: web.Request) -> Body:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise LivecastError(Code.HTTP_PARSE, "request body too large")
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise LivecastError(Code.HTTP_PARSE, f"request body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise LivecastError(Code.HTTP_PARSE, f"request body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return _parse_body(b"".join(chunks))
+
+
+def _parse_body(raw: bytes) -> Body:
     if not raw.strip():
         raise LivecastError(Code.JSON_PARSE, "empty body: send {} when no fields are needed")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise LivecastError(Code.JSON_PARSE, "request body is not valid JSON") from None
+        raise LivecastError(Code.JSON_PARSE, "request body is not valid UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise LivecastError(Code.JSON_PARSE, "request body must be a JSON object")
     return body
-
-
-def field(body: Body, name: str, kind: type, required: bool = True, default: Any = None) -> Any:
-    """One typed field of a request body, or 10004 naming it."""
-    if name not in body:
-        if required:
-            raise LivecastError(Code.BAD_PARAMETER, f"{name} is required")
-        return default
-    value = body[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise LivecastError(Code.BAD_PARAMETER, f"{name} must be {kind.__name__}")
-    return value
-
-
-# ------------------------------------------------------------------ commands
-SVC = "group_open_http_svc"
-
-
-@command(SVC, "create_group")
-async def create_group(node: Node, caller: str, body: Body) -> Body:
-    from livecast.core.group import validate_custom_group_id
-
-    kind = field(body, "Type", str)
-    if kind != "AVChatRoom":
-        raise LivecastError(Code.NO_PERMISSION, "only AVChatRoom groups are served")
-    field(body, "Name", str)
-    if "MemberList" in body:
-        raise LivecastError(Code.NO_PERMISSION, "AVChatRoom takes no MemberList")
-    gid = body.get("GroupId")
-    if gid is not None:
-        gid = validate_custom_group_id(gid)
-    owner = field(body, "Owner_Account", str, required=False, default=caller)
-    group = node.create_group(owner, body, gid)
-    return {"GroupId": group.group_id}
-
-
-@command(SVC, "destroy_group")
-async def destroy_group(node: Node, caller: str, body: Body) -> Body:
-    node.destroy_group(field(body, "GroupId", str))
-    return {}

@@ -1,0 +1,132 @@
+"""Members of a live room: mute, ban, online count and list, and the refusals.
+
+References are to spec/tencent-reference.md: 2.7 forbid_send_msg /
+get_group_muted_account (old name get_group_shutted_uin), 2.8
+get_online_member_num / get_members / check_members, 2.9 ban_group_member /
+unban_group_member / get_group_ban_member, 2.10 the member APIs an
+AVChatRoom refuses.
+
+An AVChatRoom stores no member list: "members" are the logged-in
+connections in the room right now (guests are not listed). Mute and ban
+end times are whole unix seconds; 4294967295 means forever (core/group.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livecast.admin.table import (
+    UINT32_MAX,
+    Body,
+    Call,
+    command,
+    integer,
+    refuse,
+    room_of,
+    text,
+    users,
+)
+from livecast.errors import Code
+from livecast.node.room import LiveRoom
+
+SVC = "group_open_http_svc"
+AVC_SVC = "group_open_avchatroom_http_svc"
+MAX_MUTE_ACCOUNTS = 500
+MAX_BAN_ACCOUNTS = 20
+MAX_BAN_PAGE = 100
+DEFAULT_BAN_PAGE = 20
+MAX_CHECK_ACCOUNTS = 500
+DESCRIPTION_LIMIT = 1000
+
+
+@command(SVC, "forbid_send_msg")
+async def forbid_send_msg(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    accounts = users(body, "Members_Account", most=MAX_MUTE_ACCOUNTS)
+    seconds = integer(body, "MuteTime", 0, UINT32_MAX)
+    call.node.mute(room.group_id, accounts, seconds)
+    return {}
+
+
+@command(SVC, "get_group_muted_account", "get_group_shutted_uin")
+async def get_group_muted_account(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    return {"GroupId": room.group_id,
+            "MutedAccountList": room.group.muted_list(call.node.clock())}
+
+
+@command(SVC, "get_online_member_num")
+async def get_online_member_num(call: Call, body: Body) -> Body:
+    return {"OnlineMemberNum": room_of(call.node, body).online()}
+
+
+@command(SVC, "ban_group_member")
+async def ban_group_member(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    accounts = users(body, "Members_Account", most=MAX_BAN_ACCOUNTS)
+    seconds = integer(body, "Duration", 1, UINT32_MAX)
+    text(body, "Description", DESCRIPTION_LIMIT, default="")
+    call.node.ban(room.group_id, accounts, seconds)
+    return {}
+
+
+@command(SVC, "unban_group_member")
+async def unban_group_member(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    for account in users(body, "Members_Account", most=MAX_BAN_ACCOUNTS):
+        room.group.unban(account)
+    return {}
+
+
+@command(SVC, "get_group_ban_member")
+async def get_group_ban_member(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    limit = integer(body, "Limit", 1, MAX_BAN_PAGE, default=DEFAULT_BAN_PAGE)
+    offset = integer(body, "Offset", 0, UINT32_MAX, default=0)
+    banned = room.group.banned_list(call.node.clock())
+    end = offset + limit
+    return {"BannedAccountList": banned[offset:end],
+            "NextOffset": end if end < len(banned) else 0}
+
+
+def _online(room: LiveRoom) -> list[Any]:
+    """The room's logged-in connections, newest join first, one per user."""
+    seen: set[str] = set()
+    out = []
+    for conn in reversed(room.members):
+        if conn.logged_in and not conn.guest and conn.user not in seen:
+            seen.add(conn.user)
+            out.append(conn)
+    return out
+
+
+@command(AVC_SVC, "get_members")
+async def get_members(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    start = integer(body, "Timestamp", 0, 2**63 - 1, default=0)
+    if "Mark" in body:
+        integer(body, "Mark", 0, UINT32_MAX)
+    now = call.node.clock()
+    online = [(c, int(call.state.joined(c, now))) for c in _online(room)]
+    end = start + call.state.members_page
+    page = online[start:end]
+    members = [{"Member_Account": c.user, "JoinTime": joined, "NickName": c.nick,
+                "Avatar": c.avatar} for c, joined in page]
+    return {"MemberList": members, "NextTimestamp": end if end < len(online) else 0}
+
+
+@command(AVC_SVC, "check_members")
+async def check_members(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    wanted = users(body, "Member_Account", most=MAX_CHECK_ACCOUNTS)
+    present = {c.user for c in room.members if c.logged_in and not c.guest}
+    return {"Member_Account": [u for u in wanted if u in present]}
+
+
+# 2.10: an AVChatRoom's members join through the SDK; REST cannot add, import or remove.
+command(SVC, "add_group_member")(
+    refuse(Code.NO_PERMISSION, "an AVChatRoom takes no members by REST: they join by SDK"))
+command(SVC, "import_group_member")(
+    refuse(Code.NO_PERMISSION, "an AVChatRoom cannot import members"))
+command(SVC, "delete_group_member")(
+    refuse(Code.BAD_PARAMETER, "an AVChatRoom cannot delete members: mute or ban them"))

@@ -1,0 +1,186 @@
+"""Messages: send_group_msg, send_group_system_notification, send_broadcast_msg,
+and the AVChatRoom refusal of group_msg_get_simple (service group_open_http_svc).
+
+References are to spec/tencent-reference.md (2.5, 2.6, 2.11, 6.4) and to
+spec/rooms.md (the room scheduler).
+
+Invariants:
+- a REST message enters the room through ``node.submit``, the same scheduler
+  WebSocket sends go through: it shares the room's seq space, rate and
+  priority queues; its ``nick``/``avatar`` are the sender's profile in
+  ``node.profiles`` at submit time;
+- send_group_msg answers when the message's fate is known (the ``fate``
+  callback resolves a future): delivered (MsgSeq > 0) or dropped by the rate
+  limit (MsgSeq 0, ``MsgDropReason`` "MsgFreqCtrl"); a waiting HTTP request
+  that goes away never disturbs the message or other waiters (``shield``);
+- ``Random`` de-duplication: a send with the same (GroupId, From_Account,
+  Random) as an *admitted* send of the last 5 minutes is not delivered again;
+  it gets the first send's answer (waiting for it if need be). A refused send
+  (an error code) is not remembered;
+- system notifications are tips: not rate limited, no seq, no webhooks (2.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from livecast.admin.state import Answer, SendKey
+from livecast.admin.table import (
+    UINT32_MAX,
+    Body,
+    Call,
+    command,
+    integer,
+    refuse,
+    required,
+    room_of,
+    strings,
+    typed,
+    user,
+)
+from livecast.core.group_fields import bad, utf8_len
+from livecast.core.messages import (
+    MAX_MSG_BYTES,
+    check_size,
+    message_size,
+    validate_cloud_custom_data,
+    validate_msg_body,
+)
+from livecast.core.scheduler import PRIORITY_NAMES, Priority, parse_priority
+from livecast.errors import Code, LivecastError
+from livecast.node.room import Fate, Outgoing
+
+SVC = "group_open_http_svc"
+BROADCAST_INTERVAL = 1.0  # seconds between two broadcasts (2.11)
+BROADCAST_MAX_BYTES = 12000  # 2.11: one broadcast message <= 12 000 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A validated send_group_msg / send_broadcast_msg request."""
+
+    sender: str
+    random: int
+    priority: Priority
+    body: list[dict[str, Any]]
+    cloud_custom_data: str
+
+
+@dataclass(slots=True)
+class BroadcastOutgoing(Outgoing):
+    """A message of send_broadcast_msg: marked ``broadcast`` on the wire."""
+
+    def wire(self, seq: int, time_ms: int) -> dict[str, Any]:
+        item = Outgoing.wire(self, seq, time_ms)
+        item["broadcast"] = True
+        return item
+
+
+def parse_send(body: Body, caller: str, *, priorities: bool = True) -> Send:
+    """Everything a send carries, validated; nothing is looked up or changed."""
+    sender = user(body, "From_Account", default=caller)
+    random = integer(body, "Random", 0, UINT32_MAX)
+    priority = Priority.NORMAL
+    if priorities and "MsgPriority" in body:
+        found = parse_priority(body["MsgPriority"])
+        if found is None:
+            raise bad(f"MsgPriority must be one of {', '.join(PRIORITY_NAMES)}")
+        priority = found
+    msg_body = validate_msg_body(required(body, "MsgBody"))
+    ccd = validate_cloud_custom_data(body.get("CloudCustomData"))
+    _check_controls(body)
+    return Send(sender, random, priority, msg_body, ccd)
+
+
+def _check_controls(body: Body) -> None:
+    """Fields accepted for compatibility; none changes what an AVChatRoom does (2.5)."""
+    for name in ("ForbidCallbackControl", "SendMsgControl"):
+        if name in body:
+            strings(body[name], name, most=16)
+    for name in ("OnlineOnlyFlag", "SupportMessageExtension"):
+        if name in body:
+            integer(body, name, 0, 1)
+    typed(body, "OfflinePushInfo", dict)
+    typed(body, "GroupAtInfo", list)
+    typed(body, "TopicId", str)
+    if "To_Account" in body and strings(body["To_Account"], "To_Account", most=50):
+        raise bad("To_Account (targeted group messages) is not supported in an AVChatRoom")
+
+
+def _fate(answer: asyncio.Future[Answer]) -> Fate:
+    """The message's fate callback: it resolves ``answer`` (once)."""
+    def fate(seq: int, time_ms: int, drop_reason: str) -> None:
+        if not answer.done():
+            answer.set_result({"MsgSeq": seq, "MsgTime": time_ms // 1000,
+                               "MsgDropReason": drop_reason})
+    return fate
+
+
+@command(SVC, "send_group_msg")
+async def send_group_msg(call: Call, body: Body) -> Body:
+    node = call.node
+    room = room_of(node, body)
+    send = parse_send(body, call.caller)
+    check_size(send.body, send.cloud_custom_data)
+    now = node.clock()
+    key: SendKey = (room.group_id, send.sender, send.random)
+    earlier = call.state.sends.find(key, now)
+    if earlier is not None:
+        return await asyncio.shield(earlier)
+    # The app admin may speak under mute-all; a personally muted sender may not.
+    if room.group.can_send(send.sender, now, True):
+        raise LivecastError(Code.MUTED, f"{send.sender} is muted in this group")
+    answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+    nick, avatar = node.profiles.get(send.sender, ("", ""))
+    msg = Outgoing(send.sender, nick, avatar, send.priority, send.random, send.body,
+                   send.cloud_custom_data, _fate(answer))
+    node.submit(room.group_id, msg)
+    call.state.sends.record(key, answer, now)
+    return await asyncio.shield(answer)
+
+
+@command(SVC, "send_group_system_notification")
+async def send_group_system_notification(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    if "ToMembers_Account" in body and strings(body["ToMembers_Account"], "ToMembers_Account"):
+        raise bad("ToMembers_Account must be empty: an AVChatRoom notifies all online members")
+    content = required(body, "Content")
+    if not isinstance(content, str):
+        raise bad("Content must be a string")
+    size = utf8_len(content, "Content")
+    if size > MAX_MSG_BYTES:
+        raise LivecastError(Code.MSG_TOO_LONG, f"Content is {size} bytes, over {MAX_MSG_BYTES}")
+    call.node.system_notification(room.group_id, content)
+    return {}
+
+
+@command(SVC, "send_broadcast_msg")
+async def send_broadcast_msg(call: Call, body: Body) -> Body:
+    node, state = call.node, call.state
+    send = parse_send(body, call.caller, priorities=False)
+    size = message_size(send.body, send.cloud_custom_data)
+    if size > BROADCAST_MAX_BYTES:
+        raise LivecastError(Code.MSG_TOO_LONG, f"broadcast is {size} bytes, over 12000")
+    now = node.clock()
+    key: SendKey = ("", send.sender, send.random)
+    earlier = state.sends.find(key, now)
+    if earlier is not None:
+        return await asyncio.shield(earlier)
+    if now - state.last_broadcast < BROADCAST_INTERVAL:
+        raise LivecastError(Code.FREQ_LIMIT, "send_broadcast_msg: at most one call per second")
+    state.last_broadcast = now
+    state.broadcast_seq += 1
+    nick, avatar = node.profiles.get(send.sender, ("", ""))
+    for gid in list(node.rooms):
+        node.submit(gid, BroadcastOutgoing(send.sender, nick, avatar, Priority.HIGH, send.random,
+                                           send.body, send.cloud_custom_data))
+    answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+    answer.set_result({"MsgSeq": state.broadcast_seq})
+    state.sends.record(key, answer, now)
+    return {"MsgSeq": state.broadcast_seq}
+
+
+command(SVC, "group_msg_get_simple")(
+    refuse(Code.NO_ROAMING, "an AVChatRoom keeps no message history (10044)"))

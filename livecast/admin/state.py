@@ -1,0 +1,112 @@
+"""State the admin REST layer keeps beside the node (one ``AdminState`` per Node).
+
+Kept here until the node holds it itself (see docs/rest.md, "Where state
+lives"): the ``Random`` de-duplication table of send_group_msg and
+send_broadcast_msg (spec/tencent-reference.md 2.5: 5 minutes), the broadcast
+rate limit and sequence (2.11: 1 call/s), profile tags other than nick and
+avatar, the first time a member was seen (get_members ``JoinTime``), and the
+stable ordinals that make get_appid_group_list's ``Next`` cursor.
+
+Invariants:
+- ``SendLog`` holds at most ``cap`` entries, none older than ``window``
+  seconds at the last lookup; entries are kept in insertion order, and every
+  lookup first drops the expired head;
+- ``ordinals`` gives each group object an integer that grows with creation
+  order: ``ordinal`` walks ``node.rooms`` (creation order) and numbers the
+  rooms it has not numbered yet, so a later room never gets a smaller number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from livecast.core.group import Group
+from livecast.node.connection import Connection
+from livecast.node.hub import Node
+
+DEDUP_WINDOW = 300.0  # seconds: "within 5 minutes" (2.5)
+DEDUP_CAP = 100_000
+MEMBERS_PAGE = 500  # get_members page size (2.8: 500 in the English page, 250 in the Chinese)
+
+SendKey = tuple[str, str, int]  # (GroupId, or "" for a broadcast; sender; Random)
+Answer = dict[str, Any]
+
+
+class SendLog:
+    """Answers of recent sends by (group, sender, Random), for de-duplication."""
+
+    __slots__ = ("_cap", "_entries", "_window")
+
+    def __init__(self, window: float = DEDUP_WINDOW, cap: int = DEDUP_CAP) -> None:
+        self._window = window
+        self._cap = cap
+        self._entries: OrderedDict[SendKey, tuple[float, asyncio.Future[Answer]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def find(self, key: SendKey, now: float) -> asyncio.Future[Answer] | None:
+        """The answer (maybe still pending) of the same send within the window."""
+        self._expire(now)
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def record(self, key: SendKey, answer: asyncio.Future[Answer], now: float) -> None:
+        self._entries[key] = (now, answer)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._cap:
+            self._entries.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            at = next(iter(entries.values()))[0]
+            if now - at < self._window:
+                return
+            entries.popitem(last=False)
+
+
+class AdminState:
+    """Everything the admin layer remembers for one node."""
+
+    __slots__ = ("broadcast_seq", "first_seen", "last_broadcast", "members_page", "next_ordinal",
+                 "ordinals", "sends", "tags")
+
+    def __init__(self) -> None:
+        self.members_page = MEMBERS_PAGE
+        self.sends = SendLog()
+        self.broadcast_seq = 0
+        self.last_broadcast = float("-inf")
+        self.tags: dict[str, dict[str, str | int]] = {}
+        self.first_seen: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
+        self.ordinals: dict[str, tuple[Group, int]] = {}
+        self.next_ordinal = 1
+
+    def joined(self, conn: Connection, now: float) -> float:
+        """When ``conn`` was first seen in a room by the admin layer."""
+        return self.first_seen.setdefault(conn, now)
+
+    def numbered_rooms(self, node: Node) -> list[tuple[int, str]]:
+        """``(ordinal, GroupId)`` of every room, in creation order."""
+        fresh: dict[str, tuple[Group, int]] = {}
+        for gid, room in node.rooms.items():
+            known = self.ordinals.get(gid)
+            if known is None or known[0] is not room.group:
+                known = (room.group, self.next_ordinal)
+                self.next_ordinal += 1
+            fresh[gid] = known
+        self.ordinals = fresh
+        return sorted((n, gid) for gid, (_g, n) in fresh.items())
+
+
+_STATES: WeakKeyDictionary[Node, AdminState] = WeakKeyDictionary()
+
+
+def state_of(node: Node) -> AdminState:
+    state = _STATES.get(node)
+    if state is None:
+        state = _STATES[node] = AdminState()
+    return state

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livecast.admin.rest import handle as rest_handle
+from livecast.gateway.pages import add_pages
 from livecast.gateway.ws import NODE, handle_ws
 from livecast.node.hub import Node
 from livecast.settings import Settings
@@ -64,6 +65,7 @@ def make_app(settings: Settings, node: Node | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v4/{service}/{command}", rest_handle)
+    add_pages(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_on_shutdown)
     return app

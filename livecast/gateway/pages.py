@@ -1,0 +1,195 @@
+"""The browser side's HTTP edge (spec/operations.md, "Endpoints beside the
+protocol"): the demo live room ``/``, the dashboard ``/dashboard``, their
+files under ``/static/``, and two small JSON endpoints the pages read:
+
+- ``GET /pages/config``: what the room page needs to log in (app id, whether
+  the server runs on the development key, the demo room's id);
+- ``GET /dashboard/stats``: the node's numbers for the dashboard;
+- ``POST /dev/usersig`` ``{"userId": ...}`` -> ``{sdkAppId, userId, userSig}``.
+
+Invariants:
+- ``/dev/usersig`` exists only when ``settings.dev_key`` is True: with a
+  configured secret key the route is never registered (404).  The key itself
+  never leaves the server; only UserSigs minted with it do.
+- ``/dashboard/stats`` keeps no state and counts nothing itself: every number
+  is read with ``registry.collect()`` from the registry ``/metrics`` renders
+  (``node.metrics.registry``), plus each room's online count from the node.
+  Rates are left to the page (differences between two polls).
+- Every page, static file and page JSON carries the strict
+  Content-Security-Policy ``CSP``; the pages hold no inline script or style,
+  so they work under it.  The WebSocket upgrade and the other endpoints are
+  not touched.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from livecast.core import usersig
+from livecast.core.protocol import MAX_USER_ID_BYTES
+from livecast.gateway.ws import NODE
+from livecast.node.hub import Node
+from livecast.node.metrics import PRIORITY_LABELS
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEMO_ROOM = "demo"           # the room app.py creates on the development key
+DEV_SIG_EXPIRE = 24 * 3600   # dev UserSigs live a day
+ROOMS_SHOWN = 100            # the dashboard lists the busiest rooms only
+
+CSP = ("default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https: http:; "
+       "style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+PAGE_PATHS = frozenset({"/", "/dashboard", "/pages/config", "/dashboard/stats", "/dev/usersig"})
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+# ------------------------------------------------------------------ pages
+async def room_page(request: web.Request) -> web.FileResponse:
+    return _html("room.html")
+
+
+async def dashboard_page(request: web.Request) -> web.FileResponse:
+    return _html("dashboard.html")
+
+
+def _html(name: str) -> web.FileResponse:
+    return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+
+async def page_config(request: web.Request) -> web.Response:
+    s = request.app[NODE].settings
+    return web.json_response({"sdkAppId": s.sdkappid, "devKey": s.dev_key, "room": DEMO_ROOM})
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The response hook: CSP and friends on pages, static files and page JSON."""
+    if request.path in PAGE_PATHS or request.path.startswith("/static/"):
+        response.headers.update(PAGE_HEADERS)
+
+
+# ------------------------------------------------------------------ dev UserSig
+def valid_user_id(v: object) -> bool:
+    """1..32 printable ASCII characters, as ``login`` requires (docs/protocol.md)."""
+    return (isinstance(v, str) and 0 < len(v) <= MAX_USER_ID_BYTES and v.isascii()
+            and v.isprintable())
+
+
+async def dev_usersig(request: web.Request) -> web.Response:
+    """A UserSig for anyone who asks: registered on the development key only."""
+    node = request.app[NODE]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    user = body.get("userId") if isinstance(body, dict) else None
+    if not valid_user_id(user):
+        return web.json_response({"error": "userId must be 1..32 printable ASCII characters"},
+                                 status=400)
+    assert isinstance(user, str)
+    s = node.settings
+    sig = usersig.mint(s.sdkappid, s.secret_key.value, user, node.clock(), DEV_SIG_EXPIRE)
+    return web.json_response({"sdkAppId": s.sdkappid, "userId": user, "userSig": sig})
+
+
+# ------------------------------------------------------------------ stats
+def collect(registry: CollectorRegistry) -> Samples:
+    """Every sample of the registry by sample name: ``{name: [(labels, value)]}``."""
+    out: Samples = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return out
+
+
+def total(samples: Samples, name: str) -> float | None:
+    """The sum of a series over all its labels; None when it is not registered."""
+    rows = samples.get(name)
+    return None if rows is None else sum(v for _, v in rows)
+
+
+def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
+    """A series summed per value of one label (e.g. dropped per priority, over reasons)."""
+    out: dict[str, float] = {}
+    for labels, value in samples.get(name, ()):
+        key = labels.get(label, "")
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def per_priority(samples: Samples, name: str) -> dict[str, float]:
+    found = by_label(samples, name, "priority")
+    return {p: found.get(p, 0.0) for p in PRIORITY_LABELS}
+
+
+def histogram(samples: Samples, name: str) -> dict[str, Any]:
+    """count, sum and the cumulative buckets (``le`` kept as text: "+Inf")."""
+    buckets = [[labels.get("le", ""), value] for labels, value in samples.get(name + "_bucket", ())]
+    return {"count": total(samples, name + "_count") or 0.0,
+            "sum": total(samples, name + "_sum") or 0.0, "buckets": buckets}
+
+
+def webhook_stats(samples: Samples) -> dict[str, Any] | None:
+    """Webhook health, or None while the node registers no webhook metrics."""
+    if "livecast_callbacks_sent_total" not in samples:
+        return None
+    names = ("sent", "failed", "timeout", "dropped")
+    out: dict[str, Any] = {n: total(samples, f"livecast_callbacks_{n}_total") for n in names}
+    out["breaker"] = total(samples, "livecast_callback_breaker_state")
+    return out
+
+
+def room_rows(node: Node, limit: int = ROOMS_SHOWN) -> list[dict[str, Any]]:
+    """The rooms with the most members on this node, busiest first."""
+    rooms: Iterable[Any] = node.rooms.values()
+    top = heapq.nlargest(limit, rooms, key=lambda r: (r.online(), r.group_id))
+    return [{"groupId": r.group_id, "name": r.group.name, "online": r.online()} for r in top]
+
+
+def stats(node: Node) -> dict[str, Any]:
+    """The dashboard's JSON: totals and gauges as /metrics shows them, at ``time``."""
+    m = collect(node.metrics.registry)
+    return {
+        "time": node.clock(),
+        "connections": total(m, "livecast_connections") or 0.0,
+        "rooms": total(m, "livecast_rooms") or 0.0,
+        "members": total(m, "livecast_members") or 0.0,
+        "admitted": per_priority(m, "livecast_messages_admitted_total"),
+        "delivered": per_priority(m, "livecast_messages_delivered_total"),
+        "dropped": per_priority(m, "livecast_messages_dropped_total"),
+        "rejected": total(m, "livecast_messages_rejected_total") or 0.0,
+        "shed": total(m, "livecast_connections_shed_total") or 0.0,
+        "frames": total(m, "livecast_frames_written_total") or 0.0,
+        "degraded": total(m, "livecast_frames_degraded_total") or 0.0,
+        "tick": histogram(m, "livecast_tick_duration_seconds"),
+        "webhooks": webhook_stats(m),
+        "roomList": room_rows(node),
+    }
+
+
+async def dashboard_stats(request: web.Request) -> web.Response:
+    return web.json_response(stats(request.app[NODE]), headers={"Cache-Control": "no-store"})
+
+
+# ------------------------------------------------------------------ wiring
+def add_pages(app: web.Application) -> None:
+    """Register the pages, their files and JSON, and the CSP hook on ``app``."""
+    r = app.router
+    r.add_get("/", room_page)
+    r.add_get("/dashboard", dashboard_page)
+    r.add_get("/dashboard/stats", dashboard_stats)
+    r.add_get("/pages/config", page_config)
+    r.add_static("/static", STATIC, show_index=False, follow_symlinks=False)
+    if app[NODE].settings.dev_key:
+        r.add_post("/dev/usersig", dev_usersig)
+    app.on_response_prepare.append(_security_headers)

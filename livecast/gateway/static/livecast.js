@@ -1,0 +1,300 @@
+// livecast.js: a browser client of the livecast WebSocket protocol
+// (docs/protocol.md, "JavaScript client"). An ES module, no dependencies.
+//
+//   import { LivecastClient, text, custom } from "/static/livecast.js";
+//   const lc = new LivecastClient({ sdkAppId, userId, userSig });
+//   lc.on("message", (m) => console.log(m.groupId, m.seq, m.nick, m.msgBody));
+//   await lc.connect();
+//   await lc.join("demo");
+//   await lc.send("demo", text("hello"));
+//
+// What it keeps true:
+// - one WebSocket at a time; requests are matched to replies by `id`, and a
+//   reply with a non-zero `code` is resolved (not thrown), as the server sent it;
+// - after an unexpected close it reconnects by itself, waiting a random time in
+//   [0, min(maxDelay, baseDelay * 2^attempt)) ("full jitter"), then logs in again,
+//   restores the profile and re-joins every room it was in ("rejoin" event);
+//   closes that a retry cannot fix (4003 kicked, 1009, 4009) stop it, and 4001
+//   (UserSig refused) retries only when `getUserSig` can mint a new one;
+// - per room it remembers the last `seq` and reports a "gap" when messages were
+//   skipped (a slow connection, or messages sent while it was reconnecting);
+// - it never renders anything: strings from the server go to the caller as is.
+
+const NO_RETRY = new Set([1009, 4003, 4009]);
+const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
+
+/** A one-element msgBody holding a text. */
+export function text(s) {
+  return [{ MsgType: "TIMTextElem", MsgContent: { Text: String(s) } }];
+}
+
+/** A one-element msgBody holding custom data (an object is JSON-encoded). */
+export function custom(data, desc = "") {
+  const d = typeof data === "string" ? data : JSON.stringify(data);
+  return [{ MsgType: "TIMCustomElem", MsgContent: { Data: d, Desc: desc } }];
+}
+
+/** The default endpoint: /v1/ws on the page's own host. */
+export function defaultUrl(loc = globalThis.location) {
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v1/ws`;
+}
+
+/** Full-jitter exponential backoff: a random delay in [0, min(max, base*2^attempt)). */
+export function backoff(attempt, baseDelay = 500, maxDelay = 15000, random = Math.random) {
+  return random() * Math.min(maxDelay, baseDelay * 2 ** attempt);
+}
+
+function random32() {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+export class LivecastClient {
+  constructor(opts = {}) {
+    this.url = opts.url || defaultUrl();
+    this.sdkAppId = opts.sdkAppId;
+    this.userId = opts.userId || "";        // empty: a guest (receive only)
+    this.userSig = opts.userSig || "";
+    this.getUserSig = opts.getUserSig || null;  // async (userId) => new UserSig
+    this.timeout = opts.timeout ?? 10000;       // ms per request
+    this.baseDelay = opts.baseDelay ?? 500;
+    this.maxDelay = opts.maxDelay ?? 15000;
+    this.pingEvery = opts.pingEvery ?? 20000;
+    this.state = "idle";
+    this.rooms = new Map();      // groupId -> last seq seen (0: none yet)
+    this.profile = null;         // {nick, avatar} to restore after a reconnect
+    this.ws = null;
+    this.attempt = 0;
+    this.nextId = 1;
+    this.pending = new Map();    // id -> {resolve, reject, timer}
+    this.handlers = new Map();   // event -> Set of functions
+    this.timer = null;           // reconnect or heartbeat timer
+    this.stopped = false;
+    this.opened = null;          // {resolve, reject} of the running connect()
+  }
+
+  // ---------------------------------------------------------------- events
+  /** Listen to an event; returns a function that stops listening. Events:
+   *  state {state, delay?, code?}, message {groupId, seq, from, nick, ...},
+   *  tip {groupId, type, ...}, counters {groupId, counters},
+   *  groupInfo {groupId, changes}, gap {groupId, expected, got, missed},
+   *  rejoin {groupId, reply}, kicked {reason}, close {code, reason}. */
+  on(event, fn) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event).add(fn);
+    return () => this.handlers.get(event).delete(fn);
+  }
+
+  emit(event, detail) {
+    for (const fn of this.handlers.get(event) || []) {
+      try { fn(detail); } catch (err) { console.error(err); }
+    }
+  }
+
+  setState(state, extra = {}) {
+    if (!STATES.includes(state)) throw new Error(`bad state ${state}`);
+    this.state = state;
+    this.emit("state", { state, ...extra });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+  /** Connect and log in; resolves once open (and rooms re-joined). A refused
+   *  login rejects with the reply ({code, info}). */
+  connect() {
+    this.stopped = false;
+    return new Promise((resolve, reject) => {
+      this.opened = { resolve, reject };
+      this.open();
+    });
+  }
+
+  /** Close for good: no reconnect. */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.ws) this.ws.close(1000, "bye");
+    this.setState("closed", { code: 1000 });
+  }
+
+  open() {
+    clearTimeout(this.timer);
+    this.setState(this.attempt ? "reconnecting" : "connecting");
+    const ws = new WebSocket(this.url);
+    this.ws = ws;
+    ws.onopen = () => this.handshake(ws);
+    ws.onmessage = (ev) => this.receive(ev.data);
+    ws.onclose = (ev) => this.closed(ws, ev.code, ev.reason);
+  }
+
+  async handshake(ws) {
+    try {
+      if (this.userId) {
+        const r = await this.request("login", { sdkAppId: this.sdkAppId, userId: this.userId,
+                                                userSig: this.userSig });
+        if (r.code !== 0) return this.settle(false, r);
+      }
+      if (this.profile && this.userId) await this.request("setMyProfile", this.profile);
+      for (const groupId of [...this.rooms.keys()]) {
+        this.emit("rejoin", { groupId, reply: await this.joinNow(groupId) });
+      }
+      if (ws !== this.ws) return;
+      this.attempt = 0;
+      this.setState("open");
+      this.heartbeat(ws);
+      this.settle(true);
+    } catch (err) {
+      this.abandon(ws, "handshake failed");  // a request timed out (or the socket closed)
+    }
+  }
+
+  /** Give up on a socket that still looks open: close it and retry at once,
+   *  without waiting for a close frame a dead network may never deliver. */
+  abandon(ws, reason) {
+    if (ws !== this.ws) return;
+    ws.close(4000, reason);
+    this.closed(ws, 4000, reason);
+  }
+
+  settle(ok, reply) {
+    const o = this.opened;
+    this.opened = null;
+    if (o) (ok ? o.resolve() : o.reject(reply));
+  }
+
+  heartbeat(ws) {
+    this.timer = setTimeout(async () => {
+      if (ws !== this.ws || this.state !== "open") return;
+      try {
+        await this.request("ping", {});
+        this.heartbeat(ws);
+      } catch (err) {
+        this.abandon(ws, "no pong");
+      }
+    }, this.pingEvery);
+  }
+
+  async closed(ws, code, reason) {
+    if (ws !== this.ws) return;
+    clearTimeout(this.timer);
+    this.ws = null;
+    this.failPending(code);
+    this.emit("close", { code, reason });
+    if (this.stopped) return;
+    if (NO_RETRY.has(code) || (code === 4001 && !this.getUserSig)) {
+      this.setState("closed", { code });
+      this.settle(false, { code, info: reason || "closed" });
+      return;
+    }
+    if (code === 4001) {
+      try { this.userSig = await this.getUserSig(this.userId); } catch (err) { /* retry later */ }
+    }
+    const delay = backoff(this.attempt, this.baseDelay, this.maxDelay);
+    this.attempt += 1;
+    this.setState("reconnecting", { delay, code });
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  failPending(code) {
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new Error(`connection closed (${code})`));
+    }
+    this.pending.clear();
+  }
+
+  // ---------------------------------------------------------------- requests
+  /** Send any op; resolves with its reply. Rejects if not connected, on close,
+   *  or after `timeout` ms without a reply. */
+  request(op, fields = {}, timeout = this.timeout) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error("not connected"));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${op}: no reply in ${timeout} ms`));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      ws.send(JSON.stringify({ ...fields, op, id }));
+    });
+  }
+
+  /** Join a room (kept across reconnects). Resolves with the reply. */
+  async join(groupId) {
+    this.rooms.set(groupId, this.rooms.get(groupId) || 0);
+    return this.joinNow(groupId);
+  }
+
+  async joinNow(groupId) {
+    const r = await this.request("join", { groupId });
+    if (r.code !== 0) this.rooms.delete(groupId);
+    return r;
+  }
+
+  async quit(groupId) {
+    this.rooms.delete(groupId);
+    return this.request("quit", { groupId });
+  }
+
+  /** Send a msgBody at a priority (High, Normal, Low, Lowest). The reply comes
+   *  when its fate is known: msgSeq > 0 delivered, 0 with a dropReason dropped. */
+  send(groupId, msgBody, { priority = "Normal", random = random32(), cloudCustomData = "" } = {}) {
+    return this.request("send", { groupId, msgBody, priority, random, cloudCustomData },
+                        this.timeout + 6000);
+  }
+
+  /** Set nick/avatar; remembered and restored after every reconnect. */
+  setMyProfile(profile) {
+    this.profile = { ...(this.profile || {}), ...profile };
+    return this.request("setMyProfile", profile);
+  }
+
+  getGroupInfo(groupId) { return this.request("getGroupInfo", { groupId }); }
+  getOnlineMemberNum(groupId) { return this.request("getOnlineMemberNum", { groupId }); }
+
+  // ---------------------------------------------------------------- pushes
+  receive(data) {
+    let frame;
+    try { frame = JSON.parse(data); } catch (err) { return; }
+    if (frame.op === "reply") return this.answer(frame);
+    if (frame.op === "msgs") return this.messages(frame.groupId, frame.msgs || []);
+    if (frame.op === "tips") return this.tips(frame.groupId, frame.tips || []);
+    if (frame.op === "kicked") return this.emit("kicked", { reason: frame.reason });
+  }
+
+  answer(frame) {
+    const p = this.pending.get(frame.id);
+    if (!p) return;
+    this.pending.delete(frame.id);
+    clearTimeout(p.timer);
+    p.resolve(frame);
+  }
+
+  messages(groupId, msgs) {
+    for (const m of msgs) {
+      this.checkSeq(groupId, m.seq);
+      this.emit("message", { groupId, ...m });
+    }
+  }
+
+  /** seq is contiguous per room: a jump means missed messages; a smaller seq
+   *  means the room started again (a restarted server): count from there. */
+  checkSeq(groupId, seq) {
+    if (!this.rooms.has(groupId) || typeof seq !== "number") return;
+    const last = this.rooms.get(groupId);
+    if (last > 0 && seq > last + 1) {
+      this.emit("gap", { groupId, expected: last + 1, got: seq, missed: seq - last - 1 });
+    }
+    this.rooms.set(groupId, seq);
+  }
+
+  tips(groupId, tips) {
+    for (const tip of tips) {
+      this.emit("tip", { groupId, ...tip });
+      if (tip.type === "counters") this.emit("counters", { groupId, counters: tip.counters || [] });
+      if (tip.type === "groupInfo") this.emit("groupInfo", { groupId, changes: tip.changes || {} });
+      if (tip.type === "destroyed") this.rooms.delete(groupId);
+    }
+  }
+}

@@ -1,0 +1,126 @@
+"""livecast/gateway/pages.py over HTTP, in process: headers, static files, the
+dev-only UserSig endpoint and the dashboard's JSON against /metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from livecast.client import custom, text
+from livecast.core.usersig import verify
+from livecast.gateway.pages import CSP, STATIC
+from livecast.webhooks.client import WebhookMetrics
+from tests.conftest import KEY, SDKAPPID, Live, LiveFactory
+
+PAGES = {"/": "text/html", "/dashboard": "text/html",
+         "/static/livecast.js": "application/javascript", "/static/room.js":
+         "application/javascript", "/static/room.css": "text/css",
+         "/static/dashboard.js": "application/javascript",
+         "/static/dashboard.css": "text/css", "/static/favicon.svg": "image/svg+xml"}
+
+
+async def get(live: Live, path: str) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession() as http, http.get(live.url(path)) as resp:
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+async def post(live: Live, path: str, body: bytes) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(live.url(path), data=body) as resp:
+        return resp.status, await resp.json(content_type=None) if resp.status != 404 else None
+
+
+async def test_pages_and_files_carry_the_strict_csp(live: Live) -> None:
+    for path, kind in PAGES.items():
+        status, headers, body = await get(live, path)
+        assert status == 200, path
+        assert headers["Content-Type"].startswith(kind), (path, headers["Content-Type"])
+        assert headers["Content-Security-Policy"] == CSP
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert body
+    assert "script-src 'self';" in CSP and "style-src 'self';" in CSP
+    assert "frame-ancestors 'none'" in CSP and "object-src 'none'" in CSP
+    status, headers, _ = await get(live, "/static/../pages.py")
+    assert status in (403, 404)
+
+
+def test_pages_hold_nothing_a_strict_csp_blocks_and_never_parse_html() -> None:
+    for page in STATIC.glob("*.html"):
+        html = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html), page.name
+        assert "<style" not in html and not re.search(r"\sstyle=", html), page.name
+        assert not re.search(r"\son[a-z]+=", html), page.name
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), page.name
+    for script in STATIC.glob("*.js"):
+        js = script.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                     "eval(", "new Function", "setAttribute(\"style"):
+            assert sink not in js, (script.name, sink)
+
+
+async def test_config_tells_the_page_how_to_log_in(live_factory: LiveFactory) -> None:
+    live = await live_factory()
+    status, _, body = await get(live, "/pages/config")
+    assert status == 200 and body == b'{"sdkAppId": 1400000000, "devKey": false, "room": "demo"}'
+
+
+async def test_dev_usersig_exists_only_on_the_dev_key(live_factory: LiveFactory) -> None:
+    configured = await live_factory()
+    status, _ = await post(configured, "/dev/usersig", b'{"userId":"eve"}')
+    assert status == 404
+    dev = await live_factory(dev_key=True)
+    status, reply = await post(dev, "/dev/usersig", b'{"userId":"eve"}')
+    assert status == 200 and reply["userId"] == "eve" and reply["sdkAppId"] == SDKAPPID
+    assert verify(reply["userSig"], SDKAPPID, KEY, "eve", time.time()) == 0
+    for bad in (b'{"userId":""}', b'{"userId":"' + b"x" * 33 + b'"}', b'{"userId":"\\u00e9"}',
+                b'{"userId":7}', b"[]", b"not json"):
+        status, reply = await post(dev, "/dev/usersig", bad)
+        assert status == 400 and "userId" in reply["error"], bad
+
+
+def scrape(metrics_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_stats_are_the_numbers_metrics_shows(live: Live) -> None:
+    gid = live.room("stage", Name="Main <stage>")
+    live.room("quiet")
+    alice = await live.client("alice", join=gid)
+    await live.client("bob", join=gid)
+    await live.client(None, join="quiet")
+    assert (await alice.send(gid, text("hi")))["msgSeq"] > 0
+    assert (await alice.send(gid, custom('{"type":"gift"}'), priority="High"))["msgSeq"] > 0
+    _, _, raw = await get(live, "/metrics")
+    m = scrape(raw.decode())
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        stats = await resp.json()
+    for p in ("High", "Normal", "Low", "Lowest"):
+        key = ("livecast_messages_delivered_total", (("priority", p),))
+        assert stats["delivered"][p] == m[key]
+    assert stats["delivered"]["High"] == 1 and stats["delivered"]["Normal"] == 1
+    assert stats["connections"] == m[("livecast_connections", ())] == 3
+    assert stats["rooms"] == m[("livecast_rooms", ())] == 2
+    assert stats["tick"]["count"] == m[("livecast_tick_duration_seconds_count", ())] > 0
+    assert stats["tick"]["buckets"][-1] == ["+Inf", stats["tick"]["count"]]
+    assert stats["roomList"] == [{"groupId": "stage", "name": "Main <stage>", "online": 2},
+                                 {"groupId": "quiet", "name": "quiet", "online": 1}]
+    assert stats["webhooks"] is None
+
+
+async def test_stats_show_webhook_health_once_registered(live: Live) -> None:
+    hooks = WebhookMetrics(live.node.metrics.registry)
+    hooks.sent.labels("Group.CallbackBeforeSendMsg").inc(5)
+    hooks.failed.labels("Group.CallbackBeforeSendMsg").inc(2)
+    hooks.timeout.labels("Group.CallbackAfterSendMsg").inc(1)
+    hooks.breaker.set(1)
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        stats = await resp.json()
+    assert stats["webhooks"] == {"sent": 5, "failed": 2, "timeout": 1, "dropped": 0,
+                                 "breaker": 1}

@@ -1,0 +1,158 @@
+"""livecast.js, the ES module client, running in Chromium against a real server;
+and the room page's like total, which reads both places a backend may keep it."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import WebSocketRoute, expect
+
+from tests.pages.conftest import OpenTab, Served, join_room
+
+IMPORT = 'const lc = await import("/static/livecast.js");'
+
+BACKOFF = IMPORT + """
+  const top = (a) => lc.backoff(a, 500, 15000, () => 0.999999);
+  const draws = Array.from({length: 2000}, () => lc.backoff(4, 500, 15000));
+  return {top: [0, 1, 2, 3, 4, 5, 10].map(top), zero: lc.backoff(6, 500, 15000, () => 0),
+          min: Math.min(...draws), max: Math.max(...draws),
+          distinct: new Set(draws).size};
+"""
+
+GAPS = IMPORT + """
+  const c = new lc.LivecastClient({sdkAppId: 1});
+  const gaps = [], seen = [];
+  c.on("gap", (g) => gaps.push(g));
+  c.on("message", (m) => seen.push(m.seq));
+  c.rooms.set("r", 0);
+  const push = (...seqs) => c.receive(JSON.stringify(
+      {op: "msgs", groupId: "r", msgs: seqs.map((seq) => ({seq, msgBody: []}))}));
+  push(7, 8); push(9, 12); push(13); push(1, 2); push(4);
+  return {gaps, seen};
+"""
+
+SESSION = IMPORT + """
+  const sig = await (await fetch("/dev/usersig", {method: "POST",
+      body: JSON.stringify({userId: "js-user"})})).json();
+  const c = new lc.LivecastClient({sdkAppId: sig.sdkAppId, userId: "js-user",
+                                   userSig: sig.userSig});
+  window.events = [];
+  for (const name of ["state", "message", "tip", "counters", "groupInfo"]) {
+    c.on(name, (d) => window.events.push({name, ...d}));
+  }
+  await c.connect();
+  await c.setMyProfile({nick: "JS <User>"});
+  const joined = await c.join("demo");
+  const sent = await c.send("demo", lc.custom({type: "gift"}, "gift"), {priority: "High"});
+  const bad = await c.send("demo", lc.text("x"), {priority: "Urgent"});
+  window.client = c;
+  return {joined: joined.code, seq: sent.msgSeq, bad: bad.code, state: c.state};
+"""
+
+SILENT = IMPORT + """
+  const sig = await (await fetch("/dev/usersig", {method: "POST",
+      body: JSON.stringify({userId: "quiet-net"})})).json();
+  const c = new lc.LivecastClient({sdkAppId: sig.sdkAppId, userId: "quiet-net",
+      userSig: sig.userSig, pingEvery: 200, timeout: 400, baseDelay: 50});
+  const states = [], rejoins = [];
+  c.on("state", (s) => states.push([s.state, s.code ?? null]));
+  c.on("rejoin", (r) => rejoins.push([r.groupId, r.reply.code]));
+  await c.connect();
+  await c.join("demo");
+  await new Promise((resolve) => c.on("state", (s) => {
+    if (s.state === "open") resolve();
+  }));
+  c.close();
+  return {states, rejoins};
+"""
+
+
+def test_backoff_is_exponential_with_full_jitter(plain: Served, open_tab: OpenTab) -> None:
+    tab = open_tab(plain.base + "/")
+    got = tab.page.evaluate(f"async () => {{ {BACKOFF} }}")
+    tops = [round(x) for x in got["top"]]
+    assert tops == [500, 1000, 2000, 4000, 8000, 15000, 15000]
+    assert got["zero"] == 0
+    assert 0 <= got["min"] < 800 and 7200 < got["max"] < 8000 and got["distinct"] > 1900
+
+
+def test_seq_gaps_are_reported_and_a_restart_is_not_a_gap(
+        plain: Served, open_tab: OpenTab) -> None:
+    tab = open_tab(plain.base + "/")
+    got = tab.page.evaluate(f"async () => {{ {GAPS} }}")
+    assert got["seen"] == [7, 8, 9, 12, 13, 1, 2, 4]
+    assert got["gaps"] == [
+        {"groupId": "r", "expected": 10, "got": 12, "missed": 2},
+        {"groupId": "r", "expected": 3, "got": 4, "missed": 1},
+    ]
+
+
+def test_client_sends_with_priority_and_emits_messages_tips_counters(
+        plain: Served, open_tab: OpenTab) -> None:
+    tab = open_tab(plain.base + "/")
+    page = tab.page
+    got = page.evaluate(f"async () => {{ {SESSION} }}")
+    assert got == {"joined": 0, "seq": got["seq"], "bad": 10004, "state": "open"}
+    assert got["seq"] > 0
+    plain.rest("group_open_http_svc", "update_group_counter",
+               {"GroupId": "demo", "GroupCounter": [{"Key": "viewers", "Value": 3}],
+                "Mode": "Set"})
+    page.wait_for_function("""() => ["message", "counters"].every(
+        (n) => window.events.some((e) => e.name === n))
+        && window.events.some((e) => e.name === "tip" && e.type === "memberJoin")""")
+    events = page.evaluate("window.events")
+    msg = next(e for e in events if e["name"] == "message")
+    assert (msg["groupId"], msg["seq"], msg["priority"], msg["from"], msg["nick"]) == (
+        "demo", got["seq"], "High", "js-user", "JS <User>")
+    assert any(e["name"] == "tip" and e["type"] == "memberJoin" and "js-user" in e["members"]
+               for e in events)
+    counters = next(e for e in events if e["name"] == "counters")
+    assert counters["counters"] == [{"Key": "viewers", "Value": 3}]
+    assert [e["state"] for e in events if e["name"] == "state"] == ["connecting", "open"]
+    page.evaluate("window.client.close()")
+    assert page.evaluate("window.client.state") == "closed"
+    assert tab.errors == []
+
+
+def test_like_total_follows_app_defined_data_and_the_like_counter(
+        plain: Served, open_tab: OpenTab) -> None:
+    """Whichever place the backend writes (docs/counter.md targets), the page shows it."""
+    tab = open_tab(plain.base + "/")
+    join_room(tab, "Counter Watcher")
+    total = tab.page.get_by_test_id("like-total")
+    plain.rest("group_open_http_svc", "modify_group_base_info",
+               {"GroupId": "demo", "AppDefinedData": [{"Key": "like_count", "Value": "1234"}]})
+    expect(total).to_have_text("1234")
+    plain.rest("group_open_http_svc", "update_group_counter",
+               {"GroupId": "demo", "GroupCounter": [{"Key": "like", "Value": 1300}],
+                "Mode": "Set"})
+    expect(total).to_have_text("1300")
+    late = open_tab(plain.base + "/")
+    join_room(late, "Late Joiner")
+    expect(late.page.get_by_test_id("like-total")).to_have_text("1300")
+    assert tab.errors == [] and late.errors == []
+
+
+def test_a_connection_that_stops_answering_is_replaced(plain: Served, open_tab: OpenTab) -> None:
+    """The first ping never reaches the server (a dead network that sends no
+    close): the client gives that socket up, connects again and re-joins."""
+    tab = open_tab(plain.base + "/")
+    swallowed: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(frame: str | bytes) -> None:
+            if isinstance(frame, str) and '"op":"ping"' in frame and not swallowed:
+                swallowed.append(frame)
+                return
+            server.send(frame)
+
+        ws.on_message(to_server)
+
+    tab.page.route_web_socket(re.compile(r"/v1/ws$"), route)
+    got = tab.page.evaluate(f"async () => {{ {SILENT} }}")
+    assert len(swallowed) == 1
+    assert got["states"] == [["connecting", None], ["open", None], ["reconnecting", 4000],
+                             ["reconnecting", None], ["open", None], ["closed", 1000]]
+    assert got["rejoins"] == [["demo", 0]]

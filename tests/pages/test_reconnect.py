@@ -1,0 +1,94 @@
+"""The room page when the connection goes: it comes back by itself, re-joins,
+and marks what it missed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import WebSocketRoute, expect
+
+from tests.pages.conftest import (
+    OpenTab,
+    Served,
+    free_port,
+    join_room,
+    message,
+    screenshot,
+    send_text,
+    start_server,
+)
+
+WS = re.compile(r"/v1/ws$")
+
+
+def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
+        tmp_path: Path, open_tab: OpenTab) -> None:
+    port, key_file = free_port(), tmp_path / "dev-key"
+    server = start_server(port, key_file)
+    try:
+        tab = open_tab(f"http://127.0.0.1:{port}/")
+        page = tab.page
+        join_room(tab, "Phoenix")
+        page.evaluate("window.sameDocument = true")
+        state = page.get_by_test_id("connection-state")
+        server.kill()
+        expect(state).to_have_attribute("data-state", "reconnecting")
+        expect(state).to_have_text("reconnecting…")
+        banner = page.get_by_test_id("reconnect-banner")
+        expect(banner).to_have_text("Connection lost. Reconnecting…")
+        screenshot(page, "room-reconnecting")
+        server = start_server(port, key_file)
+        expect(state).to_have_attribute("data-state", "open", timeout=20_000)
+        expect(banner).to_be_hidden()
+        expect(page.get_by_test_id("online-count")).to_have_text("1")
+        send_text(page, "back again")
+        expect(message(page, "back again").locator(".nick")).to_have_text("Phoenix")
+        assert page.evaluate("window.sameDocument") is True
+        unexpected = [e for e in tab.errors if "WebSocket connection" not in e]
+        assert unexpected == []
+    finally:
+        server.stop()
+
+
+def test_messages_missed_while_away_show_a_gap_marker(plain: Served, open_tab: OpenTab) -> None:
+    """The viewer's connection is cut (as a shed connection is, close 4008);
+    two messages are delivered meanwhile; after its automatic re-join the next
+    message's seq tells it that it missed two."""
+    viewer = open_tab(plain.base + "/")
+    routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+    blocked = [False]
+
+    def route(ws: WebSocketRoute) -> None:
+        if blocked[0]:
+            ws.close(code=1001, reason="going away")
+            return
+        routes.append((ws, ws.connect_to_server()))
+
+    viewer.page.route_web_socket(WS, route)
+    join_room(viewer, "Viewer")
+    host = open_tab(plain.base + "/")
+    join_room(host, "Host")
+    send_text(host.page, "first")
+    expect(message(viewer.page, "first")).to_have_count(1)
+
+    blocked[0] = True
+    page_side, server_side = routes[-1]
+    server_side.close(code=1000, reason="cut")
+    page_side.close(code=4008, reason="slow")
+    state = viewer.page.get_by_test_id("connection-state")
+    expect(state).to_have_attribute("data-state", "reconnecting")
+    send_text(host.page, "second")
+    send_text(host.page, "third")
+    expect(message(host.page, "third")).to_have_count(1)
+    blocked[0] = False
+
+    expect(state).to_have_attribute("data-state", "open", timeout=20_000)
+    send_text(host.page, "fourth")
+    expect(message(viewer.page, "fourth")).to_have_count(1)
+    marker = viewer.page.get_by_test_id("gap-marker")
+    expect(marker).to_be_visible()
+    expect(marker).to_have_text("⚠ 2 messages missed")
+    expect(message(viewer.page, "second")).to_have_count(0)
+    screenshot(viewer.page, "room-gap")
+    assert host.errors == []

@@ -75,6 +75,8 @@ class Client:
             await self._ws.close()
         if self._reader is not None:
             await self._reader
+        if self._ws is not None:  # a close we started: the reader stopped before the reply
+            self.close_code = self._ws.close_code
         if self._own_session and self._session is not None:
             await self._session.close()
 
@@ -104,7 +106,9 @@ class Client:
         await self._ws.send_str(orjson.dumps(frame).decode())
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        """Send one request and wait for its reply."""
+        """Send one request and wait for its reply; ClientClosed once closed."""
+        if self._reader is not None and self._reader.done():
+            raise ClientClosed(self.close_code)
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut

@@ -8,6 +8,8 @@ Remote misbehaviour becomes a reply code or a close code:
 - requests beyond the per-connection rate: reply 10023, and a connection that
   keeps flooding past a second budget is closed with 4029;
 - frames over 64 KiB: close 1009 (aiohttp's reader enforces ``max_msg_size``);
+- a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
+  answered: the connection is shed (4008), as fan-out does;
 - no login (or guest join) within ``login_timeout``: close 4002.
 """
 
@@ -138,8 +140,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     node: Node = request.app[NODE]
     if node.draining:
         raise web.HTTPServiceUnavailable(text="draining")
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False, autoclose=False,
-                               heartbeat=30.0)
+    # aiohttp refuses a message of max_msg_size bytes or more: +1 lets 64 KiB through
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES + 1, compress=False,
+                               autoclose=False, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(request.transport, ws, request.remote or "")
     node.attach(conn)
@@ -151,9 +154,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     finally:
         deadline.cancel()
         node.detach(conn)
-        if not conn.closing:
-            conn.closing = True
-            request.transport and request.transport.close()  # type: ignore[func-returns-value]
+        conn.closing = True
+        if request.transport is not None:
+            request.transport.close()
     return ws
 
 
@@ -164,15 +167,20 @@ def _login_deadline(node: Node, conn: Connection) -> None:
 
 async def _read_loop(node: Node, conn: Connection, ws: web.WebSocketResponse,
                      session: Session) -> None:
-    while not conn.closing:
+    """Read until the peer closes.  Once the server has sent its close frame
+    (``conn.closing``) input is drained unread: closing a socket that still has
+    unread input resets it, and the reset would discard the close frame."""
+    while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.TEXT:
-            await _on_text(node, conn, session, msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            _violation(node, conn, session, None, Code.BAD_PARAMETER, "binary frames are refused")
-        elif msg.type is WSMsgType.CLOSE:
             if not conn.closing:
-                node.close(conn, Close.NORMAL if msg.data is None else _echo(msg.data))
+                await _on_text(node, conn, session, msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            if not conn.closing:
+                _violation(node, conn, session, None, Code.BAD_PARAMETER,
+                           "binary frames are refused")
+        elif msg.type is WSMsgType.CLOSE:
+            node.close(conn, Close.NORMAL if msg.data is None else _echo(msg.data))
             return
         elif msg.type is WSMsgType.ERROR:
             exc = ws.exception()
@@ -188,18 +196,23 @@ def _echo(code: int) -> int:
 
 
 async def _on_text(node: Node, conn: Connection, session: Session, data: str) -> None:
+    if conn.buffered() > node.settings.outbox_hard_bytes:
+        node.shed(conn)  # replies share the bounded outbox: a client that never reads
+        return
     now = asyncio.get_running_loop().time()
     parsed = parse_frame(data)
-    if isinstance(parsed, FrameError):
-        if parsed.violation:
-            _violation(node, conn, session, parsed.id, parsed.code, parsed.info)
-        elif parsed.id is not None:
-            conn.send(reply(parsed.id, parsed.code, parsed.info))
+    if isinstance(parsed, FrameError) and parsed.violation:
+        _violation(node, conn, session, parsed.id, parsed.code, parsed.info)
         return
+    # every answered frame costs a token, refused values included
     if not session.limiter.try_take(now):
-        _flood(node, conn, session, parsed)
+        _flood(node, conn, session, parsed.id)
         return
     session.flood = 0
+    if isinstance(parsed, FrameError):
+        if parsed.id is not None:
+            conn.send(reply(parsed.id, parsed.code, parsed.info))
+        return
     await _dispatch(node, conn, parsed)
 
 
@@ -224,10 +237,10 @@ def _violation(node: Node, conn: Connection, session: Session, rid: Any, code: i
         node.close(conn, Close.VIOLATIONS, "too many protocol violations")
 
 
-def _flood(node: Node, conn: Connection, session: Session, req: Request) -> None:
+def _flood(node: Node, conn: Connection, session: Session, rid: Any) -> None:
     session.flood += 1
-    if req.id is not None:
-        conn.send(reply(req.id, Code.FREQ_LIMIT, "too many requests: slow down"))
+    if rid is not None:
+        conn.send(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down"))
     if session.flood > node.settings.req_burst:
         node.close(conn, Close.FLOOD, "flood")
 

@@ -165,11 +165,11 @@ class Node:
         conn.logged_in = True
         conn.guest = False
         conn.nick, conn.avatar = self.profiles.get(user, ("", ""))
-        others = self.sessions.setdefault(user, {})
         if not self.settings.multi_login:
-            for old in list(others):
+            for old in list(self.sessions.get(user, ())):
                 self.kick(old, "multiLogin")
-        others[conn] = None
+        # after the kicks: detaching the last old session deletes the user's table
+        self.sessions.setdefault(user, {})[conn] = None
         log.debug("login %s from %s", user, conn.peer)
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
@@ -227,6 +227,9 @@ class Node:
         self.close(conn, KICK_CLOSE[reason], reason, kicked=True)
 
     def close(self, conn: Connection, code: int, reason: str = "", kicked: bool = False) -> None:
+        """Write the close frame and leave every room now; the socket itself is
+        closed by the connection's reader once the peer answers (or hangs up),
+        and aborted after ``shutdown_grace`` if it never does."""
         if conn.closing:
             return
         if kicked:
@@ -236,10 +239,8 @@ class Node:
         conn.close_code = code
         self.metrics.closes.labels(str(code)).inc()
         self.detach(conn)
-        transport = conn.transport
         loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.shutdown_grace or 0.1, transport.abort)
-        transport.close()
+        loop.call_later(self.settings.shutdown_grace or 0.1, conn.transport.abort)
 
     # ----------------------------------------------------------- sending
     def submit(self, group_id: str, msg: Outgoing) -> None:
@@ -314,8 +315,12 @@ class Node:
         if degraded:
             self.metrics.frames_lite.inc(degraded)
         for conn in shed:
-            self.metrics.shed.inc()
-            self.kick(conn, "slow")
+            self.shed(conn)
+
+    def shed(self, conn: Connection) -> None:
+        """Drop a member that cannot keep up (kicked "slow", close 4008)."""
+        self.metrics.shed.inc()
+        self.kick(conn, "slow")
 
     # ----------------------------------------------------------- tips
     def push_tips(self, room: LiveRoom, tips: list[dict[str, Any]]) -> None:

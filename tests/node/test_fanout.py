@@ -1,0 +1,257 @@
+"""livecast/node/fanout.py, and the node's degrade-then-shed path, over real
+transports (spec/rooms.md, Fan-out).
+
+Each member is a real asyncio transport on one end of a socketpair. A member
+whose peer never reads is stalled: its kernel buffers are filled first, so
+everything written after that stays in the transport's write buffer and
+``get_write_buffer_size`` moves exactly by what is written (no loop iteration
+runs between the writes of one synchronous block). Reading the peer at the
+end checks the bytes each member was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+import pytest
+
+from livecast.core.scheduler import Priority
+from livecast.core.wsframe import frame
+from livecast.node.connection import Connection
+from livecast.node.fanout import fanout
+from livecast.node.hub import Node
+from livecast.node.room import Outgoing
+from livecast.settings import Settings
+
+FULL = frame(b'{"op":"msgs","msgs":["full"]}')
+LITE = frame(b'{"op":"msgs","msgs":["lite"]}')
+
+
+@dataclass
+class Member:
+    conn: Connection
+    peer: socket.socket
+    filler: int = 0                     # bytes written before the frames under test
+    got: bytearray = field(default_factory=bytearray)
+
+    @property
+    def transport(self) -> Any:
+        return self.conn.transport
+
+    def stall(self) -> None:
+        """Fill the kernel buffers; from now on writes stay in the transport."""
+        chunk = b"\0" * 65536
+        while self.transport.get_write_buffer_size() == 0:
+            self.transport.write(chunk)
+            self.filler += len(chunk)
+
+    def top_up(self, size: int) -> None:
+        """Grow the transport's buffer to exactly ``size`` bytes."""
+        missing = size - self.transport.get_write_buffer_size()
+        assert missing >= 0
+        self.transport.write(b"\0" * missing)
+        self.filler += missing
+        assert self.conn.buffered() == size
+
+    async def read(self, n: int) -> bytes:
+        """Everything up to ``n`` bytes past the filler, read from the peer."""
+        loop = asyncio.get_running_loop()
+        while len(self.got) < self.filler + n:
+            chunk = await loop.sock_recv(self.peer, 1 << 20)
+            assert chunk, "peer closed early"
+            self.got += chunk
+        assert not any(self.got[:self.filler])
+        return bytes(self.got[self.filler:])
+
+    async def frames(self, until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        """WebSocket frames written past the filler, read until ``until`` holds."""
+        loop = asyncio.get_running_loop()
+        while not until(found := _ws_frames(await self.read(0))):
+            chunk = await loop.sock_recv(self.peer, 1 << 20)
+            assert chunk, "peer closed early"
+            self.got += chunk
+        return found
+
+
+class _Quiet(asyncio.Protocol):
+    pass
+
+
+@pytest.fixture
+async def members() -> AsyncIterator[list[Member]]:
+    made: list[Member] = []
+    yield made
+    for m in made:
+        if not m.transport.is_closing():
+            m.transport.abort()
+        m.peer.close()
+
+
+async def member(made: list[Member]) -> Member:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    transport, _ = await asyncio.get_running_loop().create_unix_connection(_Quiet, sock=ours)
+    m = Member(Connection(transport, None, "socketpair"), theirs)
+    made.append(m)
+    return m
+
+
+async def lagging_trio(made: list[Member]) -> tuple[Member, Member, Member, int, int]:
+    """(fast, lagging, hopeless, soft, hard): lagging just past soft, hopeless past hard."""
+    fast, lagging, hopeless = await member(made), await member(made), await member(made)
+    lagging.stall()
+    hopeless.stall()
+    soft = max(lagging.conn.buffered(), hopeless.conn.buffered())
+    hard = soft + 10_000
+    lagging.top_up(soft + 1)
+    hopeless.top_up(hard + 1)
+    return fast, lagging, hopeless, soft, hard
+
+
+async def test_full_to_readers_lite_to_laggards_and_shed_past_hard(
+        members: list[Member]) -> None:
+    fast, lagging, hopeless, soft, hard = await lagging_trio(members)
+    result = fanout([fast.conn, lagging.conn, hopeless.conn], FULL, LITE, soft, hard)
+    assert result == (1, 1, [hopeless.conn])
+    assert lagging.conn.buffered() == soft + 1 + len(LITE)
+    assert hopeless.conn.buffered() == hard + 1          # nothing more for a shed member
+    assert await fast.read(len(FULL)) == FULL
+    assert await lagging.read(len(LITE)) == LITE
+    assert await hopeless.read(0) == b""
+
+
+async def test_nothing_droppable_means_everyone_below_hard_gets_full(
+        members: list[Member]) -> None:
+    fast, lagging, hopeless, soft, hard = await lagging_trio(members)
+    result = fanout([fast.conn, lagging.conn, hopeless.conn], FULL, None, soft, hard)
+    assert result == (2, 0, [hopeless.conn])
+    assert await fast.read(len(FULL)) == FULL
+    assert await lagging.read(len(FULL)) == FULL
+
+
+async def test_all_droppable_means_laggards_get_nothing(members: list[Member]) -> None:
+    fast, lagging, hopeless, soft, hard = await lagging_trio(members)
+    result = fanout([fast.conn, lagging.conn, hopeless.conn], FULL, b"", soft, hard)
+    assert result == (1, 1, [hopeless.conn])
+    assert lagging.conn.buffered() == soft + 1
+    assert await fast.read(len(FULL)) == FULL
+
+
+async def test_thresholds_are_inclusive(members: list[Member]) -> None:
+    """A buffer exactly at soft still gets full; exactly at hard gets lite, not shed."""
+    at_soft, at_hard = await member(members), await member(members)
+    at_soft.stall()
+    at_hard.stall()
+    soft = max(at_soft.conn.buffered(), at_hard.conn.buffered())
+    hard = soft + 5000
+    at_soft.top_up(soft)
+    at_hard.top_up(hard)
+    assert fanout([at_soft.conn, at_hard.conn], FULL, LITE, soft, hard) == (1, 1, [])
+    assert await at_soft.read(len(FULL)) == FULL
+    assert await at_hard.read(len(LITE)) == LITE
+
+
+async def test_closing_members_are_skipped(members: list[Member]) -> None:
+    open_, closing = await member(members), await member(members)
+    closing.transport.close()
+    assert fanout([closing.conn, open_.conn], FULL, LITE, 100, 200) == (1, 0, [])
+    assert await open_.read(len(FULL)) == FULL
+
+
+async def test_same_bytes_object_is_written_to_every_member(members: list[Member]) -> None:
+    many = [await member(members) for _ in range(20)]
+    assert fanout([m.conn for m in many], FULL, LITE, 1 << 20, 2 << 20) == (20, 0, [])
+    for m in many:
+        assert await m.read(len(FULL)) == FULL
+
+
+# ------------------------------------------------------------- through the node
+def _ws_frames(data: bytes) -> list[dict[str, Any]]:
+    """Decode the unmasked text frames of ``data`` (server to client)."""
+    out = []
+    while data:
+        n = data[1] & 0x7F
+        start = 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, start = int.from_bytes(data[2:10], "big"), 10
+        out.append(orjson.loads(data[start:start + n]))
+        data = data[start + n:]
+    return out
+
+
+async def test_node_degrades_a_lagging_member_then_sheds_it(members: list[Member]) -> None:
+    node = Node(replace(Settings(), room_rate=100, room_burst=100))
+    node.create_group("administrator", {"Name": "r"}, "r")
+    fast, lagging = await member(members), await member(members)
+    for m, user in ((fast, "fast"), (lagging, "lagging")):
+        node.attach(m.conn)
+        node.login(m.conn, user)
+        node.join(m.conn, "r")
+    lagging.stall()
+    soft = lagging.conn.buffered()
+    hard = soft + 4096
+    lagging.top_up(soft + 1)
+    node.settings = replace(node.settings, outbox_soft_bytes=soft, outbox_hard_bytes=hard)
+    sample = node.metrics.registry.get_sample_value
+
+    async def tick(*batch: tuple[Priority, int]) -> list[int]:
+        """Submit ``batch`` (priority, text size) at once; the seqs it was given."""
+        loop = asyncio.get_running_loop()
+        fates = [loop.create_future() for _ in batch]
+        for (p, size), fut in zip(batch, fates, strict=True):
+            body = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "x" * size}}]
+            node.submit("r", Outgoing("fast", "", "", p, 0, body, "",
+                                      lambda seq, _t, _r, f=fut: f.set_result(seq)))
+        return list(await asyncio.gather(*fates))
+
+    # past soft: the laggard gets the tick's batch without its Low message
+    assert await tick((Priority.NORMAL, 10), (Priority.LOW, 10)) == [1, 2]
+    assert sample("livecast_frames_degraded_total") == 1
+    assert not lagging.conn.closing
+    # a big Normal message still reaches it, and leaves it past hard
+    assert await tick((Priority.NORMAL, hard)) == [3]
+    assert lagging.conn.buffered() > hard and not lagging.conn.closing
+    # the next tick sheds it: kicked "slow", close 4008, no longer a member
+    assert await tick((Priority.NORMAL, 10)) == [4]
+    assert lagging.conn.closing and lagging.conn.close_code == 4008
+    assert sample("livecast_connections_shed_total") == 1
+    assert node.rooms["r"].online() == 1
+
+    fast_frames = await fast.frames(until=lambda fs: _seqs(fs)[-1:] == [4])
+    assert [(m["seq"], m["priority"]) for f in fast_frames for m in f["msgs"]] == [
+        (1, "Normal"), (2, "Low"), (3, "Normal"), (4, "Normal")]
+    lag_frames = await lagging.frames(until=lambda fs: bool(fs) and fs[-1]["op"] == "_close")
+    assert _seqs(lag_frames) == [1, 3]
+    assert lag_frames[-2:] == [{"op": "kicked", "reason": "slow"}, {"op": "_close", "code": 4008}]
+
+
+def _seqs(frames: list[dict[str, Any]]) -> list[int]:
+    return [m["seq"] for f in frames if f["op"] == "msgs" for m in f["msgs"]]
+
+
+def _ws_frames(data: bytes) -> list[dict[str, Any]]:
+    """Decode the complete unmasked frames of ``data`` (server to client);
+    a close frame becomes ``{"op": "_close", "code": ..}``."""
+    out: list[dict[str, Any]] = []
+    while len(data) >= 2:
+        n, start = data[1] & 0x7F, 2
+        if n == 126:
+            n, start = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, start = int.from_bytes(data[2:10], "big"), 10
+        if len(data) < start + n:
+            break
+        payload = data[start:start + n]
+        if data[0] & 0x0F == 0x8:
+            out.append({"op": "_close", "code": int.from_bytes(payload[:2], "big")})
+        else:
+            out.append(orjson.loads(payload))
+        data = data[start + n:]
+    return out

@@ -66,7 +66,7 @@ async def ban_group_member(call: Call, body: Body) -> Body:
     accounts = users(body, "Members_Account", most=MAX_BAN_ACCOUNTS)
     seconds = integer(body, "Duration", 1, UINT32_MAX)
     text(body, "Description", DESCRIPTION_LIMIT, default="")
-    call.node.ban(room.group_id, accounts, seconds)
+    call.node.ban(room.group_id, accounts, seconds, call.caller)
     return {}
 
 

@@ -40,6 +40,7 @@ from livecast.admin.table import (
     typed,
     user,
 )
+from livecast.core.callbacks import PLATFORM_REST
 from livecast.core.group_fields import bad, utf8_len
 from livecast.core.messages import (
     MAX_MSG_BYTES,
@@ -129,15 +130,25 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     earlier = call.state.sends.find(key, now)
     if earlier is not None:
         return await asyncio.shield(earlier)
-    # The app admin may speak under mute-all; a personally muted sender may not.
-    if room.group.can_send(send.sender, now, True):
-        raise LivecastError(Code.MUTED, f"{send.sender} is muted in this group")
     answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
     nick, avatar = node.profiles.get(send.sender, ("", ""))
+    forbid = body.get("ForbidCallbackControl") or ()
     msg = Outgoing(send.sender, nick, avatar, send.priority, send.random, send.body,
-                   send.cloud_custom_data, _fate(answer))
-    node.submit(room.group_id, msg)
+                   send.cloud_custom_data, _fate(answer), operator=call.caller,
+                   client_ip=call.client_ip, platform=PLATFORM_REST,
+                   before_callback="ForbidBeforeSendMsgCallback" not in forbid,
+                   after_callback="ForbidAfterSendMsgCallback" not in forbid)
+    # The app admin may speak under mute-all; a personally muted sender may not.
+    if room.group.can_send(send.sender, now, True):
+        node.refuse_muted(room.group_id, msg)
     call.state.sends.record(key, answer, now)
+    try:
+        await node.send(room.group_id, msg)
+    except LivecastError as err:
+        call.state.sends.forget(key)
+        answer.set_exception(err)
+        answer.exception()  # retrieved here: waiters (repeats) re-raise it themselves
+        raise
     return await asyncio.shield(answer)
 
 
@@ -175,7 +186,9 @@ async def send_broadcast_msg(call: Call, body: Body) -> Body:
     nick, avatar = node.profiles.get(send.sender, ("", ""))
     for gid in list(node.rooms):
         node.submit(gid, BroadcastOutgoing(send.sender, nick, avatar, Priority.HIGH, send.random,
-                                           send.body, send.cloud_custom_data))
+                                           send.body, send.cloud_custom_data,
+                                           operator=call.caller, client_ip=call.client_ip,
+                                           platform=PLATFORM_REST, before_callback=False))
     answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
     answer.set_result({"MsgSeq": state.broadcast_seq})
     state.sends.record(key, answer, now)

@@ -76,7 +76,7 @@ async def _serve(request: web.Request, node: Node, service: str, name: str) -> B
         code = Code.BAD_COMMAND if service in GROUP_SERVICES else Code.BAD_URL
         raise LivecastError(code, f"unknown command {service}/{name}")
     body = await _read_body(request)
-    return await fn(Call(node, caller, state_of(node)), body)
+    return await fn(Call(node, caller, state_of(node), request.remote or ""), body)
 
 
 def _auth(node: Node, query: Any) -> str:

@@ -60,6 +60,10 @@ class SendLog:
         while len(self._entries) > self._cap:
             self._entries.popitem(last=False)
 
+    def forget(self, key: SendKey) -> None:
+        """A refused send is not remembered."""
+        self._entries.pop(key, None)
+
     def _expire(self, now: float) -> None:
         entries = self._entries
         while entries:

@@ -49,6 +49,7 @@ class Call:
     node: Node
     caller: str
     state: AdminState
+    client_ip: str = ""     # ClientIP of the callbacks this request causes
 
 
 Command = Callable[[Call, Body], Awaitable[Body]]

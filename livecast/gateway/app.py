@@ -43,7 +43,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     if node.settings.dev_key and DEMO_ROOM not in node.rooms:
         node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
+    await node.webhooks.start()
     yield
+    await node.webhooks.close()
     await node.backplane.close()
 
 

@@ -67,7 +67,7 @@ async def op_login(node: Node, conn: Connection, req: Request) -> Result:
 
 
 async def op_join(node: Node, conn: Connection, req: Request) -> Result:
-    return node.join(conn, req.args["groupId"])
+    return await node.enter(conn, req.args["groupId"])
 
 
 async def op_quit(node: Node, conn: Connection, req: Request) -> Result:
@@ -78,7 +78,6 @@ async def op_quit(node: Node, conn: Connection, req: Request) -> Result:
 
 async def op_send(node: Node, conn: Connection, req: Request) -> Result:
     a = req.args
-    room = node.check_send(conn, a["groupId"])
     priority = parse_priority(a["priority"])
     assert priority is not None  # validated by the protocol table
     rid = req.id
@@ -88,8 +87,9 @@ async def op_send(node: Node, conn: Connection, req: Request) -> Result:
             conn.send(reply(rid, 0, "", msgSeq=seq, msgTime=time_ms, dropReason=drop_reason))
 
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
-                   a["cloudCustomData"], fate)
-    node.submit(room.group_id, msg)
+                   a["cloudCustomData"], fate, operator=conn.user, client_ip=conn.peer)
+    node.check_send(conn, a["groupId"], msg)
+    await node.send(a["groupId"], msg)
     return None
 
 

@@ -24,14 +24,16 @@ import orjson
 
 from livecast.backplane.memory import MemoryBackplane
 from livecast.core.group import FOREVER, Group, new_group_id
-from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import close_frame, frame
 from livecast.errors import Close, Code, LivecastError
 from livecast.node.connection import Connection
 from livecast.node.fanout import fanout
+from livecast.node.hooks import Hooks
 from livecast.node.metrics import Metrics
 from livecast.node.room import LiveRoom, Outgoing
 from livecast.settings import Settings
+from livecast.webhooks.client import Webhooks
 
 log = logging.getLogger("livecast.node")
 
@@ -50,6 +52,8 @@ class Node:
         self.profiles: dict[str, tuple[str, str]] = {}
         self.connections: dict[Connection, None] = {}
         self.backplane = MemoryBackplane()
+        self.webhooks = Webhooks(settings, self.metrics.registry, clock)
+        self.hooks = Hooks(self.webhooks, clock)
         self._tip_rooms: dict[LiveRoom, None] = {}
         self._tip_handle: asyncio.TimerHandle | None = None
         self._group_counter = 0
@@ -58,8 +62,9 @@ class Node:
         self.drained = asyncio.Event()
 
     # ----------------------------------------------------------- groups
-    def create_group(self, owner: str, fields: dict[str, Any],
-                     group_id: str | None = None) -> Group:
+    def create_group(self, owner: str, fields: dict[str, Any], group_id: str | None = None,
+                     operator: str | None = None, client_ip: str = "") -> Group:
+        """A new room; ``operator`` (the REST caller) gets the after-create callback."""
         now = self.clock()
         if group_id is None:
             group_id = self._fresh_group_id()
@@ -73,6 +78,8 @@ class Node:
         self.rooms[group_id] = LiveRoom(group, sched, s.tip_member_cap)
         self.metrics.rooms.set(len(self.rooms))
         log.info("room created: %s", group_id)
+        if operator is not None:
+            self.hooks.created(group, operator, client_ip)
         return group
 
     def _fresh_group_id(self) -> str:
@@ -88,7 +95,7 @@ class Node:
             raise LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
         return room
 
-    def destroy_group(self, group_id: str) -> None:
+    def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
         self.push_tips(room, [{"type": "destroyed"}])
         for conn in list(room.members):
@@ -96,23 +103,23 @@ class Node:
         del self.rooms[group_id]
         if room.handle is not None:
             room.handle.cancel()
-        self._settle_pending(room)
+        self._settle_pending(room, Code.GROUP_NOT_FOUND)
         self.metrics.rooms.set(len(self.rooms))
+        self.hooks.destroyed(room.group, client_ip)
         log.info("room destroyed: %s", group_id)
 
-    def _settle_pending(self, room: LiveRoom) -> None:
-        """A destroyed room's waiting messages end as drops (accounting)."""
-        result = room.sched.tick(self.clock() + 1e9)
-        for _seq, pending in result.delivered:
-            self._drop(pending.payload, pending.priority)
-        for pending in result.dropped:
-            self._drop(pending.payload, pending.priority)
+    def _settle_pending(self, room: LiveRoom, code: int) -> None:
+        """A room's waiting messages end as drops (accounting, invariant 4)."""
+        for pending in room.sched.drain():
+            self._drop(room.group_id, pending.payload, pending.priority, code)
 
-    def modify_group(self, group_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def modify_group(self, group_id: str, fields: dict[str, Any], operator: str = "",
+                     client_ip: str = "") -> dict[str, Any]:
         room = self.room(group_id)
         changes = room.group.modify(fields, self.clock())
         if changes:
             self.push_tips(room, [{"type": "groupInfo", "changes": changes}])
+            self.hooks.info_changed(group_id, operator, changes, client_ip)
         return changes
 
     def update_counters(self, group_id: str, items: object, mode: object) -> list[dict[str, Any]]:
@@ -139,13 +146,18 @@ class Node:
             tips.append({"type": "mute", "member": user, "until": shown})
         self.push_tips(room, tips)
 
-    def ban(self, group_id: str, users: list[str], seconds: int) -> None:
+    def ban(self, group_id: str, users: list[str], seconds: int,
+            operator: str = "administrator") -> None:
         room = self.room(group_id)
         now = self.clock()
+        kicked: list[str] = []
         for user in users:
             room.group.ban(user, seconds, now)
             for conn in [c for c in room.members if c.user == user]:
+                self.quit(conn, group_id, report=False)
+                kicked.append(user)
                 self.kick(conn, "banned")
+        self.hooks.kicked(group_id, kicked, operator)
 
     def system_notification(self, group_id: str, content: str) -> None:
         self.push_tips(self.room(group_id), [{"type": "system", "content": content}])
@@ -180,6 +192,18 @@ class Node:
             conn.nick, conn.avatar = profile
         return profile
 
+    async def enter(self, conn: Connection, group_id: str) -> dict[str, Any]:
+        """A join asked by a client: the before-join callback first (logged-in
+        users only; guests have no account to report), then ``join``."""
+        room = self.room(group_id)
+        if self.hooks.enabled and conn.logged_in and conn not in room.members:
+            if room.group.is_banned(conn.user, self.clock()):
+                raise LivecastError(Code.NO_PERMISSION, "banned from this group")
+            await self.hooks.before_join(group_id, conn.user, conn.peer)
+        if conn.closing:
+            raise LivecastError(Code.NO_PERMISSION, "connection closed")
+        return self.join(conn, group_id)
+
     def join(self, conn: Connection, group_id: str) -> dict[str, Any]:
         room = self.room(group_id)
         if not conn.logged_in:
@@ -192,12 +216,13 @@ class Node:
             room.members[conn] = None
             conn.rooms.add(group_id)
             room.joins.add(conn.user if conn.logged_in else "")
+            self.hooks.joined(group_id, conn.user if conn.logged_in else "")
             self._want_tips(room)
             self.metrics.members.inc()
         return {"group": room.group.profile(), "counters": room.group.counter_list(),
                 "onlineMemberNum": room.online()}
 
-    def quit(self, conn: Connection, group_id: str) -> None:
+    def quit(self, conn: Connection, group_id: str, report: bool = True) -> None:
         room = self.rooms.get(group_id)
         if room is None or conn not in room.members:
             conn.rooms.discard(group_id)
@@ -205,6 +230,8 @@ class Node:
         del room.members[conn]
         conn.rooms.discard(group_id)
         room.quits.add(conn.user if conn.logged_in else "")
+        if report and conn.logged_in:
+            self.hooks.exited(group_id, conn.user)
         self._want_tips(room)
         self.metrics.members.dec()
 
@@ -249,22 +276,40 @@ class Node:
         now = self.clock()
         self.metrics.admitted_by[msg.priority].inc()
         for pending in room.sched.offer(msg, msg.priority, now):
-            self._drop(pending.payload, pending.priority)
+            self._drop(group_id, pending.payload, pending.priority)
         self._schedule(room)
 
-    def check_send(self, conn: Connection, group_id: str) -> LiveRoom:
+    async def send(self, group_id: str, msg: Outgoing) -> None:
+        """The send pipeline shared by WebSocket and REST: the before-send
+        callback (which may reject, drop or rewrite), then the room's scheduler.
+        The sender's answer comes through ``msg.fate``."""
+        self.room(group_id)
+        if self.hooks.enabled and not await self.hooks.before_send(group_id, msg):
+            return
+        self.submit(group_id, msg)  # the room may be gone after the await: 10010
+
+    def refuse_muted(self, group_id: str, msg: Outgoing) -> None:
+        self.hooks.failed(group_id, msg, Code.MUTED)
+        raise LivecastError(Code.MUTED, f"{msg.sender} is muted in this group")
+
+    def check_send(self, conn: Connection, group_id: str, msg: Outgoing) -> LiveRoom:
         room = self.room(group_id)
         if conn.guest or not conn.logged_in or conn not in room.members:
             raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
-        code = room.group.can_send(conn.user, self.clock(), self.settings.is_admin(conn.user))
-        if code:
-            raise LivecastError(code, "you are muted in this group")
+        if room.group.can_send(conn.user, self.clock(), self.settings.is_admin(conn.user)):
+            self.refuse_muted(group_id, msg)
         return room
 
-    def _drop(self, msg: Outgoing, priority: Priority) -> None:
-        self.metrics.dropped_freq[priority].inc()
+    def _drop(self, group_id: str, msg: Outgoing, priority: Priority,
+              code: int = Code.FREQ_LIMIT) -> None:
+        """A message that will not be delivered: counted, answered, reported."""
+        if code == Code.FREQ_LIMIT:
+            self.metrics.dropped_freq[priority].inc()
+        else:
+            self.metrics.dropped.labels(PRIORITY_NAMES[priority], "GroupDestroyed").inc()
         if msg.fate is not None:
             msg.fate(0, int(self.clock() * 1000), "MsgFreqCtrl")
+        self.hooks.failed(group_id, msg, code)
 
     def _schedule(self, room: LiveRoom) -> None:
         if room.handle is not None:
@@ -283,7 +328,7 @@ class Node:
         now = self.clock()
         result = room.sched.tick(now)
         for pending in result.dropped:
-            self._drop(pending.payload, pending.priority)
+            self._drop(room.group_id, pending.payload, pending.priority)
         if result.delivered:
             self._deliver(room, result.delivered, int(now * 1000))
         if room.sched.pending:
@@ -300,11 +345,14 @@ class Node:
         self.backplane.publish(room.group_id, full, lite)
         self._fan(room, full, lite)
         delivered = self.metrics.delivered_by
+        hooks = self.hooks
         for seq, pending in batch:
             msg: Outgoing = pending.payload
             delivered[pending.priority].inc()
             if msg.fate is not None:
                 msg.fate(seq, time_ms, "")
+            if hooks.enabled:
+                hooks.delivered(room.group_id, msg, seq, time_ms)
         room.group.last_msg_time = time_ms / 1000
 
     def _fan(self, room: LiveRoom, full: bytes, lite: bytes | None) -> None:
@@ -337,6 +385,8 @@ class Node:
     def _flush_tips(self) -> None:
         self._tip_handle = None
         rooms, self._tip_rooms = self._tip_rooms, {}
+        if self.hooks.enabled:
+            self.hooks.flush_members()
         for room in rooms:
             if self.rooms.get(room.group_id) is room:
                 self.push_tips(room, room.take_member_tips())
@@ -345,6 +395,8 @@ class Node:
     def going_away(self) -> None:
         """Close every connection with 1001 (graceful shutdown, drain)."""
         self.draining = True
+        for room in self.rooms.values():
+            self._settle_pending(room, Code.FREQ_LIMIT)
         if not self.connections:
             self.drained.set()
         for conn in list(self.connections):

@@ -34,6 +34,12 @@ class Outgoing:
     body: list[dict[str, Any]]
     cloud_custom_data: str
     fate: Fate | None = None
+    # for webhooks (livecast/node/hooks.py)
+    operator: str = ""             # who issued the send (Operator_Account)
+    client_ip: str = ""
+    platform: str = "Web"          # OptPlatform: Web (WebSocket) or RESTAPI
+    before_callback: bool = True   # False under ForbidBeforeSendMsgCallback
+    after_callback: bool = True    # False under ForbidAfterSendMsgCallback
 
     def wire(self, seq: int, time_ms: int) -> dict[str, Any]:
         return {"seq": seq, "time": time_ms, "from": self.sender, "nick": self.nick,

@@ -1,0 +1,138 @@
+"""The node's webhook events: when each Tencent callback fires, with what.
+
+``livecast.core.callbacks`` builds the bodies and parses replies; the
+``Webhooks`` client does the I/O; this module decides the moments
+(spec/tencent-compat.md, Webhooks; docs/webhooks.md):
+
+- before-send: for every send, client or REST, before rate limiting (so
+  dropped likes still reach the business backend); its verdict may reject
+  the message, drop it silently, or replace its body;
+- after-send: each delivered message, never a dropped one;
+- send-exception: each message dropped by the rate limit (10023), each send
+  refused for mute (10017), each message still waiting when its room was
+  destroyed (10010);
+- before-join / after-join / after-exit for logged-in members (guests have no
+  account to report); joins and exits are aggregated per room and flushed
+  with the member tips, at most ``MEMBER_BATCH`` accounts per callback;
+- after-create / info-changed / destroyed for REST operations.
+
+With no callback URL every method returns at once and builds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from livecast.core import callbacks as cb
+from livecast.core.callbacks import Action, Verdict
+from livecast.core.group import Group
+from livecast.core.scheduler import PRIORITY_NAMES
+from livecast.errors import LivecastError
+from livecast.node.room import Outgoing
+from livecast.webhooks.client import Webhooks
+
+MEMBER_BATCH = 500
+
+
+class Hooks:
+    __slots__ = ("clock", "enabled", "exits", "joins", "webhooks")
+
+    def __init__(self, webhooks: Webhooks, clock: Callable[[], float]) -> None:
+        self.webhooks = webhooks
+        self.enabled = webhooks.enabled
+        self.clock = clock
+        self.joins: dict[str, list[str]] = {}
+        self.exits: dict[str, list[str]] = {}
+
+    # ----------------------------------------------------------- messages
+    async def before_send(self, group_id: str, msg: Outgoing) -> bool:
+        """Ask the backend; True to go on (``msg`` may have a new body), False when
+        silently dropped (the sender already has its answer); raises on reject."""
+        if not self.enabled or not msg.before_callback:
+            return True
+        body = cb.before_send(group_id, msg.sender, msg.operator, msg.random, msg.body,
+                              msg.cloud_custom_data, PRIORITY_NAMES[msg.priority], self.clock())
+        verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform)
+        return _apply(verdict, msg, self.clock)
+
+    def delivered(self, group_id: str, msg: Outgoing, seq: int, time_ms: int) -> None:
+        if self.enabled and msg.after_callback:
+            self.webhooks.post(cb.after_send(
+                group_id, msg.sender, msg.operator, msg.random, msg.body, msg.cloud_custom_data,
+                PRIORITY_NAMES[msg.priority], seq, time_ms, self.clock()),
+                msg.client_ip, msg.platform)
+
+    def failed(self, group_id: str, msg: Outgoing, code: int) -> None:
+        if self.enabled:
+            self.webhooks.post(cb.send_exception(
+                group_id, msg.sender, msg.operator, msg.random, msg.body, msg.cloud_custom_data,
+                PRIORITY_NAMES[msg.priority], code, self.clock()),
+                msg.client_ip, msg.platform)
+
+    # ----------------------------------------------------------- members
+    async def before_join(self, group_id: str, user: str, client_ip: str) -> None:
+        """Raises LivecastError when the backend refuses the join."""
+        if not self.enabled:
+            return
+        body = cb.before_join(group_id, user, self.clock())
+        verdict = await self.webhooks.before_join(body, client_ip, cb.PLATFORM_WEB)
+        if verdict.action is not Action.ALLOW:
+            raise LivecastError(verdict.code, verdict.info)
+
+    def joined(self, group_id: str, user: str) -> None:
+        if self.enabled and user:
+            self.joins.setdefault(group_id, []).append(user)
+
+    def exited(self, group_id: str, user: str) -> None:
+        if self.enabled and user:
+            self.exits.setdefault(group_id, []).append(user)
+
+    def kicked(self, group_id: str, users: list[str], operator: str) -> None:
+        if self.enabled and users:
+            for i in range(0, len(users), MEMBER_BATCH):
+                self.webhooks.post(cb.after_exit(group_id, users[i:i + MEMBER_BATCH],
+                                                 self.clock(), "Kicked", operator))
+
+    def flush_members(self) -> None:
+        """Post the aggregated joins and exits (called with the member tips)."""
+        joins, self.joins = self.joins, {}
+        exits, self.exits = self.exits, {}
+        now = self.clock()
+        for gid, users in joins.items():
+            for i in range(0, len(users), MEMBER_BATCH):
+                self.webhooks.post(cb.after_join(gid, users[i:i + MEMBER_BATCH], now),
+                                   "", cb.PLATFORM_WEB)
+        for gid, users in exits.items():
+            for i in range(0, len(users), MEMBER_BATCH):
+                self.webhooks.post(cb.after_exit(gid, users[i:i + MEMBER_BATCH], now),
+                                   "", cb.PLATFORM_WEB)
+
+    # ----------------------------------------------------------- groups
+    def created(self, group: Group, operator: str, client_ip: str) -> None:
+        if self.enabled:
+            self.webhooks.post(cb.after_create(group.group_id, group.owner, operator, group.name,
+                                               group.app_defined, self.clock()), client_ip)
+
+    def info_changed(self, group_id: str, operator: str, changes: Mapping[str, Any],
+                     client_ip: str) -> None:
+        if self.enabled and changes:
+            body = cb.after_info_changed(group_id, operator, changes, self.clock())
+            if body is not None:
+                self.webhooks.post(body, client_ip)
+
+    def destroyed(self, group: Group, client_ip: str) -> None:
+        if self.enabled:
+            self.webhooks.post(cb.after_destroyed(group.group_id, group.owner, group.name,
+                                                  self.clock()), client_ip)
+
+
+def _apply(verdict: Verdict, msg: Outgoing, clock: Callable[[], float]) -> bool:
+    if verdict.action is Action.REJECT:
+        raise LivecastError(verdict.code, verdict.info)
+    if verdict.action is Action.DROP:
+        if msg.fate is not None:
+            msg.fate(0, int(clock() * 1000), cb.DROP_REASON)
+        return False
+    msg.body, msg.cloud_custom_data = verdict.message(msg.body, msg.cloud_custom_data)
+    return True

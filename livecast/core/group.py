@@ -318,7 +318,7 @@ class Group:
     def muted_list(self, now: float) -> list[dict[str, Any]]:
         """get_group_muted_account's ``MutedAccountList``; purges expired mutes."""
         _purge(self.mutes, now)
-        return [{"Member_Account": u, "MutedUntil": _wire_time(t)} for u, t in self.mutes.items()]
+        return [{"Member_Account": u, "MutedUntil": wire_time(t)} for u, t in self.mutes.items()]
 
     def ban(self, user: str, seconds: int, now: float) -> float:
         """ban_group_member for one user; returns the ban's end time.
@@ -344,7 +344,7 @@ class Group:
     def banned_list(self, now: float) -> list[dict[str, Any]]:
         """get_group_ban_member's ``BannedAccountList`` (ban order); purges expired bans."""
         _purge(self.bans, now)
-        return [{"Member_Account": u, "BannedUntil": _wire_time(t)} for u, t in self.bans.items()]
+        return [{"Member_Account": u, "BannedUntil": wire_time(t)} for u, t in self.bans.items()]
 
     def can_send(self, user: str, now: float, is_admin: bool) -> int:
         """0, or 10017 when ``user`` is muted, or mute-all is on and ``user``
@@ -372,7 +372,7 @@ def _until(now: float, seconds: int) -> float:
     return min(now + seconds, float(FOREVER))
 
 
-def _wire_time(until: float) -> int:
+def wire_time(until: float) -> int:
     return min(math.ceil(until), FOREVER)
 
 

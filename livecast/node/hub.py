@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from livecast.backplane.memory import MemoryBackplane
-from livecast.core.group import FOREVER, Group, new_group_id
+from livecast.core.group import Group, new_group_id, wire_time
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import close_frame, frame
 from livecast.errors import Close, Code, LivecastError
@@ -133,7 +133,8 @@ class Node:
         room = self.room(group_id)
         result = room.group.delete_counters(keys)
         if result:
-            self.push_tips(room, [{"type": "counters", "counters": result}])
+            deleted = [item["Key"] for item in result]
+            self.push_tips(room, [{"type": "counters", "counters": [], "deleted": deleted}])
         return result
 
     def mute(self, group_id: str, users: list[str], seconds: int) -> None:
@@ -142,8 +143,7 @@ class Node:
         tips = []
         for user in users:
             until = room.group.mute(user, seconds, now)
-            shown = FOREVER if seconds == FOREVER else int(until)
-            tips.append({"type": "mute", "member": user, "until": shown})
+            tips.append({"type": "mute", "member": user, "until": wire_time(until)})
         self.push_tips(room, tips)
 
     def ban(self, group_id: str, users: list[str], seconds: int,

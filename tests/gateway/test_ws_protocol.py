@@ -419,6 +419,10 @@ async def test_group_info_and_counter_tips(live: Live) -> None:
     r = await bob.join(gid)
     assert r["counters"] == [{"Key": "likes", "Value": 8}]
     assert r["group"]["AppDefinedData"] == [{"Key": "likes", "Value": "12"}]
+    live.node.delete_counters(gid, ["likes"])
+    tip = await next_tip(bob, "counters")
+    assert tip["counters"] == [] and tip["deleted"] == ["likes"]
+    assert (await bob.get_group_info(gid))["counters"] == []
 
 
 async def test_mute_tip_and_mute_survives_rejoin(live: Live) -> None:

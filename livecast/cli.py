@@ -1,4 +1,4 @@
-"""Command line: ``livecast serve | usersig`` (spec/operations.md).
+"""Command line: ``livecast serve | usersig | counter | bench`` (spec/operations.md).
 
 Flags + env -> Settings, built once here; uvloop installed; the app run.
 """
@@ -37,12 +37,41 @@ def _usersig_parser(sub: Any) -> None:
                    help="validity in seconds (default 180 days)")
 
 
+def _counter_parser(sub: Any) -> None:
+    from livecast.counter.settings import add_flags
+
+    add_flags(sub.add_parser("counter", help="run the like counter (webhooks in, totals out)"))
+
+
+def _bench_parser(sub: Any) -> None:
+    from livecast.bench.cli import add_arguments
+
+    add_arguments(sub.add_parser("bench", help="the fan-out benchmark (clients on loopback)"))
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="livecast", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _usersig_parser(sub)
+    _bench_parser(sub)
+    _counter_parser(sub)
     return ap
+
+
+def counter(args: argparse.Namespace) -> int:
+    """``livecast counter``: its own settings (livecast.counter.settings), then run."""
+    from livecast.counter import app, settings
+
+    try:
+        s = settings.from_args(args, dict(os.environ))
+    except ConfigError as exc:
+        print(f"livecast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=s.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.run(s)
+    return 0
 
 
 def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
@@ -118,6 +147,12 @@ async def _serve(s: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "bench":
+        from livecast.bench.cli import run
+
+        return run(args)
+    if args.command == "counter":
+        return counter(args)
     try:
         s = settings_from(args, dict(os.environ))
     except ConfigError as exc:
@@ -131,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(usersig.mint(s.sdkappid, s.secret_key.value, args.userid, time.time(), args.expire))
         return 0
+    if s.redis_url:
+        print("livecast: LIVECAST_REDIS_URL is set, but this version runs single-node only "
+              "(the Redis cluster backplane is not available yet); unset it to serve",
+              file=sys.stderr)
+        return 2
     serve(s)
     return 0
 

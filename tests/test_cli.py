@@ -106,3 +106,11 @@ async def test_demo_room_works_and_sigterm_closes_members_with_1001(served: Serv
         served.proc.send_signal(signal.SIGTERM)
         assert await c.wait_closed(10) == 1001
     assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+
+
+def test_redis_url_is_refused_clearly_until_clusters_exist(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
+    monkeypatch.setenv("LIVECAST_REDIS_URL", "redis://127.0.0.1:6379")
+    assert main(["serve"]) == 2
+    assert "LIVECAST_REDIS_URL" in capsys.readouterr().err

@@ -140,7 +140,7 @@ def histogram(samples: Samples, name: str) -> dict[str, Any]:
 
 
 def webhook_stats(samples: Samples) -> dict[str, Any] | None:
-    """Webhook health, or None while the node registers no webhook metrics."""
+    """Webhook health from the callback series (None if they are not registered)."""
     if "livecast_callbacks_sent_total" not in samples:
         return None
     names = ("sent", "failed", "timeout", "dropped")
@@ -172,7 +172,7 @@ def stats(node: Node) -> dict[str, Any]:
         "frames": total(m, "livecast_frames_written_total") or 0.0,
         "degraded": total(m, "livecast_frames_degraded_total") or 0.0,
         "tick": histogram(m, "livecast_tick_duration_seconds"),
-        "webhooks": webhook_stats(m),
+        "webhooks": webhook_stats(m) if node.webhooks.enabled else None,
         "roomList": room_rows(node),
     }
 

@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from livecast.client import custom, text
 from livecast.core.usersig import verify
 from livecast.gateway.pages import CSP, STATIC
-from livecast.webhooks.client import WebhookMetrics
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory
 
 PAGES = {"/": "text/html", "/dashboard": "text/html",
@@ -114,8 +113,9 @@ async def test_stats_are_the_numbers_metrics_shows(live: Live) -> None:
     assert stats["webhooks"] is None
 
 
-async def test_stats_show_webhook_health_once_registered(live: Live) -> None:
-    hooks = WebhookMetrics(live.node.metrics.registry)
+async def test_stats_show_webhook_health_when_callbacks_are_on(live_factory: LiveFactory) -> None:
+    live = await live_factory(callback_url="http://127.0.0.1:9/unused")
+    hooks = live.node.webhooks.metrics
     hooks.sent.labels("Group.CallbackBeforeSendMsg").inc(5)
     hooks.failed.labels("Group.CallbackBeforeSendMsg").inc(2)
     hooks.timeout.labels("Group.CallbackAfterSendMsg").inc(1)

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import resource
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -113,36 +112,12 @@ def banner(s: Settings) -> str:
 
 
 def serve(s: Settings) -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        log.warning("uvloop unavailable; using the default event loop")
-    log.info("open-files limit %d", raise_fd_limit())
-    asyncio.run(_serve(s))
-
-
-async def _serve(s: Settings) -> None:
-    """Start the app, print the banner once listening, stop on SIGINT/SIGTERM."""
-    from aiohttp import web
-
     from livecast.gateway.app import make_app
+    from livecast.runner import install_uvloop, serve_app
 
-    runner = web.AppRunner(make_app(s), access_log=None,
-                           shutdown_timeout=s.shutdown_grace + 1, handle_signals=False)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await web.TCPSite(runner, s.host, s.port).start()
-        print(banner(s), flush=True)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
+    install_uvloop()
+    log.info("open-files limit %d", raise_fd_limit())
+    asyncio.run(serve_app(make_app(s), s.host, s.port, banner(s), s.shutdown_grace + 1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

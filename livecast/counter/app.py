@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -41,6 +40,7 @@ from livecast.core.signing import tencent_sign_ok
 from livecast.counter.rest import TRANSPORT_ERROR, RestClient, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code
+from livecast.runner import install_uvloop, serve_app
 
 log = logging.getLogger("livecast.counter")
 
@@ -269,26 +269,5 @@ def banner(s: CounterSettings) -> str:
 
 def run(settings: CounterSettings) -> None:
     """Serve until SIGINT/SIGTERM, then write what is pending."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        log.warning("uvloop unavailable; using the default event loop")
-    asyncio.run(_serve(settings))
-
-
-async def _serve(s: CounterSettings) -> None:
-    runner = web.AppRunner(make_app(s), access_log=None, handle_signals=False)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await web.TCPSite(runner, s.host, s.port).start()
-        print(banner(s), flush=True)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
+    install_uvloop()
+    asyncio.run(serve_app(make_app(settings), settings.host, settings.port, banner(settings)))

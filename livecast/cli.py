@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from livecast.core import usersig
-from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build
+from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
 
 log = logging.getLogger("livecast")
 
@@ -74,12 +74,7 @@ def counter(args: argparse.Namespace) -> int:
 
 
 def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
-    merged = dict(env)
-    for name in FIELD_OF:
-        value = getattr(args, name, None)
-        if value is not None:
-            merged[name] = value
-    return build(merged)
+    return build(with_flags(env, args, FIELD_OF))
 
 
 def raise_fd_limit() -> int:

@@ -189,6 +189,17 @@ def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def with_flags(env: Mapping[str, str], args: Any, names: Any) -> dict[str, str]:
+    """``env`` with every flag given on the command line on top (flags use the
+    variable's name as ``dest``)."""
+    merged = dict(env)
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            merged[name] = value
+    return merged
+
+
 def default_dev_key_file() -> Path:
     return Path(os.path.expanduser("~")) / ".livecast" / "dev-key"
 

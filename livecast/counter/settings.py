@@ -26,6 +26,7 @@ from livecast.settings import (
     _url,
     default_dev_key_file,
     load_dev_key,
+    with_flags,
 )
 
 TARGETS = ("app_defined_data", "group_counter")
@@ -174,9 +175,4 @@ def add_flags(p: Any) -> None:
 
 def from_args(args: Any, env: Mapping[str, str]) -> CounterSettings:
     """Settings from the environment with the command line's flags on top."""
-    merged = dict(env)
-    for name in FIELD_OF:
-        value = getattr(args, name, None)
-        if value is not None:
-            merged[name] = value
-    return build(merged)
+    return build(with_flags(env, args, FIELD_OF))

@@ -9,11 +9,16 @@
   the message, drop it silently, or replace its body;
 - after-send: each delivered message, never a dropped one;
 - send-exception: each message dropped by the rate limit (10023), each send
-  refused for mute (10017), each message still waiting when its room was
-  destroyed (10010);
+  refused for mute (10017), each message still waiting (queued, or in its
+  before-send callback) when its room was destroyed (10010);
 - before-join / after-join / after-exit for logged-in members (guests have no
   account to report); joins and exits are aggregated per room and flushed
-  with the member tips, at most ``MEMBER_BATCH`` accounts per callback;
+  with the member tips, at most ``MEMBER_BATCH`` accounts per callback, whose
+  ``Operator_Account`` and ``ClientIP`` are its first member's; a member's own
+  events reach the backend in order (a pending join or exit is posted before
+  the same member's opposite event is aggregated, since a flush posts all
+  joins, then all exits: a reconnect is reported exit, then join), and
+  before a kick or the group's destruction is posted;
 - after-create / info-changed / destroyed for REST operations.
 
 With no callback URL every method returns at once and builds nothing.
@@ -42,8 +47,8 @@ class Hooks:
         self.webhooks = webhooks
         self.enabled = webhooks.enabled
         self.clock = clock
-        self.joins: dict[str, list[str]] = {}
-        self.exits: dict[str, list[str]] = {}
+        self.joins: dict[str, dict[str, str]] = {}  # group -> {user: client ip}, in order
+        self.exits: dict[str, dict[str, str]] = {}
 
     # ----------------------------------------------------------- messages
     async def before_send(self, group_id: str, msg: Outgoing) -> bool:
@@ -80,16 +85,21 @@ class Hooks:
         if verdict.action is not Action.ALLOW:
             raise LivecastError(verdict.code, verdict.info)
 
-    def joined(self, group_id: str, user: str) -> None:
+    def joined(self, group_id: str, user: str, client_ip: str) -> None:
         if self.enabled and user:
-            self.joins.setdefault(group_id, []).append(user)
+            if user in self.exits.get(group_id, ()):
+                self.flush_members()  # keep the member's events in order
+            self.joins.setdefault(group_id, {}).setdefault(user, client_ip)
 
-    def exited(self, group_id: str, user: str) -> None:
+    def exited(self, group_id: str, user: str, client_ip: str) -> None:
         if self.enabled and user:
-            self.exits.setdefault(group_id, []).append(user)
+            if user in self.joins.get(group_id, ()):
+                self.flush_members()
+            self.exits.setdefault(group_id, {}).setdefault(user, client_ip)
 
     def kicked(self, group_id: str, users: list[str], operator: str) -> None:
         if self.enabled and users:
+            self.flush_members()  # a pending join of a kicked member goes first
             for i in range(0, len(users), MEMBER_BATCH):
                 self.webhooks.post(cb.after_exit(group_id, users[i:i + MEMBER_BATCH],
                                                  self.clock(), "Kicked", operator))
@@ -99,14 +109,12 @@ class Hooks:
         joins, self.joins = self.joins, {}
         exits, self.exits = self.exits, {}
         now = self.clock()
-        for gid, users in joins.items():
-            for i in range(0, len(users), MEMBER_BATCH):
-                self.webhooks.post(cb.after_join(gid, users[i:i + MEMBER_BATCH], now),
-                                   "", cb.PLATFORM_WEB)
-        for gid, users in exits.items():
-            for i in range(0, len(users), MEMBER_BATCH):
-                self.webhooks.post(cb.after_exit(gid, users[i:i + MEMBER_BATCH], now),
-                                   "", cb.PLATFORM_WEB)
+        for gid, batch in _batches(joins):
+            self.webhooks.post(cb.after_join(gid, [u for u, _ in batch], now), batch[0][1],
+                               cb.PLATFORM_WEB)
+        for gid, batch in _batches(exits):
+            self.webhooks.post(cb.after_exit(gid, [u for u, _ in batch], now), batch[0][1],
+                               cb.PLATFORM_WEB)
 
     # ----------------------------------------------------------- groups
     def created(self, group: Group, operator: str, client_ip: str) -> None:
@@ -123,8 +131,16 @@ class Hooks:
 
     def destroyed(self, group: Group, client_ip: str) -> None:
         if self.enabled:
+            self.flush_members()  # the group's pending joins and exits go first
             self.webhooks.post(cb.after_destroyed(group.group_id, group.owner, group.name,
                                                   self.clock()), client_ip)
+
+
+def _batches(events: dict[str, dict[str, str]]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each group's (user, client ip) events cut into lists of at most ``MEMBER_BATCH``."""
+    cut = [(gid, list(users.items())) for gid, users in events.items()]
+    return [(gid, items[i:i + MEMBER_BATCH]) for gid, items in cut
+            for i in range(0, len(items), MEMBER_BATCH)]
 
 
 def _apply(verdict: Verdict, msg: Outgoing, clock: Callable[[], float]) -> bool:

@@ -99,6 +99,7 @@ class Node:
         room = self.room(group_id)
         self.push_tips(room, [{"type": "destroyed"}])
         for conn in list(room.members):
+            self.quit(conn, group_id, report=False)  # no exit callback: after-destroyed covers it
             self.kick(conn, "groupDestroyed")
         del self.rooms[group_id]
         if room.handle is not None:
@@ -153,10 +154,12 @@ class Node:
         kicked: list[str] = []
         for user in users:
             room.group.ban(user, seconds, now)
-            for conn in [c for c in room.members if c.user == user]:
+            conns = [c for c in room.members if c.user == user]
+            for conn in conns:
                 self.quit(conn, group_id, report=False)
-                kicked.append(user)
                 self.kick(conn, "banned")
+            if conns:
+                kicked.append(user)  # once, however many sessions it had
         self.hooks.kicked(group_id, kicked, operator)
 
     def system_notification(self, group_id: str, content: str) -> None:
@@ -216,7 +219,7 @@ class Node:
             room.members[conn] = None
             conn.rooms.add(group_id)
             room.joins.add(conn.user if conn.logged_in else "")
-            self.hooks.joined(group_id, conn.user if conn.logged_in else "")
+            self.hooks.joined(group_id, conn.user if conn.logged_in else "", conn.peer)
             self._want_tips(room)
             self.metrics.members.inc()
         return {"group": room.group.profile(), "counters": room.group.counter_list(),
@@ -231,7 +234,7 @@ class Node:
         conn.rooms.discard(group_id)
         room.quits.add(conn.user if conn.logged_in else "")
         if report and conn.logged_in:
-            self.hooks.exited(group_id, conn.user)
+            self.hooks.exited(group_id, conn.user, conn.peer)
         self._want_tips(room)
         self.metrics.members.dec()
 
@@ -284,8 +287,11 @@ class Node:
         callback (which may reject, drop or rewrite), then the room's scheduler.
         The sender's answer comes through ``msg.fate``."""
         self.room(group_id)
-        if self.hooks.enabled and not await self.hooks.before_send(group_id, msg):
-            return
+        if self.hooks.enabled:
+            if not await self.hooks.before_send(group_id, msg):
+                return
+            if group_id not in self.rooms:  # destroyed during the callback: reported (inv. 4)
+                self.hooks.failed(group_id, msg, Code.GROUP_NOT_FOUND)
         self.submit(group_id, msg)  # the room may be gone after the await: 10010
 
     def refuse_muted(self, group_id: str, msg: Outgoing) -> None:

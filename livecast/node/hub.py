@@ -290,8 +290,11 @@ class Node:
         if self.hooks.enabled:
             if not await self.hooks.before_send(group_id, msg):
                 return
-            if group_id not in self.rooms:  # destroyed during the callback: reported (inv. 4)
+            room = self.rooms.get(group_id)
+            if room is None:  # destroyed during the callback: reported (inv. 4)
                 self.hooks.failed(group_id, msg, Code.GROUP_NOT_FOUND)
+            elif room.group.is_muted(msg.sender, self.clock()):  # muted meanwhile
+                self.refuse_muted(group_id, msg)
         self.submit(group_id, msg)  # the room may be gone after the await: 10010
 
     def refuse_muted(self, group_id: str, msg: Outgoing) -> None:

@@ -725,3 +725,20 @@ async def test_a_member_banned_with_two_sessions_is_one_kicked_exit(
     assert (await phone.wait_closed(), await laptop.wait_closed()) == (Close.BANNED,) * 2
     await marker_in(live, business)
     assert exited(business) == [("Kicked", "administrator", "bob")]
+
+
+async def test_a_sender_muted_during_before_send_gets_10017(
+        start: Start, business: Backend) -> None:
+    live = await start(callback_timeout=30.0)
+    live.room(GID)
+    business.dead = True  # holds the before-send below until released
+    hung = asyncio.ensure_future(live.rest(SVC, "send_group_msg", rest_msg(62)))
+    await business.wait_count(cb.BEFORE_SEND, 1, Random=62)
+    sender = (await business.wait_count(cb.BEFORE_SEND, 1, Random=62))[0].body["From_Account"]
+    forbid = {"GroupId": GID, "Members_Account": [sender], "MuteTime": 60}
+    assert (await live.rest(SVC, "forbid_send_msg", forbid))["ErrorCode"] == 0
+    business.release.set()
+    assert (await hung)["ErrorCode"] == Code.MUTED
+    [failed] = await business.wait_count(cb.SEND_EXCEPTION, 1)
+    assert (failed.body["Random"], failed.body["ErrorCode"]) == (62, Code.MUTED)
+    assert business.of(cb.AFTER_SEND) == []

@@ -10,8 +10,24 @@ A member whose transport buffer is past ``soft`` gets the lite frame, past
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from livecast.node.connection import Connection
+
+
+@dataclass(slots=True)
+class FanJob:
+    """One frame (and its lite variant) on its way to a big room, chunk by chunk.
+
+    A room larger than the chunk size is written in chunks, one per loop
+    iteration, so that a 100k-member room does not hold the loop for the whole
+    loop; jobs of one room run in order, so frames never overtake each other.
+    """
+
+    full: bytes
+    lite: bytes | None
+    members: list[Connection] | None = None  # the snapshot, taken when the job starts
+    pos: int = 0
 
 
 def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import close_frame, frame
 from livecast.errors import Close, Code, LivecastError
 from livecast.node.connection import Connection
-from livecast.node.fanout import fanout
+from livecast.node.fanout import FanJob, fanout
 from livecast.node.hooks import Hooks
 from livecast.node.metrics import Metrics
 from livecast.node.room import LiveRoom, Outgoing
@@ -365,8 +365,36 @@ class Node:
         room.group.last_msg_time = time_ms / 1000
 
     def _fan(self, room: LiveRoom, full: bytes, lite: bytes | None) -> None:
+        """Write a frame to every member: at once in a room up to one chunk,
+        else chunk by chunk behind any earlier frame still on its way."""
+        if not room.fanq and len(room.members) <= self.settings.fanout_chunk:
+            self._write(room.members, full, lite)
+            return
+        room.fanq.append(FanJob(full, lite))
+        if len(room.fanq) == 1:
+            self._fan_step(room)
+
+    def _fan_step(self, room: LiveRoom) -> None:
+        job = room.fanq[0]
+        if job.members is None:
+            job.members = list(room.members)
+            part = job.members[:self.settings.fanout_chunk]
+        else:  # a later chunk: skip members who left since the snapshot
+            members = room.members
+            part = [c for c in job.members[job.pos:job.pos + self.settings.fanout_chunk]
+                    if c in members]
+        job.pos += self.settings.fanout_chunk
+        self._write(part, job.full, job.lite)
+        if job.pos >= len(job.members):
+            room.fanq.popleft()
+        if room.fanq and self.rooms.get(room.group_id) is room:
+            asyncio.get_running_loop().call_soon(self._fan_step, room)
+        else:
+            room.fanq.clear()
+
+    def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings
-        written, degraded, shed = fanout(room.members, full, lite, s.outbox_soft_bytes,
+        written, degraded, shed = fanout(members, full, lite, s.outbox_soft_bytes,
                                          s.outbox_hard_bytes)
         self.metrics.frames.inc(written)
         if degraded:

@@ -8,6 +8,7 @@ join/quit tips are aggregated and flushed at most once per tip interval.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 from livecast.core.group import Group
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.node.connection import Connection
+from livecast.node.fanout import FanJob
 
 # (seq, msgTime ms, dropReason); seq 0 means not delivered
 Fate = Callable[[int, int, str], None]
@@ -71,7 +73,7 @@ class TipBuffer:
 
 
 class LiveRoom:
-    __slots__ = ("gid_json", "group", "handle", "joins", "last_dispatch", "members", "quits",
+    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "quits",
                  "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, tip_cap: int) -> None:
@@ -82,7 +84,7 @@ class LiveRoom:
         self.quits = TipBuffer(tip_cap)
         self.handle: asyncio.Handle | None = None
         self.last_dispatch = -1e9
-        self.gid_json = orjson.dumps(group.group_id)
+        self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
 
     @property
     def group_id(self) -> str:

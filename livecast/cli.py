@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import resource
@@ -77,6 +78,15 @@ def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     return build(with_flags(env, args, FIELD_OF))
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def raise_fd_limit() -> int:
     """Raise the soft open-files limit to the hard limit; returns the new soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -136,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(usersig.mint(s.sdkappid, s.secret_key.value, args.userid, time.time(), args.expire))
         return 0
+    if s.dev_key and not is_loopback(s.host):
+        print(f"livecast: refusing to listen on {s.host} with the development key: anyone who "
+              "can reach the server could mint UserSigs; set LIVECAST_SECRET_KEY",
+              file=sys.stderr)
+        return 2
     if s.redis_url:
         print("livecast: LIVECAST_REDIS_URL is set, but this version runs single-node only "
               "(the Redis cluster backplane is not available yet); unset it to serve",

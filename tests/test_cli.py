@@ -114,3 +114,13 @@ def test_redis_url_is_refused_clearly_until_clusters_exist(
     monkeypatch.setenv("LIVECAST_REDIS_URL", "redis://127.0.0.1:6379")
     assert main(["serve"]) == 2
     assert "LIVECAST_REDIS_URL" in capsys.readouterr().err
+
+
+def test_the_dev_key_is_refused_off_loopback(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.delenv("LIVECAST_SECRET_KEY", raising=False)
+    monkeypatch.setenv("LIVECAST_DEV_KEY_FILE", str(tmp_path / "k"))
+    monkeypatch.setenv("LIVECAST_HOST", "0.0.0.0")
+    assert main(["serve"]) == 2
+    assert "LIVECAST_SECRET_KEY" in capsys.readouterr().err

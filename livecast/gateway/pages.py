@@ -98,6 +98,9 @@ async def dev_usersig(request: web.Request) -> web.Response:
                                  status=400)
     assert isinstance(user, str)
     s = node.settings
+    if s.is_admin(user):
+        return web.json_response({"error": "no UserSig for app admins here: use "
+                                           "`livecast usersig` on the server"}, status=403)
     sig = usersig.mint(s.sdkappid, s.secret_key.value, user, node.clock(), DEV_SIG_EXPIRE)
     return web.json_response({"sdkAppId": s.sdkappid, "userId": user, "userSig": sig})
 

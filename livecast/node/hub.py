@@ -176,6 +176,11 @@ class Node:
         self.metrics.connections.set(len(self.connections))
 
     def login(self, conn: Connection, user: str) -> None:
+        """Log a connection in.  Rooms it joined as a guest are left: it joins
+        them again as the user, through the ban check and the before-join
+        callback like any other join."""
+        for gid in list(conn.rooms):
+            self.quit(conn, gid, report=False)
         conn.user = user
         conn.logged_in = True
         conn.guest = False
@@ -305,6 +310,8 @@ class Node:
         room = self.room(group_id)
         if conn.guest or not conn.logged_in or conn not in room.members:
             raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
+        if room.group.is_banned(conn.user, self.clock()):
+            raise LivecastError(Code.NO_PERMISSION, "banned from this group")
         if room.group.can_send(conn.user, self.clock(), self.settings.is_admin(conn.user)):
             self.refuse_muted(group_id, msg)
         return room

@@ -476,3 +476,17 @@ async def test_destroy_tips_kicks_and_closes(live: Live) -> None:
     assert await alice.next_push("kicked") == {"op": "kicked", "reason": "groupDestroyed"}
     assert await alice.wait_closed() == 1000
     assert (await bystander.join(gid))["code"] == 10010
+
+
+async def test_logging_in_after_a_guest_join_leaves_the_room(live: Live) -> None:
+    gid = live.room()
+    live.node.ban(gid, ["mallory"], 3600)
+    c = await live.client(None, join=gid)  # a guest, who may watch
+    assert (await c.login(SDKAPPID, "mallory", sig("mallory")))["code"] == 0
+    assert (await c.send(gid, text("let me in")))["code"] == 10007
+    assert (await c.join(gid))["code"] == 10007  # banned: the user's join is checked
+    assert (await c.get_online_member_num(gid))["onlineMemberNum"] == 0
+    alice = await live.client(None, join=gid)
+    assert (await alice.login(SDKAPPID, "alice", sig("alice")))["code"] == 0
+    assert (await alice.join(gid))["code"] == 0
+    assert (await alice.send(gid, text("hi")))["msgSeq"] == 1

@@ -78,6 +78,8 @@ async def test_dev_usersig_exists_only_on_the_dev_key(live_factory: LiveFactory)
                 b'{"userId":7}', b"[]", b"not json"):
         status, reply = await post(dev, "/dev/usersig", bad)
         assert status == 400 and "userId" in reply["error"], bad
+    status, reply = await post(dev, "/dev/usersig", b'{"userId":"administrator"}')
+    assert status == 403 and "userSig" not in reply
 
 
 def scrape(metrics_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

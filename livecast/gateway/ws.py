@@ -38,14 +38,25 @@ Handler = Callable[[Node, Connection, Request], Awaitable[Result]]
 
 
 class Session:
-    """Per-connection request accounting (flood and violation budgets)."""
+    """Per-connection request accounting (flood and violation budgets), and the
+    chain of requests waiting for the app backend's callbacks."""
 
-    __slots__ = ("flood", "limiter", "violations")
+    __slots__ = ("chain", "flood", "limiter", "violations", "waiting")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.limiter = TokenBucket(rate, burst, now)
         self.violations = 0
         self.flood = 0
+        self.chain: asyncio.Task[None] | None = None
+        self.waiting = 0
+
+
+# Ops that may wait for a before-* callback (up to LIVECAST_CALLBACK_TIMEOUT):
+# with webhooks on they run off the reader, in order among themselves, so a
+# slow backend never holds up the connection's other requests (ping, info...).
+CALLBACK_OPS = frozenset({"send", "join"})
+MAX_WAITING = 32  # per connection; past it a request is refused with 10023
+_background: set[asyncio.Task[None]] = set()
 
 
 # ------------------------------------------------------------------ ops
@@ -213,7 +224,34 @@ async def _on_text(node: Node, conn: Connection, session: Session, data: str) ->
         if parsed.id is not None:
             conn.send(reply(parsed.id, parsed.code, parsed.info))
         return
+    if parsed.op in CALLBACK_OPS and node.hooks.enabled:
+        _chain(node, conn, session, parsed)
+        return
     await _dispatch(node, conn, parsed)
+
+
+def _chain(node: Node, conn: Connection, session: Session, req: Request) -> None:
+    """Run ``req`` after the connection's earlier callback ops, off the reader."""
+    if session.waiting >= MAX_WAITING:
+        if req.id is not None:
+            conn.send(reply(req.id, Code.FREQ_LIMIT, "too many requests waiting for the "
+                                                      "app backend's callbacks"))
+        return
+    session.waiting += 1
+    task = asyncio.create_task(_after(session.chain, node, conn, session, req))
+    session.chain = task
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _after(prev: asyncio.Task[None] | None, node: Node, conn: Connection,
+                 session: Session, req: Request) -> None:
+    try:
+        if prev is not None:
+            await asyncio.wait([prev])
+        await _dispatch(node, conn, req)
+    finally:
+        session.waiting -= 1
 
 
 async def _dispatch(node: Node, conn: Connection, req: Request) -> None:
@@ -222,6 +260,11 @@ async def _dispatch(node: Node, conn: Connection, req: Request) -> None:
     except LivecastError as err:
         if req.id is not None:
             conn.send(reply(req.id, err.code, err.info))
+        return
+    except Exception:  # a bug answers one request; the connection goes on
+        log.exception("op %s failed", req.op)
+        if req.id is not None:
+            conn.send(reply(req.id, Code.INTERNAL, "internal error"))
         return
     if result is not None and req.id is not None:
         conn.send(reply(req.id, 0, "", **result))

@@ -29,6 +29,18 @@ class FanJob:
     members: list[Connection] | None = None  # the snapshot, taken when the job starts
     pos: int = 0
 
+    def absorb(self, full: bytes, lite: bytes | None) -> None:
+        """Carry the next frame too (this job has not started): back-to-back
+        frames in one write.  A room whose fan-out falls behind a tick thus
+        queues at most one job behind the running one, and catches up with
+        fewer, bigger writes."""
+        if self.lite is None and lite is None:
+            self.full += full
+            return
+        self.lite = (self.full if self.lite is None else self.lite) + (
+            full if lite is None else lite)
+        self.full += full
+
 
 def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
            soft: int, hard: int) -> tuple[int, int, list[Connection]]:

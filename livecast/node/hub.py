@@ -97,8 +97,10 @@ class Node:
 
     def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
-        self.push_tips(room, [{"type": "destroyed"}])
+        room.fanq.clear()  # frames still on their way to a big room go no further
+        tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
         for conn in list(room.members):
+            conn.write(tip)
             self.quit(conn, group_id, report=False)  # no exit callback: after-destroyed covers it
             self.kick(conn, "groupDestroyed")
         del self.rooms[group_id]
@@ -342,14 +344,16 @@ class Node:
         room.handle = None
         room.last_dispatch = asyncio.get_running_loop().time()
         now = self.clock()
-        result = room.sched.tick(now)
-        for pending in result.dropped:
-            self._drop(room.group_id, pending.payload, pending.priority)
-        if result.delivered:
-            self._deliver(room, result.delivered, int(now * 1000))
-        if room.sched.pending:
-            self._schedule(room)
-        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        try:
+            result = room.sched.tick(now)
+            for pending in result.dropped:
+                self._drop(room.group_id, pending.payload, pending.priority)
+            if result.delivered:
+                self._deliver(room, result.delivered, int(now * 1000))
+        finally:  # a failure above must not leave a room with waiting messages unscheduled
+            if room.sched.pending and self.rooms.get(room.group_id) is room:
+                self._schedule(room)
+            self.metrics.tick_seconds.observe(time.perf_counter() - started)
 
     def _deliver(self, room: LiveRoom, batch: list[Any], time_ms: int) -> None:
         wires = [p.payload.wire(seq, time_ms) for seq, p in batch]
@@ -365,10 +369,13 @@ class Node:
         for seq, pending in batch:
             msg: Outgoing = pending.payload
             delivered[pending.priority].inc()
-            if msg.fate is not None:
-                msg.fate(seq, time_ms, "")
-            if hooks.enabled:
-                hooks.delivered(room.group_id, msg, seq, time_ms)
+            try:
+                if msg.fate is not None:
+                    msg.fate(seq, time_ms, "")
+                if hooks.enabled:
+                    hooks.delivered(room.group_id, msg, seq, time_ms)
+            except Exception:  # one sender's trouble never costs the others their answers
+                log.exception("answering message %d of %s", seq, room.group_id)
         room.group.last_msg_time = time_ms / 1000
 
     def _fan(self, room: LiveRoom, full: bytes, lite: bytes | None) -> None:
@@ -377,27 +384,32 @@ class Node:
         if not room.fanq and len(room.members) <= self.settings.fanout_chunk:
             self._write(room.members, full, lite)
             return
+        if len(room.fanq) > 1:  # one job runs, one waits: the waiting one carries this too
+            room.fanq[-1].absorb(full, lite)
+            return
         room.fanq.append(FanJob(full, lite))
         if len(room.fanq) == 1:
             self._fan_step(room)
 
     def _fan_step(self, room: LiveRoom) -> None:
         job = room.fanq[0]
-        if job.members is None:
-            job.members = list(room.members)
-            part = job.members[:self.settings.fanout_chunk]
-        else:  # a later chunk: skip members who left since the snapshot
-            members = room.members
-            part = [c for c in job.members[job.pos:job.pos + self.settings.fanout_chunk]
-                    if c in members]
-        job.pos += self.settings.fanout_chunk
-        self._write(part, job.full, job.lite)
-        if job.pos >= len(job.members):
-            room.fanq.popleft()
-        if room.fanq and self.rooms.get(room.group_id) is room:
-            asyncio.get_running_loop().call_soon(self._fan_step, room)
-        else:
-            room.fanq.clear()
+        chunk = self.settings.fanout_chunk
+        try:
+            if job.members is None:
+                job.members = list(room.members)
+                part = job.members[:chunk]
+            else:  # a later chunk: skip members who left since the snapshot
+                members = room.members
+                part = [c for c in job.members[job.pos:job.pos + chunk] if c in members]
+            job.pos += chunk
+            self._write(part, job.full, job.lite)
+        finally:  # whatever happened, the room's queue moves on
+            if job.members is None or job.pos >= len(job.members):
+                room.fanq.popleft()
+            if room.fanq and self.rooms.get(room.group_id) is room:
+                asyncio.get_running_loop().call_soon(self._fan_step, room)
+            else:
+                room.fanq.clear()
 
     def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings

@@ -46,3 +46,29 @@ async def test_a_chunked_fanout_is_in_progress_between_loop_iterations(
             tips = [t for t in push["tips"] if t["type"] == "system"]
         assert tips[0]["content"] == "hello"
     assert not room.fanq
+
+
+def test_a_waiting_job_absorbs_later_frames_in_order() -> None:
+    from livecast.node.fanout import FanJob
+
+    job = FanJob(b"A", None)
+    job.absorb(b"B", None)
+    assert (job.full, job.lite) == (b"AB", None)
+    job.absorb(b"C", b"c")
+    assert (job.full, job.lite) == (b"ABC", b"ABc")
+    job.absorb(b"D", b"")
+    assert (job.full, job.lite) == (b"ABCD", b"ABc")
+
+
+async def test_destroying_a_big_room_tells_every_member(live_factory: LiveFactory) -> None:
+    live = await live_factory(fanout_chunk=1)
+    gid = live.room()
+    members = [await live.client(f"m{i}", join=gid) for i in range(4)]
+    live.node.system_notification(gid, "in flight")  # a chunked job still running
+    live.node.destroy_group(gid)
+    for m in members:
+        ops = []
+        while not ops or ops[-1] != "kicked":
+            push = await m.next_push()
+            ops.append(push["op"] if push["op"] != "tips" else push["tips"][0]["type"])
+        assert ops[-2:] == ["destroyed", "kicked"]

@@ -742,3 +742,20 @@ async def test_a_sender_muted_during_before_send_gets_10017(
     [failed] = await business.wait_count(cb.SEND_EXCEPTION, 1)
     assert (failed.body["Random"], failed.body["ErrorCode"]) == (62, Code.MUTED)
     assert business.of(cb.AFTER_SEND) == []
+
+
+async def test_a_send_waiting_for_the_backend_holds_up_no_other_request(
+        start: Start, business: Backend) -> None:
+    live = await start(callback_timeout=30.0)
+    live.room(GID)
+    alice = await live.client("alice", join=GID)
+    business.dead = True  # the before-send below waits until released
+    first = asyncio.ensure_future(alice.send(GID, text("one"), random=71))
+    second = asyncio.ensure_future(alice.send(GID, text("two"), random=72))
+    await business.wait_count(cb.BEFORE_SEND, 1, Random=71)
+    assert (await alice.ping())["code"] == 0  # answered while the send waits
+    assert (await alice.get_online_member_num(GID))["onlineMemberNum"] == 1
+    assert not first.done() and not second.done()
+    assert business.of(cb.BEFORE_SEND, Random=72) == []  # sends stay in order
+    business.release.set()
+    assert [(await first)["msgSeq"], (await second)["msgSeq"]] == [1, 2]

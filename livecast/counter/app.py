@@ -128,9 +128,14 @@ class Counter:
             for group_id in todo:  # one shared iterator: each room is taken once
                 await self._flush_room(group_id, now)
 
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(min(len(rooms), self.settings.concurrency)):
-                tg.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(min(len(rooms), self.settings.concurrency)):
+                    tg.create_task(worker())
+        finally:  # rooms never started (cancelled, or a worker failed) stay due
+            for group_id in todo:
+                self._settle(group_id, TRANSPORT_ERROR, "not written", 0,
+                             max(now, self.clock()))
         return len(rooms)
 
     async def _flush_room(self, group_id: str, now: float) -> None:

@@ -512,3 +512,38 @@ async def test_livecast_counter_runs_and_stops_on_sigterm(tmp_path: Path) -> Non
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_cancelled_flush_leaves_no_room_stranded(start_counter: Start) -> None:
+    arrived, release = asyncio.Event(), asyncio.Event()
+    written: list[str] = []
+
+    async def backend_call(request: web.Request) -> web.Response:
+        body = await request.json()
+        if request.match_info["command"] == "get_group_info":
+            gid = body["GroupIdList"][0]
+            return web.json_response({**OK, "GroupInfo": [{"GroupId": gid, "ErrorCode": 0}]})
+        arrived.set()
+        await release.wait()
+        written.append(body["GroupId"])
+        return web.json_response(OK)
+
+    backend = web.Application()
+    backend.router.add_post("/v4/{service}/{command}", backend_call)
+    server = TestServer(backend, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        c = await start_counter(str(server.make_url("/")), timeout=30.0, concurrency=1)
+        for gid in ("a", "b", "c"):
+            await c.like(gid)
+        flush = asyncio.create_task(c.counter.flush_now())
+        await arrived.wait()  # the one worker is writing a room; two wait their turn
+        flush.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flush
+        release.set()
+        assert await c.counter.flush_now() == 3  # every room is taken again
+        assert sorted(written) == ["a", "b", "c"] and c.counter.tally.pending() == []
+    finally:
+        release.set()
+        await server.close()

@@ -51,7 +51,7 @@ from livecast.core.messages import (
 )
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, parse_priority
 from livecast.errors import Code, LivecastError
-from livecast.node.room import Fate, Outgoing
+from livecast.node.room import FATE_INFO, Fate, Outgoing
 
 SVC = "group_open_http_svc"
 BROADCAST_INTERVAL = 1.0  # seconds between two broadcasts (2.11)
@@ -112,8 +112,13 @@ def _check_controls(body: Body) -> None:
 
 def _fate(answer: asyncio.Future[Answer]) -> Fate:
     """The message's fate callback: it resolves ``answer`` (once)."""
-    def fate(seq: int, time_ms: int, drop_reason: str) -> None:
-        if not answer.done():
+    def fate(seq: int, time_ms: int, drop_reason: str, code: int = 0) -> None:
+        if answer.done():
+            return
+        if code:
+            answer.set_exception(LivecastError(code, FATE_INFO.get(code, "")))
+            answer.exception()  # retrieved: the waiting handler re-raises it
+        else:
             answer.set_result({"MsgSeq": seq, "MsgTime": time_ms // 1000,
                                "MsgDropReason": drop_reason})
     return fate

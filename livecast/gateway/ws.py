@@ -29,7 +29,7 @@ from livecast.core.usersig import verify
 from livecast.errors import Close, Code, LivecastError
 from livecast.node.connection import Connection
 from livecast.node.hub import Node
-from livecast.node.room import Outgoing
+from livecast.node.room import FATE_INFO, Outgoing
 
 log = logging.getLogger("livecast.gateway")
 
@@ -93,8 +93,12 @@ async def op_send(node: Node, conn: Connection, req: Request) -> Result:
     assert priority is not None  # validated by the protocol table
     rid = req.id
 
-    def fate(seq: int, time_ms: int, drop_reason: str) -> None:
-        if rid is not None:
+    def fate(seq: int, time_ms: int, drop_reason: str, code: int = 0) -> None:
+        if rid is None:
+            return
+        if code:
+            conn.send(reply(rid, code, FATE_INFO.get(code, "")))
+        else:
             conn.send(reply(rid, 0, "", msgSeq=seq, msgTime=time_ms, dropReason=drop_reason))
 
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],

@@ -148,7 +148,7 @@ def _apply(verdict: Verdict, msg: Outgoing, clock: Callable[[], float]) -> bool:
         raise LivecastError(verdict.code, verdict.info)
     if verdict.action is Action.DROP:
         if msg.fate is not None:
-            msg.fate(0, int(clock() * 1000), cb.DROP_REASON)
+            msg.fate(0, int(clock() * 1000), cb.DROP_REASON, 0)
         return False
     msg.body, msg.cloud_custom_data = verdict.message(msg.body, msg.cloud_custom_data)
     return True

@@ -97,6 +97,9 @@ class Node:
 
     def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
+        if room.handle is not None:
+            room.handle.cancel()
+        self._settle_pending(room, Code.GROUP_NOT_FOUND)  # answered before the kicks below
         room.fanq.clear()  # frames still on their way to a big room go no further
         tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
         for conn in list(room.members):
@@ -104,9 +107,6 @@ class Node:
             self.quit(conn, group_id, report=False)  # no exit callback: after-destroyed covers it
             self.kick(conn, "groupDestroyed")
         del self.rooms[group_id]
-        if room.handle is not None:
-            room.handle.cancel()
-        self._settle_pending(room, Code.GROUP_NOT_FOUND)
         self.metrics.rooms.set(len(self.rooms))
         self.hooks.destroyed(room.group, client_ip)
         log.info("room destroyed: %s", group_id)
@@ -321,12 +321,16 @@ class Node:
     def _drop(self, group_id: str, msg: Outgoing, priority: Priority,
               code: int = Code.FREQ_LIMIT) -> None:
         """A message that will not be delivered: counted, answered, reported."""
+        now_ms = int(self.clock() * 1000)
         if code == Code.FREQ_LIMIT:
             self.metrics.dropped_freq[priority].inc()
+            if msg.fate is not None:
+                msg.fate(0, now_ms, "MsgFreqCtrl", 0)
         else:
-            self.metrics.dropped.labels(PRIORITY_NAMES[priority], "GroupDestroyed").inc()
-        if msg.fate is not None:
-            msg.fate(0, int(self.clock() * 1000), "MsgFreqCtrl")
+            reason = "GroupDestroyed" if code == Code.GROUP_NOT_FOUND else "Shutdown"
+            self.metrics.dropped.labels(PRIORITY_NAMES[priority], reason).inc()
+            if msg.fate is not None:
+                msg.fate(0, now_ms, "", code)
         self.hooks.failed(group_id, msg, code)
 
     def _schedule(self, room: LiveRoom) -> None:
@@ -371,7 +375,7 @@ class Node:
             delivered[pending.priority].inc()
             try:
                 if msg.fate is not None:
-                    msg.fate(seq, time_ms, "")
+                    msg.fate(seq, time_ms, "", 0)
                 if hooks.enabled:
                     hooks.delivered(room.group_id, msg, seq, time_ms)
             except Exception:  # one sender's trouble never costs the others their answers
@@ -452,7 +456,7 @@ class Node:
         """Close every connection with 1001 (graceful shutdown, drain)."""
         self.draining = True
         for room in self.rooms.values():
-            self._settle_pending(room, Code.FREQ_LIMIT)
+            self._settle_pending(room, Code.INTERNAL)
         if not self.connections:
             self.drained.set()
         for conn in list(self.connections):

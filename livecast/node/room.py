@@ -20,8 +20,12 @@ from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.node.connection import Connection
 from livecast.node.fanout import FanJob
 
-# (seq, msgTime ms, dropReason); seq 0 means not delivered
-Fate = Callable[[int, int, str], None]
+# (seq, msgTime ms, dropReason, code); seq 0 means not delivered; a non-zero code
+# means the message ended in an error (10010: its room was destroyed; 10002: the
+# server shut down before its turn) rather than a drop
+Fate = Callable[[int, int, str, int], None]
+FATE_INFO = {10010: "the group was destroyed before the message's turn",
+             10002: "the server shut down before the message's turn"}
 
 
 @dataclass(slots=True)

@@ -490,3 +490,16 @@ async def test_logging_in_after_a_guest_join_leaves_the_room(live: Live) -> None
     assert (await alice.login(SDKAPPID, "alice", sig("alice")))["code"] == 0
     assert (await alice.join(gid))["code"] == 0
     assert (await alice.send(gid, text("hi")))["msgSeq"] == 1
+
+
+async def test_a_message_waiting_when_its_room_is_destroyed_ends_with_10010(
+        live: Live) -> None:
+    gid = live.room()
+    alice = await live.client("alice", join=gid)
+    live.node.set_rate(gid, 0, 1)  # paused: the message waits in its queue
+    waiting = asyncio.ensure_future(alice.send(gid, text("too late")))
+    await alice.ping()  # the send was read before the ping: it is queued now
+    assert live.node.rooms[gid].sched.pending == 1
+    live.node.destroy_group(gid)
+    r = await waiting
+    assert r["code"] == 10010 and "msgSeq" not in r

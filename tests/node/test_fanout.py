@@ -208,7 +208,7 @@ async def test_node_degrades_a_lagging_member_then_sheds_it(members: list[Member
         for (p, size), fut in zip(batch, fates, strict=True):
             body = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "x" * size}}]
             node.submit("r", Outgoing("fast", "", "", p, 0, body, "",
-                                      lambda seq, _t, _r, f=fut: f.set_result(seq)))
+                                      lambda seq, _t, _r, _c, f=fut: f.set_result(seq)))
         return list(await asyncio.gather(*fates))
 
     # past soft: the laggard gets the tick's batch without its Low message

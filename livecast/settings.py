@@ -40,8 +40,8 @@ class Settings:
     secret_key: Secret = Secret("")
     dev_key: bool = False                 # the key was generated for development
     admins: tuple[str, ...] = ("administrator",)
-    redis_url: str = ""
-    callback_url: str = ""
+    redis_url: str = field(default="", repr=False)      # may carry credentials
+    callback_url: str = field(default="", repr=False)   # may carry credentials
     callback_token: Secret = Secret("")
     callback_timeout: float = 2.0
     room_rate: int = 40

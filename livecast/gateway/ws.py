@@ -262,6 +262,8 @@ async def _dispatch(node: Node, conn: Connection, req: Request) -> None:
     try:
         result = await OPS[req.op](node, conn, req)
     except LivecastError as err:
+        if req.op == "send":
+            node.metrics.rejected.labels(str(err.code)).inc()
         if req.id is not None:
             conn.send(reply(req.id, err.code, err.info))
         return

@@ -156,7 +156,7 @@ class Node:
         kicked: list[str] = []
         for user in users:
             room.group.ban(user, seconds, now)
-            conns = [c for c in room.members if c.user == user]
+            conns = [c for c in self.sessions.get(user, ()) if c in room.members]
             for conn in conns:
                 self.quit(conn, group_id, report=False)
                 self.kick(conn, "banned")

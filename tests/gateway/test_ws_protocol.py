@@ -503,3 +503,15 @@ async def test_a_message_waiting_when_its_room_is_destroyed_ends_with_10010(
     live.node.destroy_group(gid)
     r = await waiting
     assert r["code"] == 10010 and "msgSeq" not in r
+
+
+async def test_refused_sends_are_counted_by_code(live: Live) -> None:
+    gid = live.room()
+    guest = await live.client(None, join=gid)
+    assert (await guest.send(gid, text("may I?")))["code"] == 10007
+    live.node.mute(gid, ["bob"], 60)
+    bob = await live.client("bob", join=gid)
+    assert (await bob.send(gid, text("and I?")))["code"] == 10017
+    sample = live.node.metrics.registry.get_sample_value
+    assert sample("livecast_messages_rejected_total", {"code": "10007"}) == 1
+    assert sample("livecast_messages_rejected_total", {"code": "10017"}) == 1

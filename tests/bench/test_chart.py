@@ -20,10 +20,12 @@ from livecast.bench.report import Round, json_line
 
 
 def rnd(target: str, index: int, members: int, cpu_s: float, received: int,
-        expected: int | None = None, p99: float = 120.0, gaps: int = 0) -> Round:
+        expected: int | None = None, p99: float = 120.0, gaps: int = 0,
+        unanswered: int = 0) -> Round:
     r = Round(target, index, members, 2, 1, 40.0, 20.0)
-    r.cpu_s, r.received, r.gaps = cpu_s, received, gaps
+    r.cpu_s, r.received, r.gaps, r.unanswered = cpu_s, received, gaps, unanswered
     r.expected = received if expected is None else expected
+    r.members_by_room = [members + 2]
     r.latency_ms = {"p50": p99 / 2, "p99": p99, "max": p99 * 1.5, "samples": 100}
     r.rss_before_kb, r.rss_after_kb = 50_000, 50_000 + members * 16
     return r
@@ -83,7 +85,17 @@ def test_runs_with_the_same_member_count_are_pooled() -> None:
                     rnd("socketio-node", 2, 1000, 4.0, 800_000)])
     (p,) = series(parse_lines([a, b]))["socketio-node"]
     assert p.rounds == 3 and p.deliveries_per_cpu_s == 100_000
-    assert p.received == p.expected == 2_400_000
+    assert p.received == p.due == 2_400_000 and p.complete
+
+
+def test_unanswered_sends_are_due_and_make_a_point_incomplete() -> None:
+    # a saturated peer answered 90 of 800 sends; 710 are still owed to 5,002 members
+    r = rnd("socketio-py", 1, 5000, 40.0, 465_000, expected=450_180, unanswered=710)
+    (p,) = series(parse_lines([line(5000, [r])]))["socketio-py"]
+    assert p.due == 450_180 + 710 * 5002 and not p.complete
+    assert "| 11.6 % |" in table({"socketio-py": [p]})
+    r.received, r.unanswered = r.expected, 1
+    assert not series(parse_lines([line(5000, [r])]))["socketio-py"][0].complete
 
 
 def test_the_table_has_a_row_per_point_and_the_multiple() -> None:

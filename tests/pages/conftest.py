@@ -194,6 +194,7 @@ class Stack:
     counter: Proc
     port: int
     counter_port: int
+    key_file: Path
 
     @property
     def base(self) -> str:
@@ -207,7 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     counter = start_counter(counter_port, port, key_file)
     server = start_server(port, key_file,
                           LIVECAST_CALLBACK_URL=f"http://127.0.0.1:{counter_port}/callback")
-    yield Stack(server, counter, port, counter_port)
+    yield Stack(server, counter, port, counter_port, key_file)
     server.stop()
     counter.stop()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 
 from playwright.sync_api import expect
 
+from livecast.core.usersig import mint
 from tests.pages.conftest import PHONE, OpenTab, Stack, join_room, message, screenshot, send_text
 
 # Runs in a page: a second client made with livecast.js itself, which floods the
@@ -25,6 +27,16 @@ FLOOD = """async (n) => {
   c.close();
   return replies.map((r) => r.msgSeq > 0 ? "delivered" : r.dropReason);
 }"""
+
+
+def set_room_rate(stack: Stack, group_id: str, rate: int, burst: int) -> None:
+    key = stack.key_file.read_text().strip()
+    sig = mint(1400000000, key, "administrator", time.time())
+    url = (f"{stack.base}/v4/livecast_ext/set_room_rate?sdkappid=1400000000"
+           f"&identifier=administrator&usersig={sig}&random=1&contenttype=json")
+    body = json.dumps({"GroupId": group_id, "Rate": rate, "Burst": burst}).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=5) as r:
+        assert json.loads(r.read())["ErrorCode"] == 0
 
 
 def counter_health(stack: Stack) -> dict[str, object]:
@@ -103,7 +115,11 @@ def test_dashboard_shows_the_room_and_live_rates(stack: Stack, open_tab: OpenTab
     expect(rows.first).to_have_attribute("data-room", "demo")
     expect(rows.first.locator("td").nth(2)).to_have_text("1")
     send_text(alice.page, "hello dashboard")
-    fates = alice.page.evaluate(FLOOD, 200)
+    set_room_rate(stack, "demo", 5, 5)  # drops, however fast the callbacks answer
+    try:
+        fates = alice.page.evaluate(FLOOD, 200)
+    finally:
+        set_room_rate(stack, "demo", 40, 40)
     assert "delivered" in fates and "MsgFreqCtrl" in fates
     chart = dash.page.get_by_test_id("rate-chart")
     dash.page.wait_for_function(

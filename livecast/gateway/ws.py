@@ -16,6 +16,7 @@ Remote misbehaviour becomes a reply code or a close code:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,19 +42,24 @@ class Session:
     """Per-connection request accounting (flood and violation budgets), and the
     chain of requests waiting for the app backend's callbacks."""
 
-    __slots__ = ("chain", "flood", "limiter", "violations", "waiting")
+    __slots__ = ("chain", "chain_op", "flood", "limiter", "violations", "waiting")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.limiter = TokenBucket(rate, burst, now)
         self.violations = 0
         self.flood = 0
         self.chain: asyncio.Task[None] | None = None
+        self.chain_op = ""  # the op of ``chain``
         self.waiting = 0
 
 
 # Ops that may wait for a before-* callback (up to LIVECAST_CALLBACK_TIMEOUT):
 # with webhooks on they run off the reader, in order among themselves, so a
 # slow backend never holds up the connection's other requests (ping, info...).
+# Consecutive sends ask the backend concurrently and still reach the room in
+# order (each waits for its predecessor's turn before ``submit``).
+TURN: contextvars.ContextVar[asyncio.Task[None] | None] = contextvars.ContextVar(
+    "turn", default=None)
 CALLBACK_OPS = frozenset({"send", "join"})
 MAX_WAITING = 32  # per connection; past it a request is refused with 10023
 _background: set[asyncio.Task[None]] = set()
@@ -104,7 +110,7 @@ async def op_send(node: Node, conn: Connection, req: Request) -> Result:
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
                    a["cloudCustomData"], fate, operator=conn.user, client_ip=conn.peer)
     node.check_send(conn, a["groupId"], msg)
-    await node.send(a["groupId"], msg)
+    await node.send(a["groupId"], msg, TURN.get())
     return None
 
 
@@ -242,17 +248,23 @@ def _chain(node: Node, conn: Connection, session: Session, req: Request) -> None
                                                       "app backend's callbacks"))
         return
     session.waiting += 1
-    task = asyncio.create_task(_after(session.chain, node, conn, session, req))
-    session.chain = task
+    pipelined = req.op == "send" and session.chain_op == "send"
+    task = asyncio.create_task(_after(session.chain, pipelined, node, conn, session, req))
+    session.chain, session.chain_op = task, req.op
     _background.add(task)
     task.add_done_callback(_background.discard)
 
 
-async def _after(prev: asyncio.Task[None] | None, node: Node, conn: Connection,
-                 session: Session, req: Request) -> None:
+async def _after(prev: asyncio.Task[None] | None, pipelined: bool, node: Node,
+                 conn: Connection, session: Session, req: Request) -> None:
+    """A send after a send starts at once and waits for its turn inside
+    ``Node.send``; anything else waits for the previous op to end first."""
     try:
-        if prev is not None:
-            await asyncio.wait([prev])
+        if prev is not None and not prev.done():
+            if pipelined:
+                TURN.set(prev)
+            else:
+                await asyncio.wait([prev])
         await _dispatch(node, conn, req)
     finally:
         session.waiting -= 1

@@ -289,13 +289,19 @@ class Node:
             self._drop(group_id, pending.payload, pending.priority)
         self._schedule(room)
 
-    async def send(self, group_id: str, msg: Outgoing) -> None:
+    async def send(self, group_id: str, msg: Outgoing,
+                   turn: asyncio.Future[Any] | None = None) -> None:
         """The send pipeline shared by WebSocket and REST: the before-send
         callback (which may reject, drop or rewrite), then the room's scheduler.
+        ``turn``: an earlier send of the same sender, still on its way; this one
+        asks the backend meanwhile and reaches the room after it.
         The sender's answer comes through ``msg.fate``."""
         self.room(group_id)
         if self.hooks.enabled:
-            if not await self.hooks.before_send(group_id, msg):
+            go_on = await self.hooks.before_send(group_id, msg)
+            if turn is not None:
+                await asyncio.wait([turn])
+            if not go_on:
                 return
             room = self.rooms.get(group_id)
             if room is None:  # destroyed during the callback: reported (inv. 4)

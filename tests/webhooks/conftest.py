@@ -68,6 +68,7 @@ class Backend:
     replies: dict[str, Replier] = field(default_factory=dict)
     dead: bool = False
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    gates: dict[int, asyncio.Event] = field(default_factory=dict)  # by Random: held until set
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
@@ -82,6 +83,9 @@ class Backend:
             self.changed.notify_all()
         if self.dead:
             await self.release.wait()
+        gate = self.gates.get(seen.body.get("Random", -1))
+        if gate is not None:
+            await gate.wait()
         reply = self.replies.get(seen.command, lambda s: OK)(seen)
         if isinstance(reply, web.StreamResponse):
             return reply

@@ -744,18 +744,26 @@ async def test_a_sender_muted_during_before_send_gets_10017(
     assert business.of(cb.AFTER_SEND) == []
 
 
-async def test_a_send_waiting_for_the_backend_holds_up_no_other_request(
+async def test_sends_waiting_for_the_backend_hold_up_nothing_and_keep_their_order(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)
     live.room(GID)
     alice = await live.client("alice", join=GID)
-    business.dead = True  # the before-send below waits until released
+    gate71, gate72 = asyncio.Event(), asyncio.Event()
+    business.gates.update({71: gate71, 72: gate72})  # both before-sends wait
     first = asyncio.ensure_future(alice.send(GID, text("one"), random=71))
     second = asyncio.ensure_future(alice.send(GID, text("two"), random=72))
-    await business.wait_count(cb.BEFORE_SEND, 1, Random=71)
-    assert (await alice.ping())["code"] == 0  # answered while the send waits
+    await business.wait_count(cb.BEFORE_SEND, 1, Random=72)  # asked concurrently
+    assert (await alice.ping())["code"] == 0  # answered while the sends wait
     assert (await alice.get_online_member_num(GID))["onlineMemberNum"] == 1
-    assert not first.done() and not second.done()
-    assert business.of(cb.BEFORE_SEND, Random=72) == []  # sends stay in order
-    business.release.set()
+    gate72.set()  # the backend answers the second send first...
+    sample = live.node.metrics.registry.get_sample_value
+    for _ in range(1000):  # polled: nothing else tells when the server has the answer
+        if sample("livecast_callback_seconds_count", {"command": cb.BEFORE_SEND}) == 1:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the second send's before-send never completed")
+    assert not first.done() and not second.done()  # ...which still waits its turn
+    gate71.set()
     assert [(await first)["msgSeq"], (await second)["msgSeq"]] == [1, 2]

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import orjson
-
 from livecast.backplane.memory import MemoryBackplane
 from livecast.core.group import Group, new_group_id, wire_time
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
@@ -467,6 +465,3 @@ class Node:
             self.drained.set()
         for conn in list(self.connections):
             self.close(conn, Close.GOING_AWAY, "server shutting down")
-
-    def encode_reply(self, obj: dict[str, Any]) -> bytes:
-        return frame(orjson.dumps(obj))

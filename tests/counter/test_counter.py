@@ -9,6 +9,7 @@ back over the server's REST API, and a WebSocket member sees the tip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -119,6 +120,22 @@ async def start_counter() -> AsyncIterator[Start]:
         yield start
         for server in reversed(started):
             await server.close()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def rest_backend(path: str, handler: Handler) -> AsyncIterator[TestServer]:
+    """A fake REST endpoint on loopback serving ``handler`` at ``path``."""
+    backend = web.Application()
+    backend.router.add_post(path, handler)
+    server = TestServer(backend, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 async def rest(live: Live, command: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -395,26 +412,22 @@ async def test_a_hung_rest_endpoint_never_blocks_the_receiver(start_counter: Sta
         await release.wait()
         return web.json_response(OK)
 
-    backend = web.Application()
-    backend.router.add_post("/v4/{service}/{command}", backend_call)
-    server = TestServer(backend, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        c = await start_counter(str(server.make_url("/")), timeout=30.0)
-        await c.like("r1")
-        flush = asyncio.create_task(c.counter.flush_now())
-        await arrived.wait()
-        for _ in range(20):
-            await c.like("r1", 2)  # answered while the write hangs
-        assert c.counter.stats.likes == 41 and not flush.done()
-        release.set()
-        assert await flush == 1
-        assert c.counter.stats.writes == 1
-        assert c.counter.tally.pending() == ["r1"]  # the 40 later likes: next flush
-        assert c.counter.tally.due("r1") == pytest.approx(c.clock.now + 4.0)
-    finally:
-        release.set()
-        await server.close()
+    async with rest_backend("/v4/{service}/{command}", backend_call) as server:
+        try:
+            c = await start_counter(str(server.make_url("/")), timeout=30.0)
+            await c.like("r1")
+            flush = asyncio.create_task(c.counter.flush_now())
+            await arrived.wait()
+            for _ in range(20):
+                await c.like("r1", 2)  # answered while the write hangs
+            assert c.counter.stats.likes == 41 and not flush.done()
+            release.set()
+            assert await flush == 1
+            assert c.counter.stats.writes == 1
+            assert c.counter.tally.pending() == ["r1"]  # the 40 later likes: next flush
+            assert c.counter.tally.due("r1") == pytest.approx(c.clock.now + 4.0)
+        finally:
+            release.set()
 
 
 async def test_a_rest_call_that_times_out_fails_and_is_retried(start_counter: Start) -> None:
@@ -424,19 +437,15 @@ async def test_a_rest_call_that_times_out_fails_and_is_retried(start_counter: St
         await never.wait()
         return web.json_response(OK)  # pragma: no cover
 
-    backend = web.Application()
-    backend.router.add_post("/{tail:.*}", hang)
-    server = TestServer(backend, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        c = await start_counter(str(server.make_url("/")), timeout=0.2)
-        await c.like("r1")
-        assert await c.counter.flush_now() == 1
-        assert c.counter.stats.write_failures == 1 and c.counter.tally.pending() == ["r1"]
-        assert c.counter.tally.due("r1") is not None
-    finally:
-        never.set()
-        await server.close()
+    async with rest_backend("/{tail:.*}", hang) as server:
+        try:
+            c = await start_counter(str(server.make_url("/")), timeout=0.2)
+            await c.like("r1")
+            assert await c.counter.flush_now() == 1
+            assert c.counter.stats.write_failures == 1 and c.counter.tally.pending() == ["r1"]
+            assert c.counter.tally.due("r1") is not None
+        finally:
+            never.set()
 
 
 async def test_healthz_reports_counts(live: Live, start_counter: Start) -> None:
@@ -528,22 +537,18 @@ async def test_a_cancelled_flush_leaves_no_room_stranded(start_counter: Start) -
         written.append(body["GroupId"])
         return web.json_response(OK)
 
-    backend = web.Application()
-    backend.router.add_post("/v4/{service}/{command}", backend_call)
-    server = TestServer(backend, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        c = await start_counter(str(server.make_url("/")), timeout=30.0, concurrency=1)
-        for gid in ("a", "b", "c"):
-            await c.like(gid)
-        flush = asyncio.create_task(c.counter.flush_now())
-        await arrived.wait()  # the one worker is writing a room; two wait their turn
-        flush.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await flush
-        release.set()
-        assert await c.counter.flush_now() == 3  # every room is taken again
-        assert sorted(written) == ["a", "b", "c"] and c.counter.tally.pending() == []
-    finally:
-        release.set()
-        await server.close()
+    async with rest_backend("/v4/{service}/{command}", backend_call) as server:
+        try:
+            c = await start_counter(str(server.make_url("/")), timeout=30.0, concurrency=1)
+            for gid in ("a", "b", "c"):
+                await c.like(gid)
+            flush = asyncio.create_task(c.counter.flush_now())
+            await arrived.wait()  # the one worker is writing a room; two wait their turn
+            flush.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await flush
+            release.set()
+            assert await c.counter.flush_now() == 3  # every room is taken again
+            assert sorted(written) == ["a", "b", "c"] and c.counter.tally.pending() == []
+        finally:
+            release.set()

@@ -10,7 +10,7 @@ sleep.  ``dead`` makes every handler hang until teardown (a hung backend).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,13 +106,20 @@ class Backend:
         return self.of(command, **match)
 
 
+async def serve_callbacks(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> TestServer:
+    """A real aiohttp app on loopback answering POST /im/callback with ``handle``."""
+    app = web.Application()
+    app.router.add_post("/im/callback", handle)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    return server
+
+
 @pytest.fixture
 async def business() -> AsyncIterator[Backend]:
     b = Backend()
-    app = web.Application()
-    app.router.add_post("/im/callback", b.handle)
-    b.server = TestServer(app, host="127.0.0.1", port=0)
-    await b.server.start_server()
+    b.server = await serve_callbacks(b.handle)
     yield b
     b.release.set()
     await b.server.close()

@@ -23,6 +23,7 @@ from livecast.core.callbacks import Action, Verdict
 from livecast.core.signing import SIGNATURE_HEADER, body_signature_ok, tencent_sign_ok
 from livecast.settings import ConfigError, Secret, Settings, build
 from livecast.webhooks import Webhooks
+from tests.webhooks.conftest import serve_callbacks
 
 SDKAPPID = 1400000000
 T0 = 1669872112.25
@@ -141,10 +142,7 @@ RigFactory = Callable[..., Awaitable[Rig]]
 @pytest.fixture
 async def backend() -> AsyncIterator[Backend]:
     b = Backend()
-    app = web.Application()
-    app.router.add_post("/im/callback", b.handle)
-    b.server = TestServer(app, host="127.0.0.1", port=0)
-    await b.server.start_server()
+    b.server = await serve_callbacks(b.handle)
     yield b
     b.release.set()
     await b.server.close()

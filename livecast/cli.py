@@ -118,11 +118,13 @@ def banner(s: Settings) -> str:
 
 def serve(s: Settings) -> None:
     from livecast.gateway.app import make_app
+    from livecast.gateway.front import Front
     from livecast.runner import install_uvloop, serve_app
 
     install_uvloop()
     log.info("open-files limit %d", raise_fd_limit())
-    asyncio.run(serve_app(make_app(s), s.host, s.port, banner(s), s.shutdown_grace + 1))
+    asyncio.run(serve_app(make_app(s), s.host, s.port, banner(s), s.shutdown_grace + 1,
+                          front=Front))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

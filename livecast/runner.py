@@ -1,6 +1,8 @@
-"""Running an aiohttp app as a service: uvloop, signals, banner, cleanup.
+"""Running an aiohttp app as a service: uvloop, the listener, signals, banner,
+cleanup.
 
-Shared by ``livecast serve`` and ``livecast counter``.
+Shared by ``livecast serve`` (with the gateway's front, which takes WebSocket
+upgrades off aiohttp's hands) and ``livecast counter`` (plain aiohttp).
 """
 
 from __future__ import annotations
@@ -8,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
 log = logging.getLogger("livecast")
+
+# (app, aiohttp's protocol factory) -> the protocol of one new connection
+FrontFactory = Callable[[web.Application, Callable[[], asyncio.Protocol]], asyncio.Protocol]
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 def install_uvloop() -> None:
@@ -23,20 +30,56 @@ def install_uvloop() -> None:
         log.warning("uvloop unavailable; using the default event loop")
 
 
+class Listener:
+    """An aiohttp app on a TCP socket.  With ``front``, each new connection is
+    first served by ``front(app, http)``, which may hand it to aiohttp's own
+    protocol (``http()``); without, aiohttp serves every connection."""
+
+    def __init__(self, app: web.Application, front: FrontFactory | None = None,
+                 shutdown_timeout: float = 60.0) -> None:
+        self.app = app
+        self.front = front
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
+                                    handle_signals=False)
+        self.server: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        await self.runner.setup()
+        http = self.runner.server
+        assert http is not None
+        front = self.front
+        factory: Callable[[], asyncio.BaseProtocol] = (
+            http if front is None else (lambda: front(self.app, http)))
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(factory, host, port, reuse_address=True,
+                                               backlog=BACKLOG)
+        self.host, self.port = self.server.sockets[0].getsockname()[:2]
+
+    def url(self, path: str = "/") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+    async def close(self) -> None:
+        """Stop listening, then the app's graceful shutdown and cleanup."""
+        if self.server is not None:
+            self.server.close()
+        await self.runner.cleanup()
+
+
 async def serve_app(app: web.Application, host: str, port: int, banner: str,
-                    shutdown_timeout: float = 60.0) -> None:
+                    shutdown_timeout: float = 60.0, front: FrontFactory | None = None) -> None:
     """Listen, print ``banner`` once listening, serve until SIGINT/SIGTERM."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
-                           handle_signals=False)
-    await runner.setup()
+    listener = Listener(app, front, shutdown_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await listener.start(host, port)
         print(banner, flush=True)
         await stop.wait()
         log.info("shutting down")
     finally:
-        await runner.cleanup()
+        await listener.close()

@@ -1,7 +1,8 @@
 """Shared fixtures: a real livecast app on a loopback socket, real clients.
 
-``server`` starts the aiohttp app (the same factory ``livecast serve`` uses)
-on 127.0.0.1 with an ephemeral port; clients speak real WebSocket to it.
+``live`` starts the app as ``livecast serve`` does (the same factory, the same
+listener and WebSocket front) on 127.0.0.1 with an ephemeral port; clients
+speak real WebSocket to it.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
 
 from livecast.client import Client
 from livecast.core.usersig import mint
 from livecast.gateway.app import make_app
+from livecast.gateway.front import Front
 from livecast.gateway.ws import NODE
 from livecast.node.hub import Node
+from livecast.runner import Listener
 from livecast.settings import Secret, Settings
 
 SDKAPPID = 1400000000
@@ -40,17 +42,17 @@ def base_settings(**overrides: Any) -> Settings:
 class Live:
     """A running server and helpers to talk to it."""
 
-    server: TestServer
+    server: Listener
     node: Node
     settings: Settings
     clients: list[Client] = field(default_factory=list)
 
     @property
     def ws_url(self) -> str:
-        return str(self.server.make_url("/v1/ws")).replace("http", "ws", 1)
+        return self.server.url("/v1/ws").replace("http", "ws", 1)
 
     def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
+        return self.server.url(path)
 
     async def client(self, user: str | None = None, join: str | None = None) -> Client:
         """A connected client, logged in as ``user`` (guest when None), joined to ``join``."""
@@ -86,16 +88,20 @@ class Live:
 LiveFactory = Callable[..., Awaitable[Live]]
 
 
+async def start_live(settings: Settings, node: Node | None = None, port: int = 0) -> Live:
+    """The app served as ``livecast serve`` serves it; ``Live.server.close()`` stops it."""
+    app = make_app(settings, node)
+    server = Listener(app, Front, shutdown_timeout=settings.shutdown_grace)
+    await server.start("127.0.0.1", port)
+    return Live(server, app[NODE], settings)
+
+
 @pytest.fixture
 async def live_factory() -> AsyncIterator[LiveFactory]:
     started: list[Live] = []
 
     async def start(**overrides: Any) -> Live:
-        settings = base_settings(**overrides)
-        app = make_app(settings)
-        server = TestServer(app, host="127.0.0.1", port=0)
-        await server.start_server()
-        live = Live(server, app[NODE], settings)
+        live = await start_live(base_settings(**overrides))
         started.append(live)
         return live
 

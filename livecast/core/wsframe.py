@@ -1,4 +1,5 @@
-"""RFC 6455 server frames, built once and written as bytes to many transports.
+"""RFC 6455 frames: server frames built once and written as bytes to many
+transports, and the reader of client frames.
 
 Server-to-client frames are never masked (RFC 6455 section 5.1), so a frame's
 bytes do not depend on the receiver: fan-out builds one frame per tick and
@@ -32,3 +33,139 @@ def close_frame(code: int, reason: str = "") -> bytes:
     """A close frame; the reason is cut to fit the 125-byte control limit."""
     body = struct.pack("!H", code) + reason.encode()[:123]
     return frame(body, OP_CLOSE)
+
+
+# ------------------------------------------------------------------ client frames
+OP_CONT = 0x0
+OP_BINARY = 0x2
+OP_PING = 0x9
+OP_PONG = 0xA
+_DATA = frozenset({OP_CONT, OP_TEXT, OP_BINARY})
+_CONTROL = frozenset({OP_CLOSE, OP_PING, OP_PONG})
+# close codes a peer may send (RFC 6455 section 7.4): 1000-1003, 1007-1011, 3000-4999
+_PEER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+_U16 = struct.Struct("!H").unpack_from
+_U64 = struct.Struct("!Q").unpack_from
+
+
+class WsError(Exception):
+    """The peer broke RFC 6455: the connection fails with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def unmask(key: bytes, payload: bytes) -> bytes:
+    """XOR ``payload`` with the repeating 4-byte ``key`` (one big-int operation)."""
+    n = len(payload)
+    if not n:
+        return payload
+    pad = (key * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(pad, "little")).to_bytes(n, "little")
+
+
+class Reader:
+    """Client frames in, whole messages out (RFC 6455 section 5).
+
+    ``feed`` takes bytes as they arrive and returns the complete messages and
+    control frames they finish, as ``(opcode, payload)``: fragments are joined,
+    payloads unmasked, text checked to be UTF-8, a close frame's payload
+    checked.  A violation raises ``WsError`` with the close code to fail the
+    connection with: 1002 protocol error, 1007 invalid UTF-8, 1009 a message
+    over ``max_size`` bytes.  After a ``WsError`` the reader is not fed again.
+    Idle, a reader holds two references: an empty buffer and no fragments.
+    """
+
+    __slots__ = ("buf", "max_size", "parts")
+
+    def __init__(self, max_size: int) -> None:
+        self.buf = b""
+        self.max_size = max_size
+        self.parts: list[bytes] | None = None  # fragments so far; [0] holds the opcode
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self.buf + data if self.buf else data
+        out: list[tuple[int, bytes]] = []
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            first, second = buf[pos], buf[pos + 1]
+            opcode, n, at = first & 0x0F, second & 0x7F, pos + 2
+            self._check(first, second, opcode, n)
+            if n == 126:
+                if end - at < 2:
+                    break
+                n, at = _U16(buf, at)[0], at + 2
+            elif n == 127:
+                if end - at < 8:
+                    break
+                n, at = _U64(buf, at)[0], at + 8
+            if n > self.max_size:
+                raise WsError(1009, "frame too large")
+            if end - at < 4 + n:
+                break
+            payload = unmask(buf[at:at + 4], buf[at + 4:at + 4 + n])
+            pos = at + 4 + n
+            msg = self._message(first & 0x80, opcode, payload)
+            if msg is not None:
+                out.append(msg)
+        self.buf = buf[pos:] if pos < end else b""
+        return out
+
+    def _check(self, first: int, second: int, opcode: int, n: int) -> None:
+        if first & 0x70:
+            raise WsError(1002, "reserved bits set (no extension was negotiated)")
+        if not second & 0x80:
+            raise WsError(1002, "client frames must be masked")
+        if opcode in _CONTROL:
+            if not first & 0x80 or n > 125:
+                raise WsError(1002, "control frames must be final and at most 125 bytes")
+        elif opcode not in _DATA:
+            raise WsError(1002, f"unknown opcode {opcode}")
+        elif (opcode == OP_CONT) is (self.parts is None):
+            raise WsError(1002, "unexpected continuation" if opcode == OP_CONT
+                          else "a new message inside a fragmented one")
+
+    def _message(self, fin: int, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode in _CONTROL:
+            if opcode == OP_CLOSE:
+                close_code(payload)  # validates
+            return opcode, payload
+        if not fin:
+            if self.parts is None:
+                self.parts = [bytes([opcode])]
+            self.parts.append(payload)
+            if sum(map(len, self.parts)) - 1 > self.max_size:
+                raise WsError(1009, "message too large")
+            return None
+        if self.parts is not None:
+            opcode = self.parts[0][0]
+            payload = b"".join(self.parts[1:]) + payload
+            self.parts = None
+            if len(payload) > self.max_size:
+                raise WsError(1009, "message too large")
+        if opcode == OP_TEXT:
+            _utf8(payload)
+        return opcode, payload
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise WsError(1007, "text is not valid UTF-8") from None
+
+
+def close_code(payload: bytes) -> int | None:
+    """The code of a close frame's payload (None: no code); ``WsError`` when
+    the payload is malformed or the code is not one a peer may send."""
+    if not payload:
+        return None
+    if len(payload) == 1:
+        raise WsError(1002, "a close payload of one byte")
+    code = _U16(payload)[0]
+    if code not in _PEER_CLOSE_CODES and not 3000 <= code < 5000:
+        raise WsError(1002, f"close code {code} may not be sent")
+    _utf8(payload[2:])
+    return int(code)

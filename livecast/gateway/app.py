@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livecast.admin.rest import handle as rest_handle
 from livecast.gateway.pages import add_pages
-from livecast.gateway.ws import NODE, handle_ws
+from livecast.gateway.ws import HEARTBEAT, NODE, WS_PATH, handle_ws, heartbeat
 from livecast.node.hub import Node
 from livecast.settings import Settings
 
@@ -44,9 +45,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     if node.settings.dev_key and DEMO_ROOM not in node.rooms:
         node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
     await node.webhooks.start()
+    beat = asyncio.create_task(_heartbeats(node))
     yield
+    beat.cancel()
     await node.webhooks.close()
     await node.backplane.close()
+
+
+async def _heartbeats(node: Node) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT / 2)
+        heartbeat(node, time.monotonic())
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -62,7 +71,7 @@ async def _on_shutdown(app: web.Application) -> None:
 def make_app(settings: Settings, node: Node | None = None) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     app[NODE] = node or Node(settings)
-    app.router.add_get("/v1/ws", handle_ws)
+    app.router.add_route("*", WS_PATH, handle_ws)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -1,16 +1,22 @@
-"""The WebSocket endpoint ``/v1/ws`` (spec/websocket.md): one reader task per
-connection, ops dispatched through a table, every reply written through the
-connection's transport (no await on the write path).
+"""The WebSocket endpoint ``/v1/ws`` (spec/websocket.md): each upgraded socket
+is served by a ``WsConnection``, an asyncio protocol that is also the node's
+``Connection``.  Frames are read in ``data_received`` (livecast.core.wsframe),
+ops are dispatched through a table, and every reply is written through the
+transport (no await on the write path).  An idle member costs one object and
+its transport: no task, no queue, no timer (docs/design.md, "Connections").
 
 Remote misbehaviour becomes a reply code or a close code:
 - binary frames, non-JSON, unknown ops, wrong types: error reply (when the id
   can be told) and a violation; ``violation_limit`` of them close with 4009;
 - requests beyond the per-connection rate: reply 10023, and a connection that
   keeps flooding past a second budget is closed with 4029;
-- frames over 64 KiB: close 1009 (aiohttp's reader enforces ``max_msg_size``);
+- frames over 64 KiB: close 1009; broken framing: 1002; text that is not
+  UTF-8: 1007 (RFC 6455, checked by the frame reader);
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
   answered: the connection is shed (4008), as fan-out does;
-- no login (or guest join) within ``login_timeout``: close 4002.
+- no login (or guest join) within ``login_timeout``: close 4002;
+- nothing heard for ``HEARTBEAT`` seconds: the server pings; nothing heard for
+  twice that: the socket is aborted (a dead peer).
 """
 
 from __future__ import annotations
@@ -18,15 +24,28 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
+from livecast.core.handshake import upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
 from livecast.core.scheduler import parse_priority
 from livecast.core.usersig import verify
+from livecast.core.wsframe import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Reader,
+    WsError,
+    close_code,
+    frame,
+)
 from livecast.errors import Close, Code, LivecastError
 from livecast.node.connection import Connection
 from livecast.node.hub import Node
@@ -34,8 +53,11 @@ from livecast.node.room import FATE_INFO, Outgoing
 
 log = logging.getLogger("livecast.gateway")
 
+WS_PATH = "/v1/ws"
+HEARTBEAT = 30.0  # seconds of silence before a ping; twice that and the peer is dead
 Result = dict[str, Any] | None
-Handler = Callable[[Node, Connection, Request], Awaitable[Result]]
+Handler = Callable[[Node, Connection, Request], Result]
+HookedHandler = Callable[[Node, Connection, Request], Awaitable[Result]]
 
 
 class Session:
@@ -60,13 +82,12 @@ class Session:
 # order (each waits for its predecessor's turn before ``submit``).
 TURN: contextvars.ContextVar[asyncio.Task[None] | None] = contextvars.ContextVar(
     "turn", default=None)
-CALLBACK_OPS = frozenset({"send", "join"})
 MAX_WAITING = 32  # per connection; past it a request is refused with 10023
 _background: set[asyncio.Task[None]] = set()
 
 
 # ------------------------------------------------------------------ ops
-async def op_login(node: Node, conn: Connection, req: Request) -> Result:
+def op_login(node: Node, conn: Connection, req: Request) -> Result:
     a = req.args
     s = node.settings
     if conn.logged_in:
@@ -83,17 +104,22 @@ async def op_login(node: Node, conn: Connection, req: Request) -> Result:
     return {"serverTime": int(node.clock() * 1000)}
 
 
-async def op_join(node: Node, conn: Connection, req: Request) -> Result:
+def op_join(node: Node, conn: Connection, req: Request) -> Result:
+    return node.join(conn, req.args["groupId"])
+
+
+async def op_join_hooked(node: Node, conn: Connection, req: Request) -> Result:
     return await node.enter(conn, req.args["groupId"])
 
 
-async def op_quit(node: Node, conn: Connection, req: Request) -> Result:
+def op_quit(node: Node, conn: Connection, req: Request) -> Result:
     node.room(req.args["groupId"])
     node.quit(conn, req.args["groupId"])
     return {}
 
 
-async def op_send(node: Node, conn: Connection, req: Request) -> Result:
+def _outgoing(node: Node, conn: Connection, req: Request) -> Outgoing:
+    """The message of a ``send``, checked against the room (member, ban, mute)."""
     a = req.args
     priority = parse_priority(a["priority"])
     assert priority is not None  # validated by the protocol table
@@ -110,16 +136,25 @@ async def op_send(node: Node, conn: Connection, req: Request) -> Result:
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
                    a["cloudCustomData"], fate, operator=conn.user, client_ip=conn.peer)
     node.check_send(conn, a["groupId"], msg)
-    await node.send(a["groupId"], msg, TURN.get())
+    return msg
+
+
+def op_send(node: Node, conn: Connection, req: Request) -> Result:
+    node.submit(req.args["groupId"], _outgoing(node, conn, req))
     return None
 
 
-async def op_group_info(node: Node, conn: Connection, req: Request) -> Result:
+async def op_send_hooked(node: Node, conn: Connection, req: Request) -> Result:
+    await node.send(req.args["groupId"], _outgoing(node, conn, req), TURN.get())
+    return None
+
+
+def op_group_info(node: Node, conn: Connection, req: Request) -> Result:
     group = node.room(req.args["groupId"]).group
     return {"group": group.profile(), "counters": group.counter_list()}
 
 
-async def op_online(node: Node, conn: Connection, req: Request) -> Result:
+def op_online(node: Node, conn: Connection, req: Request) -> Result:
     return {"onlineMemberNum": node.room(req.args["groupId"]).online()}
 
 
@@ -128,18 +163,18 @@ def _need_login(conn: Connection) -> None:
         raise LivecastError(Code.NO_PERMISSION, "login first")
 
 
-async def op_set_profile(node: Node, conn: Connection, req: Request) -> Result:
+def op_set_profile(node: Node, conn: Connection, req: Request) -> Result:
     _need_login(conn)
     node.set_profile(conn.user, req.args.get("nick"), req.args.get("avatar"))
     return {}
 
 
-async def op_get_profile(node: Node, conn: Connection, req: Request) -> Result:
+def op_get_profile(node: Node, conn: Connection, req: Request) -> Result:
     _need_login(conn)
     return {"nick": conn.nick, "avatar": conn.avatar}
 
 
-async def op_ping(node: Node, conn: Connection, req: Request) -> Result:
+def op_ping(node: Node, conn: Connection, req: Request) -> Result:
     return {}
 
 
@@ -154,31 +189,65 @@ OPS: dict[str, Handler] = {
     "getMyProfile": op_get_profile,
     "ping": op_ping,
 }
+# with webhooks on, these ask the backend first, off the reader (``_chain``)
+HOOKED_OPS: dict[str, HookedHandler] = {
+    "send": op_send_hooked,
+    "join": op_join_hooked,
+}
 
 
-# ------------------------------------------------------------------ the reader
-async def handle_ws(request: web.Request) -> web.StreamResponse:
-    node: Node = request.app[NODE]
-    if node.draining:
-        raise web.HTTPServiceUnavailable(text="draining")
-    # aiohttp refuses a message of max_msg_size bytes or more: +1 lets 64 KiB through
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES + 1, compress=False,
-                               autoclose=False, heartbeat=30.0)
-    await ws.prepare(request)
-    conn = Connection(request.transport, ws, request.remote or "")
-    node.attach(conn)
-    loop = asyncio.get_running_loop()
-    deadline = loop.call_later(node.settings.login_timeout, _login_deadline, node, conn)
-    session = Session(node.settings.req_rate, node.settings.req_burst, loop.time())
-    try:
-        await _read_loop(node, conn, ws, session)
-    finally:
-        deadline.cancel()
-        node.detach(conn)
-        conn.closing = True
-        if request.transport is not None:
-            request.transport.close()
-    return ws
+# ------------------------------------------------------------------ the connection
+class WsConnection(Connection, asyncio.Protocol):
+    """An upgraded socket: the transport's protocol and a member of the node.
+
+    The 101 is already written when it takes over (``gateway.front``).  The
+    reader stays on until the peer closes: once the server has sent its close
+    frame (``closing``) input is drained unread, because closing a socket that
+    still has unread input resets it, and the reset would discard the frame."""
+
+    __slots__ = ("node", "reader", "seen", "session")
+
+    def __init__(self, node: Node, transport: asyncio.Transport, peer: str) -> None:
+        super().__init__(transport, peer)
+        self.node = node
+        self.reader = Reader(MAX_FRAME_BYTES)
+        self.seen = time.monotonic()
+        s = node.settings
+        self.session = Session(s.req_rate, s.req_burst, asyncio.get_running_loop().time())
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.node.attach(self)
+        asyncio.get_running_loop().call_later(self.node.settings.login_timeout,
+                                              _login_deadline, self.node, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.node.detach(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.seen = time.monotonic()
+        node = self.node
+        try:
+            messages = self.reader.feed(data)
+        except WsError as err:
+            node.close(self, err.code, err.reason)
+            self.transport.close()
+            return
+        for opcode, payload in messages:
+            if opcode == OP_TEXT:
+                if not self.closing:
+                    _on_text(node, self, self.session, payload)
+            elif opcode == OP_BINARY:
+                if not self.closing:
+                    _violation(node, self, self.session, None, Code.BAD_PARAMETER,
+                               "binary frames are refused")
+            elif opcode == OP_PING:
+                self.write(frame(payload, OP_PONG))
+            elif opcode == OP_CLOSE:
+                code = close_code(payload)
+                node.close(self, Close.NORMAL if code is None else _echo(code))
+                self.transport.close()
+                return
 
 
 def _login_deadline(node: Node, conn: Connection) -> None:
@@ -186,37 +255,23 @@ def _login_deadline(node: Node, conn: Connection) -> None:
         node.close(conn, Close.LOGIN_TIMEOUT, "no login in time")
 
 
-async def _read_loop(node: Node, conn: Connection, ws: web.WebSocketResponse,
-                     session: Session) -> None:
-    """Read until the peer closes.  Once the server has sent its close frame
-    (``conn.closing``) input is drained unread: closing a socket that still has
-    unread input resets it, and the reset would discard the close frame."""
-    while True:
-        msg = await ws.receive()
-        if msg.type is WSMsgType.TEXT:
-            if not conn.closing:
-                await _on_text(node, conn, session, msg.data)
-        elif msg.type is WSMsgType.BINARY:
-            if not conn.closing:
-                _violation(node, conn, session, None, Code.BAD_PARAMETER,
-                           "binary frames are refused")
-        elif msg.type is WSMsgType.CLOSE:
-            node.close(conn, Close.NORMAL if msg.data is None else _echo(msg.data))
-            return
-        elif msg.type is WSMsgType.ERROR:
-            exc = ws.exception()
-            code = getattr(exc, "code", Close.VIOLATIONS)
-            node.close(conn, int(code), "frame too large" if code == 1009 else "protocol error")
-            return
-        else:  # CLOSING / CLOSED
-            return
-
-
 def _echo(code: int) -> int:
     return code if code in (1000, 1001) or 3000 <= code < 5000 else 1000
 
 
-async def _on_text(node: Node, conn: Connection, session: Session, data: str) -> None:
+def heartbeat(node: Node, now: float, ping: bytes = frame(b"", OP_PING)) -> None:
+    """Ping the members not heard from for ``HEARTBEAT`` seconds, abort those
+    silent for twice that.  Run every ``HEARTBEAT / 2`` seconds (app.py)."""
+    for conn in list(node.connections):
+        if isinstance(conn, WsConnection):
+            silent = now - conn.seen
+            if silent >= 2 * HEARTBEAT:
+                conn.transport.abort()
+            elif silent >= HEARTBEAT:
+                conn.write(ping)
+
+
+def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> None:
     if conn.buffered() > node.settings.outbox_hard_bytes:
         node.shed(conn)  # replies share the bounded outbox: a client that never reads
         return
@@ -234,10 +289,15 @@ async def _on_text(node: Node, conn: Connection, session: Session, data: str) ->
         if parsed.id is not None:
             conn.send(reply(parsed.id, parsed.code, parsed.info))
         return
-    if parsed.op in CALLBACK_OPS and node.hooks.enabled:
+    if parsed.op in HOOKED_OPS and node.hooks.enabled:
         _chain(node, conn, session, parsed)
         return
-    await _dispatch(node, conn, parsed)
+    try:
+        result = OPS[parsed.op](node, conn, parsed)
+    except Exception as exc:
+        _failed(node, conn, parsed, exc)
+        return
+    _answer(conn, parsed, result)
 
 
 def _chain(node: Node, conn: Connection, session: Session, req: Request) -> None:
@@ -265,27 +325,33 @@ async def _after(prev: asyncio.Task[None] | None, pipelined: bool, node: Node,
                 TURN.set(prev)
             else:
                 await asyncio.wait([prev])
-        await _dispatch(node, conn, req)
+        try:
+            result = await HOOKED_OPS[req.op](node, conn, req)
+        except Exception as exc:
+            _failed(node, conn, req, exc)
+            return
+        _answer(conn, req, result)
     finally:
         session.waiting -= 1
 
 
-async def _dispatch(node: Node, conn: Connection, req: Request) -> None:
-    try:
-        result = await OPS[req.op](node, conn, req)
-    except LivecastError as err:
-        if req.op == "send":
-            node.metrics.rejected.labels(str(err.code)).inc()
-        if req.id is not None:
-            conn.send(reply(req.id, err.code, err.info))
-        return
-    except Exception:  # a bug answers one request; the connection goes on
-        log.exception("op %s failed", req.op)
-        if req.id is not None:
-            conn.send(reply(req.id, Code.INTERNAL, "internal error"))
-        return
+def _answer(conn: Connection, req: Request, result: Result) -> None:
     if result is not None and req.id is not None:
         conn.send(reply(req.id, 0, "", **result))
+
+
+def _failed(node: Node, conn: Connection, req: Request, exc: Exception) -> None:
+    """A refused request is answered with its code; a bug answers one request
+    with 90000 and the connection goes on."""
+    if isinstance(exc, LivecastError):
+        if req.op == "send":
+            node.metrics.rejected.labels(str(exc.code)).inc()
+        code, info = int(exc.code), exc.info
+    else:
+        log.error("op %s failed", req.op, exc_info=exc)
+        code, info = Code.INTERNAL, "internal error"
+    if req.id is not None:
+        conn.send(reply(req.id, code, info))
 
 
 def _violation(node: Node, conn: Connection, session: Session, rid: Any, code: int,
@@ -304,6 +370,22 @@ def _flood(node: Node, conn: Connection, session: Session, rid: Any) -> None:
         conn.send(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down"))
     if session.flood > node.settings.req_burst:
         node.close(conn, Close.FLOOD, "flood")
+
+
+# ------------------------------------------------------------------ the HTTP side
+async def handle_ws(request: web.Request) -> web.StreamResponse:
+    """``/v1/ws`` as aiohttp sees it: only requests the front did not upgrade
+    reach here, and each gets the reason as a plain-text error."""
+    node: Node = request.app[NODE]
+    if node.draining:
+        raise web.HTTPServiceUnavailable(text="draining")
+    version = f"HTTP/{request.version.major}.{request.version.minor}"
+    refused = upgrade_error(request.method, version, request.headers)
+    if refused is None:  # a valid upgrade that was not the connection's first request
+        refused = 400, "open a new connection for the WebSocket upgrade"
+    status, reason = refused
+    headers = {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"} if status == 426 else {}
+    return web.Response(status=status, text=reason, headers=headers)
 
 
 NODE: web.AppKey[Node] = web.AppKey("node", Node)

@@ -33,13 +33,11 @@ class Connection:
         "rooms",
         "transport",
         "user",
-        "ws",
     )
 
-    def __init__(self, transport: asyncio.BaseTransport | Any, ws: Any, peer: str = "") -> None:
+    def __init__(self, transport: asyncio.BaseTransport | Any, peer: str = "") -> None:
         self.id = next(_ids)
         self.transport: Any = transport
-        self.ws = ws
         self.peer = peer
         self.user = ""
         self.logged_in = False

@@ -17,11 +17,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from livecast.gateway.app import make_app
 from livecast.node.hub import Node
-from tests.conftest import SDKAPPID, Live, base_settings, sig
+from tests.conftest import SDKAPPID, Live, base_settings, sig, start_live
 
 
 async def rest(live: Live, service: str, command: str, body: Any,
@@ -73,13 +71,11 @@ def clock() -> ManualClock:
 async def clocked(clock: ManualClock) -> AsyncIterator[Live]:
     settings = base_settings()
     node = Node(settings, clock=clock)
-    server = TestServer(make_app(settings, node), host="127.0.0.1", port=0)
-    await server.start_server()
-    live = Live(server, node, settings)
+    live = await start_live(settings, node)
     yield live
     for c in live.clients:
         await c.close()
-    await server.close()
+    await live.server.close()
 
 
 async def until(condition: Callable[[], bool], passes: int = 1_000_000) -> None:

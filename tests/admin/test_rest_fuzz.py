@@ -16,16 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livecast.admin.rest import COMMANDS
 from livecast.client import Client, ClientClosed, text
-from livecast.gateway.app import make_app
-from livecast.gateway.ws import NODE
 from tests.admin.conftest import ok, rest
-from tests.conftest import SDKAPPID, Live, base_settings, sig
+from tests.conftest import SDKAPPID, Live, base_settings, sig, start_live
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -138,15 +135,12 @@ class Fuzz:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fuzz() -> AsyncIterator[Fuzz]:
     s = base_settings(max_wait=(0.05, 0.05, 0.05, 0.05))
-    app = make_app(s)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    live = Live(server, app[NODE], s)
+    live = await start_live(s)
     async with aiohttp.ClientSession() as http:
         yield Fuzz(live, http)
     for c in live.clients:
         await c.close()
-    await server.close()
+    await live.server.close()
 
 
 @settings(max_examples=800, deadline=None, database=None,

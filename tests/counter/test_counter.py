@@ -31,10 +31,8 @@ from livecast.core import callbacks
 from livecast.core.signing import tencent_sign
 from livecast.counter.app import COUNTER, Counter, make_app
 from livecast.counter.settings import CounterSettings, build
-from livecast.gateway.app import make_app as make_livecast
-from livecast.gateway.ws import NODE
 from livecast.settings import ConfigError, Secret
-from tests.conftest import KEY, SDKAPPID, Live, base_settings, sig
+from tests.conftest import KEY, SDKAPPID, Live, base_settings, sig, start_live
 from tests.test_cli import free_port
 
 TOKEN = "counter-token"
@@ -382,17 +380,14 @@ async def test_a_failed_write_is_retried_at_the_next_flush(start_counter: Start)
     assert await c.counter.flush_now() == 1
     assert c.counter.stats.write_failures == 1 and c.counter.tally.pending() == ["r1"]
     assert await c.counter.flush_due(c.clock.now + 2.9) == 0  # the retry waits its turn
-    app = make_livecast(base_settings())
-    server = TestServer(app, host="127.0.0.1", port=port)
-    await server.start_server()
+    live = await start_live(base_settings(), port=port)
     try:
-        live = Live(server, app[NODE], base_settings())
         live.room("r1")
         assert await c.counter.flush_due(c.clock.now + 5.0) == 1
         assert await app_value(live, "r1") == "12"
         assert c.counter.tally.pending() == []
     finally:
-        await server.close()
+        await live.server.close()
 
 
 async def test_a_room_that_does_not_exist_is_forgotten(live: Live, start_counter: Start) -> None:

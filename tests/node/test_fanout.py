@@ -96,7 +96,7 @@ async def member(made: list[Member]) -> Member:
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
     transport, _ = await asyncio.get_running_loop().create_unix_connection(_Quiet, sock=ours)
-    m = Member(Connection(transport, None, "socketpair"), theirs)
+    m = Member(Connection(transport, "socketpair"), theirs)
     made.append(m)
     return m
 

@@ -1,0 +1,107 @@
+"""The WebSocket opening handshake (RFC 6455 section 4.2), as pure functions.
+
+livecast's listener reads the head of a connection's first request itself:
+a valid upgrade to ``/v1/ws`` is answered here (101) and the socket goes to
+the lean WebSocket protocol; anything else, including a malformed head or a
+refused upgrade, goes to the aiohttp app, which answers it (spec/websocket.md
+for the protocol; docs/design.md, "Connections").
+
+Invariants:
+* ``parse_head`` never raises: bytes that are not a well-formed HTTP/1.x
+  request head give None.
+* ``upgrade_error`` returns None exactly when RFC 6455 requires the server to
+  accept: GET over HTTP/1.1, ``Upgrade: websocket``, ``Connection`` with the
+  ``upgrade`` token, ``Sec-WebSocket-Version: 13`` and a key that is the
+  base64 of 16 bytes. Header names are matched without regard to case, and
+  the ``Upgrade``/``Connection`` tokens likewise.
+* No extension and no subprotocol is ever negotiated: the 101 carries neither
+  header, so clients speak plain RFC 6455 frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_HEAD_BYTES = 32 * 1024  # a longer head goes to aiohttp, which applies its own limits
+HEAD_END = b"\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A request line and its headers (names lower-cased; repeats joined by ", ")."""
+
+    method: str
+    target: str
+    version: str
+    headers: Mapping[str, str]
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+
+def parse_head(raw: bytes) -> Head | None:
+    """``raw``: the bytes up to and including the blank line ending the head."""
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or not name.isprintable():
+            return None
+        name = name.lower()
+        value = value.strip(" \t")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Head(parts[0], parts[1], parts[2], headers)
+
+
+def _tokens(value: str | None) -> set[str]:
+    return {t.strip().lower() for t in (value or "").split(",")}
+
+
+def upgrade_error(method: str, version: str, headers: Mapping[str, str]) -> tuple[int, str] | None:
+    """Why a request is not an acceptable WebSocket upgrade (HTTP status and
+    reason), or None when it is.  ``headers`` is looked up by lower-case name
+    (a case-insensitive mapping, such as aiohttp's, works as well)."""
+    if method != "GET":
+        return 405, "a WebSocket upgrade is a GET"
+    if version != "HTTP/1.1":
+        return 400, "a WebSocket upgrade needs HTTP/1.1"
+    if "websocket" not in _tokens(headers.get("upgrade")):
+        return 426, "this endpoint speaks WebSocket: send Upgrade: websocket"
+    if "upgrade" not in _tokens(headers.get("connection")):
+        return 400, "a WebSocket upgrade needs Connection: Upgrade"
+    if (headers.get("sec-websocket-version") or "").strip() != "13":
+        return 426, "Sec-WebSocket-Version must be 13"
+    if accept_key(headers.get("sec-websocket-key") or "") is None:
+        return 400, "Sec-WebSocket-Key must be the base64 of 16 bytes"
+    return None
+
+
+def accept_key(key: str) -> str | None:
+    """The ``Sec-WebSocket-Accept`` for ``key``, or None when the key is invalid."""
+    key = key.strip()
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except (binascii.Error, ValueError):
+        return None
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def switching_protocols(key: str) -> bytes:
+    """The 101 response accepting the (valid) ``key``."""
+    accept = accept_key(key)
+    if accept is None:
+        raise ValueError("invalid Sec-WebSocket-Key")  # a caller's bug: check first
+    return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n")

@@ -1,0 +1,96 @@
+"""The first bytes of every connection: a WebSocket upgrade to ``/v1/ws`` is
+answered here and the socket handed to a ``WsConnection``; anything else is
+handed, bytes and all, to the aiohttp app's own protocol.
+
+Upgraded sockets never pass through aiohttp's request and WebSocket machinery,
+which would cost each idle member about 12 KB (docs/benchmarks.md, "Memory").
+The decision is made once, on the connection's first request (an RFC 6455
+client opens a connection for its handshake); a head that is malformed, too
+long, for another path, or a refused upgrade goes to aiohttp, which answers
+it (``ws.handle_ws`` gives the reason for ``/v1/ws``).  While the node drains,
+upgrades go to aiohttp too, and are answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import cast
+
+from aiohttp import web
+
+from livecast.core.handshake import (
+    HEAD_END,
+    MAX_HEAD_BYTES,
+    parse_head,
+    switching_protocols,
+    upgrade_error,
+)
+from livecast.gateway.ws import NODE, WS_PATH, WsConnection
+from livecast.node.hub import Node
+
+HEAD_TIMEOUT = 60.0  # seconds for a new connection to send its first request's head
+
+
+class Front(asyncio.Protocol):
+    __slots__ = ("buf", "http", "node", "timer", "transport")
+
+    def __init__(self, app: web.Application, http: Callable[[], asyncio.Protocol]) -> None:
+        self.node: Node = app[NODE]
+        self.http = http
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self.transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        end = buf.find(HEAD_END)
+        if end < 0:
+            if len(buf) > MAX_HEAD_BYTES:
+                self._to_http(buf)
+            else:
+                self.buf = buf
+            return
+        head = parse_head(buf[:end + len(HEAD_END)])
+        if (head is None or head.path != WS_PATH or self.node.draining
+                or upgrade_error(head.method, head.version, head.headers) is not None):
+            self._to_http(buf)
+        else:
+            self._to_ws(head.headers["sec-websocket-key"], buf[end + len(HEAD_END):])
+
+    def _handover(self, protocol: asyncio.Protocol) -> asyncio.Transport:
+        assert self.transport is not None and self.timer is not None
+        self.timer.cancel()
+        transport = self.transport
+        transport.set_protocol(protocol)
+        self.transport = self.timer = None
+        self.buf = b""
+        return transport
+
+    def _to_http(self, buf: bytes) -> None:
+        protocol = self.http()
+        transport = self._handover(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(buf)
+
+    def _to_ws(self, key: str, rest: bytes) -> None:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
+        conn = WsConnection(self.node, self.transport, peer[0] if peer else "")
+        self.transport.write(switching_protocols(key))
+        transport = self._handover(conn)
+        conn.connection_made(transport)
+        if rest:
+            conn.data_received(rest)

@@ -56,9 +56,9 @@ class Front(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
-        end = buf.find(HEAD_END)
+        end = buf.find(HEAD_END, 0, MAX_HEAD_BYTES)
         if end < 0:
-            if len(buf) > MAX_HEAD_BYTES:
+            if len(buf) >= MAX_HEAD_BYTES:
                 self._to_http(buf)
             else:
                 self.buf = buf

@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
-from livecast.core.handshake import upgrade_error
+from livecast.core.handshake import MAX_HEAD_BYTES, upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
 from livecast.core.scheduler import parse_priority
 from livecast.core.usersig import verify
@@ -381,8 +381,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(text="draining")
     version = f"HTTP/{request.version.major}.{request.version.minor}"
     refused = upgrade_error(request.method, version, request.headers)
-    if refused is None:  # a valid upgrade that was not the connection's first request
-        refused = 400, "open a new connection for the WebSocket upgrade"
+    if refused is None:  # not the connection's first request, or a head too long
+        refused = 400, (f"not upgraded: a WebSocket upgrade must be the first request on "
+                        f"its connection, with a head under {MAX_HEAD_BYTES // 1024} KiB")
     status, reason = refused
     headers = {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"} if status == 426 else {}
     return web.Response(status=status, text=reason, headers=headers)

@@ -1,0 +1,235 @@
+"""The listener's front (livecast/gateway/front.py) over real loopback sockets:
+which connections become WebSocket members and which go to the aiohttp app,
+the handshake bytes, framing details aiohttp used to handle (pings,
+fragments, protocol errors) and the heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+import time
+
+import orjson
+import pytest
+
+from livecast.core.handshake import accept_key
+from livecast.core.wsframe import OP_PONG
+from livecast.gateway import front
+from livecast.gateway.ws import HEARTBEAT, WsConnection, heartbeat
+from tests.conftest import SDKAPPID, Live, sig
+from tests.gateway.test_ws_closes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, RawWs, metric
+
+OP_CONT = 0x0
+
+
+def upgrade_head(live: Live, key: str, path: str = "/v1/ws", extra: str = "") -> bytes:
+    return (f"GET {path} HTTP/1.1\r\nHost: {live.server.host}:{live.server.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+async def exchange(live: Live, data: bytes,
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """Open a connection, send ``data``, return the response head."""
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    writer.write(data)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    return reader, writer, head
+
+
+def content_length(head: bytes) -> int:
+    return int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")), b"0"))
+
+
+async def http_status(live: Live, data: bytes) -> tuple[int, bytes]:
+    """Status and whole response (head and body) of one plain HTTP request."""
+    reader, writer, head = await exchange(live, data)
+    body = await asyncio.wait_for(reader.readexactly(content_length(head)), 10)
+    writer.close()
+    return int(head.split(b" ", 2)[1]), head + body
+
+
+def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True) -> bytes:
+    mask = os.urandom(4) if masked else b""
+    n = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    head = struct.pack("!BB", first, (0x80 if masked else 0) | n) if n < 126 else \
+        struct.pack("!BBH", first, (0x80 if masked else 0) | 126, n)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if masked else payload
+    return head + mask + body
+
+
+# ------------------------------------------------------------------ the handshake
+async def test_the_101_carries_the_rfc_accept_key_and_nothing_negotiated(live: Live) -> None:
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    extra = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    _reader, writer, head = await exchange(live, upgrade_head(live, key, extra=extra))
+    writer.close()
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 101 Switching Protocols"
+    assert "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in lines
+    assert accept_key(key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert not any(line.lower().startswith("sec-websocket-extensions") for line in lines)
+
+
+async def test_frames_in_the_same_packet_as_the_head_are_read(live: Live) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    ping = client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 7}))
+    reader, writer, head = await exchange(live, upgrade_head(live, key) + ping)
+    assert head.startswith(b"HTTP/1.1 101")
+    first = await asyncio.wait_for(reader.readexactly(2), 10)
+    body = await asyncio.wait_for(reader.readexactly(first[1]), 10)
+    assert orjson.loads(body) == {"op": "reply", "id": 7, "code": 0, "info": ""}
+    writer.close()
+
+
+async def test_a_head_arriving_byte_by_byte_is_upgraded(live: Live) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    for byte in upgrade_head(live, key):
+        writer.write(bytes([byte]))
+        await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101")
+    assert f"Sec-WebSocket-Accept: {accept_key(key)}\r\n".encode() in head
+    writer.close()
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "needle"), [
+    (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 426, b"Upgrade: websocket"),
+    (b"POST /v1/ws HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+     405, b"a GET"),
+    (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+     426, b"Sec-WebSocket-Version: 13"),
+    (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, b"Sec-WebSocket-Key"),
+    (b"GET /v2/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+     404, b""),
+])
+async def test_requests_that_are_not_upgrades_get_aiohttps_answer_with_the_reason(
+        live: Live, request_bytes: bytes, status: int, needle: bytes) -> None:
+    got, response = await http_status(live, request_bytes)
+    assert got == status
+    assert needle in response
+
+
+async def test_plain_http_keeps_working_on_a_kept_alive_connection(live: Live) -> None:
+    reader, writer, head = await exchange(live, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert orjson.loads(await reader.readexactly(content_length(head))) == {"status": "ok"}
+    # the connection's second request is an upgrade: answered, not upgraded
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(upgrade_head(live, key))
+    second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert second.startswith(b"HTTP/1.1 400")
+    writer.close()
+
+
+async def test_an_overlong_head_goes_to_aiohttp_and_is_refused(live: Live) -> None:
+    padding = "".join(f"X-Pad-{i}: {'a' * 1000}\r\n" for i in range(40))
+    key = base64.b64encode(os.urandom(16)).decode()
+    got, response = await http_status(live, upgrade_head(live, key, extra=padding))
+    assert got == 400 and b"head under 32 KiB" in response
+
+
+async def test_a_silent_new_connection_is_closed_after_the_head_timeout(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.05)
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+    writer.close()
+
+
+async def test_upgrades_during_drain_are_answered_503(live: Live) -> None:
+    live.node.going_away()
+    key = base64.b64encode(os.urandom(16)).decode()
+    got, response = await http_status(live, upgrade_head(live, key))
+    assert got == 503 and b"draining" in response
+
+
+# ------------------------------------------------------------------ framing
+async def test_a_ping_is_answered_with_a_pong_carrying_its_payload(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    await raw.send_frame(OP_PING, b"are you there")
+    assert await raw.recv_frame() == (OP_PONG, b"are you there")
+    raw.close()
+
+
+async def test_a_fragmented_request_with_a_ping_between_is_one_request(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    body = orjson.dumps({"op": "ping", "id": "frag"})
+    data = (client_frame(OP_TEXT, body[:5], fin=False) + client_frame(OP_PING, b"p")
+            + client_frame(OP_CONT, body[5:9], fin=False) + client_frame(OP_CONT, body[9:]))
+    await raw.loop.sock_sendall(raw.sock, data)
+    assert await raw.recv_frame() == (OP_PONG, b"p")
+    assert await raw.recv_json() == {"op": "reply", "id": "frag", "code": 0, "info": ""}
+    raw.close()
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (client_frame(OP_TEXT, b'{"op":"ping"}', masked=False), 1002),
+    (client_frame(OP_TEXT, b"\xff\xfe not utf-8"), 1007),
+    (client_frame(0x3, b"reserved opcode"), 1002),
+    (client_frame(OP_CONT, b"nothing to continue"), 1002),
+    (bytes([0xC1]) + client_frame(OP_TEXT, b"x")[1:], 1002),  # RSV1 without an extension
+])
+async def test_broken_framing_closes_with_the_rfc_code(live: Live, data: bytes,
+                                                       code: int) -> None:
+    raw = await RawWs.connect(live)
+    await raw.loop.sock_sendall(raw.sock, data)
+    assert await raw.close_code() == code
+    raw.close()
+
+
+async def test_a_binary_frame_is_a_violation_not_a_close(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    await raw.send_frame(OP_BINARY, b"\x00\x01")
+    assert (await raw.request("ping", 1))["code"] == 0
+    assert await metric(live, "livecast_protocol_violations_total") == 1
+    raw.close()
+
+
+async def test_close_with_a_reason_is_echoed_and_the_member_leaves(live: Live) -> None:
+    gid = live.room()
+    raw = await RawWs.connect(live)
+    assert (await raw.request("login", 1, sdkAppId=SDKAPPID, userId="u1",
+                              userSig=sig("u1")))["code"] == 0
+    assert (await raw.request("join", 2, groupId=gid))["code"] == 0
+    assert live.node.rooms[gid].online() == 1
+    await raw.send_frame(OP_CLOSE, struct.pack("!H", 4000) + "bye ✓".encode())
+    assert await raw.close_code() == 4000
+    with pytest.raises(EOFError):
+        await raw.recv_frame()  # the server closes the socket after its echo
+    assert live.node.rooms[gid].online() == 0 and not live.node.connections
+    raw.close()
+
+
+# ------------------------------------------------------------------ heartbeat
+async def test_a_silent_member_is_pinged_then_dropped_and_a_pong_keeps_it(live: Live) -> None:
+    quiet, answering = await RawWs.connect(live), await RawWs.connect(live)
+    q, a = sorted((c for c in live.node.connections if isinstance(c, WsConnection)),
+                  key=lambda c: c.id)
+    heartbeat(live.node, time.monotonic())  # nobody silent yet: nothing sent
+    for conn in (q, a):
+        conn.seen -= HEARTBEAT + 1
+    stale = a.seen
+    heartbeat(live.node, time.monotonic())
+    assert await quiet.recv_frame() == (OP_PING, b"")
+    assert await answering.recv_frame() == (OP_PING, b"")
+    await answering.send_frame(OP_PONG, b"")
+    assert (await answering.request("ping", 1))["code"] == 0  # the pong has been read
+    assert a.seen > stale
+    q.seen -= HEARTBEAT  # now silent for twice the heartbeat
+    heartbeat(live.node, time.monotonic())
+    with pytest.raises((EOFError, ConnectionError)):
+        while True:
+            await quiet.recv_frame()  # aborted: the stream ends without a close frame
+    assert (await answering.request("ping", 2))["code"] == 0
+    assert list(live.node.connections) == [a]
+    quiet.close()
+    answering.close()

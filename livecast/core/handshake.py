@@ -23,12 +23,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD_BYTES = 32 * 1024  # a longer head goes to aiohttp, which applies its own limits
 HEAD_END = b"\r\n\r\n"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
+_TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII, no spaces
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no control characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +53,18 @@ def parse_head(raw: bytes) -> Head | None:
     """``raw``: the bytes up to and including the blank line ending the head."""
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0].isalpha() or not parts[2].startswith("HTTP/1."):
+    if (len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1])
+            or parts[2] not in ("HTTP/1.0", "HTTP/1.1")):
         return None
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if not line:
             continue
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or not name.isprintable():
+        value = value.strip(" \t")
+        if not sep or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
             return None
         name = name.lower()
-        value = value.strip(" \t")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return Head(parts[0], parts[1], parts[2], headers)
 
@@ -89,7 +94,7 @@ def upgrade_error(method: str, version: str, headers: Mapping[str, str]) -> tupl
 
 def accept_key(key: str) -> str | None:
     """The ``Sec-WebSocket-Accept`` for ``key``, or None when the key is invalid."""
-    key = key.strip()
+    key = key.strip(" \t")
     try:
         if len(base64.b64decode(key, validate=True)) != 16:
             return None

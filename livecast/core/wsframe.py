@@ -30,8 +30,10 @@ def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
 
 
 def close_frame(code: int, reason: str = "") -> bytes:
-    """A close frame; the reason is cut to fit the 125-byte control limit."""
-    body = struct.pack("!H", code) + reason.encode()[:123]
+    """A close frame; the reason is cut (on a character boundary) to fit the
+    125-byte control limit."""
+    cut = reason.encode()[:123].decode("utf-8", "ignore").encode()
+    body = struct.pack("!H", code) + cut
     return frame(body, OP_CLOSE)
 
 
@@ -42,8 +44,10 @@ OP_PING = 0x9
 OP_PONG = 0xA
 _DATA = frozenset({OP_CONT, OP_TEXT, OP_BINARY})
 _CONTROL = frozenset({OP_CLOSE, OP_PING, OP_PONG})
-# close codes a peer may send (RFC 6455 section 7.4): 1000-1003, 1007-1011, 3000-4999
-_PEER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+# close codes a peer may send: RFC 6455 section 7.4 and the IANA registry
+# (1012-1014 came later), and 3000-4999
+_PEER_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 _U16 = struct.Struct("!H").unpack_from
 _U64 = struct.Struct("!Q").unpack_from
 

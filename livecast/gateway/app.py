@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -48,14 +49,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     beat = asyncio.create_task(_heartbeats(node))
     yield
     beat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await beat
     await node.webhooks.close()
     await node.backplane.close()
 
 
 async def _heartbeats(node: Node) -> None:
+    """Every ``HEARTBEAT / 2`` seconds, one sweep over the connections."""
     while True:
         await asyncio.sleep(HEARTBEAT / 2)
-        heartbeat(node, time.monotonic())
+        try:
+            heartbeat(node, time.monotonic())
+        except Exception:  # a bug in one sweep must not end the heartbeat
+            log.exception("heartbeat sweep failed")
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -92,8 +92,6 @@ def test_accept_key_rejects_base64_of_any_other_length(raw: bytes) -> None:
     assert accept_key(b64(raw)) is None
 
 
-@pytest.mark.xfail(strict=True, reason="accept_key strips with str.strip(), which also "
-                   "removes non-ASCII and control 'whitespace', not only SP/HTAB")
 @pytest.mark.parametrize("key", [RFC_KEY + "\xa0", "\x85" + RFC_KEY, RFC_KEY + "\x1f",
                                  RFC_KEY + "\n"],
                          ids=["nbsp", "nel", "unit-separator", "bare-lf"])
@@ -193,12 +191,12 @@ def test_head_path_drops_the_query_string(target: str, path: str) -> None:
     b"GET  / HTTP/1.1\r\n\r\n",
     b"GET / HTTP/2\r\n\r\n",
     b"GET / FTP/1.1\r\n\r\n",
-    b"G3T / HTTP/1.1\r\n\r\n",
+    b"G\xc9T / HTTP/1.1\r\n\r\n",
     b"/ GET HTTP/1.1\r\n\r\n",
     b"\r\nGET / HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\nHost: x\n\n",
 ], ids=["empty", "blank", "method-only", "no-version", "four-parts", "double-space",
-        "http2", "ftp", "digit-in-method", "slash-method", "leading-crlf", "bare-lf"])
+        "http2", "ftp", "non-ascii-method", "slash-method", "leading-crlf", "bare-lf"])
 def test_parse_head_rejects_malformed_request_lines(raw: bytes) -> None:
     assert parse_head(raw) is None
 
@@ -216,8 +214,6 @@ def test_parse_head_rejects_malformed_header_lines(line: bytes) -> None:
     assert parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n\r\n") is None
 
 
-@pytest.mark.xfail(strict=True, reason="parse_head accepts these heads, though they are "
-                   "not well-formed HTTP/1.x (RFC 9112 section 3, RFC 9110 section 5.1)")
 @pytest.mark.parametrize("raw", [
     b"GET  HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.\r\n\r\n",
@@ -282,6 +278,8 @@ UPGRADE_CASES = [
     ("no-version", "GET", "HTTP/1.1", {"sec-websocket-version": None}, 426),
     ("version-8", "GET", "HTTP/1.1", {"sec-websocket-version": "8"}, 426),
     ("version-14", "GET", "HTTP/1.1", {"sec-websocket-version": "14"}, 426),
+    ("version-130", "GET", "HTTP/1.1", {"sec-websocket-version": "130"}, 426),
+    ("version-list", "GET", "HTTP/1.1", {"sec-websocket-version": "13, 8"}, 426),
     ("no-key", "GET", "HTTP/1.1", {"sec-websocket-key": None}, 400),
     ("empty-key", "GET", "HTTP/1.1", {"sec-websocket-key": ""}, 400),
     ("key-not-base64", "GET", "HTTP/1.1", {"sec-websocket-key": "not a key"}, 400),

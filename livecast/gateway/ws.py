@@ -262,13 +262,20 @@ def _echo(code: int) -> int:
 def heartbeat(node: Node, now: float, ping: bytes = frame(b"", OP_PING)) -> None:
     """Ping the members not heard from for ``HEARTBEAT`` seconds, abort those
     silent for twice that.  Run every ``HEARTBEAT / 2`` seconds (app.py)."""
+    pinged = dropped = 0
     for conn in list(node.connections):
         if isinstance(conn, WsConnection):
             silent = now - conn.seen
             if silent >= 2 * HEARTBEAT:
                 conn.transport.abort()
+                dropped += 1
             elif silent >= HEARTBEAT:
                 conn.write(ping)
+                pinged += 1
+    node.metrics.pings.inc(pinged)
+    node.metrics.dead.inc(dropped)
+    if dropped:
+        log.info("heartbeat: %d silent connections dropped", dropped)
 
 
 def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> None:

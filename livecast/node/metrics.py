@@ -44,6 +44,10 @@ class Metrics:
                               ["code"], registry=r)
         self.violations = Counter("livecast_protocol_violations", "Client protocol violations",
                                   registry=r)
+        self.pings = Counter("livecast_heartbeat_pings", "Pings sent to silent connections",
+                             registry=r)
+        self.dead = Counter("livecast_heartbeat_dropped",
+                            "Connections aborted after two heartbeats of silence", registry=r)
         self.tick_seconds = Histogram(
             "livecast_tick_duration_seconds", "Duration of one room dispatch (schedule+fan-out)",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

@@ -231,5 +231,7 @@ async def test_a_silent_member_is_pinged_then_dropped_and_a_pong_keeps_it(live: 
             await quiet.recv_frame()  # aborted: the stream ends without a close frame
     assert (await answering.request("ping", 2))["code"] == 0
     assert list(live.node.connections) == [a]
+    assert await metric(live, "livecast_heartbeat_pings_total") == 2
+    assert await metric(live, "livecast_heartbeat_dropped_total") == 1
     quiet.close()
     answering.close()

@@ -19,7 +19,15 @@ from livecast.core.wsframe import OP_PONG
 from livecast.gateway import front
 from livecast.gateway.ws import HEARTBEAT, WsConnection, heartbeat
 from tests.conftest import SDKAPPID, Live, sig
-from tests.gateway.test_ws_closes import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, RawWs, metric
+from tests.gateway.test_ws_closes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    RawWs,
+    encode_client_frame,
+    metric,
+)
 
 OP_CONT = 0x0
 
@@ -52,16 +60,6 @@ async def http_status(live: Live, data: bytes) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), head + body
 
 
-def client_frame(opcode: int, payload: bytes, fin: bool = True, masked: bool = True) -> bytes:
-    mask = os.urandom(4) if masked else b""
-    n = len(payload)
-    first = (0x80 if fin else 0) | opcode
-    head = struct.pack("!BB", first, (0x80 if masked else 0) | n) if n < 126 else \
-        struct.pack("!BBH", first, (0x80 if masked else 0) | 126, n)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if masked else payload
-    return head + mask + body
-
-
 # ------------------------------------------------------------------ the handshake
 async def test_the_101_carries_the_rfc_accept_key_and_nothing_negotiated(live: Live) -> None:
     key = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -77,7 +75,7 @@ async def test_the_101_carries_the_rfc_accept_key_and_nothing_negotiated(live: L
 
 async def test_frames_in_the_same_packet_as_the_head_are_read(live: Live) -> None:
     key = base64.b64encode(os.urandom(16)).decode()
-    ping = client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 7}))
+    ping = encode_client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 7}))
     reader, writer, head = await exchange(live, upgrade_head(live, key) + ping)
     assert head.startswith(b"HTTP/1.1 101")
     first = await asyncio.wait_for(reader.readexactly(2), 10)
@@ -163,8 +161,10 @@ async def test_a_ping_is_answered_with_a_pong_carrying_its_payload(live: Live) -
 async def test_a_fragmented_request_with_a_ping_between_is_one_request(live: Live) -> None:
     raw = await RawWs.connect(live)
     body = orjson.dumps({"op": "ping", "id": "frag"})
-    data = (client_frame(OP_TEXT, body[:5], fin=False) + client_frame(OP_PING, b"p")
-            + client_frame(OP_CONT, body[5:9], fin=False) + client_frame(OP_CONT, body[9:]))
+    data = b"".join([encode_client_frame(OP_TEXT, body[:5], fin=False),
+                     encode_client_frame(OP_PING, b"p"),
+                     encode_client_frame(OP_CONT, body[5:9], fin=False),
+                     encode_client_frame(OP_CONT, body[9:])])
     await raw.loop.sock_sendall(raw.sock, data)
     assert await raw.recv_frame() == (OP_PONG, b"p")
     assert await raw.recv_json() == {"op": "reply", "id": "frag", "code": 0, "info": ""}
@@ -172,11 +172,11 @@ async def test_a_fragmented_request_with_a_ping_between_is_one_request(live: Liv
 
 
 @pytest.mark.parametrize(("data", "code"), [
-    (client_frame(OP_TEXT, b'{"op":"ping"}', masked=False), 1002),
-    (client_frame(OP_TEXT, b"\xff\xfe not utf-8"), 1007),
-    (client_frame(0x3, b"reserved opcode"), 1002),
-    (client_frame(OP_CONT, b"nothing to continue"), 1002),
-    (bytes([0xC1]) + client_frame(OP_TEXT, b"x")[1:], 1002),  # RSV1 without an extension
+    (encode_client_frame(OP_TEXT, b'{"op":"ping"}', masked=False), 1002),
+    (encode_client_frame(OP_TEXT, b"\xff\xfe not utf-8"), 1007),
+    (encode_client_frame(0x3, b"reserved opcode"), 1002),
+    (encode_client_frame(OP_CONT, b"nothing to continue"), 1002),
+    (bytes([0xC1]) + encode_client_frame(OP_TEXT, b"x")[1:], 1002),  # RSV1 without an extension
 ])
 async def test_broken_framing_closes_with_the_rfc_code(live: Live, data: bytes,
                                                        code: int) -> None:

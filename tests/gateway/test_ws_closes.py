@@ -126,16 +126,19 @@ class RawWs:
                 return int(obj["code"])
 
 
-def encode_client_frame(opcode: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
+def encode_client_frame(opcode: int, payload: bytes, fin: bool = True,
+                        masked: bool = True) -> bytes:
+    """A client frame (RFC 6455 section 5.2); ``masked=False`` breaks the rule."""
+    mask = os.urandom(4) if masked else b""
+    first, bit = (0x80 if fin else 0) | opcode, 0x80 if masked else 0
     n = len(payload)
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", first, bit | n)
     elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", first, bit | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head = struct.pack("!BBQ", first, bit | 127, n)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if masked else payload
     return head + mask + body
 
 

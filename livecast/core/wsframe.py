@@ -48,6 +48,7 @@ _CONTROL = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 # (1012-1014 came later), and 3000-4999
 _PEER_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+MAX_FRAGMENTS = 1024  # frames of one fragmented message
 _U16 = struct.Struct("!H").unpack_from
 _U64 = struct.Struct("!Q").unpack_from
 
@@ -78,19 +79,27 @@ class Reader:
     payloads unmasked, text checked to be UTF-8, a close frame's payload
     checked.  A violation raises ``WsError`` with the close code to fail the
     connection with: 1002 protocol error, 1007 invalid UTF-8, 1009 a message
-    over ``max_size`` bytes.  After a ``WsError`` the reader is not fed again.
-    Idle, a reader holds two references: an empty buffer and no fragments.
+    over ``max_size`` bytes, 1008 a message in more than ``MAX_FRAGMENTS``
+    frames.  After a ``WsError`` the reader is not fed again.
+
+    Cost is linear in the input however it is cut: a partial frame waits in a
+    bytearray that grows by appending, and a fragmented message keeps a
+    running size.  Idle, a reader holds an empty buffer and no fragments.
     """
 
-    __slots__ = ("buf", "max_size", "parts")
+    __slots__ = ("buf", "max_size", "parts", "size")
 
     def __init__(self, max_size: int) -> None:
-        self.buf = b""
+        self.buf: bytes | bytearray = b""  # the start of a frame still arriving
         self.max_size = max_size
         self.parts: list[bytes] | None = None  # fragments so far; [0] holds the opcode
+        self.size = 0  # payload bytes in ``parts``
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        buf = self.buf + data if self.buf else data
+        buf: bytes | bytearray = data
+        if isinstance(self.buf, bytearray):  # a frame was waiting for more bytes
+            self.buf += data
+            buf = self.buf
         out: list[tuple[int, bytes]] = []
         pos, end = 0, len(buf)
         while end - pos >= 2:
@@ -109,12 +118,17 @@ class Reader:
                 raise WsError(1009, "frame too large")
             if end - at < 4 + n:
                 break
-            payload = unmask(buf[at:at + 4], buf[at + 4:at + 4 + n])
+            payload = unmask(bytes(buf[at:at + 4]), bytes(buf[at + 4:at + 4 + n]))
             pos = at + 4 + n
             msg = self._message(first & 0x80, opcode, payload)
             if msg is not None:
                 out.append(msg)
-        self.buf = buf[pos:] if pos < end else b""
+        if pos == end:
+            self.buf = b""
+        elif isinstance(buf, bytearray):
+            del buf[:pos]
+        else:
+            self.buf = bytearray(buf[pos:])
         return out
 
     def _check(self, first: int, second: int, opcode: int, n: int) -> None:
@@ -136,19 +150,20 @@ class Reader:
             if opcode == OP_CLOSE:
                 close_code(payload)  # validates
             return opcode, payload
-        if not fin:
-            if self.parts is None:
-                self.parts = [bytes([opcode])]
-            self.parts.append(payload)
-            if sum(map(len, self.parts)) - 1 > self.max_size:
-                raise WsError(1009, "message too large")
-            return None
         if self.parts is not None:
-            opcode = self.parts[0][0]
-            payload = b"".join(self.parts[1:]) + payload
-            self.parts = None
-            if len(payload) > self.max_size:
+            self.parts.append(payload)
+            self.size += len(payload)
+            if self.size > self.max_size:
                 raise WsError(1009, "message too large")
+            if len(self.parts) - 1 > MAX_FRAGMENTS:  # [0] is the opcode
+                raise WsError(1008, f"a message in more than {MAX_FRAGMENTS} frames")
+            if not fin:
+                return None
+            opcode, payload = self.parts[0][0], b"".join(self.parts[1:])
+            self.parts, self.size = None, 0
+        elif not fin:
+            self.parts, self.size = [bytes([opcode]), payload], len(payload)
+            return None
         if opcode == OP_TEXT:
             _utf8(payload)
         return opcode, payload

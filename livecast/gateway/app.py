@@ -72,7 +72,9 @@ async def _on_shutdown(app: web.Application) -> None:
     try:
         await asyncio.wait_for(node.drained.wait(), node.settings.shutdown_grace)
     except TimeoutError:
-        log.warning("shutdown: %d connections did not close in time", len(node.connections))
+        log.warning("shutdown: %d connections did not close in time", len(node.sockets))
+        for conn in list(node.sockets):
+            conn.transport.abort()
 
 
 def make_app(settings: Settings, node: Node | None = None) -> web.Application:

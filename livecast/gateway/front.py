@@ -39,7 +39,7 @@ class Front(asyncio.Protocol):
     def __init__(self, app: web.Application, http: Callable[[], asyncio.Protocol]) -> None:
         self.node: Node = app[NODE]
         self.http = http
-        self.buf = b""
+        self.buf: bytes | bytearray = b""
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -55,20 +55,24 @@ class Front(asyncio.Protocol):
             self.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf + data if self.buf else data
-        end = buf.find(HEAD_END, 0, MAX_HEAD_BYTES)
+        seen = len(self.buf)  # searched already, but for a separator cut in two
+        buf: bytes | bytearray = data
+        if isinstance(self.buf, bytearray):
+            self.buf += data
+            buf = self.buf
+        end = buf.find(HEAD_END, max(0, seen - len(HEAD_END) + 1), MAX_HEAD_BYTES)
         if end < 0:
             if len(buf) >= MAX_HEAD_BYTES:
-                self._to_http(buf)
-            else:
-                self.buf = buf
+                self._to_http(bytes(buf))
+            elif not seen:
+                self.buf = bytearray(buf)  # appended to in place from now on
             return
-        head = parse_head(buf[:end + len(HEAD_END)])
+        head = parse_head(bytes(buf[:end + len(HEAD_END)]))
         if (head is None or head.path != WS_PATH or self.node.draining
                 or upgrade_error(head.method, head.version, head.headers) is not None):
-            self._to_http(buf)
+            self._to_http(bytes(buf))
         else:
-            self._to_ws(head.headers["sec-websocket-key"], buf[end + len(HEAD_END):])
+            self._to_ws(head.headers["sec-websocket-key"], bytes(buf[end + len(HEAD_END):]))
 
     def _handover(self, protocol: asyncio.Protocol) -> asyncio.Transport:
         assert self.transport is not None and self.timer is not None

@@ -222,7 +222,7 @@ class WsConnection(Connection, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.node.detach(self)
+        self.node.lost(self)
 
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
@@ -230,8 +230,10 @@ class WsConnection(Connection, asyncio.Protocol):
         try:
             messages = self.reader.feed(data)
         except WsError as err:
+            # the framing is lost: the rest of the input is discarded until the
+            # peer hangs up (or the abort after shutdown_grace), not reset
+            self.reader = DISCARD
             node.close(self, err.code, err.reason)
-            self.transport.close()
             return
         for opcode, payload in messages:
             if opcode == OP_TEXT:
@@ -242,12 +244,41 @@ class WsConnection(Connection, asyncio.Protocol):
                     _violation(node, self, self.session, None, Code.BAD_PARAMETER,
                                "binary frames are refused")
             elif opcode == OP_PING:
-                self.write(frame(payload, OP_PONG))
+                if not self.closing:
+                    _pong(node, self, self.session, payload)
             elif opcode == OP_CLOSE:
                 code = close_code(payload)
                 node.close(self, Close.NORMAL if code is None else _echo(code))
                 self.transport.close()
                 return
+
+
+class _Discard(Reader):
+    """The reader of a connection whose framing is lost: input is dropped."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        return []
+
+
+DISCARD = _Discard(0)
+
+
+def _pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
+    """A ping costs a request token like any request (a ping flood ends in
+    4029), and its pong shares the bounded outbox: past the soft limit pings
+    go unanswered (RFC 6455 section 5.5.3 asks only for the latest), past
+    the hard limit the connection is shed."""
+    if not session.limiter.try_take(asyncio.get_running_loop().time()):
+        _flood(node, conn, session, None)
+        return
+    session.flood = 0
+    buffered = conn.buffered()
+    if buffered > node.settings.outbox_hard_bytes:
+        node.shed(conn)
+    elif buffered <= node.settings.outbox_soft_bytes:
+        conn.write(frame(payload, OP_PONG))
 
 
 def _login_deadline(node: Node, conn: Connection) -> None:

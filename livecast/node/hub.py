@@ -48,7 +48,8 @@ class Node:
         self.rooms: dict[str, LiveRoom] = {}
         self.sessions: dict[str, dict[Connection, None]] = {}
         self.profiles: dict[str, tuple[str, str]] = {}
-        self.connections: dict[Connection, None] = {}
+        self.connections: dict[Connection, None] = {}  # attached: in rooms and sessions
+        self.sockets: dict[Connection, None] = {}  # not lost yet (closing ones included)
         self.backplane = MemoryBackplane()
         self.webhooks = Webhooks(settings, self.metrics.registry, clock)
         self.hooks = Hooks(self.webhooks, clock)
@@ -173,6 +174,7 @@ class Node:
     # ----------------------------------------------------------- sessions
     def attach(self, conn: Connection) -> None:
         self.connections[conn] = None
+        self.sockets[conn] = None
         self.metrics.connections.set(len(self.connections))
 
     def login(self, conn: Connection, user: str) -> None:
@@ -254,7 +256,12 @@ class Node:
                 del self.sessions[conn.user]
         if self.connections.pop(conn, 0) is None:
             self.metrics.connections.set(len(self.connections))
-        if self.draining and not self.connections:
+
+    def lost(self, conn: Connection) -> None:
+        """The connection's socket is closed: nothing more can be written to it."""
+        self.detach(conn)
+        self.sockets.pop(conn, None)
+        if self.draining and not self.sockets:
             self.drained.set()
 
     def kick(self, conn: Connection, reason: str) -> None:
@@ -461,7 +468,7 @@ class Node:
         self.draining = True
         for room in self.rooms.values():
             self._settle_pending(room, Code.INTERNAL)
-        if not self.connections:
+        if not self.sockets:
             self.drained.set()
         for conn in list(self.connections):
             self.close(conn, Close.GOING_AWAY, "server shutting down")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livecast.core.wsframe import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
@@ -373,3 +374,29 @@ def test_close_frame_cuts_a_long_reason_to_the_control_limit() -> None:
 
 def test_close_frame_cuts_a_long_reason_on_a_character_boundary() -> None:
     assert close_code(close_frame(1000, "é" * 100)[2:]) == 1000
+
+
+def _fragments(count: int, last_fin: bool = True) -> bytes:
+    """A text message "x" * count in ``count`` frames of one byte each."""
+    frames = [client_frame(b"x", OP_TEXT if i == 0 else OP_CONT,
+                           fin=(i == count - 1 and last_fin)) for i in range(count)]
+    return b"".join(frames)
+
+
+def test_a_message_in_max_fragments_frames_is_read() -> None:
+    assert Reader(1 << 16).feed(_fragments(MAX_FRAGMENTS)) == [(OP_TEXT, b"x" * MAX_FRAGMENTS)]
+
+
+def test_a_message_in_more_frames_than_max_fragments_fails_1008() -> None:
+    reader = Reader(1 << 16)
+    with pytest.raises(WsError) as err:
+        reader.feed(_fragments(MAX_FRAGMENTS + 1, last_fin=False))
+    assert err.value.code == 1008
+
+
+def test_empty_continuations_count_toward_the_fragment_limit() -> None:
+    data = (client_frame(b"", OP_TEXT, fin=False)
+            + client_frame(b"", OP_CONT, fin=False) * MAX_FRAGMENTS)
+    with pytest.raises(WsError) as err:
+        Reader(1 << 16).feed(data)
+    assert err.value.code == 1008

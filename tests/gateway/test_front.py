@@ -15,10 +15,11 @@ import orjson
 import pytest
 
 from livecast.core.handshake import accept_key
+from livecast.core.protocol import MAX_FRAME_BYTES
 from livecast.core.wsframe import OP_PONG
 from livecast.gateway import front
 from livecast.gateway.ws import HEARTBEAT, WsConnection, heartbeat
-from tests.conftest import SDKAPPID, Live, sig
+from tests.conftest import SDKAPPID, Live, LiveFactory, sig
 from tests.gateway.test_ws_closes import (
     OP_BINARY,
     OP_CLOSE,
@@ -26,6 +27,7 @@ from tests.gateway.test_ws_closes import (
     OP_TEXT,
     RawWs,
     encode_client_frame,
+    login_raw,
     metric,
 )
 
@@ -183,6 +185,53 @@ async def test_broken_framing_closes_with_the_rfc_code(live: Live, data: bytes,
     raw = await RawWs.connect(live)
     await raw.loop.sock_sendall(raw.sock, data)
     assert await raw.close_code() == code
+    raw.close()
+
+
+async def test_after_a_framing_error_the_input_is_drained_not_reset(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    await login_raw(raw, "alice")
+    oversized = encode_client_frame(OP_TEXT, b"x" * (MAX_FRAME_BYTES + 10))
+    await raw.loop.sock_sendall(raw.sock, oversized)  # refused at its header, then discarded
+    assert await raw.close_code() == 1009
+    await raw.send_frame(OP_CLOSE, struct.pack("!H", 1009))
+    with pytest.raises(EOFError):  # a clean end of stream, not a reset
+        await raw.recv_frame()
+    raw.close()
+
+
+async def test_a_peer_that_pings_and_never_reads_costs_a_bounded_outbox(
+        live_factory: LiveFactory) -> None:
+    soft = 16 * 1024
+    live = await live_factory(outbox_soft_bytes=soft, outbox_hard_bytes=64 * 1024,
+                              req_rate=1_000_000, req_burst=1_000_000)
+    raw = await RawWs.connect(live, rcvbuf=4096)
+    await login_raw(raw, "pinger")
+    conn = next(iter(live.node.connections))
+    batch = encode_client_frame(OP_PING, b"p" * 125) * 500
+    sent = 0
+    while conn.buffered() < soft:  # from here on the pinger reads nothing
+        assert sent < 64 * 1024 * 1024, "the outbox never filled"
+        await raw.loop.sock_sendall(raw.sock, batch)
+        sent += len(batch)
+        await asyncio.sleep(0)  # let the server read the batch
+    for _ in range(20):  # well past the soft limit: pings go unanswered
+        await raw.loop.sock_sendall(raw.sock, batch)
+        await asyncio.sleep(0)
+    assert soft < conn.buffered() <= soft + 2 + 125 and not conn.closing
+    raw.close()
+
+
+async def test_a_ping_flood_is_a_request_flood(live_factory: LiveFactory) -> None:
+    live = await live_factory(req_rate=1, req_burst=5)
+    raw = await RawWs.connect(live)
+    await login_raw(raw, "pinger")
+    await raw.loop.sock_sendall(raw.sock, encode_client_frame(OP_PING, b"x") * 40)
+    pongs = 0
+    while (frame := await raw.recv_frame())[0] == OP_PONG:
+        pongs += 1
+    assert frame[0] == OP_CLOSE and struct.unpack("!H", frame[1][:2])[0] == 4029
+    assert pongs <= 5  # the burst, less the login's token
     raw.close()
 
 

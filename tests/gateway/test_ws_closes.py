@@ -329,6 +329,20 @@ async def test_shutdown_closes_every_client_with_1001(live: Live) -> None:
         assert await c.wait_closed() == 1001
 
 
+async def test_shutdown_waits_for_members_to_answer_the_close(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    await login_raw(raw, "alice")
+    closing = asyncio.create_task(live.server.close())
+    assert await raw.close_code() == 1001
+    assert not closing.done()  # the member has not answered yet (grace: 2 s)
+    await raw.send_frame(OP_CLOSE, struct.pack("!H", 1001))
+    await asyncio.wait_for(closing, 10)
+    with pytest.raises(EOFError):
+        await raw.recv_frame()  # the server closed the socket after the answer
+    assert not live.node.sockets
+    raw.close()
+
+
 async def test_drain_closes_1001_and_refuses_new_connections(live: Live) -> None:
     gid = live.room()
     member = await live.client("alice", join=gid)

@@ -329,12 +329,14 @@ async def test_shutdown_closes_every_client_with_1001(live: Live) -> None:
         assert await c.wait_closed() == 1001
 
 
-async def test_shutdown_waits_for_members_to_answer_the_close(live: Live) -> None:
+async def test_shutdown_waits_for_members_to_answer_the_close(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(shutdown_grace=60.0)
     raw = await RawWs.connect(live)
     await login_raw(raw, "alice")
     closing = asyncio.create_task(live.server.close())
     assert await raw.close_code() == 1001
-    assert not closing.done()  # the member has not answered yet (grace: 2 s)
+    assert not closing.done()  # the member has not answered yet
     await raw.send_frame(OP_CLOSE, struct.pack("!H", 1001))
     await asyncio.wait_for(closing, 10)
     with pytest.raises(EOFError):

@@ -24,11 +24,18 @@ from typing import Any, cast
 
 import orjson
 
-from livecast.bench.wire import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, accept_key, read_frame, unmask
-from livecast.core.wsframe import close_frame, frame
-
-RESPONSE = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n")
+from livecast.core.handshake import HEAD_END, accept_key, parse_head, switching_protocols
+from livecast.core.protocol import MAX_FRAME_BYTES
+from livecast.core.wsframe import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Reader,
+    WsError,
+    close_frame,
+    frame,
+)
 
 
 class Room:
@@ -88,12 +95,13 @@ class Hub:
 
 
 class Conn(asyncio.Protocol):
-    __slots__ = ("buf", "hub", "joined", "open", "transport", "user")
+    __slots__ = ("buf", "hub", "joined", "open", "reader", "transport", "user")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.buf = b""
+        self.buf = b""  # the handshake's head, until it is whole
         self.open = False
+        self.reader = Reader(MAX_FRAME_BYTES)
         self.user = ""
         self.joined: list[Room] = []
         self.transport: asyncio.Transport | None = None
@@ -107,33 +115,32 @@ class Conn(asyncio.Protocol):
         self.joined = []
 
     def data_received(self, data: bytes) -> None:
-        data = self.buf + data
-        self.buf = b""
+        assert self.transport is not None
         if not self.open:
-            data = self._handshake(data)
-        pos = 0
-        while pos < len(data):
-            f = read_frame(data, pos)
-            if f is None:
-                break
-            op, start, pos, mask = f
-            self._frame(op, unmask(data[start:pos], mask))
-        self.buf = data[pos:]
+            data = self._handshake(self.buf + data)
+        try:
+            messages = self.reader.feed(data)
+        except WsError:
+            self.transport.close()
+            return
+        for op, payload in messages:
+            self._frame(op, payload)
 
     def _handshake(self, data: bytes) -> bytes:
-        end = data.find(b"\r\n\r\n")
+        end = data.find(HEAD_END)
         if end < 0:
             self.buf = data
             return b""
-        key = b""
-        for line in data[:end].split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-key":
-                key = value.strip()
+        self.buf = b""
+        end += len(HEAD_END)
+        head = parse_head(data[:end])
         assert self.transport is not None
-        self.transport.write(RESPONSE % accept_key(key))
+        if head is None or accept_key(head.headers.get("sec-websocket-key", "")) is None:
+            self.transport.close()
+            return b""
+        self.transport.write(switching_protocols(head.headers["sec-websocket-key"]))
         self.open = True
-        return data[end + 4:]
+        return data[end:]
 
     def _frame(self, op: int, payload: bytes) -> None:
         assert self.transport is not None

@@ -27,17 +27,8 @@ from collections import Counter
 from typing import Any, cast
 
 from livecast.bench.dialects import JOIN_ID, LOGIN_ID, Livecast
-from livecast.bench.wire import (
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    client_frame,
-    close_code,
-    read_frame,
-    seq_span,
-    stamps,
-)
+from livecast.bench.wire import client_frame, close_code, read_frame, seq_span, stamps
+from livecast.core.wsframe import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
 
 
 class Tally:

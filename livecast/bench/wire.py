@@ -1,4 +1,4 @@
-"""WebSocket bytes for the bench: handshake, frames, and batch scanning.
+"""WebSocket bytes for the bench's clients: handshake, frames, batch scanning.
 
 The bench's clients must cost less than the server they measure, so they do
 not decode JSON per message.  A ``msgs`` push (spec/websocket.md, Pushes) is
@@ -19,20 +19,14 @@ Invariants:
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import struct
 
-OP_TEXT = 0x1
-OP_CLOSE = 0x8
-OP_PING = 0x9
-OP_PONG = 0xA
+from livecast.core.wsframe import OP_TEXT
 
 MSGS_PREFIX = b'{"op":"msgs"'
 SEQ_KEY = b'"seq":'
 STAMP_KEY = b'"cloudCustomData":"'
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 CLIENT_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 _ZERO_MASK = b"\0\0\0\0"
 _U16 = struct.Struct("!H")
@@ -44,11 +38,6 @@ def handshake_request(host: str, port: int, path: str) -> bytes:
     return (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {CLIENT_KEY.decode()}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n").encode()
-
-
-def accept_key(key: bytes) -> bytes:
-    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
-    return base64.b64encode(hashlib.sha1(key.strip() + WS_GUID).digest())
 
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
@@ -90,15 +79,6 @@ def read_frame(data: bytes, pos: int) -> tuple[int, int, int, bytes] | None:
     if start + n > len(data):
         return None
     return data[pos] & 0x0F, start, start + n, mask
-
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """The payload of a masked frame (RFC 6455 section 5.3)."""
-    if not mask or mask == _ZERO_MASK:
-        return payload
-    n = len(payload)
-    key = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ key).to_bytes(n, "big")
 
 
 def seq_span(data: bytes, start: int, end: int) -> tuple[int, int, int]:

@@ -270,15 +270,28 @@ def _pong(node: Node, conn: Connection, session: Session, payload: bytes) -> Non
     4029), and its pong shares the bounded outbox: past the soft limit pings
     go unanswered (RFC 6455 section 5.5.3 asks only for the latest), past
     the hard limit the connection is shed."""
-    if not session.limiter.try_take(asyncio.get_running_loop().time()):
-        _flood(node, conn, session, None)
+    if _outbox_full(node, conn) or not _admit(node, conn, session, None):
         return
-    session.flood = 0
-    buffered = conn.buffered()
-    if buffered > node.settings.outbox_hard_bytes:
-        node.shed(conn)
-    elif buffered <= node.settings.outbox_soft_bytes:
+    if conn.buffered() <= node.settings.outbox_soft_bytes:
         conn.write(frame(payload, OP_PONG))
+
+
+def _outbox_full(node: Node, conn: Connection) -> bool:
+    """Answers share the bounded outbox: a client past the hard limit (one
+    that sends but never reads) is shed, as fan-out does."""
+    if conn.buffered() > node.settings.outbox_hard_bytes:
+        node.shed(conn)
+        return True
+    return False
+
+
+def _admit(node: Node, conn: Connection, session: Session, rid: Any) -> bool:
+    """Take a request token; without one, the frame counts toward the flood."""
+    if session.limiter.try_take(asyncio.get_running_loop().time()):
+        session.flood = 0
+        return True
+    _flood(node, conn, session, rid)
+    return False
 
 
 def _login_deadline(node: Node, conn: Connection) -> None:
@@ -310,19 +323,14 @@ def heartbeat(node: Node, now: float, ping: bytes = frame(b"", OP_PING)) -> None
 
 
 def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> None:
-    if conn.buffered() > node.settings.outbox_hard_bytes:
-        node.shed(conn)  # replies share the bounded outbox: a client that never reads
+    if _outbox_full(node, conn):
         return
-    now = asyncio.get_running_loop().time()
     parsed = parse_frame(data)
     if isinstance(parsed, FrameError) and parsed.violation:
         _violation(node, conn, session, parsed.id, parsed.code, parsed.info)
         return
-    # every answered frame costs a token, refused values included
-    if not session.limiter.try_take(now):
-        _flood(node, conn, session, parsed.id)
+    if not _admit(node, conn, session, parsed.id):  # refused values cost a token too
         return
-    session.flood = 0
     if isinstance(parsed, FrameError):
         if parsed.id is not None:
             conn.send(reply(parsed.id, parsed.code, parsed.info))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -88,22 +88,21 @@ def _bool(v: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
-def _int(lo: int, hi: int) -> Any:
-    def parse(v: str) -> int:
-        n = int(v)
-        if not lo <= n <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return n
-    return parse
-
-
-def _float(lo: float, hi: float) -> Any:
+def _ranged(convert: Callable[[str], float], lo: float, hi: float) -> Any:
     def parse(v: str) -> float:
-        x = float(v)
+        x = convert(v)
         if not lo <= x <= hi:
             raise ValueError(f"must be between {lo} and {hi}")
         return x
     return parse
+
+
+def _int(lo: int, hi: int) -> Any:
+    return _ranged(int, lo, hi)
+
+
+def _float(lo: float, hi: float) -> Any:
+    return _ranged(float, lo, hi)
 
 
 def _admins(v: str) -> tuple[str, ...]:

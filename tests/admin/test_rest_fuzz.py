@@ -23,6 +23,7 @@ from livecast.admin.rest import COMMANDS
 from livecast.client import Client, ClientClosed, text
 from tests.admin.conftest import ok, rest
 from tests.conftest import SDKAPPID, Live, base_settings, sig, start_live
+from tests.strategies import json_trees
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -45,9 +46,7 @@ PLAUSIBLE: list[Any] = [
 
 scalars = (st.none() | st.booleans() | st.integers(-2**65, 2**65) | st.text(max_size=12)
            | st.floats(allow_nan=False, allow_infinity=False))
-json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=10)
+json_values = json_trees(scalars, max_leaves=10)
 values = st.sampled_from(PLAUSIBLE) | json_values
 bodies = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), values, max_size=6)
 raw_bodies = bodies.map(lambda b: json.dumps(b).encode()) | json_values.map(

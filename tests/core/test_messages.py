@@ -19,6 +19,7 @@ from livecast.core.messages import (
     validate_msg_body,
 )
 from livecast.errors import Code, LivecastError
+from tests.strategies import json_values
 
 
 def elem(msg_type: str, **content: Any) -> dict[str, Any]:
@@ -266,17 +267,6 @@ def test_unencodable_strings_are_bad_parameter_not_a_crash() -> None:
     assert info.value.code == Code.BAD_PARAMETER
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 
 element_like = st.fixed_dictionaries(
     {

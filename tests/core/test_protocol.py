@@ -21,6 +21,7 @@ from livecast.core.protocol import (
     reply,
 )
 from livecast.errors import Code
+from tests.strategies import json_values
 
 TEXT = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
 CODES = {int(c) for c in Code}
@@ -359,17 +360,6 @@ def test_kicked_builder() -> None:
 
 # -- no input can raise -------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 FIELD_NAMES = sorted({f.name for spec in OPS.values() for f in spec.fields})
 element = st.fixed_dictionaries(
     {

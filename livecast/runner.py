@@ -57,10 +57,6 @@ class Listener:
                                                backlog=BACKLOG)
         self.host, self.port = self.server.sockets[0].getsockname()[:2]
 
-    def url(self, path: str = "/") -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{path}"
-
     async def close(self) -> None:
         """Stop listening, then the app's graceful shutdown and cleanup."""
         if self.server is not None:

@@ -49,10 +49,10 @@ class Live:
 
     @property
     def ws_url(self) -> str:
-        return self.server.url("/v1/ws").replace("http", "ws", 1)
+        return f"ws://{self.server.host}:{self.server.port}/v1/ws"
 
     def url(self, path: str) -> str:
-        return self.server.url(path)
+        return f"http://{self.server.host}:{self.server.port}{path}"
 
     async def client(self, user: str | None = None, join: str | None = None) -> Client:
         """A connected client, logged in as ``user`` (guest when None), joined to ``join``."""

@@ -29,15 +29,10 @@ from tests.gateway.test_ws_closes import (
     encode_client_frame,
     login_raw,
     metric,
+    upgrade_head,
 )
 
 OP_CONT = 0x0
-
-
-def upgrade_head(live: Live, key: str, path: str = "/v1/ws", extra: str = "") -> bytes:
-    return (f"GET {path} HTTP/1.1\r\nHost: {live.server.host}:{live.server.port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
 async def exchange(live: Live, data: bytes,

@@ -48,10 +48,7 @@ class RawWs:
         assert port is not None
         await raw.loop.sock_connect(sock, (host, port))
         key = base64.b64encode(os.urandom(16)).decode()
-        hello = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n")
-        await raw.loop.sock_sendall(sock, hello.encode())
+        await raw.loop.sock_sendall(sock, upgrade_head(live, key, path))
         head = await raw._read_until(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
         return raw
@@ -124,6 +121,13 @@ class RawWs:
             obj = await self.recv_json()
             if obj["op"] == "_close":
                 return int(obj["code"])
+
+
+def upgrade_head(live: Live, key: str, path: str = "/v1/ws", extra: str = "") -> bytes:
+    """An RFC 6455 opening handshake; ``extra``: more header lines, CRLF-ended."""
+    return (f"GET {path} HTTP/1.1\r\nHost: {live.server.host}:{live.server.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
 def encode_client_frame(opcode: int, payload: bytes, fin: bool = True,

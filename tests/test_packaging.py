@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,32 @@ def test_readme_has_exactly_two_setup_commands() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     _, test = readme_commands()
-    assert test in (ROOT / ".ci" / "run").read_text()
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test in lines  # the very command, on a line of its own
+
+
+def test_readme_test_command_installs_the_system_packages_first() -> None:
+    _, test = readme_commands()
+    first = shlex.split(test.split("&&")[0])
+    assert first == ["sh", "scripts/system-deps"]
+    script = (ROOT / "scripts" / "system-deps").read_text()
+    assert "chromium" in script and "redis-server" in script
+
+
+def test_system_deps_installs_nothing_when_present(tmp_path: Path) -> None:
+    """With both programs on PATH the script ends at once and never calls apt-get."""
+    for name in ("chromium", "redis-server"):
+        exe = tmp_path / name
+        exe.write_text("#!/bin/sh\nexit 0\n")
+        exe.chmod(0o755)
+    apt = tmp_path / "apt-get"
+    apt.write_text(f"#!/bin/sh\ntouch {tmp_path}/apt-called\nexit 1\n")
+    apt.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(["sh", str(ROOT / "scripts" / "system-deps")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "apt-called").exists()
 
 
 def test_dockerfile_runs_what_the_readme_runs() -> None:

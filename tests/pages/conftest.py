@@ -219,7 +219,8 @@ def browser() -> Iterator[Browser]:
     marked running in this thread while it is alive, which would stop the
     asyncio tests of other modules; modules with pages hold sync tests only."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: run `sh scripts/system-deps` "
+                    "(the README's test command does)")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -10,13 +10,13 @@ import asyncio
 import ipaddress
 import logging
 import os
-import resource
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from livecast.core import usersig
+from livecast.runner import raise_fd_limit
 from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
 
 log = logging.getLogger("livecast")
@@ -85,18 +85,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft open-files limit to the hard limit; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def banner(s: Settings) -> str:

@@ -36,6 +36,7 @@ from livecast.core.wsframe import (
     close_frame,
     frame,
 )
+from livecast.runner import raise_fd_limit
 
 
 class Room:
@@ -200,7 +201,6 @@ async def serve(host: str, port: int, tick: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from livecast.cli import raise_fd_limit
 
     ap = argparse.ArgumentParser(prog="python -m livecast.bench.baseline",
                                  description="the bench's raw writer server")

@@ -17,6 +17,8 @@ import sys
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from livecast.runner import raise_fd_limit
+
 if TYPE_CHECKING:  # the heavy modules load only when the bench runs
     from livecast.bench.report import Round
     from livecast.bench.run import Access, Workload
@@ -109,7 +111,6 @@ def _config(args: argparse.Namespace,
 def run(args: argparse.Namespace) -> int:
     """The ``livecast bench`` command."""
     from livecast.bench.report import json_line, table
-    from livecast.cli import raise_fd_limit
 
     try:
         w, acc, external = _config(args, dict(os.environ))

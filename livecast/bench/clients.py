@@ -29,6 +29,7 @@ from livecast.bench.dialects import DIALECTS
 from livecast.bench.member import Member, Tally
 from livecast.bench.wire import handshake_request
 from livecast.core.usersig import mint
+from livecast.runner import raise_fd_limit
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 PROGRESS_EVERY = 0.5
@@ -145,7 +146,6 @@ class Opener:
 
 def worker_main(plan: Plan, pipe: Connection) -> None:
     """Entry point of one client process."""
-    from livecast.cli import raise_fd_limit
 
     raise_fd_limit()
     try:

@@ -102,7 +102,7 @@ def _well_formed(account: str) -> bool:
 
 @command(LOGIN, "kick")
 async def kick(call: Call, body: Body) -> Body:
-    account = user(body, "UserID")
+    account = user(body, "UserID" if "UserID" in body or "Identifier" not in body else "Identifier")
     node = call.node
     for conn in list(node.sessions.get(account, ())):
         node.close(conn, Close.MULTI_LOGIN, KICK_REASON, kicked=True)

@@ -124,7 +124,8 @@ async def modify_group_base_info(call: Call, body: Body) -> Body:
 async def get_appid_group_list(call: Call, body: Body) -> Body:
     limit = integer(body, "Limit", 0, LIST_LIMIT, default=0) or LIST_LIMIT
     after = integer(body, "Next", 0, 2**63 - 1, default=0)
-    kind = one_of(body, "GroupType", GROUP_TYPES)
+    # "" is no filter: tencentcloud-sdk-python-im sends it by default.
+    kind = None if body.get("GroupType") == "" else one_of(body, "GroupType", GROUP_TYPES)
     rooms = [] if kind not in (None, AVCHATROOM) else call.state.numbered_rooms(call.node)
     page = [(n, gid) for n, gid in rooms if n > after][:limit]
     more = bool(page) and page[-1][0] < rooms[-1][0]

@@ -1,7 +1,8 @@
 """Members of a live room: mute, ban, online count and list, and the refusals.
 
-References are to spec/tencent-reference.md: 2.7 forbid_send_msg /
-get_group_muted_account (old name get_group_shutted_uin), 2.8
+References are to spec/tencent-reference.md: 2.7 forbid_send_msg (``MuteTime``,
+or the older ``ShutUpTime``) / get_group_muted_account (the older name
+get_group_shutted_uin answers the older ``ShuttedUinList`` shape), 2.8
 get_online_member_num / get_members / check_members, 2.9 ban_group_member /
 unban_group_member / get_group_ban_member, 2.10 the member APIs an
 AVChatRoom refuses.
@@ -43,16 +44,28 @@ DESCRIPTION_LIMIT = 1000
 async def forbid_send_msg(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     accounts = users(body, "Members_Account", most=MAX_MUTE_ACCOUNTS)
-    seconds = integer(body, "MuteTime", 0, UINT32_MAX)
+    # ShutUpTime is the older name (the one Tencent's server SDKs still send).
+    name = "MuteTime" if "MuteTime" in body or "ShutUpTime" not in body else "ShutUpTime"
+    seconds = integer(body, name, 0, UINT32_MAX)
     call.node.mute(room.group_id, accounts, seconds)
     return {}
 
 
-@command(SVC, "get_group_muted_account", "get_group_shutted_uin")
+@command(SVC, "get_group_muted_account")
 async def get_group_muted_account(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     return {"GroupId": room.group_id,
             "MutedAccountList": room.group.muted_list(call.node.clock())}
+
+
+@command(SVC, "get_group_shutted_uin")
+async def get_group_shutted_uin(call: Call, body: Body) -> Body:
+    """The older name answers in the older shape, the one its callers read."""
+    room = room_of(call.node, body)
+    muted = room.group.muted_list(call.node.clock())
+    return {"GroupId": room.group_id,
+            "ShuttedUinList": [{"Member_Account": m["Member_Account"],
+                                "ShuttedUntil": m["MutedUntil"]} for m in muted]}
 
 
 @command(SVC, "get_online_member_num")
@@ -66,7 +79,7 @@ async def ban_group_member(call: Call, body: Body) -> Body:
     accounts = users(body, "Members_Account", most=MAX_BAN_ACCOUNTS)
     seconds = integer(body, "Duration", 1, UINT32_MAX)
     text(body, "Description", DESCRIPTION_LIMIT, default="")
-    call.node.ban(room.group_id, accounts, seconds, call.caller)
+    call.node.ban(room.group_id, accounts, seconds, call.caller, call.client_ip)
     return {}
 
 

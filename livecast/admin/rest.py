@@ -14,7 +14,8 @@ answers:
 5. the body: at most 1 MiB (60002), non-empty, UTF-8 JSON, an object (60003)
 6. the handler's own validation (10004 re-coded per service, 10015, ...)
 So nothing about the server is told to a caller who is not an
-authenticated admin. Anything else a handler raises is a bug: it is logged
+authenticated admin. Any other method than POST answers 60002 before these
+checks (``wrong_method``). Anything else a handler raises is a bug: it is logged
 and answered 10002, never an HTTP 500.
 """
 
@@ -35,7 +36,7 @@ from livecast.errors import Code, LivecastError
 from livecast.gateway.ws import NODE
 from livecast.node.hub import Node
 
-__all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle"]
+__all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle", "wrong_method"]
 
 log = logging.getLogger("livecast.admin")
 
@@ -67,6 +68,16 @@ async def handle(request: web.Request) -> web.Response:
         log.exception("REST %s/%s failed", service, name)
         return envelope(Code.INTERNAL, "internal error", **extra)
     return envelope(0, "", **extra, **result)
+
+
+async def wrong_method(request: web.Request) -> web.Response:
+    """Any method but POST (1.1: POST only): the envelope, HTTP 200 as for every
+    refusal, so a client that reads the body reports why."""
+    extra = EXTRA_FIELDS.get(request.match_info["service"], {})
+    response = envelope(Code.HTTP_PARSE, f"REST requests must use POST, not {request.method}",
+                        **extra)
+    response.headers["Allow"] = "POST"
+    return response
 
 
 async def _serve(request: web.Request, node: Node, service: str, name: str) -> Body:

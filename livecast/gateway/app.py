@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livecast.admin.rest import handle as rest_handle
+from livecast.admin.rest import wrong_method as rest_wrong_method
 from livecast.gateway.pages import add_pages
 from livecast.gateway.ws import HEARTBEAT, NODE, WS_PATH, handle_ws, heartbeat
 from livecast.node.hub import Node
@@ -85,6 +86,7 @@ def make_app(settings: Settings, node: Node | None = None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v4/{service}/{command}", rest_handle)
+    app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
     add_pages(app)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_on_shutdown)

@@ -97,12 +97,13 @@ class Hooks:
                 self.flush_members()
             self.exits.setdefault(group_id, {}).setdefault(user, client_ip)
 
-    def kicked(self, group_id: str, users: list[str], operator: str) -> None:
+    def kicked(self, group_id: str, users: list[str], operator: str,
+               client_ip: str = "") -> None:
         if self.enabled and users:
             self.flush_members()  # a pending join of a kicked member goes first
             for i in range(0, len(users), MEMBER_BATCH):
                 self.webhooks.post(cb.after_exit(group_id, users[i:i + MEMBER_BATCH],
-                                                 self.clock(), "Kicked", operator))
+                                                 self.clock(), "Kicked", operator), client_ip)
 
     def flush_members(self) -> None:
         """Post the aggregated joins and exits (called with the member tips)."""

@@ -149,7 +149,7 @@ class Node:
         self.push_tips(room, tips)
 
     def ban(self, group_id: str, users: list[str], seconds: int,
-            operator: str = "administrator") -> None:
+            operator: str = "administrator", client_ip: str = "") -> None:
         room = self.room(group_id)
         now = self.clock()
         kicked: list[str] = []
@@ -161,7 +161,7 @@ class Node:
                 self.kick(conn, "banned")
             if conns:
                 kicked.append(user)  # once, however many sessions it had
-        self.hooks.kicked(group_id, kicked, operator)
+        self.hooks.kicked(group_id, kicked, operator, client_ip)
 
     def system_notification(self, group_id: str, content: str) -> None:
         self.push_tips(self.room(group_id), [{"type": "system", "content": content}])

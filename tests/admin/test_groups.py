@@ -217,7 +217,10 @@ async def test_group_list_type_filter_and_errors(live: Live) -> None:
     assert r["GroupIdList"] == [{"GroupId": "r1"}] and r["Next"] == 0
     r = ok(await call(live, "get_appid_group_list", {"GroupType": "Public"}))
     assert r == {**r, "TotalCount": 0, "GroupIdList": [], "Next": 0}
-    for body in ({"GroupType": "Live"}, {"Limit": 10001}, {"Limit": -1}, {"Limit": "5"},
+    r = ok(await call(live, "get_appid_group_list", {"GroupType": ""}))  # no filter
+    assert r["GroupIdList"] == [{"GroupId": "r1"}] and r["TotalCount"] == 1
+    for body in ({"GroupType": "Live"}, {"GroupType": " "}, {"GroupType": None},
+                 {"Limit": 10001}, {"Limit": -1}, {"Limit": "5"},
                  {"Next": -1}, {"Next": 1.5}):
         fails(await call(live, "get_appid_group_list", body), 10004)
 

@@ -31,11 +31,14 @@ async def test_mute_unmute_and_list(clocked: Live, clock: ManualClock) -> None:
     until = math.ceil(clock.now + 60)
     assert {"type": "mute", "member": "alice", "until": until} in tip["tips"]
     assert (await alice.send(gid, text("x")))["code"] == 10017
-    for name in ("get_group_muted_account", "get_group_shutted_uin"):
-        r = ok(await call(live, name, {"GroupId": gid}))
-        assert r["GroupId"] == gid
-        assert r["MutedAccountList"] == [{"Member_Account": "alice", "MutedUntil": until},
-                                         {"Member_Account": "bob", "MutedUntil": until}]
+    r = ok(await call(live, "get_group_muted_account", {"GroupId": gid}))
+    assert r["GroupId"] == gid
+    assert r["MutedAccountList"] == [{"Member_Account": "alice", "MutedUntil": until},
+                                     {"Member_Account": "bob", "MutedUntil": until}]
+    r = ok(await call(live, "get_group_shutted_uin", {"GroupId": gid}))
+    assert r == {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", "GroupId": gid,
+                 "ShuttedUinList": [{"Member_Account": "alice", "ShuttedUntil": until},
+                                    {"Member_Account": "bob", "ShuttedUntil": until}]}
     ok(await call(live, "forbid_send_msg",
                   {"GroupId": gid, "Members_Account": ["bob"], "MuteTime": FOREVER}))
     ok(await call(live, "forbid_send_msg",
@@ -44,6 +47,29 @@ async def test_mute_unmute_and_list(clocked: Live, clock: ManualClock) -> None:
     clock.advance(3000)
     r = ok(await call(live, "get_group_muted_account", {"GroupId": gid}))
     assert r["MutedAccountList"] == [{"Member_Account": "bob", "MutedUntil": FOREVER}]
+
+
+async def test_the_older_shut_up_time_mutes_and_unmutes(live: Live) -> None:
+    gid = live.room("r1")
+    alice = await live.client("alice", join=gid)
+    ok(await call(live, "forbid_send_msg",
+                  {"GroupId": gid, "Members_Account": ["alice"], "ShutUpTime": FOREVER}))
+    assert (await alice.send(gid, text("x")))["code"] == 10017
+    r = ok(await call(live, "get_group_shutted_uin", {"GroupId": gid}))
+    assert r["ShuttedUinList"] == [{"Member_Account": "alice", "ShuttedUntil": FOREVER}]
+    # MuteTime wins when both are given, as MuteAllMember over ShutUpAllMember.
+    ok(await call(live, "forbid_send_msg", {"GroupId": gid, "Members_Account": ["alice"],
+                                            "MuteTime": 0, "ShutUpTime": 60}))
+    assert (await alice.send(gid, text("x")))["code"] == 0
+    for bad_time in (-1, FOREVER + 1, "60", None, True):
+        fails(await call(live, "forbid_send_msg", {"GroupId": gid, "Members_Account": ["a"],
+                                                   "ShutUpTime": bad_time}), 10004)
+    r = fails(await call(live, "forbid_send_msg", {"GroupId": gid, "Members_Account": ["a"]}),
+              10004)
+    assert "MuteTime" in r["ErrorInfo"]
+    r = ok(await call(live, "get_group_shutted_uin", {"GroupId": gid}))
+    assert r["ShuttedUinList"] == []
+    fails(await call(live, "get_group_shutted_uin", {"GroupId": "nope"}), 10010)
 
 
 async def test_mute_errors_change_nothing(live: Live) -> None:

@@ -460,7 +460,18 @@ class Node:
             self.hooks.flush_members()
         for room in rooms:
             if self.rooms.get(room.group_id) is room:
-                self.push_tips(room, room.take_member_tips())
+                self.push_tips(room, room.take_member_tips() + self._online_tip(room))
+
+    @staticmethod
+    def _online_tip(room: LiveRoom) -> list[dict[str, Any]]:
+        """The room's online count, in the same frame as its member tips, when
+        it differs from the one last pushed (joins and quits that cancel out
+        in one interval push none)."""
+        online = room.online()
+        if online == room.online_sent:
+            return []
+        room.online_sent = online
+        return [{"type": "online", "onlineMemberNum": online}]
 
     # ----------------------------------------------------------- shutdown
     def going_away(self) -> None:

@@ -77,8 +77,8 @@ class TipBuffer:
 
 
 class LiveRoom:
-    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "quits",
-                 "sched")
+    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "online_sent",
+                 "quits", "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, tip_cap: int) -> None:
         self.group = group
@@ -89,6 +89,7 @@ class LiveRoom:
         self.handle: asyncio.Handle | None = None
         self.last_dispatch = -1e9
         self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
+        self.online_sent = 0  # the online count last pushed in an ``online`` tip
 
     @property
     def group_id(self) -> str:

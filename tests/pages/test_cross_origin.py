@@ -44,7 +44,7 @@ CROSS = """
 
 
 class AppPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the handler's name is http.server's)
+    def do_GET(self) -> None:
         body = APP_PAGE.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -52,7 +52,7 @@ class AppPage(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

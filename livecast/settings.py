@@ -51,7 +51,7 @@ class Settings:
     tick_ms: int = 100
     allow_guests: bool = True
     log_level: str = "info"
-    # beyond operations.md: documented in README's configuration table
+    # beyond the basic set: documented in README's configuration table
     max_wait: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
     multi_login: bool = False
     login_timeout: float = 10.0

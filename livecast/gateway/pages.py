@@ -1,4 +1,4 @@
-"""The browser side's HTTP edge (spec/operations.md, "Endpoints beside the
+"""The browser side's HTTP edge (README, "Endpoints beside the
 protocol"): the demo live room ``/``, the dashboard ``/dashboard``, their
 files under ``/static/``, and two small JSON endpoints the pages read:
 

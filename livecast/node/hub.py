@@ -5,7 +5,7 @@ loop and to transports.  Nothing here awaits on the fan-out path: a room's
 dispatch runs as one loop callback (``_dispatch``) that ticks the scheduler,
 encodes the batch once and writes it to every member.
 
-Room dispatch timing (spec/operations.md LIVECAST_TICK_MS): a room with
+Room dispatch timing (README, LIVECAST_TICK_MS): a room with
 waiting messages is dispatched once per tick; a quiet room dispatches its
 first message at once (on the next loop iteration, so that messages sent in
 the same iteration share one frame).

@@ -1,8 +1,9 @@
 """A live room on this node: its group state, scheduler, members and tips.
 
-Invariants (spec/rooms.md): the scheduler alone decides what is delivered
-and in which order; a dispatch writes at most one ``msgs`` frame per room;
-join/quit tips are aggregated and flushed at most once per tip interval.
+Invariants (docs/design.md, "The room scheduler", "Tips"): the scheduler
+alone decides what is delivered and in which order; a dispatch writes at
+most one ``msgs`` frame per room; join/quit tips are aggregated and flushed
+at most once per tip interval.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: ``livecast serve | usersig | counter | bench`` (spec/operations.md).
+"""Command line: ``livecast serve | usersig | counter | bench`` (README, "Configuration").
 
 Flags + env -> Settings, built once here; uvloop installed; the app run.
 """

@@ -11,8 +11,8 @@ request handler and turned into a reply at the edge:
 
 Everything else that escapes is a programmer error.
 
-Codes are data: Tencent codes (spec/tencent-reference.md section 7) in
-``Code``, WebSocket close codes (spec/websocket.md, Close codes) in ``Close``.
+Codes are data: Tencent codes (docs/rest.md and docs/protocol.md, Error codes) in
+``Code``, WebSocket close codes (docs/protocol.md, Close codes) in ``Close``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Code(IntEnum):
 
 
 class Close(IntEnum):
-    """WebSocket close codes (spec/websocket.md, Close codes)."""
+    """WebSocket close codes (docs/protocol.md, Close codes)."""
 
     NORMAL = 1000
     GOING_AWAY = 1001

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from livecast.core.cors import parse_origins
+
 
 class ConfigError(ValueError):
     """A configuration value is malformed; the message names the variable."""
@@ -49,7 +51,7 @@ class Settings:
     tick_ms: int = 100
     allow_guests: bool = True
     log_level: str = "info"
-    # beyond operations.md: documented in README's configuration table
+    # beyond the basic set: documented in README's configuration table
     max_wait: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
     multi_login: bool = False
     login_timeout: float = 10.0
@@ -62,6 +64,7 @@ class Settings:
     violation_limit: int = 10             # protocol violations before close 4009
     shutdown_grace: float = 5.0
     fanout_chunk: int = 2000              # members written per loop iteration in big rooms
+    allowed_origins: tuple[str, ...] = ()  # may load livecast.js (and /dev/usersig); () same origin
     # webhooks (docs/webhooks.md)
     callback_fail_closed: bool = False    # before-* callbacks that fail refuse with 80003
     callback_concurrency: int = 64        # callbacks in flight (and pooled connections)
@@ -165,6 +168,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_REQ_BURST", "req_burst", _int(1, 100000)),
     ("LIVECAST_SHUTDOWN_GRACE", "shutdown_grace", _float(0, 600)),
     ("LIVECAST_FANOUT_CHUNK", "fanout_chunk", _int(1, 10_000_000)),
+    ("LIVECAST_ALLOWED_ORIGINS", "allowed_origins", parse_origins),
     ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),
     ("LIVECAST_CALLBACK_CONCURRENCY", "callback_concurrency", _int(1, 10000)),
     ("LIVECAST_CALLBACK_QUEUE", "callback_queue", _int(1, 10_000_000)),

@@ -53,3 +53,13 @@ def test_soft_limit_must_be_below_hard(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SOFT"):
         build({"LIVECAST_OUTBOX_SOFT_KB": "4096", "LIVECAST_OUTBOX_HARD_KB": "1024"},
               dev_key_file=tmp_path / "k")
+
+
+def test_allowed_origins_are_parsed_and_checked(tmp_path: Path) -> None:
+    assert build({}, dev_key_file=tmp_path / "k").allowed_origins == ()
+    s = build({"LIVECAST_ALLOWED_ORIGINS": "https://App.example.com, http://localhost:5173"},
+              dev_key_file=tmp_path / "k")
+    assert s.allowed_origins == ("https://app.example.com", "http://localhost:5173")
+    with pytest.raises(ConfigError, match="LIVECAST_ALLOWED_ORIGINS"):
+        build({"LIVECAST_ALLOWED_ORIGINS": "https://app.example.com/page"},
+              dev_key_file=tmp_path / "k")

@@ -1,7 +1,7 @@
 """Accounts and profiles: im_open_login_svc (account_import, multiaccount_import,
 kick) and profile (portrait_set, portrait_get).
 
-References: spec/tencent-reference.md 2.14 and 6.3 (nick/avatar shown on
+References: docs/rest.md (im_open_login_svc, profile; nick/avatar shown on
 AVChatRoom messages), Tencent's pages of these five APIs (request shapes,
 100 accounts per batch). Bad parameters answer 70402 on im_open_login_svc and
 40001 on profile (the dispatch re-codes 10004, table.py).

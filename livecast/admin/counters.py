@@ -1,10 +1,10 @@
 """Group counters: get_group_counter, update_group_counter, delete_group_counter.
 
-spec/tencent-reference.md 2.12: at most 20 keys per group (10063 past that),
+docs/rest.md (group counters): at most 20 keys per group (10063 past that),
 keys of 1..128 bytes, signed int64 values, ``Mode`` Set (the default when
 omitted), Increase or Decrease. Validation and the all-or-nothing update are
 core/group.py's; the node pushes every change to the room's members as a
-``counters`` tip (spec/rooms.md, "Likes and counters").
+``counters`` tip (docs/protocol.md, "How totals reach a page").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """livecast's own REST commands (service ``livecast_ext``): Tencent has no equivalent.
 
 ``set_room_rate`` / ``get_room_rate`` read and change one room's token bucket
-(spec/rooms.md, "The room scheduler": rate R and burst B are per-room
+(docs/design.md, "The room scheduler": rate R and burst B are per-room
 settings with server-wide defaults, and a room may be given its own through
 the admin API). The change applies at once and keeps the room's queues, seq
 and tokens (RoomScheduler.configure); rate 0 pauses the room (messages wait,

@@ -1,8 +1,8 @@
 """Group lifecycle and profile: create_group, destroy_group, get_group_info,
 modify_group_base_info, get_appid_group_list (service group_open_http_svc).
 
-References are to spec/tencent-reference.md: 2.1 create_group, 2.2
-destroy_group, 2.3 get_group_info, 2.4 modify_group_base_info, 2.14 and the
+References are to docs/rest.md: create_group, destroy_group,
+get_group_info, modify_group_base_info, get_appid_group_list, and the
 Tencent page of get_appid_group_list (Limit <= 10000, Next cursor, GroupType).
 The group model and its byte limits live in core/group.py; this module adds
 the request shapes, the fields livecast ignores but type-checks

@@ -1,8 +1,8 @@
 """Messages: send_group_msg, send_group_system_notification, send_broadcast_msg,
 and the AVChatRoom refusal of group_msg_get_simple (service group_open_http_svc).
 
-References are to spec/tencent-reference.md (2.5, 2.6, 2.11, 6.4) and to
-spec/rooms.md (the room scheduler).
+References are to docs/rest.md (send_group_msg, send_group_system_notification,
+send_broadcast_msg) and to docs/design.md (the room scheduler).
 
 Invariants:
 - a REST message enters the room through ``node.submit``, the same scheduler

@@ -1,6 +1,6 @@
 """Tencent-compatible REST API: ``POST /v4/<service>/<command>``.
 
-Envelope (spec/tencent-reference.md 1.2): HTTP 200 always, a JSON object with
+Envelope (docs/rest.md, "Calling the API"): HTTP 200 always, a JSON object with
 ``ActionStatus`` (``OK``/``FAIL``), ``ErrorCode`` (0 = success) and
 ``ErrorInfo``; the ``profile`` service adds ``ErrorDisplay`` as Tencent's does.
 

@@ -2,8 +2,8 @@
 
 Kept here until the node holds it itself (see docs/rest.md, "Where state
 lives"): the ``Random`` de-duplication table of send_group_msg and
-send_broadcast_msg (spec/tencent-reference.md 2.5: 5 minutes), the broadcast
-rate limit and sequence (2.11: 1 call/s), profile tags other than nick and
+send_broadcast_msg (docs/rest.md: 5 minutes), the broadcast
+rate limit and sequence (1 call/s), profile tags other than nick and
 avatar, the first time a member was seen (get_members ``JoinTime``), and the
 stable ordinals that make get_appid_group_list's ``Next`` cursor.
 

@@ -4,7 +4,7 @@ One table maps ``(service, command)`` to a handler (STYLE.md habit 7);
 handler modules register with ``@command(service, name, ...)`` and
 ``livecast.admin.rest`` dispatches through ``COMMANDS``.
 
-Invariants every handler keeps (spec/tencent-compat.md, "REST API"):
+Invariants every handler keeps (docs/rest.md, "Conventions of every command"):
 - it validates the *whole* request before it changes anything, and the
   validation and the change run without an ``await`` in between, so a refused
   request leaves no trace and no other request interleaves with a change;

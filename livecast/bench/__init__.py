@@ -1,4 +1,4 @@
-"""``livecast bench``: the fan-out benchmark (spec/operations.md, issue 5).
+"""``livecast bench``: the fan-out benchmark (docs/benchmarks.md).
 
 A load generator on loopback: it starts the server under test (or targets a
 running one), opens N cheap member connections in several client processes,

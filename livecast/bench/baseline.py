@@ -4,7 +4,7 @@
 WebSocket handshake and just enough of protocol v1 for the bench's clients
 (``login``, ``join``, ``send``, ``ping``; no UserSig check, no rate limit, no
 validation), and fans out exactly as livecast is meant to at its limit
-(spec/rooms.md, Fan-out): per room and tick, the messages that arrived are
+(docs/design.md, "The path of one message"): per room and tick, the messages that arrived are
 given seqs, encoded once into one ``msgs`` frame, and that frame is written
 with one ``transport.write`` per member.  Nothing else: no buffer checks, no
 metrics, no per-member work beyond the write.  Dispatch timing is livecast's

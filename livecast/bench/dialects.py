@@ -29,7 +29,7 @@ JOIN_ID = 2
 
 
 class Livecast:
-    """livecast's protocol v1 (spec/websocket.md): login and join, pipelined."""
+    """livecast's protocol v1 (docs/protocol.md): login and join, pipelined."""
 
     name = "livecast"
     path = "/v1/ws"

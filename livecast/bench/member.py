@@ -10,7 +10,7 @@ Invariants:
 - ``ready`` resolves exactly once: 0 when the join was answered with code 0,
   otherwise the refusing reply's code, or a negative number when the
   connection closed first (minus the close code, or -1 when none was seen).
-- Seq accounting (spec/websocket.md, Pushes): seq is contiguous per room and
+- Seq accounting (docs/protocol.md, seq and gap detection): seq is contiguous per room and
   starts at 1, and a member joins before the first message, so every seq it
   does not see is counted once in ``Tally.gaps`` (between frames, within a
   frame, and at the end by ``tail_gap``); a seq seen twice or out of order

@@ -10,7 +10,7 @@ and goes to room ``j % rooms`` from that room's sender ``(j // rooms) %
 senders``, so each room gets ``rate`` messages per second, rooms staggered.
 Priorities are drawn from the mix with a seeded generator (repeatable).
 
-Ledger invariant (spec/websocket.md, Sending): every send gets exactly one
+Ledger invariant (docs/protocol.md, Sending messages): every send gets exactly one
 reply, so ``sent == delivered + sum(drops) + sum(errors) + outstanding``.
 """
 

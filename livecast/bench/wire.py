@@ -1,7 +1,7 @@
 """WebSocket bytes for the bench's clients: handshake, frames, batch scanning.
 
 The bench's clients must cost less than the server they measure, so they do
-not decode JSON per message.  A ``msgs`` push (spec/websocket.md, Pushes) is
+not decode JSON per message.  A ``msgs`` push (docs/protocol.md, Pushes from the server) is
 scanned as bytes: messages are counted by their ``"seq":`` keys, the first
 and last seq read with one ``find`` and one ``rfind``, and the senders'
 timestamps (carried in ``cloudCustomData``) are read only on sampled frames.

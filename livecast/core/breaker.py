@@ -1,4 +1,4 @@
-"""A circuit breaker for the webhook client (spec/tencent-compat.md, Webhooks:
+"""A circuit breaker for the webhook client (docs/webhooks.md, "When your backend is slow or down":
 "a slow or dead business backend must never stall a room, a node, or other
 rooms' webhooks").
 

@@ -1,6 +1,6 @@
 """Token bucket: the rate limiter of rooms and of per-connection request floods.
 
-Invariants (spec rooms.md, "The room scheduler", invariant 1):
+Invariants (docs/design.md, "The room scheduler", invariant 1):
 
 - Rate: over any interval of length T the bucket hands out at most
   ``burst + rate * T`` tokens (up to ``EPSILON``).  It starts full, refills at

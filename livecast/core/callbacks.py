@@ -1,5 +1,4 @@
-"""Webhook bodies, query strings and reply parsing (spec/tencent-reference.md
-section 3; spec/tencent-compat.md, Webhooks).  Pure: every time comes in as
+"""Webhook bodies, query strings and reply parsing (docs/webhooks.md).  Pure: every time comes in as
 ``now`` (unix seconds); nothing here does I/O.
 
 Invariants:

@@ -1,10 +1,10 @@
 """The state of one group (an AVChatRoom): profile, custom data, counters, mutes, bans.
 
 Pure model shared by the node (WebSocket ``join`` / ``getGroupInfo``,
-spec/websocket.md) and the Tencent-compatible REST API. References are to
-spec/tencent-reference.md: 2.1 create_group, 2.3 get_group_info,
-2.4 modify_group_base_info, 2.7 forbid_send_msg / get_group_muted_account,
-2.9 ban_group_member and friends, 2.12 group counters, 7.1 error codes.
+docs/protocol.md) and the Tencent-compatible REST API. References are to
+docs/rest.md: create_group, get_group_info, modify_group_base_info,
+forbid_send_msg / get_group_muted_account, ban_group_member and friends,
+group counters, error codes.
 
 Invariants:
 - every profile string is a ``str`` within its UTF-8 byte limit

@@ -1,7 +1,8 @@
 """Limits and validators for group profile fields, custom data and counters.
 
-Reference: spec/tencent-reference.md sections 2.1 and 2.4 (profile limits,
-``AppDefinedData``), 2.7 and 2.9 (uint32 durations), 2.12 (counters), 7.1.
+Reference: docs/rest.md: create_group and modify_group_base_info (profile
+limits, ``AppDefinedData``), forbid_send_msg and ban_group_member (uint32
+durations), group counters, Error codes.
 
 Invariants:
 - every validator either returns a value of the checked type within its

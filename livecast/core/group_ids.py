@@ -1,6 +1,6 @@
 """Group identifiers: custom ids chosen by the business backend, generated ids.
 
-Reference: spec/tencent-reference.md section 2.1 (``GroupId``), 7.1 (10015).
+Reference: docs/rest.md, create_group (``GroupId``) and Error codes (10015).
 
 Invariants:
 - every valid group id is a ``str`` of 1..48 printable ASCII characters

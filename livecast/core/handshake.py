@@ -3,7 +3,7 @@
 livecast's listener reads the head of a connection's first request itself:
 a valid upgrade to ``/v1/ws`` is answered here (101) and the socket goes to
 the lean WebSocket protocol; anything else, including a malformed head or a
-refused upgrade, goes to the aiohttp app, which answers it (spec/websocket.md
+refused upgrade, goes to the aiohttp app, which answers it (docs/protocol.md
 for the protocol; docs/design.md, "Connections").
 
 Invariants:

@@ -1,7 +1,7 @@
 """Likes: which before-send callbacks are likes, and per-room totals to write back.
 
-Implements spec rooms.md "Likes and counters" and the like guidance of
-tencent-reference.md 6.7 for the ``livecast counter`` service (docs/counter.md).
+Implements the like counting of docs/counter.md ("What counts as a like")
+for the ``livecast counter`` service (docs/counter.md).
 
 The rule (``LikeRule``, every part configurable): a ``Group.CallbackBeforeSendMsg``
 body (3.4) is a like when

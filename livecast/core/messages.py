@@ -2,8 +2,8 @@
 
 One element format travels unchanged through the WebSocket protocol, the REST
 API and the webhooks: Tencent's ``{"MsgType": ..., "MsgContent": {...}}``
-(spec/tencent-reference.md section 5; spec/websocket.md, "Keys of the
-envelope"). Validation is pure and raises ``LivecastError`` for bad remote
+(docs/protocol.md, "Message elements"; docs/rest.md,
+send_group_msg). Validation is pure and raises ``LivecastError`` for bad remote
 input; it never copies or rewrites what it accepts.
 
 Invariants of an accepted body (``validate_msg_body``):
@@ -30,7 +30,7 @@ Decisions on points the reference leaves open (marked [U] there):
   object with str keys, nested at most ``_MAX_DEPTH`` deep). They are
   forwarded unchanged and count towards the size.
 * ``TIMRelayElem`` and the client-only tip elements are refused (10004): the
-  compatibility subset (spec/tencent-compat.md) does not list them.
+  compatibility subset (docs/protocol.md) does not list them.
 * Empty strings are accepted (``Text: ""`` included); only the size rule
   bounds lengths. Latitude and longitude are not range-checked.
 * Size (section 5, [U]; ``message_size``): the UTF-8 byte length of the

@@ -1,4 +1,4 @@
-"""Client frames of the WebSocket protocol, version 1 (spec/websocket.md).
+"""Client frames of the WebSocket protocol, version 1 (docs/protocol.md).
 
 ``parse_frame`` turns one text frame into a ``Request`` (op, id, validated
 args with defaults filled in) or a ``FrameError`` (the reply code, and

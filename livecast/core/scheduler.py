@@ -1,6 +1,6 @@
 """The room scheduler: one token bucket and four FIFO priority queues per room.
 
-Implements spec rooms.md, "The room scheduler".  Invariants kept here:
+Implements docs/design.md, "The room scheduler".  Invariants kept here:
 
 1. Rate: a room delivers at most ``burst + rate * T`` messages over any
    interval T: each delivery takes one whole token of the room's
@@ -59,7 +59,7 @@ class Priority(IntEnum):
 PRIORITY_NAMES: tuple[str, ...] = ("High", "Normal", "Low", "Lowest")
 _BY_NAME: dict[str, Priority] = {name: Priority(i) for i, name in enumerate(PRIORITY_NAMES)}
 
-#: Longest wait in seconds per priority (High, Normal, Low, Lowest), rooms.md invariant 3.
+#: Longest wait in seconds per priority (High, Normal, Low, Lowest), docs/design.md invariant 3.
 DEFAULT_MAX_WAIT: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
 
 
@@ -162,7 +162,7 @@ class RoomScheduler:
 
     @property
     def capacity(self) -> int:
-        """Most messages the room holds pending (rooms.md invariant 5)."""
+        """Most messages the room holds pending (docs/design.md invariant 5)."""
         return self._capacity
 
     @property

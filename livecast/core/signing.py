@@ -1,4 +1,4 @@
-"""Webhook signatures (spec/tencent-reference.md section 3.3, and livecast's own).
+"""Webhook signatures (docs/webhooks.md: Tencent's Sign, and livecast's own).
 
 Tencent's token signature: ``Sign = lowercase hex(SHA-256(token + RequestTime))``,
 plain concatenation, not an HMAC, carried in the callback URL's query string

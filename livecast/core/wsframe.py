@@ -3,7 +3,7 @@ transports, and the reader of client frames.
 
 Server-to-client frames are never masked (RFC 6455 section 5.1), so a frame's
 bytes do not depend on the receiver: fan-out builds one frame per tick and
-writes the same bytes to every member (spec/rooms.md, Fan-out).
+writes the same bytes to every member (docs/design.md, "The path of one message").
 """
 
 from __future__ import annotations

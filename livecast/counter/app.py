@@ -1,7 +1,7 @@
-"""``livecast counter``: the like counter (spec rooms.md "Likes and counters", docs/counter.md).
+"""``livecast counter``: the like counter (docs/counter.md).
 
-A Tencent-format webhook receiver (tencent-reference.md 3.1, 3.3, 3.4) and a
-write-back loop (2.4 AppDefinedData or 2.12 group counters).
+A Tencent-format webhook receiver (docs/webhooks.md) and a
+write-back loop (AppDefinedData or group counters, docs/rest.md).
 
 Invariants:
 - The receiver never awaits the REST API: a callback is checked, counted in
@@ -46,7 +46,7 @@ log = logging.getLogger("livecast.counter")
 
 BEFORE_SEND = "Group.CallbackBeforeSendMsg"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
-MAX_BODY = 64 * 1024  # a message is at most 12 KB (spec 6); the rest is envelope
+MAX_BODY = 64 * 1024  # a message is at most 12 KB (docs/protocol.md); the rest is envelope
 TICK = 0.2  # how often the loop looks for due rooms, seconds
 SWEEP = 60.0  # how often it forgets idle rooms, seconds
 GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})

@@ -1,4 +1,4 @@
-"""A small client of the Tencent-format REST API (tencent-reference.md section 1).
+"""A small client of the Tencent-format REST API (docs/rest.md, "Calling the API").
 
 ``POST {api}/v4/{service}/{command}?sdkappid=&identifier=&usersig=&random=&contenttype=json``
 with a JSON body; the answer is the ``ActionStatus``/``ErrorCode``/``ErrorInfo``

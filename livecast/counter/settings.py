@@ -1,7 +1,7 @@
 """Configuration of ``livecast counter``: frozen, built once from env and flags.
 
 The variables are listed in docs/counter.md.  The app id, secret key and
-callback token use the server's names (spec/operations.md) so that one
+callback token use the server's names (README, "Configuration") so that one
 environment configures both.  Parsers are those of ``livecast.settings``;
 nothing else in the counter reads ``os.environ``.
 """
@@ -167,7 +167,7 @@ def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
 
 
 def add_flags(p: Any) -> None:
-    """``--<field>`` flags mirroring every variable (spec/operations.md)."""
+    """``--<field>`` flags mirroring every variable (docs/counter.md)."""
     for name, fld, _ in ENV:
         p.add_argument("--" + fld.replace("_", "-"), dest=name, metavar=name, default=None,
                        help=f"overrides ${name}")

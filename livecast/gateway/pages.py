@@ -1,4 +1,4 @@
-"""The browser side's HTTP edge (spec/operations.md, "Endpoints beside the
+"""The browser side's HTTP edge (README, "Endpoints beside the
 protocol"): the demo live room ``/``, the dashboard ``/dashboard``, their
 files under ``/static/``, and two small JSON endpoints the pages read:
 
@@ -19,6 +19,12 @@ Invariants:
   Content-Security-Policy ``CSP``; the pages hold no inline script or style,
   so they work under it.  The WebSocket upgrade and the other endpoints are
   not touched.
+- Cross-origin (``settings.allowed_origins``, ``livecast.core.cors``): files
+  under ``/static/`` (livecast.js) and ``/dev/usersig`` answer CORS, and
+  their preflight (``OPTIONS``), for the listed origins only; ``*`` opens the
+  static files to every origin but never ``/dev/usersig``.  The WebSocket
+  upgrade checks no ``Origin``: it carries no cookie, the UserSig sent in
+  ``login`` is the only credential.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from livecast.core import usersig
+from livecast.core.cors import allow_origin
 from livecast.core.protocol import MAX_USER_ID_BYTES
 from livecast.gateway.ws import NODE
 from livecast.node.hub import Node
@@ -103,6 +110,50 @@ async def dev_usersig(request: web.Request) -> web.Response:
                                            "`livecast usersig` on the server"}, status=403)
     sig = usersig.mint(s.sdkappid, s.secret_key.value, user, node.clock(), DEV_SIG_EXPIRE)
     return web.json_response({"sdkAppId": s.sdkappid, "userId": user, "userSig": sig})
+
+
+# ------------------------------------------------------------------ CORS
+DEV_USERSIG = "/dev/usersig"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def cors_methods(path: str) -> str | None:
+    """The methods another origin may use on ``path``; None: not shared."""
+    if path.startswith("/static/"):
+        return "GET, HEAD, OPTIONS"
+    if path == DEV_USERSIG:
+        return "POST, OPTIONS"
+    return None
+
+
+def cors_origin(request: web.Request) -> str | None:
+    """``Access-Control-Allow-Origin`` for this request, or None."""
+    allowed = request.app[NODE].settings.allowed_origins
+    return allow_origin(request.headers.get("Origin"), allowed,
+                        wildcard_ok=request.path != DEV_USERSIG)
+
+
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The response hook: CORS on the shared paths, for allowed origins only."""
+    if cors_methods(request.path) is None or not request.app[NODE].settings.allowed_origins:
+        return
+    value = cors_origin(request)
+    if value is not None:
+        response.headers["Access-Control-Allow-Origin"] = value
+    if value != "*":
+        response.headers.add("Vary", "Origin")
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """``OPTIONS`` on a shared path: 204 with what may be sent, or 403."""
+    methods = cors_methods(request.path)
+    if methods is None or cors_origin(request) is None:
+        return web.json_response({"error": "origin not allowed: see LIVECAST_ALLOWED_ORIGINS"},
+                                 status=403)
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Methods": methods,
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE})
 
 
 # ------------------------------------------------------------------ stats
@@ -193,6 +244,9 @@ def add_pages(app: web.Application) -> None:
     r.add_get("/dashboard/stats", dashboard_stats)
     r.add_get("/pages/config", page_config)
     r.add_static("/static", STATIC, show_index=False, follow_symlinks=False)
+    r.add_route("OPTIONS", "/static/{name:.+}", preflight)
     if app[NODE].settings.dev_key:
-        r.add_post("/dev/usersig", dev_usersig)
+        r.add_post(DEV_USERSIG, dev_usersig)
+        r.add_route("OPTIONS", DEV_USERSIG, preflight)
     app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(_cors_headers)

@@ -1,4 +1,4 @@
-"""The WebSocket endpoint ``/v1/ws`` (spec/websocket.md): each upgraded socket
+"""The WebSocket endpoint ``/v1/ws`` (docs/protocol.md): each upgraded socket
 is served by a ``WsConnection``, an asyncio protocol that is also the node's
 ``Connection``.  Frames are read in ``data_received`` (livecast.core.wsframe),
 ops are dispatched through a table, and every reply is written through the

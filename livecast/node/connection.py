@@ -1,7 +1,7 @@
 """One client connection as the node sees it: a transport to write bytes to.
 
 All server-to-client frames are written here synchronously with
-``transport.write`` (no per-member coroutine, spec/rooms.md Fan-out); the
+``transport.write`` (no per-member coroutine, docs/design.md, Bounded outbox); the
 transport's write buffer is the bounded outbox whose size decides whether a
 member is served in full, degraded (no Low/Lowest) or shed.
 """

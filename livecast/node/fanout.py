@@ -4,7 +4,7 @@ Per tick and room the caller builds at most two frames (full, and "lite"
 without Low/Lowest messages) and this loop writes the same bytes to every
 member's transport: no per-member serialization, coroutine or ``await``.
 A member whose transport buffer is past ``soft`` gets the lite frame, past
-``hard`` it is returned for shedding (spec/rooms.md, Fan-out).
+``hard`` it is returned for shedding (docs/design.md, "Bounded outbox").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``livecast.core.callbacks`` builds the bodies and parses replies; the
 ``Webhooks`` client does the I/O; this module decides the moments
-(spec/tencent-compat.md, Webhooks; docs/webhooks.md):
+(docs/webhooks.md):
 
 - before-send: for every send, client or REST, before rate limiting (so
   dropped likes still reach the business backend); its verdict may reject

@@ -5,7 +5,7 @@ loop and to transports.  Nothing here awaits on the fan-out path: a room's
 dispatch runs as one loop callback (``_dispatch``) that ticks the scheduler,
 encodes the batch once and writes it to every member.
 
-Room dispatch timing (spec/operations.md LIVECAST_TICK_MS): a room with
+Room dispatch timing (README, LIVECAST_TICK_MS): a room with
 waiting messages is dispatched once per tick; a quiet room dispatches its
 first message at once (on the next loop iteration, so that messages sent in
 the same iteration share one frame).
@@ -460,7 +460,18 @@ class Node:
             self.hooks.flush_members()
         for room in rooms:
             if self.rooms.get(room.group_id) is room:
-                self.push_tips(room, room.take_member_tips())
+                self.push_tips(room, room.take_member_tips() + self._online_tip(room))
+
+    @staticmethod
+    def _online_tip(room: LiveRoom) -> list[dict[str, Any]]:
+        """The room's online count, in the same frame as its member tips, when
+        it differs from the one last pushed (joins and quits that cancel out
+        in one interval push none)."""
+        online = room.online()
+        if online == room.online_sent:
+            return []
+        room.online_sent = online
+        return [{"type": "online", "onlineMemberNum": online}]
 
     # ----------------------------------------------------------- shutdown
     def going_away(self) -> None:

@@ -1,8 +1,9 @@
 """A live room on this node: its group state, scheduler, members and tips.
 
-Invariants (spec/rooms.md): the scheduler alone decides what is delivered
-and in which order; a dispatch writes at most one ``msgs`` frame per room;
-join/quit tips are aggregated and flushed at most once per tip interval.
+Invariants (docs/design.md, "The room scheduler", "Tips"): the scheduler
+alone decides what is delivered and in which order; a dispatch writes at
+most one ``msgs`` frame per room; join/quit tips are aggregated and flushed
+at most once per tip interval.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ class TipBuffer:
 
 
 class LiveRoom:
-    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "quits",
-                 "sched")
+    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "online_sent",
+                 "quits", "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, tip_cap: int) -> None:
         self.group = group
@@ -89,6 +90,7 @@ class LiveRoom:
         self.handle: asyncio.Handle | None = None
         self.last_dispatch = -1e9
         self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
+        self.online_sent = 0  # the online count last pushed in an ``online`` tip
 
     @property
     def group_id(self) -> str:

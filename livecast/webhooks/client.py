@@ -1,6 +1,5 @@
 """The webhook client: livecast's calls to the business backend
-(spec/tencent-reference.md section 3; spec/tencent-compat.md, Webhooks;
-docs/webhooks.md).  Bodies, query strings and reply parsing are pure
+(docs/webhooks.md).  Bodies, query strings and reply parsing are pure
 (``livecast.core.callbacks``); this module does the I/O.
 
 Invariants (a slow or dead backend never stalls a room, a node, or other

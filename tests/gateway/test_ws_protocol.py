@@ -394,8 +394,9 @@ async def test_join_storm_becomes_one_aggregated_tip(live_factory: LiveFactory) 
     joined = await asyncio.gather(*(v.join(gid) for v in viewers))
     assert all(r["code"] == 0 for r in joined)
     push = await observer.next_push("tips")
-    (tip,) = push["tips"]
+    tip, online = push["tips"]
     assert tip["type"] == "memberJoin" and tip["total"] == count
+    assert online == {"type": "online", "onlineMemberNum": count + 1}
     assert len(tip["members"]) == cap and set(tip["members"]) <= set(names)
     await asyncio.gather(*(v.close() for v in viewers))
     tip = await next_tip(observer, "memberQuit")

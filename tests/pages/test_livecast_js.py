@@ -3,11 +3,16 @@ and the room page's like total, which reads both places a backend may keep it.""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
+import time
 
 from playwright.sync_api import WebSocketRoute, expect
 
-from tests.pages.conftest import OpenTab, Served, join_room
+from livecast.core.usersig import mint
+from livecast.errors import Code
+from tests.pages.conftest import OpenTab, Served, free_port, join_room
 
 IMPORT = 'const lc = await import("/static/livecast.js");'
 
@@ -37,7 +42,7 @@ SESSION = IMPORT + """
   const c = new lc.LivecastClient({sdkAppId: sig.sdkAppId, userId: "js-user",
                                    userSig: sig.userSig});
   window.events = [];
-  for (const name of ["state", "message", "tip", "counters", "groupInfo"]) {
+  for (const name of ["state", "message", "tip", "counters", "groupInfo", "online"]) {
     c.on(name, (d) => window.events.push({name, ...d}));
   }
   await c.connect();
@@ -99,6 +104,7 @@ def test_client_sends_with_priority_and_emits_messages_tips_counters(
                 "Mode": "Set"})
     page.wait_for_function("""() => ["message", "counters"].every(
         (n) => window.events.some((e) => e.name === n))
+        && window.events.some((e) => e.name === "online")
         && window.events.some((e) => e.name === "tip" && e.type === "memberJoin")""")
     events = page.evaluate("window.events")
     msg = next(e for e in events if e["name"] == "message")
@@ -106,6 +112,8 @@ def test_client_sends_with_priority_and_emits_messages_tips_counters(
         "demo", got["seq"], "High", "js-user", "JS <User>")
     assert any(e["name"] == "tip" and e["type"] == "memberJoin" and "js-user" in e["members"]
                for e in events)
+    online = next(e for e in events if e["name"] == "online")
+    assert online["groupId"] == "demo" and online["onlineMemberNum"] >= 1
     counters = next(e for e in events if e["name"] == "counters")
     assert counters["counters"] == [{"Key": "viewers", "Value": 3}]
     assert [e["state"] for e in events if e["name"] == "state"] == ["connecting", "open"]
@@ -156,3 +164,87 @@ def test_a_connection_that_stops_answering_is_replaced(plain: Served, open_tab: 
     assert got["states"] == [["connecting", None], ["open", None], ["reconnecting", 4000],
                              ["reconnecting", None], ["open", None], ["closed", 1000]]
     assert got["rejoins"] == [["demo", 0]]
+
+
+FIRST_ATTEMPT = IMPORT + """
+  const opens = [];
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(url) { super(url); opens.push(url); }
+  };
+  const attempt = async (opts) => {
+    const c = new lc.LivecastClient({sdkAppId: 1400000000, userId: "u1", userSig: "x",
+                                     baseDelay: 10, ...opts});
+    const states = [];
+    c.on("state", (s) => states.push(s.state));
+    try {
+      await c.connect();
+      return {ok: true};
+    } catch (err) {
+      return {error: err instanceof Error, name: err.name, code: err.code, info: err.info,
+              state: c.state, states, ws: c.ws === null};
+    }
+  };
+  const out = {};
+  for (const [name, opts] of Object.entries(CASES)) {
+    opens.length = 0;
+    out[name] = {...await attempt(opts), opens: opens.length};
+  }
+  window.WebSocket = Native;
+  return out;
+"""
+
+
+def test_connect_rejects_with_an_error_after_one_bounded_attempt(
+        plain: Served, open_tab: OpenTab) -> None:
+    """Wrong port, wrong path, a server that never answers, a refused UserSig:
+    connect() rejects with an Error carrying the code, and retries nothing."""
+    tab = open_tab(plain.base + "/")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()   # accepts TCP, never answers the upgrade
+    expired = mint(1400000000, plain.secret(), "u1", time.time() - 7200, 60)
+    cases = {
+        "port": {"url": f"ws://127.0.0.1:{free_port()}/v1/ws"},
+        "path": {"url": f"ws://127.0.0.1:{plain.port}/v2/nowhere"},
+        "silent": {"url": f"ws://127.0.0.1:{silent.getsockname()[1]}/v1/ws",
+                   "connectTimeout": 300},
+        "garbage": {"url": f"ws://127.0.0.1:{plain.port}/v1/ws"},
+        "expired": {"url": f"ws://127.0.0.1:{plain.port}/v1/ws", "userSig": expired},
+    }
+    try:
+        got = tab.page.evaluate(
+            f"async () => {{ const CASES = {json.dumps(cases)}; {FIRST_ATTEMPT} }}")
+    finally:
+        silent.close()
+    for name, result in got.items():
+        assert result["error"] is True and result["name"] == "ConnectError", (name, result)
+        assert result["state"] == "closed" and result["ws"] is True, (name, result)
+        assert result["states"] == ["connecting", "closed"], (name, result)
+        assert result["opens"] == 1, (name, result)
+    assert got["port"]["code"] == 1006 and got["path"]["code"] == 1006
+    assert got["silent"]["code"] == 4000
+    assert got["garbage"]["code"] == Code.SIG_INVALID
+    assert got["expired"]["code"] == Code.SIG_EXPIRED and got["expired"]["info"]
+
+
+GET_SIG = IMPORT + """
+  const asked = [];
+  const c = new lc.LivecastClient({sdkAppId: 1400000000, userId: "late-sig",
+    getUserSig: async (userId) => {
+      asked.push(userId);
+      const r = await fetch("/dev/usersig", {method: "POST", body: JSON.stringify({userId})});
+      return (await r.json()).userSig;
+    }});
+  await c.connect();
+  const state = c.state;
+  c.close();
+  return {asked, state};
+"""
+
+
+def test_connect_asks_get_user_sig_when_it_has_no_usersig(
+        plain: Served, open_tab: OpenTab) -> None:
+    tab = open_tab(plain.base + "/")
+    assert tab.page.evaluate(f"async () => {{ {GET_SIG} }}") == {
+        "asked": ["late-sig"], "state": "open"}

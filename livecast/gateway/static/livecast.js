@@ -11,7 +11,10 @@
 // What it keeps true:
 // - one WebSocket at a time; requests are matched to replies by `id`, and a
 //   reply with a non-zero `code` is resolved (not thrown), as the server sent it;
-// - after an unexpected close it reconnects by itself, waiting a random time in
+// - connect() makes one attempt, bounded by `connectTimeout`: if the server
+//   cannot be reached, does not answer in time or refuses the login, it
+//   rejects with a ConnectError (an Error with `code`) and nothing is retried;
+// - once connected, after an unexpected close it reconnects by itself, waiting a random time in
 //   [0, min(maxDelay, baseDelay * 2^attempt)) ("full jitter"), then logs in again,
 //   restores the profile and re-joins every room it was in ("rejoin" event);
 //   closes that a retry cannot fix (4003 kicked, 1009, 4009) stop it, and 4001
@@ -44,6 +47,19 @@ export function backoff(attempt, baseDelay = 500, maxDelay = 15000, random = Mat
   return random() * Math.min(maxDelay, baseDelay * 2 ** attempt);
 }
 
+/** Why connect() failed: `code` is the login reply's code (e.g. a UserSig
+ *  code, 70001 expired) or, when no login reply came, the close code (1006:
+ *  the server could not be reached; 4000: no answer within connectTimeout). */
+export class ConnectError extends Error {
+  constructor(code, info, reply = null) {
+    super(`${info || "connection failed"} (${code})`);
+    this.name = "ConnectError";
+    this.code = code;
+    this.info = info || "";
+    this.reply = reply;  // the refused login's reply, if there was one
+  }
+}
+
 function random32() {
   return crypto.getRandomValues(new Uint32Array(1))[0];
 }
@@ -59,6 +75,7 @@ export class LivecastClient {
     this.baseDelay = opts.baseDelay ?? 500;
     this.maxDelay = opts.maxDelay ?? 15000;
     this.pingEvery = opts.pingEvery ?? 20000;
+    this.connectTimeout = opts.connectTimeout ?? 10000;  // ms for connect()'s one attempt
     this.state = "idle";
     this.rooms = new Map();      // groupId -> last seq seen (0: none yet)
     this.profile = null;         // {nick, avatar} to restore after a reconnect
@@ -70,6 +87,7 @@ export class LivecastClient {
     this.timer = null;           // reconnect or heartbeat timer
     this.stopped = false;
     this.opened = null;          // {resolve, reject} of the running connect()
+    this.connectTimer = null;    // bounds connect()'s attempt
   }
 
   // ---------------------------------------------------------------- events
@@ -77,7 +95,8 @@ export class LivecastClient {
    *  state {state, delay?, code?}, message {groupId, seq, from, nick, ...},
    *  tip {groupId, type, ...}, counters {groupId, counters},
    *  groupInfo {groupId, changes}, gap {groupId, expected, got, missed},
-   *  rejoin {groupId, reply}, kicked {reason}, close {code, reason}. */
+   *  rejoin {groupId, reply}, kicked {reason}, close {code, reason},
+   *  online {groupId, onlineMemberNum}. */
   on(event, fn) {
     if (!this.handlers.has(event)) this.handlers.set(event, new Set());
     this.handlers.get(event).add(fn);
@@ -97,18 +116,51 @@ export class LivecastClient {
   }
 
   // ---------------------------------------------------------------- lifecycle
-  /** Connect and log in; resolves once open (and rooms re-joined). A refused
-   *  login rejects with the reply ({code, info}). */
+  /** Connect and log in; resolves once open (and rooms re-joined). One
+   *  attempt: it rejects with a ConnectError if the server cannot be reached,
+   *  does not get through login within `connectTimeout` ms, or refuses the
+   *  login. Reconnecting by itself starts only once it has been open. */
   connect() {
     this.stopped = false;
+    this.attempt = 0;
     return new Promise((resolve, reject) => {
       this.opened = { resolve, reject };
-      this.open();
+      clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(() => this.giveUp(
+        new ConnectError(4000, `no connection within ${this.connectTimeout} ms`)),
+      this.connectTimeout);
+      this.firstSig();
     });
+  }
+
+  /** No UserSig yet but a way to get one: ask for it before the first open. */
+  async firstSig() {
+    if (this.userId && !this.userSig && this.getUserSig) {
+      try {
+        this.userSig = await this.getUserSig(this.userId);
+      } catch (err) {
+        return this.giveUp(new ConnectError(4001, `getUserSig failed: ${err}`));
+      }
+    }
+    if (this.opened) this.open();
+  }
+
+  /** connect()'s attempt failed: reject it with `err`, close, retry nothing. */
+  giveUp(err) {
+    if (!this.opened) return;
+    const ws = this.ws;
+    this.stopped = true;
+    this.ws = null;
+    clearTimeout(this.timer);
+    this.failPending(err.code);
+    if (ws) ws.close(1000, "connect failed");
+    this.setState("closed", { code: err.code });
+    this.settle(false, err);
   }
 
   /** Close for good: no reconnect. */
   close() {
+    if (this.opened) return this.giveUp(new ConnectError(1000, "closed before it was open"));
     this.stopped = true;
     clearTimeout(this.timer);
     if (this.ws) this.ws.close(1000, "bye");
@@ -130,7 +182,10 @@ export class LivecastClient {
       if (this.userId) {
         const r = await this.request("login", { sdkAppId: this.sdkAppId, userId: this.userId,
                                                 userSig: this.userSig });
-        if (r.code !== 0) return this.settle(false, r);
+        if (r.code !== 0) {
+          if (this.opened) return this.giveUp(new ConnectError(r.code, r.info, r));
+          return undefined;  // a reconnect: the server closes 4001, closed() decides
+        }
       }
       if (this.profile && this.userId) await this.request("setMyProfile", this.profile);
       for (const groupId of [...this.rooms.keys()]) {
@@ -157,6 +212,7 @@ export class LivecastClient {
   settle(ok, reply) {
     const o = this.opened;
     this.opened = null;
+    clearTimeout(this.connectTimer);
     if (o) (ok ? o.resolve() : o.reject(reply));
   }
 
@@ -179,9 +235,12 @@ export class LivecastClient {
     this.failPending(code);
     this.emit("close", { code, reason });
     if (this.stopped) return;
+    if (this.opened) {  // connect()'s attempt: no retry, it rejects
+      this.giveUp(new ConnectError(code, reason || (code === 1006 ? "server unreachable" : "closed")));
+      return;
+    }
     if (NO_RETRY.has(code) || (code === 4001 && !this.getUserSig)) {
       this.setState("closed", { code });
-      this.settle(false, { code, info: reason || "closed" });
       return;
     }
     if (code === 4001) {
@@ -294,6 +353,7 @@ export class LivecastClient {
       this.emit("tip", { groupId, ...tip });
       if (tip.type === "counters") this.emit("counters", { groupId, counters: tip.counters || [] });
       if (tip.type === "groupInfo") this.emit("groupInfo", { groupId, changes: tip.changes || {} });
+      if (tip.type === "online") this.emit("online", { groupId, onlineMemberNum: tip.onlineMemberNum });
       if (tip.type === "destroyed") this.rooms.delete(groupId);
     }
   }

@@ -1,10 +1,10 @@
 """Members of a live room: mute, ban, online count and list, and the refusals.
 
-References are to spec/tencent-reference.md: 2.7 forbid_send_msg (``MuteTime``,
-or the older ``ShutUpTime``) / get_group_muted_account (the older name
-get_group_shutted_uin answers the older ``ShuttedUinList`` shape), 2.8
-get_online_member_num / get_members / check_members, 2.9 ban_group_member /
-unban_group_member / get_group_ban_member, 2.10 the member APIs an
+References are to docs/rest.md: forbid_send_msg (``MuteTime``, or the older
+``ShutUpTime``) / get_group_muted_account (the older name
+get_group_shutted_uin answers the older ``ShuttedUinList`` shape),
+get_online_member_num / get_members / check_members, ban_group_member /
+unban_group_member / get_group_ban_member, and the member APIs an
 AVChatRoom refuses.
 
 An AVChatRoom stores no member list: "members" are the logged-in

@@ -121,7 +121,10 @@ def parse_key_list(keys: object, name: str = "keyList") -> list[str]:
 
 
 def check_totals(values: Mapping[str, str]) -> None:
-    """The whole-store limits of a planned result (10047 / 10048)."""
+    """Every limit of a planned result: each key and value (parsers check them
+    first; checked again so that no caller can store past them), 10047, 10048."""
+    for key, value in values.items():
+        check_value(check_key(key), value)
     if len(values) > MAX_KEYS:
         raise LivecastError(TOO_MANY_KEYS, f"a group holds at most {MAX_KEYS} attributes")
     total = sum(len(k.encode()) + len(v.encode()) for k, v in values.items())

@@ -65,6 +65,7 @@ class Settings:
     shutdown_grace: float = 5.0
     fanout_chunk: int = 2000              # members written per loop iteration in big rooms
     allowed_origins: tuple[str, ...] = ()  # may load livecast.js (and /dev/usersig); () same origin
+    member_attrs: bool = False            # members may write group attributes (compare-and-set)
     # webhooks (docs/webhooks.md)
     callback_fail_closed: bool = False    # before-* callbacks that fail refuse with 80003
     callback_concurrency: int = 64        # callbacks in flight (and pooled connections)
@@ -169,6 +170,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_SHUTDOWN_GRACE", "shutdown_grace", _float(0, 600)),
     ("LIVECAST_FANOUT_CHUNK", "fanout_chunk", _int(1, 10_000_000)),
     ("LIVECAST_ALLOWED_ORIGINS", "allowed_origins", parse_origins),
+    ("LIVECAST_MEMBER_ATTRS", "member_attrs", _bool),
     ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),
     ("LIVECAST_CALLBACK_CONCURRENCY", "callback_concurrency", _int(1, 10000)),
     ("LIVECAST_CALLBACK_QUEUE", "callback_queue", _int(1, 10_000_000)),

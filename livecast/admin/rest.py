@@ -28,7 +28,7 @@ import orjson
 from aiohttp import web
 
 # Handler modules register themselves in the table when imported.
-from livecast.admin import accounts, counters, extension, groups, members, messages
+from livecast.admin import accounts, attrs, counters, extension, groups, members, messages
 from livecast.admin.state import state_of
 from livecast.admin.table import BAD_PARAMETER_OF, COMMANDS, Body, Call
 from livecast.core.usersig import verify
@@ -40,9 +40,10 @@ __all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle", "wrong_method"]
 
 log = logging.getLogger("livecast.admin")
 
-_HANDLER_MODULES = (accounts, counters, extension, groups, members, messages)
+_HANDLER_MODULES = (accounts, attrs, counters, extension, groups, members, messages)
 MAX_BODY = 1 << 20
-GROUP_SERVICES = frozenset({"group_open_http_svc", "group_open_avchatroom_http_svc"})
+GROUP_SERVICES = frozenset({"group_open_http_svc", "group_open_avchatroom_http_svc",
+                            "group_open_attr_http_svc"})
 # Fields some services add to every answer (1.2: profile answers carry ErrorDisplay).
 EXTRA_FIELDS: dict[str, dict[str, Any]] = {"profile": {"ErrorDisplay": ""}}
 

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from livecast.core.group_attrs import GroupAttrs
 from livecast.core.group_fields import (
     APP_DEFINED_KEY_LIMIT,
     APP_DEFINED_MAX_KEYS,
@@ -111,6 +112,7 @@ class Group:
     last_msg_time: float = 0.0
     rate: int | None = None  # per-room overrides; None = server default
     burst: int | None = None
+    attrs: GroupAttrs = field(default_factory=GroupAttrs)  # custom attributes (group_attrs.py)
     _mute_mark: int = field(default=_PURGE_FLOOR, init=False, repr=False, compare=False)
     _ban_mark: int = field(default=_PURGE_FLOOR, init=False, repr=False, compare=False)
 

@@ -44,6 +44,7 @@ from typing import Any, Final
 
 import orjson
 
+from livecast.core.group_attrs import parse_key_list, parse_map
 from livecast.core.group_ids import is_valid_group_id
 from livecast.core.messages import check_size, validate_msg_body
 from livecast.errors import Code, LivecastError
@@ -152,6 +153,20 @@ def _msg_body(name: str, v: object) -> list[dict[str, Any]]:
     return validate_msg_body(v)
 
 
+def _attr_map(name: str, v: object) -> list[tuple[str, str]]:
+    """Group attributes ``{key: value}`` (limits: core/group_attrs.py)."""
+    if not isinstance(v, dict):
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be an object")
+    return parse_map(v, name)
+
+
+def _attr_keys(name: str, v: object) -> list[str]:
+    """Group attribute keys ``[key, ...]``."""
+    if not isinstance(v, list):
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be an array")
+    return parse_key_list(v, name)
+
+
 def _send_size(args: dict[str, Any]) -> None:
     check_size(args["msgBody"], args["cloudCustomData"])
 
@@ -185,6 +200,8 @@ class OpSpec:
 
 
 _GROUP = (Field("groupId", _group_id),)
+_ATTR_SEQ = Field("attrSeq", _int)  # compare-and-set: the attrSeq the member last saw
+_ATTR_WRITE = OpSpec((*_GROUP, Field("groupAttributes", _attr_map), _ATTR_SEQ))
 
 OPS: Mapping[str, OpSpec] = MappingProxyType(
     {
@@ -212,6 +229,12 @@ OPS: Mapping[str, OpSpec] = MappingProxyType(
             )
         ),
         "getMyProfile": OpSpec(),
+        "getGroupAttributes": OpSpec((*_GROUP, Field("keyList", _attr_keys, required=False))),
+        "setGroupAttributes": _ATTR_WRITE,
+        "initGroupAttributes": _ATTR_WRITE,
+        "deleteGroupAttributes": OpSpec(
+            (*_GROUP, Field("keyList", _attr_keys, required=False), _ATTR_SEQ)
+        ),
         "ping": OpSpec(),
     }
 )

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
+from livecast.core.group_attrs import GroupAttrs
 from livecast.core.handshake import MAX_HEAD_BYTES, upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
 from livecast.core.scheduler import parse_priority
@@ -174,6 +175,35 @@ def op_get_profile(node: Node, conn: Connection, req: Request) -> Result:
     return {"nick": conn.nick, "avatar": conn.avatar}
 
 
+def _attrs(attrs: GroupAttrs, keys: list[str] | None = None) -> Result:
+    return {"groupAttributes": attrs.get(keys), "attrSeq": attrs.seq}
+
+
+def op_get_attrs(node: Node, conn: Connection, req: Request) -> Result:
+    room = node.room(req.args["groupId"])
+    if conn not in room.members:
+        raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
+    return _attrs(room.group.attrs, req.args.get("keyList") or None)
+
+
+def op_set_attrs(node: Node, conn: Connection, req: Request) -> Result:
+    pairs = req.args["groupAttributes"]
+    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                          lambda attrs: attrs.modify(pairs)))
+
+
+def op_init_attrs(node: Node, conn: Connection, req: Request) -> Result:
+    pairs = req.args["groupAttributes"]
+    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                          lambda attrs: attrs.replace(pairs)))
+
+
+def op_delete_attrs(node: Node, conn: Connection, req: Request) -> Result:
+    keys = req.args.get("keyList") or None  # absent or empty: every key
+    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                          lambda attrs: attrs.delete(keys)))
+
+
 def op_ping(node: Node, conn: Connection, req: Request) -> Result:
     return {}
 
@@ -187,6 +217,10 @@ OPS: dict[str, Handler] = {
     "getOnlineMemberNum": op_online,
     "setMyProfile": op_set_profile,
     "getMyProfile": op_get_profile,
+    "getGroupAttributes": op_get_attrs,
+    "setGroupAttributes": op_set_attrs,
+    "initGroupAttributes": op_init_attrs,
+    "deleteGroupAttributes": op_delete_attrs,
     "ping": op_ping,
 }
 # with webhooks on, these ask the backend first, off the reader (``_chain``)

@@ -22,6 +22,7 @@ from typing import Any
 
 from livecast.backplane.memory import MemoryBackplane
 from livecast.core.group import Group, new_group_id, wire_time
+from livecast.core.group_attrs import AttrChange, GroupAttrs
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import close_frame, frame
 from livecast.errors import Close, Code, LivecastError
@@ -163,6 +164,34 @@ class Node:
                 kicked.append(user)  # once, however many sessions it had
         self.hooks.kicked(group_id, kicked, operator, client_ip)
 
+    # ----------------------------------------------------------- group attributes
+    def write_attrs(self, group_id: str,
+                    write: Callable[[GroupAttrs], AttrChange | None]) -> GroupAttrs:
+        """An admin's write (REST): applied, and a change pushed to every
+        member as one ``groupAttributes`` tip; returns the attributes after it."""
+        room = self.room(group_id)
+        change = write(room.group.attrs)
+        if change is not None:
+            self.push_tips(room, [change.tip()])
+        return room.group.attrs
+
+    def member_write_attrs(self, conn: Connection, group_id: str, seq: int,
+                           write: Callable[[GroupAttrs], AttrChange | None]) -> GroupAttrs:
+        """A member's write (WebSocket): allowed by ``member_attrs``, from a
+        logged-in member who may speak, at the current ``attrSeq``
+        (compare-and-set, core/group_attrs.py), within the group's budget."""
+        if not self.settings.member_attrs:
+            raise LivecastError(Code.NO_PERMISSION, "group attributes are written by the app "
+                                                    "backend only on this server")
+        room = self.room(group_id)
+        if conn.guest or not conn.logged_in or conn not in room.members:
+            raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
+        now = self.clock()
+        if room.group.can_send(conn.user, now, self.settings.is_admin(conn.user)):
+            raise LivecastError(Code.MUTED, f"{conn.user} is muted in this group")
+        room.group.attrs.member_write(seq, now)
+        return self.write_attrs(group_id, write)
+
     def system_notification(self, group_id: str, content: str) -> None:
         self.push_tips(self.room(group_id), [{"type": "system", "content": content}])
 
@@ -230,7 +259,8 @@ class Node:
             self._want_tips(room)
             self.metrics.members.inc()
         return {"group": room.group.profile(), "counters": room.group.counter_list(),
-                "onlineMemberNum": room.online()}
+                "onlineMemberNum": room.online(),
+                "groupAttributes": room.group.attrs.get(), "attrSeq": room.group.attrs.seq}
 
     def quit(self, conn: Connection, group_id: str, report: bool = True) -> None:
         room = self.rooms.get(group_id)

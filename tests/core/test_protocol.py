@@ -57,6 +57,10 @@ def test_the_op_table_is_the_contract() -> None:
         "setMyProfile",
         "getMyProfile",
         "ping",
+        "getGroupAttributes",
+        "setGroupAttributes",
+        "initGroupAttributes",
+        "deleteGroupAttributes",
     }
 
 

@@ -78,6 +78,7 @@ export class LivecastClient {
     this.connectTimeout = opts.connectTimeout ?? 10000;  // ms for connect()'s one attempt
     this.state = "idle";
     this.rooms = new Map();      // groupId -> last seq seen (0: none yet)
+    this.attrs = new Map();      // groupId -> {groupAttributes, attrSeq} last seen
     this.profile = null;         // {nick, avatar} to restore after a reconnect
     this.ws = null;
     this.attempt = 0;
@@ -95,6 +96,7 @@ export class LivecastClient {
    *  state {state, delay?, code?}, message {groupId, seq, from, nick, ...},
    *  tip {groupId, type, ...}, counters {groupId, counters},
    *  groupInfo {groupId, changes}, gap {groupId, expected, got, missed},
+   *  groupAttributes {groupId, groupAttributes, attrSeq} (after a join and on every change),
    *  rejoin {groupId, reply}, kicked {reason}, close {code, reason},
    *  online {groupId, onlineMemberNum}. */
   on(event, fn) {
@@ -288,11 +290,13 @@ export class LivecastClient {
   async joinNow(groupId) {
     const r = await this.request("join", { groupId });
     if (r.code !== 0) this.rooms.delete(groupId);
+    else if (r.groupAttributes) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq, true);
     return r;
   }
 
   async quit(groupId) {
     this.rooms.delete(groupId);
+    this.attrs.delete(groupId);
     return this.request("quit", { groupId });
   }
 
@@ -311,6 +315,52 @@ export class LivecastClient {
 
   getGroupInfo(groupId) { return this.request("getGroupInfo", { groupId }); }
   getOnlineMemberNum(groupId) { return this.request("getOnlineMemberNum", { groupId }); }
+
+  // ---------------------------------------------------------------- group attributes
+  /** The room's attributes as last seen (join, tips, replies): {key: value}. */
+  groupAttributes(groupId) {
+    return { ...((this.attrs.get(groupId) || {}).groupAttributes || {}) };
+  }
+
+  /** Ask the server; `keyList` empty or absent: every key. Resolves with the
+   *  reply ({code, groupAttributes, attrSeq}). */
+  async getGroupAttributes(groupId, keyList = []) {
+    const r = await this.request("getGroupAttributes", { groupId, keyList });
+    if (r.code === 0 && keyList.length === 0) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq);
+    return r;
+  }
+
+  /** Member writes (when the server allows them): upsert, replace all, delete
+   *  (`keyList` empty: every key). Each carries the attrSeq last seen
+   *  (compare-and-set); 10056 means another write came first: read again, retry. */
+  setGroupAttributes(groupId, groupAttributes, opts = {}) {
+    return this.writeAttrs("setGroupAttributes", groupId, { groupAttributes }, opts);
+  }
+
+  initGroupAttributes(groupId, groupAttributes, opts = {}) {
+    return this.writeAttrs("initGroupAttributes", groupId, { groupAttributes }, opts);
+  }
+
+  deleteGroupAttributes(groupId, keyList = [], opts = {}) {
+    return this.writeAttrs("deleteGroupAttributes", groupId, { keyList }, opts);
+  }
+
+  async writeAttrs(op, groupId, fields, { attrSeq } = {}) {
+    const seq = attrSeq ?? (this.attrs.get(groupId) || {}).attrSeq ?? 0;
+    const r = await this.request(op, { groupId, ...fields, attrSeq: seq });
+    if (r.code === 0) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq);
+    return r;
+  }
+
+  /** Keep the newest attributes seen and announce them: a tip or reply no newer
+   *  than what is known is ignored; a join's always counts (the room may have
+   *  started again on a restarted server). */
+  noteAttrs(groupId, groupAttributes, attrSeq, joined = false) {
+    const last = this.attrs.get(groupId);
+    if (!joined && last && last.attrSeq >= attrSeq) return;
+    this.attrs.set(groupId, { groupAttributes: { ...groupAttributes }, attrSeq });
+    this.emit("groupAttributes", { groupId, groupAttributes: { ...groupAttributes }, attrSeq });
+  }
 
   // ---------------------------------------------------------------- pushes
   receive(data) {
@@ -354,6 +404,9 @@ export class LivecastClient {
       if (tip.type === "counters") this.emit("counters", { groupId, counters: tip.counters || [] });
       if (tip.type === "groupInfo") this.emit("groupInfo", { groupId, changes: tip.changes || {} });
       if (tip.type === "online") this.emit("online", { groupId, onlineMemberNum: tip.onlineMemberNum });
+      if (tip.type === "groupAttributes") {
+        this.noteAttrs(groupId, tip.groupAttributes || {}, tip.attrSeq);
+      }
       if (tip.type === "destroyed") this.rooms.delete(groupId);
     }
   }

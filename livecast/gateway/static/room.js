@@ -1,4 +1,5 @@
-// The demo live room (served at /): join, chat, likes, gifts, online count.
+// The demo live room (served at /): join, chat, likes, gifts, online count,
+// and the pinned message: the group attribute PINNED_KEY, shown while it is set.
 //
 // Every string from the server or another user reaches the page through
 // textContent or an <img> src, never as HTML. Likes are sent the way the like
@@ -15,6 +16,7 @@ const ONLINE_POLL_MS = 5000;
 const MAX_MESSAGES = 200;
 const MAX_HEARTS = 40;
 const LIKE_KEYS = { appDefined: "like_count", counter: "like" };
+const PINNED_KEY = "pinned";  // group attribute (REST modify_group_attr) shown above the chat
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -25,6 +27,7 @@ const ui = {
   sigInput: $("usersig-input"), joinButton: $("join-button"), joinError: $("join-error"),
   composer: $("composer"), sendForm: $("send-form"), message: $("message-input"),
   like: $("like-button"), gift: $("gift-button"),
+  pinned: $("pinned-message"), pinnedText: $("pinned-text"),
 };
 
 const room = {
@@ -247,6 +250,14 @@ function onTip(tip) {
   }
 }
 
+function showPinned({ groupId, groupAttributes }) {
+  if (groupId !== room.groupId) return;
+  const value = groupAttributes ? groupAttributes[PINNED_KEY] : undefined;
+  const pinned = typeof value === "string" && value !== "";
+  ui.pinnedText.textContent = pinned ? value : "";
+  ui.pinned.hidden = !pinned;
+}
+
 function onGap(gap) {
   if (gap.groupId !== room.groupId) return;
   room.missed += gap.missed;
@@ -302,6 +313,7 @@ function makeClient({ userId, userSig, getUserSig }) {
   client.on("message", (m) => { if (m.groupId === room.groupId) showMessage(m); });
   client.on("tip", onTip);
   client.on("gap", onGap);
+  client.on("groupAttributes", showPinned);
   client.on("rejoin", ({ groupId, reply }) => { if (groupId === room.groupId) applyRoom(reply); });
   client.on("kicked", ({ reason }) => showToast(`Disconnected by the server: ${reason}`));
   return client;

@@ -182,7 +182,8 @@ def op_login(node: Node, conn: Connection, req: Request) -> Result:
     if a["sdkAppId"] != s.sdkappid:
         code: int = Code.SIG_SDKAPPID_MISMATCH
     else:
-        code = verify(a["userSig"], s.sdkappid, s.secret_key.value, a["userId"], node.clock())
+        code = verify(a["userSig"], s.sdkappid, s.secret_key.value, a["userId"], node.clock(),
+                      node.kicks.kicked_at(a["userId"]))
     if code:
         conn.send(reply(req.id, int(code), "login failed: UserSig refused"))
         node.close(conn, Close.LOGIN_FAILED, "login failed")

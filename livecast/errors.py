@@ -29,6 +29,7 @@ class Code(IntEnum):
     BAD_COMMAND = 10003
     BAD_PARAMETER = 10004
     TOO_MANY_ACCOUNTS = 10005
+    TOO_MANY_WAITING = 10006  # "operation frequency limit": too many requests waiting
     NO_PERMISSION = 10007
     GROUP_NOT_FOUND = 10010
     JSON_PARSE_GROUP = 10011

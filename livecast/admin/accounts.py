@@ -16,7 +16,9 @@ Decisions (docs/rest.md):
   other ``Tag_Profile_*`` tag is kept in memory and returned by portrait_get;
 - kick closes every connection of the user: a ``kicked`` push with reason
   ``adminKick``, then close 4003 (as for a newer login: the client should not
-  reconnect on its own).
+  reconnect on its own); and it revokes the user's UserSigs issued at or
+  before it (``TLS.time`` <= the kick, whole seconds): a login or REST call
+  with one is refused 70001 (node/kicks.py, core/usersig.py ``revoked``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ def _well_formed(account: str) -> bool:
 async def kick(call: Call, body: Body) -> Body:
     account = user(body, "UserID" if "UserID" in body or "Identifier" not in body else "Identifier")
     node = call.node
+    node.kicks.record_kick(account, node.clock())  # revokes its UserSigs issued until now
     for conn in list(node.sessions.get(account, ())):
         node.close(conn, Close.MULTI_LOGIN, KICK_REASON, kicked=True)
     return {}

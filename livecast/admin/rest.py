@@ -7,7 +7,8 @@ Envelope (docs/rest.md, "Calling the API"): HTTP 200 always, a JSON object with
 Checks, in this order (docs/rest.md, "Order of checks"); the first failing one
 answers:
 1. ``sdkappid`` is this app's                                      -> 60006
-2. ``usersig`` is a valid UserSig of ``identifier`` (core/usersig.py) -> 70xxx
+2. ``usersig`` is a valid UserSig of ``identifier`` (core/usersig.py), not
+   issued at or before a kick of ``identifier``                    -> 70xxx
 3. ``identifier`` is a configured app admin                        -> 60010
 4. ``(service, command)`` is in the table: an unknown command of a group
    service -> 10003, any other unknown path -> 60009
@@ -101,7 +102,7 @@ def _auth(node: Node, query: Any) -> str:
         raise LivecastError(Code.BAD_SDKAPPID, "invalid SDKAppID")
     identifier = str(query.get("identifier", ""))
     code = verify(str(query.get("usersig", "")), s.sdkappid, s.secret_key.value, identifier,
-                  node.clock())
+                  node.clock(), node.kicks.kicked_at(identifier))
     if code:
         raise LivecastError(code, "UserSig verification failed")
     if not s.is_admin(identifier):

@@ -23,6 +23,9 @@ Invariants:
      ``TLS.userbuf`` line when present) differs from ``TLS.sig``, compared
      with ``hmac.compare_digest``                          -> 70009
   6. ``now > TLS.time + TLS.expire``                       -> 70001
+  7. ``revoked(TLS.time, kicked_at)``: issued at or before the user's last
+     kick (``im_open_login_svc/kick``)                      -> 70001, as
+     Tencent's kick makes the earlier UserSigs expire
 - The signature is checked *before* expiry (unlike the order listed in 4.2):
   a forged ticket is always answered 70009 and so reveals nothing about
   whether its claimed time window would have been accepted.
@@ -31,6 +34,10 @@ Invariants:
 - Inflation is bounded (decompression-bomb guard): input over
   ``MAX_SIG_CHARS`` characters or output over ``MAX_JSON_BYTES`` bytes is
   70003 before any JSON parsing.
+- Revocation has the 1-second resolution of ``TLS.time``: a UserSig stamped
+  in the same second as the kick (even minted just after it) is revoked; one
+  stamped in a later second is not.  Refusing the ambiguous second errs on
+  the safe side: a hijacked ticket never outlives the kick.
 - ``mint`` reproduces Tencent's Python library byte for byte: ``json.dumps``
   key order and separators, zlib default level (6), padding kept as ``_``.
 """
@@ -196,8 +203,17 @@ def _parse(doc: dict[str, object]) -> _Ticket | None:
     return _Ticket(identifier, sdkappid, time, expire, sig, buf)
 
 
-def verify(usersig: str, sdkappid: int, key: str, identifier: str, now: float) -> int:
-    """``Code.OK`` (0) if ``usersig`` is valid for this app and user at ``now``.
+def revoked(issued: int, kicked_at: float | None) -> bool:
+    """Whether a UserSig with ``TLS.time`` ``issued`` is revoked by a kick at
+    ``kicked_at`` (unix seconds; None: never kicked).  At or before the kick,
+    whole seconds: ``issued <= kicked_at`` (``issued`` is a whole second)."""
+    return kicked_at is not None and issued <= kicked_at
+
+
+def verify(usersig: str, sdkappid: int, key: str, identifier: str, now: float,
+           kicked_at: float | None = None) -> int:
+    """``Code.OK`` (0) if ``usersig`` is valid for this app and user at ``now``,
+    and not revoked by the user's last kick at ``kicked_at`` (None: none).
 
     Otherwise the Tencent code of section 7.4; see the module docstring for
     the order of checks.
@@ -217,6 +233,6 @@ def verify(usersig: str, sdkappid: int, key: str, identifier: str, now: float) -
     )
     if not hmac.compare_digest(_hmac(key, content), ticket.sig):
         return Code.SIG_BAD_SIGNATURE
-    if now > ticket.time + ticket.expire:
+    if now > ticket.time + ticket.expire or revoked(ticket.time, kicked_at):
         return Code.SIG_EXPIRED
     return Code.OK

@@ -10,6 +10,8 @@ Remote misbehaviour becomes a reply code or a close code:
   can be told) and a violation; ``violation_limit`` of them close with 4009;
 - requests beyond the per-connection rate: reply 10023, and a connection that
   keeps flooding past a second budget is closed with 4029;
+- more than ``MAX_WAITING`` requests waiting for earlier ones (webhooks on,
+  see "Order of requests" below): reply 10006;
 - frames over 64 KiB: close 1009; broken framing: 1002; text that is not
   UTF-8: 1007 (RFC 6455, checked by the frame reader);
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
@@ -22,10 +24,10 @@ Remote misbehaviour becomes a reply code or a close code:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any
 
 from aiohttp import web
@@ -58,33 +60,118 @@ WS_PATH = "/v1/ws"
 HEARTBEAT = 30.0  # seconds of silence before a ping; twice that and the peer is dead
 Result = dict[str, Any] | None
 Handler = Callable[[Node, Connection, Request], Result]
-HookedHandler = Callable[[Node, Connection, Request], Awaitable[Result]]
+HookedHandler = Callable[[Node, Connection, Request, "Turn"], Awaitable[Result]]
 
 
 class Session:
     """Per-connection request accounting (flood and violation budgets), and the
-    chain of requests waiting for the app backend's callbacks."""
+    requests carried out off the reader (``order``, made on first use)."""
 
-    __slots__ = ("chain", "chain_op", "flood", "limiter", "violations", "waiting")
+    __slots__ = ("flood", "limiter", "order", "violations")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.limiter = TokenBucket(rate, burst, now)
         self.violations = 0
         self.flood = 0
-        self.chain: asyncio.Task[None] | None = None
-        self.chain_op = ""  # the op of ``chain``
-        self.waiting = 0
+        self.order: Order | None = None
 
 
-# Ops that may wait for a before-* callback (up to LIVECAST_CALLBACK_TIMEOUT):
-# with webhooks on they run off the reader, in order among themselves, so a
-# slow backend never holds up the connection's other requests (ping, info...).
-# Consecutive sends ask the backend concurrently and still reach the room in
-# order (each waits for its predecessor's turn before ``submit``).
-TURN: contextvars.ContextVar[asyncio.Task[None] | None] = contextvars.ContextVar(
-    "turn", default=None)
-MAX_WAITING = 32  # per connection; past it a request is refused with 10023
+# Order of requests (docs/protocol.md, "Order of requests").  With webhooks on,
+# a join or a send may wait for the business backend's before-* callback (up to
+# LIVECAST_CALLBACK_TIMEOUT): it then runs off the reader, which goes on reading
+# (pings, the flood budget) and never waits, so a slow backend never stalls
+# this connection's reader nor any other connection.  Every request of the
+# connection still takes effect in the order it was sent; by ``Kind``:
+# 1. CHANGE (login, join, quit, setMyProfile, and any op not listed in
+#    ``KINDS``) waits for every earlier request still waiting; every later
+#    request but a FREE one waits for it;
+# 2. SEND waits for the CHANGE before it; consecutive sends are checked
+#    (member, ban, mute) one after the other, ask the before-send callback
+#    concurrently, and reach the room in order (each waits in ``Node.send``
+#    for the send before it);
+# 3. READ waits for the CHANGE before it and the READ before it (replies in
+#    order), not for sends: a send changes nothing a READ answers;
+# 4. FREE (ping) is answered at once.
+# A request with nothing to wait for (and no callback to ask) runs at once, on
+# the reader.  A request refused before it is carried out (malformed, 10023
+# flood, 10006 too many waiting) is answered at once.
+class Kind(Enum):
+    FREE = "free"
+    READ = "read"
+    SEND = "send"
+    CHANGE = "change"
+
+
+KINDS: dict[str, Kind] = {
+    "ping": Kind.FREE,
+    "getGroupInfo": Kind.READ,
+    "getOnlineMemberNum": Kind.READ,
+    "getMyProfile": Kind.READ,
+    "getGroupAttributes": Kind.READ,
+    "send": Kind.SEND,
+}
+MAX_WAITING = 32  # requests off the reader per connection; past it: 10006
 _background: set[asyncio.Task[None]] = set()
+
+
+class Turn:
+    """A request's place among its connection's sends: a send reaches the room
+    after ``prev`` (the send before it, still on its way) and, once it has
+    passed its checks, ``release``s the next send to start its own."""
+
+    __slots__ = ("checked", "prev")
+
+    def __init__(self, prev: asyncio.Future[None] | None,
+                 checked: asyncio.Future[None] | None) -> None:
+        self.prev = prev
+        self.checked = checked
+
+    def release(self) -> None:
+        if self.checked is not None and not self.checked.done():
+            self.checked.set_result(None)
+
+
+class Order:
+    """The requests of one connection waiting off the reader, and the last of
+    each kind that a new request may have to wait for (rule above ``Kind``)."""
+
+    __slots__ = ("checked", "gate", "read", "send", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: dict[asyncio.Task[None], None] = {}  # in arrival order
+        self.gate: asyncio.Task[None] | None = None  # the last CHANGE
+        self.read: asyncio.Task[None] | None = None  # the last READ
+        self.send: asyncio.Task[None] | None = None  # the last SEND after ``gate``
+        self.checked: asyncio.Future[None] | None = None  # ``send`` passed its checks
+
+    def waits_for(self, kind: Kind) -> tuple[list[asyncio.Future[None]], Turn]:
+        """What a new request of ``kind`` waits for before it runs, and its turn."""
+        if kind is Kind.CHANGE:
+            return [t for t in self.waiting if not t.done()], Turn(None, None)
+        if kind is Kind.READ:
+            return _pending(self.gate, self.read), Turn(None, None)
+        if kind is Kind.SEND and self.send is not None and not self.send.done():
+            return _pending(self.checked), Turn(self.send, None)
+        if kind is Kind.SEND:
+            return _pending(self.gate), Turn(None, None)
+        return [], Turn(None, None)
+
+    def add(self, task: asyncio.Task[None], kind: Kind, turn: Turn) -> None:
+        self.waiting[task] = None
+        task.add_done_callback(self._done)
+        if kind is Kind.CHANGE:
+            self.gate, self.send, self.checked = task, None, None
+        elif kind is Kind.READ:
+            self.read = task
+        else:
+            self.send, self.checked = task, turn.checked
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.waiting.pop(task, None)
+
+
+def _pending(*futures: asyncio.Future[None] | None) -> list[asyncio.Future[None]]:
+    return [f for f in futures if f is not None and not f.done()]
 
 
 # ------------------------------------------------------------------ ops
@@ -96,7 +183,8 @@ def op_login(node: Node, conn: Connection, req: Request) -> Result:
     if a["sdkAppId"] != s.sdkappid:
         code: int = Code.SIG_SDKAPPID_MISMATCH
     else:
-        code = verify(a["userSig"], s.sdkappid, s.secret_key.value, a["userId"], node.clock())
+        code = verify(a["userSig"], s.sdkappid, s.secret_key.value, a["userId"], node.clock(),
+                      node.kicks.kicked_at(a["userId"]))
     if code:
         conn.send(reply(req.id, int(code), "login failed: UserSig refused"))
         node.close(conn, Close.LOGIN_FAILED, "login failed")
@@ -109,7 +197,7 @@ def op_join(node: Node, conn: Connection, req: Request) -> Result:
     return node.join(conn, req.args["groupId"])
 
 
-async def op_join_hooked(node: Node, conn: Connection, req: Request) -> Result:
+async def op_join_hooked(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
     return await node.enter(conn, req.args["groupId"])
 
 
@@ -145,8 +233,12 @@ def op_send(node: Node, conn: Connection, req: Request) -> Result:
     return None
 
 
-async def op_send_hooked(node: Node, conn: Connection, req: Request) -> Result:
-    await node.send(req.args["groupId"], _outgoing(node, conn, req), TURN.get())
+async def op_send_hooked(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
+    try:
+        msg = _outgoing(node, conn, req)
+    finally:  # checked, or refused: the next send may start its own checks
+        turn.release()
+    await node.send(req.args["groupId"], msg, turn.prev)
     return None
 
 
@@ -223,7 +315,8 @@ OPS: dict[str, Handler] = {
     "deleteGroupAttributes": op_delete_attrs,
     "ping": op_ping,
 }
-# with webhooks on, these ask the backend first, off the reader (``_chain``)
+# with webhooks on, these ask the backend first, off the reader (``_chain``),
+# where any other op is run by its ``OPS`` handler
 HOOKED_OPS: dict[str, HookedHandler] = {
     "send": op_send_hooked,
     "join": op_join_hooked,
@@ -369,8 +462,11 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
         if parsed.id is not None:
             conn.send(reply(parsed.id, parsed.code, parsed.info))
         return
-    if parsed.op in HOOKED_OPS and node.hooks.enabled:
-        _chain(node, conn, session, parsed)
+    kind = KINDS.get(parsed.op, Kind.CHANGE)
+    order = session.order
+    after, turn = order.waits_for(kind) if order is not None else ([], Turn(None, None))
+    if after or (parsed.op in HOOKED_OPS and node.hooks.enabled):
+        _chain(node, conn, session, parsed, kind, after, turn)
         return
     try:
         result = OPS[parsed.op](node, conn, parsed)
@@ -380,39 +476,47 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
     _answer(conn, parsed, result)
 
 
-def _chain(node: Node, conn: Connection, session: Session, req: Request) -> None:
-    """Run ``req`` after the connection's earlier callback ops, off the reader."""
-    if session.waiting >= MAX_WAITING:
+def _chain(node: Node, conn: Connection, session: Session, req: Request, kind: Kind,
+           after: list[asyncio.Future[None]], turn: Turn) -> None:
+    """Run ``req`` off the reader once ``after`` is done (rule above ``Kind``)."""
+    order = session.order
+    if order is None:
+        order = session.order = Order()
+    if len(order.waiting) >= MAX_WAITING:
         if req.id is not None:
-            conn.send(reply(req.id, Code.FREQ_LIMIT, "too many requests waiting for the "
-                                                      "app backend's callbacks"))
+            conn.send(reply(req.id, Code.TOO_MANY_WAITING,
+                            f"too many requests waiting on this connection (at most "
+                            f"{MAX_WAITING}): wait for their replies"))
         return
-    session.waiting += 1
-    pipelined = req.op == "send" and session.chain_op == "send"
-    task = asyncio.create_task(_after(session.chain, pipelined, node, conn, session, req))
-    session.chain, session.chain_op = task, req.op
+    if kind is Kind.SEND:
+        turn.checked = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(_after(after, turn, node, conn, req))
+    order.add(task, kind, turn)
     _background.add(task)
     task.add_done_callback(_background.discard)
 
 
-async def _after(prev: asyncio.Task[None] | None, pipelined: bool, node: Node,
-                 conn: Connection, session: Session, req: Request) -> None:
-    """A send after a send starts at once and waits for its turn inside
-    ``Node.send``; anything else waits for the previous op to end first."""
+async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn: Connection,
+                 req: Request) -> None:
+    """Wait for ``after``, then carry ``req`` out and answer it; nothing is
+    carried out once the connection is closing."""
     try:
-        if prev is not None and not prev.done():
-            if pipelined:
-                TURN.set(prev)
-            else:
-                await asyncio.wait([prev])
+        if after:
+            await asyncio.wait(after)
+        if conn.closing:
+            return
         try:
-            result = await HOOKED_OPS[req.op](node, conn, req)
+            hooked = HOOKED_OPS.get(req.op) if node.hooks.enabled else None
+            if hooked is not None:
+                result = await hooked(node, conn, req, turn)
+            else:
+                result = OPS[req.op](node, conn, req)
         except Exception as exc:
             _failed(node, conn, req, exc)
             return
         _answer(conn, req, result)
     finally:
-        session.waiting -= 1
+        turn.release()
 
 
 def _answer(conn: Connection, req: Request, result: Result) -> None:

@@ -29,6 +29,7 @@ from livecast.errors import Close, Code, LivecastError
 from livecast.node.connection import Connection
 from livecast.node.fanout import FanJob, fanout
 from livecast.node.hooks import Hooks
+from livecast.node.kicks import KickTimes, MemoryKickTimes
 from livecast.node.metrics import Metrics
 from livecast.node.room import LiveRoom, Outgoing
 from livecast.settings import Settings
@@ -42,8 +43,10 @@ KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "banned": Close.BANNED,
 
 class Node:
     def __init__(self, settings: Settings, metrics: Metrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 kicks: KickTimes | None = None) -> None:
         self.settings = settings
+        self.kicks: KickTimes = kicks or MemoryKickTimes()  # UserSig revocation
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.rooms: dict[str, LiveRoom] = {}

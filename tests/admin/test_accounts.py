@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from livecast.client import text
-from tests.admin.conftest import fails, ok, rest
-from tests.conftest import Live, LiveFactory
+import TLSSigAPIv2
+
+from livecast.client import Client, text
+from livecast.core.usersig import decode, mint
+from livecast.errors import Close, Code
+from livecast.node.hub import Node
+from livecast.node.kicks import MemoryKickTimes
+from tests.admin.conftest import ManualClock, fails, ok, rest
+from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, base_settings, start_live
 
 LOGIN = "im_open_login_svc"
 NICK = "Tag_Profile_IM_Nick"
@@ -76,10 +82,97 @@ async def test_kick_closes_every_connection_of_the_user(live_factory: LiveFactor
         assert await conn.wait_closed() == 4003
     assert (await bob.ping())["code"] == 0
     ok(await rest(live, LOGIN, "kick", {"UserID": "nobody-online"}))
-    again = await live.client("alice", join=gid)  # a kicked user may log in again
-    assert (await again.ping())["code"] == 0
     for body in ({}, {"UserID": ""}, {"UserID": ["alice"]}):
         fails(await rest(live, LOGIN, "kick", body), 70402)
+
+
+async def login(live: Live, user: str, usersig: str) -> tuple[Client, dict[str, Any]]:
+    c = Client(live.ws_url)
+    await c.connect()
+    live.clients.append(c)
+    return c, await c.login(SDKAPPID, user, usersig)
+
+
+async def refused(live: Live, user: str, usersig: str) -> None:
+    """A login with ``usersig`` is answered 70001 and closed 4001."""
+    c, r = await login(live, user, usersig)
+    assert (r["code"], r["info"]) == (Code.SIG_EXPIRED, "login failed: UserSig refused"), r
+    assert await c.wait_closed() == Close.LOGIN_FAILED
+
+
+def issued(usersig: str) -> int:
+    doc = decode(usersig)
+    assert doc is not None and isinstance(doc["TLS.time"], int)
+    return doc["TLS.time"]
+
+
+async def test_a_kick_revokes_the_usersigs_issued_until_its_second(
+        clocked: Live, clock: ManualClock) -> None:
+    live, t = clocked, clock.now  # a whole second
+    gid = live.room("r1")
+    old = mint(SDKAPPID, KEY, "alice", t, 3600)
+    alice, r = await login(live, "alice", old)
+    assert r["code"] == 0
+    clock.advance(0.5)
+    ok(await rest(live, LOGIN, "kick", {"UserID": "alice"}))
+    assert await alice.wait_closed() == Close.MULTI_LOGIN
+    await refused(live, "alice", old)
+    await refused(live, "alice", mint(SDKAPPID, KEY, "alice", t + 0.9, 3600))  # the same second
+    clock.advance(0.5)
+    again, r = await login(live, "alice", mint(SDKAPPID, KEY, "alice", t + 1, 3600))
+    assert r["code"] == 0
+    assert (await again.join(gid))["code"] == 0
+    assert (await again.send(gid, text("back")))["msgSeq"] == 1
+    _, r = await login(live, "bob", mint(SDKAPPID, KEY, "bob", t, 3600))  # others: unaffected
+    assert r["code"] == 0
+
+
+async def test_a_kick_revokes_usersigs_of_tencents_library(
+        clocked: Live, clock: ManualClock) -> None:
+    live = clocked
+    usersig = TLSSigAPIv2.TLSSigAPIv2(SDKAPPID, KEY).gen_sig("alice", 3600)
+    t = issued(usersig)
+    clock.now = t - 0.5  # a kick before the sig was issued leaves it valid
+    ok(await rest(live, LOGIN, "kick", {"UserID": "alice"}))
+    alice, r = await login(live, "alice", usersig)
+    assert r["code"] == 0
+    clock.now = float(t)  # a kick at the sig's very second revokes it
+    ok(await rest(live, LOGIN, "kick", {"UserID": "alice"}))
+    assert await alice.wait_closed() == Close.MULTI_LOGIN
+    await refused(live, "alice", usersig)
+
+
+async def test_a_kick_revokes_an_admins_rest_usersigs(clocked: Live, clock: ManualClock) -> None:
+    live = clocked
+    admin = TLSSigAPIv2.TLSSigAPIv2(SDKAPPID, KEY).gen_sig("administrator", 3600)
+    t = issued(admin)
+    clock.now = t + 0.5
+    ok(await rest(live, LOGIN, "kick", {"UserID": "administrator"}, usersig=admin))
+    r = fails(await rest(live, LOGIN, "account_import", {"UserID": "u"}, usersig=admin),
+              Code.SIG_EXPIRED)
+    assert r["ErrorInfo"] == "UserSig verification failed"
+    fresh = mint(SDKAPPID, KEY, "administrator", t + 1, 3600)
+    ok(await rest(live, LOGIN, "account_import", {"UserID": "u"}, usersig=fresh))
+
+
+async def test_kick_times_kept_by_the_node_outlive_its_server(clock: ManualClock) -> None:
+    """The node's kick times are its own state: handed to the next server, as
+    durable state would be on a restart, they still revoke."""
+    kicks = MemoryKickTimes()
+    t = clock.now
+    old = mint(SDKAPPID, KEY, "alice", t, 3600)
+    for _ in range(2):
+        live = await start_live(base_settings(), Node(base_settings(), clock=clock, kicks=kicks))
+        try:
+            if kicks.kicked_at("alice") is None:
+                clock.advance(0.5)
+                ok(await rest(live, LOGIN, "kick", {"UserID": "alice"}))
+            assert kicks.kicked_at("alice") == t + 0.5
+            await refused(live, "alice", old)
+        finally:
+            for c in live.clients:
+                await c.close()
+            await live.server.close()
 
 
 # ------------------------------------------------------------ portrait

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 import zlib
 
@@ -11,7 +12,7 @@ import TLSSigAPIv2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livecast.core.usersig import DEFAULT_EXPIRE, decode, mint, verify
+from livecast.core.usersig import DEFAULT_EXPIRE, decode, mint, revoked, verify
 from livecast.errors import Code
 
 APP = 1400000000
@@ -273,3 +274,44 @@ def test_mint_then_verify_round_trips(
     assert verify(sig, APP, KEY, identifier, now + expire + 1) == Code.SIG_EXPIRED
     assert verify(sig, APP, KEY, identifier + "x", now) == Code.SIG_USER_MISMATCH
     assert verify(sig, APP, KEY + "x", identifier, now) == Code.SIG_BAD_SIGNATURE
+
+
+# --- revocation by a kick (im_open_login_svc/kick) ----------------------------
+
+
+def test_a_kick_revokes_the_sigs_stamped_in_its_second_or_before() -> None:
+    old, same_second, later = (mint(APP, KEY, USER, T0 + d, 3600) for d in (-5, 0.9, 1))
+    kick = T0 + 0.5
+    now = T0 + 10
+    assert verify(old, APP, KEY, USER, now, kick) == Code.SIG_EXPIRED
+    assert verify(same_second, APP, KEY, USER, now, kick) == Code.SIG_EXPIRED  # minted after it
+    assert verify(later, APP, KEY, USER, now, kick) == Code.OK
+    assert verify(old, APP, KEY, USER, now, None) == Code.OK  # never kicked
+    assert verify(old, APP, KEY, USER, now, T0 - 6) == Code.OK  # kicked before it was issued
+    assert verify(old, APP, KEY, USER, now, T0 - 5) == Code.SIG_EXPIRED  # at the very second
+
+
+def test_a_forged_sig_is_refused_as_forged_even_when_revoked() -> None:
+    forged = mint(APP, KEY[::-1], USER, T0, 3600)
+    assert verify(forged, APP, KEY, USER, T0 + 1, T0 + 1) == Code.SIG_BAD_SIGNATURE
+
+
+def test_tencent_library_sig_is_revoked_by_a_kick_in_or_after_its_second() -> None:
+    sig = TLSSigAPIv2.TLSSigAPIv2(APP, KEY).gen_sig(USER, 3600)
+    doc = decode(sig)
+    assert doc is not None
+    issued = doc["TLS.time"]
+    assert isinstance(issued, int)
+    now = issued + 1
+    assert verify(sig, APP, KEY, USER, now, issued - 0.001) == Code.OK
+    assert verify(sig, APP, KEY, USER, now, issued) == Code.SIG_EXPIRED
+    assert verify(sig, APP, KEY, USER, now, issued + 0.999) == Code.SIG_EXPIRED
+
+
+@given(issued=st.integers(0, 2**40), kicked=st.none() | st.floats(0, 2**41))
+def test_revoked_is_issued_at_or_before_the_kick(issued: int, kicked: float | None) -> None:
+    """Revoked iff stamped in the kick's whole second or before it."""
+    assert revoked(issued, kicked) == (kicked is not None and issued <= math.floor(kicked))
+    sig = mint(APP, KEY, USER, issued, 2**41)
+    expected = Code.SIG_EXPIRED if revoked(issued, kicked) else Code.OK
+    assert verify(sig, APP, KEY, USER, issued, kicked) == expected

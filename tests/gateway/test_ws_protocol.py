@@ -516,3 +516,24 @@ async def test_refused_sends_are_counted_by_code(live: Live) -> None:
     sample = live.node.metrics.registry.get_sample_value
     assert sample("livecast_messages_rejected_total", {"code": "10007"}) == 1
     assert sample("livecast_messages_rejected_total", {"code": "10017"}) == 1
+
+
+async def test_pipelined_requests_take_effect_in_order_without_webhooks(live: Live) -> None:
+    """join, 3 sends, a read, quit, a read, sent at once: carried out in order."""
+    gid = live.room("r1")
+    alice = await live.client("alice")
+    frames: list[dict[str, Any]] = [{"op": "join", "id": "join", "groupId": gid}]
+    frames += [{"op": "send", "id": f"send{i}", "groupId": gid, "msgBody": text(str(i)),
+                "random": i} for i in range(3)]
+    frames += [{"op": "getOnlineMemberNum", "id": "in", "groupId": gid},
+               {"op": "quit", "id": "quit", "groupId": gid},
+               {"op": "getOnlineMemberNum", "id": "out", "groupId": gid}]
+    for f in frames:
+        await alice.send_frame(f)
+    got: dict[str, dict[str, Any]] = {}
+    while len(got) < len(frames):
+        push = await alice.next_push("reply")
+        got[push["id"]] = push
+    assert all(r["code"] == 0 for r in got.values()), got
+    assert [got[f"send{i}"]["msgSeq"] for i in range(3)] == [1, 2, 3]
+    assert (got["in"]["onlineMemberNum"], got["out"]["onlineMemberNum"]) == (1, 0)

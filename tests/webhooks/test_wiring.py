@@ -20,16 +20,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from livecast.client import Client, text
 from livecast.core import callbacks as cb
 from livecast.core.signing import tencent_sign_ok
 from livecast.errors import Close, Code
+from livecast.gateway.ws import MAX_WAITING
 from livecast.settings import Secret
-from tests.conftest import SDKAPPID, Live, LiveFactory
-from tests.webhooks.conftest import Backend, Replier, Seen, code, status
+from tests.conftest import SDKAPPID, Live, LiveFactory, sig
+from tests.webhooks.conftest import Backend, Replier, Seen, code, serve_callbacks, status
 
 TOKEN = "wiring-token"
 GID = "live-1"
@@ -767,3 +770,166 @@ async def test_sends_waiting_for_the_backend_hold_up_nothing_and_keep_their_orde
     assert not first.done() and not second.done()  # ...which still waits its turn
     gate71.set()
     assert [(await first)["msgSeq"], (await second)["msgSeq"]] == [1, 2]
+
+
+# ------------------------------------------- 7. the order of a connection's requests
+class HeldJoins:
+    """The business backend with every before-join of ``user`` held until
+    ``release`` is set: a real aiohttp app on loopback in front of ``business``."""
+
+    def __init__(self, business: Backend, user: str) -> None:
+        self.business, self.user = business, user
+        self.arrived, self.release = asyncio.Event(), asyncio.Event()
+        self.server: Any = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("CallbackCommand") == cb.BEFORE_JOIN:
+            body = await request.json()
+            if body["Requestor_Account"] == self.user:
+                self.arrived.set()
+                await self.release.wait()
+        return await self.business.handle(request)
+
+    async def __aenter__(self) -> HeldJoins:
+        self.server = await serve_callbacks(self.handle)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        await self.server.close()
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/im/callback"))
+
+
+async def raw_member(live: Live, user: str) -> aiohttp.ClientWebSocketResponse:
+    """A logged-in connection of aiohttp's own client, pongs left to the test."""
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(live.ws_url, autoping=False)
+    live.clients.append(Closer(http, ws))  # type: ignore[arg-type]
+    await ws.send_json({"op": "login", "id": "login", "sdkAppId": SDKAPPID, "userId": user,
+                        "userSig": sig(user)})
+    assert (await ws.receive_json(timeout=10))["code"] == 0
+    return ws
+
+
+class Closer:
+    """Closes a raw connection and its session with the test's other clients."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http, self.ws = http, ws
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.http.close()
+
+
+async def frames(ws: aiohttp.ClientWebSocketResponse, n: int) -> list[Any]:
+    """The next ``n`` messages: a parsed text frame, or the string "pong"."""
+    got: list[Any] = []
+    while len(got) < n:
+        msg = await ws.receive(timeout=10)
+        if msg.type is aiohttp.WSMsgType.PONG:
+            got.append("pong")
+        else:
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            got.append(orjson.loads(msg.data))
+    return got
+
+
+async def replies(ws: aiohttp.ClientWebSocketResponse, ids: set[Any]) -> list[dict[str, Any]]:
+    """The replies, in arrival order, until one has come for each of ``ids``
+    (pushes are skipped)."""
+    got: list[dict[str, Any]] = []
+    while {r["id"] for r in got} != ids:
+        [f] = await frames(ws, 1)
+        if f != "pong" and f["op"] == "reply":
+            assert f["id"] in ids and f["id"] not in {r["id"] for r in got}, f
+            got.append(f)
+    return got
+
+
+def send_frame(rid: str, words: str, random: int) -> dict[str, Any]:
+    return {"op": "send", "id": rid, "groupId": GID, "msgBody": text(words),
+            "random": random}
+
+
+async def test_a_join_waiting_for_its_callback_holds_the_requests_after_it_not_the_reader(
+        start: Start, business: Backend) -> None:
+    """join + 3 sends + a read, pipelined: all succeed, in order, while the
+    before-join is held; pings and the flood budget are served meanwhile."""
+    async with HeldJoins(business, "alice") as held:
+        live = await start(callback_url=held.url, callback_timeout=30.0, req_burst=8,
+                           req_rate=0.001)
+        live.room(GID)
+        bob = await live.client("bob", join=GID)
+        alice = await raw_member(live, "alice")  # 1 token of 8
+        await alice.send_json({"op": "join", "id": "join", "groupId": GID})
+        await held.arrived.wait()
+        for i, words in enumerate(("one", "two", "three")):
+            await alice.send_json(send_frame(f"send{i}", words, 81 + i))
+        await alice.send_json({"op": "getOnlineMemberNum", "id": "online", "groupId": GID})
+        await alice.ping(b"still there")  # token 7: answered by the reader at once
+        await alice.send_json({"op": "ping", "id": "ping"})  # token 8
+        await alice.send_json({"op": "ping", "id": "flood"})  # no token left
+        early = await frames(alice, 3)
+        assert early == ["pong", {"op": "reply", "id": "ping", "code": 0, "info": ""},
+                         {"op": "reply", "id": "flood", "code": Code.FREQ_LIMIT,
+                          "info": "too many requests: slow down"}]
+        assert live.node.rooms[GID].online() == 1  # alice is not in yet
+        held.release.set()
+        late = await replies(alice, {"join", "send0", "send1", "send2", "online"})
+    by_id = {f["id"]: f for f in late}
+    assert late[0]["id"] == "join"  # all waited for the join
+    assert by_id["join"]["code"] == 0
+    assert by_id["online"]["onlineMemberNum"] == 2
+    assert [(by_id[f"send{i}"]["code"], by_id[f"send{i}"]["msgSeq"]) for i in range(3)] == [
+        (0, 1), (0, 2), (0, 3)]
+    assert [m["msgBody"][0]["MsgContent"]["Text"] for m in await received(bob, 3)] == [
+        "one", "two", "three"]
+    sent = await business.wait_count(cb.BEFORE_SEND, 3)
+    assert [s.body["Random"] for s in sent] == [81, 82, 83]
+
+
+async def test_a_connection_past_max_waiting_requests_gets_10006_not_10023(
+        start: Start, business: Backend) -> None:
+    async with HeldJoins(business, "alice") as held:
+        live = await start(callback_url=held.url, callback_timeout=30.0)
+        live.room(GID)
+        alice = await raw_member(live, "alice")
+        await alice.send_json({"op": "join", "id": "join", "groupId": GID})
+        await held.arrived.wait()
+        for i in range(MAX_WAITING):  # the join and 31 reads wait; the 32nd read is refused
+            await alice.send_json({"op": "getOnlineMemberNum", "id": i, "groupId": GID})
+        [refused] = await frames(alice, 1)
+        assert refused == {"op": "reply", "id": MAX_WAITING - 1, "code": Code.TOO_MANY_WAITING,
+                           "info": f"too many requests waiting on this connection (at most "
+                                   f"{MAX_WAITING}): wait for their replies"}
+        assert Code.TOO_MANY_WAITING == 10006
+        held.release.set()
+        late = await replies(alice, {"join", *range(MAX_WAITING - 1)})
+    assert [f["id"] for f in late] == ["join", *range(MAX_WAITING - 1)]
+    assert all(f["code"] == 0 for f in late)
+    assert {f["onlineMemberNum"] for f in late[1:]} == {1}
+
+
+async def test_a_quit_after_a_held_join_takes_effect_after_it(
+        start: Start, business: Backend) -> None:
+    """join, quit, join again, pipelined: the room sees them in that order."""
+    async with HeldJoins(business, "alice") as held:
+        live = await start(callback_url=held.url, callback_timeout=30.0)
+        live.room(GID)
+        alice = await raw_member(live, "alice")
+        await alice.send_json({"op": "join", "id": "join", "groupId": GID})
+        await held.arrived.wait()
+        await alice.send_json({"op": "quit", "id": "quit", "groupId": GID})
+        await alice.send_json({"op": "setMyProfile", "id": "nick", "nick": "Al"})
+        await alice.send_json({"op": "getMyProfile", "id": "profile"})
+        await alice.send_json({"op": "getOnlineMemberNum", "id": "online", "groupId": GID})
+        held.release.set()
+        late = await replies(alice, {"join", "quit", "nick", "profile", "online"})
+    assert [(f["id"], f["code"]) for f in late] == [
+        ("join", 0), ("quit", 0), ("nick", 0), ("profile", 0), ("online", 0)]
+    assert late[3]["nick"] == "Al"
+    assert late[4]["onlineMemberNum"] == 0

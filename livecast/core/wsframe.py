@@ -83,7 +83,8 @@ class Reader:
 
     ``feed`` takes bytes as they arrive and returns the complete messages and
     control frames they finish, as ``(opcode, payload)``: fragments are joined,
-    payloads unmasked, text checked to be UTF-8, a close frame's payload
+    payloads unmasked, text checked to be UTF-8 (fragment by fragment, so an
+    invalid message fails before its last fragment), a close frame's payload
     checked.  A violation raises ``WsError`` with the close code to fail the
     connection with: 1002 protocol error (a 64-bit length with its most
     significant bit set among them, section 5.2), 1007 invalid UTF-8, 1009 a
@@ -195,16 +196,32 @@ class Reader:
                 raise WsError(1009, "message too large")
             if len(self.parts) - 1 > MAX_FRAGMENTS:  # [0] is the opcode
                 raise WsError(1008, f"a message in more than {MAX_FRAGMENTS} frames")
+            first = self.parts[0]
+            if first[0] == OP_TEXT:  # checked fragment by fragment: fails fast
+                self.parts[0] = first[:1] + _utf8_head(first[1:] + payload, fin)
             if not fin:
                 return None
-            opcode, payload = self.parts[0][0], b"".join(self.parts[1:])
+            opcode, payload = first[0], b"".join(self.parts[1:])
             self.parts, self.size = None, 0
-        elif not fin:
-            self.parts, self.size = [bytes([opcode]), payload], len(payload)
+            return opcode, payload
+        carry = _utf8_head(payload, fin) if opcode == OP_TEXT else b""
+        if not fin:
+            self.parts, self.size = [bytes([opcode]) + carry, payload], len(payload)
             return None
-        if opcode == OP_TEXT:
-            _utf8(payload)
         return opcode, payload
+
+
+def _utf8_head(data: bytes, fin: int) -> bytes:
+    """Check that ``data`` is valid UTF-8, or (``fin`` false) the start of
+    valid UTF-8; the incomplete character it ends with (at most 3 bytes),
+    carried to the next fragment in ``Reader.parts[0]`` after the opcode."""
+    try:
+        data.decode()
+        return b""
+    except UnicodeDecodeError as err:
+        if fin or err.reason != "unexpected end of data" or err.end != len(data):
+            raise WsError(1007, "text is not valid UTF-8") from None
+        return data[err.start:]
 
 
 def _utf8(data: bytes) -> str:

@@ -311,11 +311,33 @@ def test_binary_is_not_checked_for_utf8() -> None:
     assert feed_all(client_frame(b"\xff\xc3", OP_BINARY)) == [(OP_BINARY, b"\xff\xc3")]
 
 
-@pytest.mark.parametrize("pieces", [[b"ok", b"\xff"], [b"\xe2\x82", b""], [b"\xff", b"ok"]],
-                         ids=["bad-last", "never-completed", "bad-first"])
+@pytest.mark.parametrize("pieces", [[b"ok", b"\xff"], [b"\xe2\x82", b""]],
+                         ids=["bad-last", "never-completed"])
 def test_a_fragmented_invalid_text_fails_1007_on_its_last_fragment(pieces: list[bytes]) -> None:
     first, last = pieces
     assert error_of(client_frame(first, fin=False), client_frame(last, OP_CONT)).code == 1007
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"\xff"], [b"ok", b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"],
+    [b"\xe2", b"\x82", b"\x28"], [b"\xf4\x90"]],
+    ids=["bad-first", "surrogate-in-second", "broken-across-three", "over-u10ffff"])
+def test_a_fragmented_text_fails_1007_on_the_first_fragment_that_cannot_be_utf8(
+        pieces: list[bytes]) -> None:
+    """Autobahn 6.4: fail fast, before the message is complete."""
+    frames = [client_frame(p, OP_TEXT if i == 0 else OP_CONT, fin=False)
+              for i, p in enumerate(pieces)]
+    assert error_of(*frames).code == 1007
+
+
+@given(st.text(min_size=1, max_size=20), st.data())
+def test_a_text_cut_anywhere_into_fragments_is_accepted(text: str, data: st.DataObject) -> None:
+    raw = text.encode()
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=5)))
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    frames = [client_frame(p, OP_TEXT if i == 0 else OP_CONT, fin=i == len(pieces) - 1)
+              for i, p in enumerate(pieces)]
+    assert feed_all(*frames) == [(OP_TEXT, raw)]
 
 
 @pytest.mark.parametrize("text", ["é", "€", "😀", "a€😀b"])

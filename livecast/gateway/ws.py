@@ -470,7 +470,11 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
 
 
 class _TakenOver(web.StreamResponse):
-    """What aiohttp gets back for a connection taken over: nothing to write."""
+    """What aiohttp gets back for a connection taken over: nothing to write
+    (the status is for access logs)."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101, reason="Switching Protocols")
 
     async def prepare(self, request: web.BaseRequest) -> None:
         return None

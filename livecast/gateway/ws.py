@@ -11,7 +11,9 @@ Remote misbehaviour becomes a reply code or a close code:
 - requests beyond the per-connection rate: reply 10023, and a connection that
   keeps flooding past a second budget is closed with 4029;
 - frames over 64 KiB: close 1009; broken framing: 1002; text that is not
-  UTF-8: 1007 (RFC 6455, checked by the frame reader);
+  UTF-8: 1007 (RFC 6455, checked by the frame reader); the socket is closed
+  as soon as the peer answers the close (a ``Drain`` finds it), at once when
+  the framing is lost;
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
   answered: the connection is shed (4008), as fan-out does;
 - no login (or guest join) within ``login_timeout``: close 4002;

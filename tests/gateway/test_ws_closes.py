@@ -304,12 +304,14 @@ async def test_after_a_protocol_error_the_peers_close_ends_the_tcp_connection(
         live_factory: LiveFactory, bad: bytes, code: int) -> None:
     live = await live_factory(shutdown_grace=30.0)
     raw = await RawWs.connect(live)
-    await raw.loop.sock_sendall(raw.sock, bad)
-    assert await raw.close_code() == code
-    await raw.send_frame(OP_CLOSE, struct.pack("!H", code))
-    with pytest.raises(EOFError):
-        await raw.recv_frame()
-    raw.close()
+    try:
+        await raw.loop.sock_sendall(raw.sock, bad)
+        assert await raw.close_code() == code
+        await raw.send_frame(OP_CLOSE, struct.pack("!H", code))
+        with pytest.raises(EOFError):
+            await raw.recv_frame()
+    finally:
+        raw.close()
     assert await metric(live, "livecast_connections_closed_total", code=str(code)) == 1
 
 
@@ -319,12 +321,14 @@ async def test_when_the_framing_is_lost_the_tcp_connection_ends_at_once(
     raw = await RawWs.connect(live)
     ping = encode_client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 1}))
     lost = struct.pack("!BBQ", 0x82, 0x80 | 127, 2**63) + os.urandom(4) + b"garbage"
-    await raw.loop.sock_sendall(raw.sock, ping + lost)  # one packet
-    assert await raw.recv_json() == {"op": "reply", "id": 1, "code": 0, "info": ""}
-    assert await raw.close_code() == 1002
-    with pytest.raises(EOFError):  # no Close of ours needed: nothing can be read any more
-        await raw.recv_frame()
-    raw.close()
+    try:
+        await raw.loop.sock_sendall(raw.sock, ping + lost)  # one packet
+        assert await raw.recv_json() == {"op": "reply", "id": 1, "code": 0, "info": ""}
+        assert await raw.close_code() == 1002
+        with pytest.raises(EOFError):  # no Close of ours needed: nothing can be read any more
+            await raw.recv_frame()
+    finally:
+        raw.close()
 
 
 # ------------------------------------------------------------------ 4029

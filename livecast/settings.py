@@ -55,6 +55,7 @@ class Settings:
     max_wait: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
     multi_login: bool = False
     login_timeout: float = 10.0
+    handshake_timeout: float = 10.0       # seconds a new connection has to send its request head
     outbox_soft_bytes: int = 256 * 1024   # past this a member stops getting Low/Lowest
     outbox_hard_bytes: int = 2 * 1024 * 1024  # past this a member is shed (4008)
     tip_interval: float = 1.0
@@ -163,6 +164,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_MAX_WAIT_MS", "max_wait", _max_wait),
     ("LIVECAST_MULTI_LOGIN", "multi_login", _bool),
     ("LIVECAST_LOGIN_TIMEOUT", "login_timeout", _float(0.1, 600)),
+    ("LIVECAST_HANDSHAKE_TIMEOUT", "handshake_timeout", _float(0.05, 600)),
     ("LIVECAST_OUTBOX_SOFT_KB", "outbox_soft_bytes", lambda v: _int(1, 1 << 20)(v) * 1024),
     ("LIVECAST_OUTBOX_HARD_KB", "outbox_hard_bytes", lambda v: _int(1, 1 << 22)(v) * 1024),
     ("LIVECAST_REQ_RATE", "req_rate", _float(0.1, 100000)),

@@ -10,10 +10,13 @@ Invariants:
 * ``parse_head`` never raises: bytes that are not a well-formed HTTP/1.x
   request head give None.
 * ``upgrade_error`` returns None exactly when RFC 6455 requires the server to
-  accept: GET over HTTP/1.1, ``Upgrade: websocket``, ``Connection`` with the
-  ``upgrade`` token, ``Sec-WebSocket-Version: 13`` and a key that is the
+  accept: GET over HTTP/1.1 with one ``Host`` (RFC 9112 section 3.2: 400
+  without it or with two), ``Upgrade: websocket``, ``Connection`` with the
+  ``upgrade`` token, ``Sec-WebSocket-Version: 13`` and one key that is the
   base64 of 16 bytes. Header names are matched without regard to case, and
-  the ``Upgrade``/``Connection`` tokens likewise.
+  the ``Upgrade``/``Connection`` tokens likewise.  Repeated headers are seen
+  joined by ", " (as ``parse_head`` and ``joined`` give them); no valid Host
+  or key contains a comma, so a comma there means the header came twice.
 * No extension and no subprotocol is ever negotiated: the 101 carries neither
   header, so clients speak plain RFC 6455 frames.
 """
@@ -24,7 +27,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -56,7 +59,7 @@ def parse_head(raw: bytes) -> Head | None:
     if (len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not _TARGET.fullmatch(parts[1])
             or parts[2] not in ("HTTP/1.0", "HTTP/1.1")):
         return None
-    headers: dict[str, str] = {}
+    items: list[tuple[str, str]] = []
     for line in lines[1:]:
         if not line:
             continue
@@ -64,9 +67,18 @@ def parse_head(raw: bytes) -> Head | None:
         value = value.strip(" \t")
         if not sep or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
             return None
+        items.append((name, value))
+    return Head(parts[0], parts[1], parts[2], joined(items))
+
+
+def joined(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as ``parse_head`` sees them: names lower-cased, repeats joined
+    by ", " (for a multi-dict such as aiohttp's, pass its ``items()``)."""
+    headers: dict[str, str] = {}
+    for name, value in items:
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return Head(parts[0], parts[1], parts[2], headers)
+    return headers
 
 
 def _tokens(value: str | None) -> set[str]:
@@ -81,12 +93,18 @@ def upgrade_error(method: str, version: str, headers: Mapping[str, str]) -> tupl
         return 405, "a WebSocket upgrade is a GET"
     if version != "HTTP/1.1":
         return 400, "a WebSocket upgrade needs HTTP/1.1"
+    if "host" not in headers:
+        return 400, "an HTTP/1.1 request needs a Host header"
+    if "," in headers["host"]:
+        return 400, "the Host header must appear once"
     if "websocket" not in _tokens(headers.get("upgrade")):
         return 426, "this endpoint speaks WebSocket: send Upgrade: websocket"
     if "upgrade" not in _tokens(headers.get("connection")):
         return 400, "a WebSocket upgrade needs Connection: Upgrade"
     if (headers.get("sec-websocket-version") or "").strip() != "13":
         return 426, "Sec-WebSocket-Version must be 13"
+    if "," in (headers.get("sec-websocket-key") or ""):
+        return 400, "Sec-WebSocket-Key must appear once, with one key"
     if accept_key(headers.get("sec-websocket-key") or "") is None:
         return 400, "Sec-WebSocket-Key must be the base64 of 16 bytes"
     return None

@@ -54,12 +54,19 @@ _U64 = struct.Struct("!Q").unpack_from
 
 
 class WsError(Exception):
-    """The peer broke RFC 6455: the connection fails with ``code``."""
+    """The peer broke RFC 6455: the connection fails with ``code``.
+
+    Raised by ``Reader.feed``, it also carries ``messages``, the whole
+    messages the same input completed before the violation (they are still
+    the peer's), and ``rest``, the input from the offending frame on (or from
+    the frame after it, when the frame was read whole), for a ``Drain``."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.messages: list[tuple[int, bytes]] = []
+        self.rest = b""
 
 
 def unmask(key: bytes, payload: bytes) -> bytes:
@@ -76,11 +83,14 @@ class Reader:
 
     ``feed`` takes bytes as they arrive and returns the complete messages and
     control frames they finish, as ``(opcode, payload)``: fragments are joined,
-    payloads unmasked, text checked to be UTF-8, a close frame's payload
+    payloads unmasked, text checked to be UTF-8 (fragment by fragment, so an
+    invalid message fails before its last fragment), a close frame's payload
     checked.  A violation raises ``WsError`` with the close code to fail the
-    connection with: 1002 protocol error, 1007 invalid UTF-8, 1009 a message
-    over ``max_size`` bytes, 1008 a message in more than ``MAX_FRAGMENTS``
-    frames.  After a ``WsError`` the reader is not fed again.
+    connection with: 1002 protocol error (a 64-bit length with its most
+    significant bit set among them, section 5.2), 1007 invalid UTF-8, 1009 a
+    message over ``max_size`` bytes, 1008 a message in more than
+    ``MAX_FRAGMENTS`` frames.  After a ``WsError`` the reader is not fed
+    again: the rest of the input goes to a ``Drain``.
 
     Cost is linear in the input however it is cut: a partial frame waits in a
     bytearray that grows by appending, and a fragmented message keeps a
@@ -102,27 +112,12 @@ class Reader:
             buf = self.buf
         out: list[tuple[int, bytes]] = []
         pos, end = 0, len(buf)
-        while end - pos >= 2:
-            first, second = buf[pos], buf[pos + 1]
-            opcode, n, at = first & 0x0F, second & 0x7F, pos + 2
-            self._check(first, second, opcode, n)
-            if n == 126:
-                if end - at < 2:
-                    break
-                n, at = _U16(buf, at)[0], at + 2
-            elif n == 127:
-                if end - at < 8:
-                    break
-                n, at = _U64(buf, at)[0], at + 8
-            if n > self.max_size:
-                raise WsError(1009, "frame too large")
-            if end - at < 4 + n:
-                break
-            payload = unmask(bytes(buf[at:at + 4]), bytes(buf[at + 4:at + 4 + n]))
-            pos = at + 4 + n
-            msg = self._message(first & 0x80, opcode, payload)
-            if msg is not None:
-                out.append(msg)
+        try:
+            pos = self._frames(buf, pos, end, out)
+        except WsError as err:
+            err.messages = out
+            self.buf = b""
+            raise
         if pos == end:
             self.buf = b""
         elif isinstance(buf, bytearray):
@@ -130,6 +125,50 @@ class Reader:
         else:
             self.buf = bytearray(buf[pos:])
         return out
+
+    def _frames(self, buf: bytes | bytearray, pos: int, end: int,
+                out: list[tuple[int, bytes]]) -> int:
+        """Read whole frames from ``buf[pos:end]`` into ``out``; the position
+        of the first frame not complete yet.  On a violation ``WsError.rest``
+        is the input from the offending frame, or from the one after it when
+        the frame was read whole (the framing is intact)."""
+        resume = pos
+        try:
+            while (head := self._head(buf, pos, end)) is not None:
+                first, at, n = head
+                if end - at < 4 + n:
+                    break
+                payload = unmask(bytes(buf[at:at + 4]), bytes(buf[at + 4:at + 4 + n]))
+                pos = resume = at + 4 + n
+                msg = self._message(first & 0x80, first & 0x0F, payload)
+                if msg is not None:
+                    out.append(msg)
+        except WsError as err:
+            err.rest = bytes(buf[resume:])
+            raise
+        return pos
+
+    def _head(self, buf: bytes | bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+        """The checked head of the frame at ``pos``: (first byte, position of
+        the mask key, payload length); None while it is incomplete."""
+        if end - pos < 2:
+            return None
+        first, second = buf[pos], buf[pos + 1]
+        opcode, n, at = first & 0x0F, second & 0x7F, pos + 2
+        self._check(first, second, opcode, n)
+        if n == 126:
+            if end - at < 2:
+                return None
+            n, at = _U16(buf, at)[0], at + 2
+        elif n == 127:
+            if end - at < 8:
+                return None
+            n, at = _U64(buf, at)[0], at + 8
+            if n >> 63:
+                raise WsError(1002, "a 64-bit length with its most significant bit set")
+        if n > self.max_size:
+            raise WsError(1009, "frame too large")
+        return first, at, int(n)
 
     def _check(self, first: int, second: int, opcode: int, n: int) -> None:
         if first & 0x70:
@@ -157,16 +196,32 @@ class Reader:
                 raise WsError(1009, "message too large")
             if len(self.parts) - 1 > MAX_FRAGMENTS:  # [0] is the opcode
                 raise WsError(1008, f"a message in more than {MAX_FRAGMENTS} frames")
+            first = self.parts[0]
+            if first[0] == OP_TEXT:  # checked fragment by fragment: fails fast
+                self.parts[0] = first[:1] + _utf8_head(first[1:] + payload, fin)
             if not fin:
                 return None
-            opcode, payload = self.parts[0][0], b"".join(self.parts[1:])
+            opcode, payload = first[0], b"".join(self.parts[1:])
             self.parts, self.size = None, 0
-        elif not fin:
-            self.parts, self.size = [bytes([opcode]), payload], len(payload)
+            return opcode, payload
+        carry = _utf8_head(payload, fin) if opcode == OP_TEXT else b""
+        if not fin:
+            self.parts, self.size = [bytes([opcode]) + carry, payload], len(payload)
             return None
-        if opcode == OP_TEXT:
-            _utf8(payload)
         return opcode, payload
+
+
+def _utf8_head(data: bytes, fin: int) -> bytes:
+    """Check that ``data`` is valid UTF-8, or (``fin`` false) the start of
+    valid UTF-8; the incomplete character it ends with (at most 3 bytes),
+    carried to the next fragment in ``Reader.parts[0]`` after the opcode."""
+    try:
+        data.decode()
+        return b""
+    except UnicodeDecodeError as err:
+        if fin or err.reason != "unexpected end of data" or err.end != len(data):
+            raise WsError(1007, "text is not valid UTF-8") from None
+        return data[err.start:]
 
 
 def _utf8(data: bytes) -> str:
@@ -188,3 +243,64 @@ def close_code(payload: bytes) -> int | None:
         raise WsError(1002, f"close code {code} may not be sent")
     _utf8(payload[2:])
     return int(code)
+
+
+class Drain(Reader):
+    """The reader of a failed connection (RFC 6455 section 7.1.7): no data is
+    processed any more, but the frames are still walked, whatever rule they
+    break (unmasked, oversized, reserved bits, unknown opcodes), their payloads
+    skipped without being kept, so that the peer's answering Close is seen.
+
+    ``feed`` returns ``[(OP_CLOSE, b"")]`` when the TCP connection should be
+    closed at once: the peer's Close frame has arrived whole, or the framing
+    itself is lost (a 64-bit length with its top bit set, a Close frame too
+    long to be one), and nothing more can be recognised; otherwise ``[]``.
+    At most one frame head (14 bytes) is kept between calls."""
+
+    __slots__ = ("skip",)
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.skip = 0  # payload bytes of the current frame still to come
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        if self.skip >= len(data):
+            self.skip -= len(data)
+            return []
+        buf = bytes(self.buf) + data[self.skip:] if self.buf else data[self.skip:]
+        self.skip, self.buf = 0, b""
+        pos, end = 0, len(buf)
+        while pos < end:
+            size = _head_size(buf, pos, end)
+            if size is None:
+                self.buf = buf[pos:]  # a head cut in two
+                return []
+            head, n = size
+            if n >> 63 or (buf[pos] & 0x0F == OP_CLOSE and n > 125):
+                return [(OP_CLOSE, b"")]  # framing lost
+            if buf[pos] & 0x0F == OP_CLOSE:
+                if end - pos >= head + n:
+                    return [(OP_CLOSE, b"")]
+                self.buf = buf[pos:]  # a Close frame still arriving (at most 139 bytes)
+                return []
+            pos += head + n
+        self.skip = pos - end
+        return []
+
+
+def _head_size(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """(head length, payload length) of the frame at ``pos``, masked or not;
+    None while the head is incomplete."""
+    if end - pos < 2:
+        return None
+    second = buf[pos + 1]
+    n, head = second & 0x7F, 2 + (4 if second & 0x80 else 0)
+    if n == 126:
+        if end - pos < 4:
+            return None
+        return head + 2, int(_U16(buf, pos + 2)[0])
+    if n == 127:
+        if end - pos < 10:
+            return None
+        return head + 8, int(_U64(buf, pos + 2)[0])
+    return head, n

@@ -4,11 +4,15 @@ handed, bytes and all, to the aiohttp app's own protocol.
 
 Upgraded sockets never pass through aiohttp's request and WebSocket machinery,
 which would cost each idle member about 12 KB (docs/benchmarks.md, "Memory").
-The decision is made once, on the connection's first request (an RFC 6455
-client opens a connection for its handshake); a head that is malformed, too
-long, for another path, or a refused upgrade goes to aiohttp, which answers
-it (``ws.handle_ws`` gives the reason for ``/v1/ws``).  While the node drains,
-upgrades go to aiohttp too, and are answered 503.
+The decision is made here on the connection's first request; a head that
+is malformed, too long, for another path, or a refused upgrade goes to
+aiohttp, which answers it (``ws.handle_ws`` gives the reason for ``/v1/ws``).
+An upgrade that comes as a later request on a kept-alive connection (clients
+with a connection pool send them) reaches ``ws.handle_ws``, which takes the
+socket back from aiohttp onto the same path.  While the node drains,
+upgrades go to aiohttp too, and are answered 503.  A new connection has
+``handshake_timeout`` seconds (LIVECAST_HANDSHAKE_TIMEOUT) to send its
+first request's head.
 """
 
 from __future__ import annotations
@@ -24,20 +28,18 @@ from livecast.core.handshake import (
     HEAD_END,
     MAX_HEAD_BYTES,
     parse_head,
-    switching_protocols,
     upgrade_error,
 )
-from livecast.gateway.ws import NODE, WS_PATH, WsConnection
+from livecast.gateway.ws import CONNECTION, NODE, WS_PATH, WsConnection, accept
 from livecast.node.hub import Node
-
-HEAD_TIMEOUT = 60.0  # seconds for a new connection to send its first request's head
 
 
 class Front(asyncio.Protocol):
-    __slots__ = ("buf", "http", "node", "timer", "transport")
+    __slots__ = ("buf", "cls", "http", "node", "timer", "transport")
 
     def __init__(self, app: web.Application, http: Callable[[], asyncio.Protocol]) -> None:
         self.node: Node = app[NODE]
+        self.cls = app.get(CONNECTION, WsConnection)
         self.http = http
         self.buf: bytes | bytearray = b""
         self.transport: asyncio.Transport | None = None
@@ -48,7 +50,8 @@ class Front(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self.transport.close)
+        self.timer = asyncio.get_running_loop().call_later(
+            self.node.settings.handshake_timeout, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -74,27 +77,20 @@ class Front(asyncio.Protocol):
         else:
             self._to_ws(head.headers["sec-websocket-key"], bytes(buf[end + len(HEAD_END):]))
 
-    def _handover(self, protocol: asyncio.Protocol) -> asyncio.Transport:
+    def _handover(self) -> asyncio.Transport:
         assert self.transport is not None and self.timer is not None
         self.timer.cancel()
         transport = self.transport
-        transport.set_protocol(protocol)
         self.transport = self.timer = None
         self.buf = b""
         return transport
 
     def _to_http(self, buf: bytes) -> None:
         protocol = self.http()
-        transport = self._handover(protocol)
+        transport = self._handover()
+        transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(buf)
 
     def _to_ws(self, key: str, rest: bytes) -> None:
-        assert self.transport is not None
-        peer = self.transport.get_extra_info("peername")
-        conn = WsConnection(self.node, self.transport, peer[0] if peer else "")
-        self.transport.write(switching_protocols(key))
-        transport = self._handover(conn)
-        conn.connection_made(transport)
-        if rest:
-            conn.data_received(rest)
+        accept(self.node, self._handover(), key, rest, self.cls)

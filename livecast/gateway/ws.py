@@ -13,7 +13,9 @@ Remote misbehaviour becomes a reply code or a close code:
 - more than ``MAX_WAITING`` requests waiting for earlier ones (webhooks on,
   see "Order of requests" below): reply 10006;
 - frames over 64 KiB: close 1009; broken framing: 1002; text that is not
-  UTF-8: 1007 (RFC 6455, checked by the frame reader);
+  UTF-8: 1007 (RFC 6455, checked by the frame reader); the socket is closed
+  as soon as the peer answers the close (a ``Drain`` finds it), at once when
+  the framing is lost;
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
   answered: the connection is shed (4008), as fan-out does;
 - no login (or guest join) within ``login_timeout``: close 4002;
@@ -34,7 +36,7 @@ from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
 from livecast.core.group_attrs import GroupAttrs
-from livecast.core.handshake import MAX_HEAD_BYTES, upgrade_error
+from livecast.core.handshake import MAX_HEAD_BYTES, joined, switching_protocols, upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
 from livecast.core.scheduler import parse_priority
 from livecast.core.usersig import verify
@@ -44,6 +46,7 @@ from livecast.core.wsframe import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    Drain,
     Reader,
     WsError,
     close_code,
@@ -353,43 +356,47 @@ class WsConnection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
-        node = self.node
         try:
-            messages = self.reader.feed(data)
-        except WsError as err:
-            # the framing is lost: the rest of the input is discarded until the
-            # peer hangs up (or the abort after shutdown_grace), not reset
-            self.reader = DISCARD
-            node.close(self, err.code, err.reason)
-            return
+            messages, failed = self.reader.feed(data), None
+        except WsError as err:  # the messages before the violation still count
+            messages, failed = err.messages, err
         for opcode, payload in messages:
-            if opcode == OP_TEXT:
-                if not self.closing:
-                    _on_text(node, self, self.session, payload)
-            elif opcode == OP_BINARY:
-                if not self.closing:
-                    _violation(node, self, self.session, None, Code.BAD_PARAMETER,
-                               "binary frames are refused")
-            elif opcode == OP_PING:
-                if not self.closing:
-                    _pong(node, self, self.session, payload)
-            elif opcode == OP_CLOSE:
+            if opcode == OP_CLOSE:
                 code = close_code(payload)
-                node.close(self, Close.NORMAL if code is None else _echo(code))
-                self.transport.close()
+                self.node.close(self, Close.NORMAL if code is None else _echo(code))
+                self.transport.close()  # RFC 6455 section 7.1.1: the server closes first
                 return
+            if not self.closing:
+                self.on_message(opcode, payload)
+        if failed is not None:
+            self._fail(failed)
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        """One whole message, or a ping or pong, from the peer (a close is
+        handled by ``data_received``)."""
+        handler = _ON_FRAME.get(opcode)
+        if handler is not None:
+            handler(self.node, self, self.session, payload)
+
+    def _fail(self, err: WsError) -> None:
+        """RFC 6455 section 7.1.7: send the close frame, process nothing more,
+        and close the TCP connection as soon as the peer's Close arrives (a
+        ``Drain`` still finds it in the broken stream), at once when the
+        framing is lost; the abort after ``shutdown_grace`` is the backstop.
+        Input is read until then, not left unread: closing a socket with
+        unread input resets it, and the reset could discard the close frame."""
+        self.reader = Drain()
+        self.node.close(self, err.code, err.reason)
+        if err.rest:
+            self.data_received(err.rest)
 
 
-class _Discard(Reader):
-    """The reader of a connection whose framing is lost: input is dropped."""
-
-    __slots__ = ()
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        return []
+def _on_binary(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
+    _violation(node, conn, session, None, Code.BAD_PARAMETER, "binary frames are refused")
 
 
-DISCARD = _Discard(0)
+def _on_pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
+    """A pong only proves the peer alive (``seen``)."""
 
 
 def _pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
@@ -556,21 +563,97 @@ def _flood(node: Node, conn: Connection, session: Session, rid: Any) -> None:
         node.close(conn, Close.FLOOD, "flood")
 
 
+# frames a connection acts on, by opcode (a close ends it: ``data_received``)
+_ON_FRAME: dict[int, Callable[[Node, Connection, Session, bytes], None]] = {
+    OP_TEXT: _on_text,
+    OP_BINARY: _on_binary,
+    OP_PING: _pong,
+    OP_PONG: _on_pong,
+}
+
+
 # ------------------------------------------------------------------ the HTTP side
+def accept(node: Node, transport: asyncio.Transport, key: str, rest: bytes,
+           cls: type[WsConnection] = WsConnection) -> WsConnection:
+    """Answer a valid upgrade (101) and make a ``cls`` the transport's
+    protocol; ``rest``: the bytes that followed the request head."""
+    peer = transport.get_extra_info("peername")
+    conn = cls(node, transport, peer[0] if peer else "")
+    transport.write(switching_protocols(key))
+    transport.set_protocol(conn)
+    conn.connection_made(transport)
+    if rest:
+        conn.data_received(rest)
+    return conn
+
+
 async def handle_ws(request: web.Request) -> web.StreamResponse:
-    """``/v1/ws`` as aiohttp sees it: only requests the front did not upgrade
-    reach here, and each gets the reason as a plain-text error."""
+    """``/v1/ws`` as aiohttp sees it: an upgrade that is not its connection's
+    first request (a pooled keep-alive connection, as aiohttp's and other
+    clients reuse) is taken over from aiohttp and ends on the same lean path
+    as the front's; anything else gets the reason as a plain-text error."""
     node: Node = request.app[NODE]
     if node.draining:
         raise web.HTTPServiceUnavailable(text="draining")
     version = f"HTTP/{request.version.major}.{request.version.minor}"
-    refused = upgrade_error(request.method, version, request.headers)
-    if refused is None:  # not the connection's first request, or a head too long
-        refused = 400, (f"not upgraded: a WebSocket upgrade must be the first request on "
-                        f"its connection, with a head under {MAX_HEAD_BYTES // 1024} KiB")
+    headers = joined(request.headers.items())
+    refused = upgrade_error(request.method, version, headers)
+    if refused is None:
+        taken = _take_over(request, node, headers["sec-websocket-key"])
+        if taken is not None:
+            return taken
+        refused = 400, (f"not upgraded: a WebSocket upgrade needs a head under "
+                        f"{MAX_HEAD_BYTES // 1024} KiB")
     status, reason = refused
-    headers = {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"} if status == 426 else {}
-    return web.Response(status=status, text=reason, headers=headers)
+    headers_out = {"Upgrade": "websocket", "Sec-WebSocket-Version": "13"} if status == 426 else {}
+    return web.Response(status=status, text=reason, headers=headers_out)
+
+
+class _TakenOver(web.StreamResponse):
+    """What aiohttp gets back for a connection taken over: nothing to write
+    (the status is for access logs)."""
+
+    def __init__(self) -> None:
+        super().__init__(status=101, reason="Switching Protocols")
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def _take_over(request: web.Request, node: Node, key: str) -> web.StreamResponse | None:
+    """Take the socket from aiohttp's ``RequestHandler`` after a valid upgrade.
+
+    aiohttp's parser stops at an upgrade request and keeps what follows its
+    head, unparsed, in ``_message_tail`` (where a ``WebSocketResponse`` would
+    find it); that goes to the ``WsConnection``.  The handler is told its
+    connection is lost with no transport left to close, so it writes nothing
+    more, leaves its server's connection list and ends its task: no aiohttp
+    object stays with the member.  None (and the 400) when a head too long
+    for the front reached here, or aiohttp's internals are not as expected."""
+    protocol, transport = request.protocol, request.transport
+    tail = getattr(protocol, "_message_tail", None)
+    if (transport is None or transport.is_closing() or not isinstance(tail, bytes | bytearray)
+            or getattr(protocol, "_upgraded", None) is not True
+            or _head_size(request) > MAX_HEAD_BYTES):
+        return None
+    protocol._message_tail = b""
+    protocol.transport = None  # aiohttp lets go without closing the socket
+    protocol.connection_lost(None)
+    transport.resume_reading()  # aiohttp may have paused it while holding the tail
+    accept(node, transport, key, bytes(tail),
+           request.app.get(CONNECTION, WsConnection))
+    return _TakenOver()
+
+
+def _head_size(request: web.Request) -> int:
+    """The head's size as sent in the usual form ("Name: value" lines)."""
+    line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1\r\n") + 1
+    return line + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
 
 
 NODE: web.AppKey[Node] = web.AppKey("node", Node)
+# the class serving upgraded sockets; only code sets it (a test's echo server)
+CONNECTION: web.AppKey[type[WsConnection]] = web.AppKey("connection", type)

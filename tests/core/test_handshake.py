@@ -14,6 +14,7 @@ from livecast.core.handshake import (
     HEAD_END,
     Head,
     accept_key,
+    joined,
     parse_head,
     switching_protocols,
     upgrade_error,
@@ -43,6 +44,7 @@ CHROMIUM_HEAD = (
 )
 
 VALID = {
+    "host": "example.com",
     "upgrade": "websocket",
     "connection": "Upgrade",
     "sec-websocket-version": "13",
@@ -285,7 +287,37 @@ UPGRADE_CASES = [
     ("key-not-base64", "GET", "HTTP/1.1", {"sec-websocket-key": "not a key"}, 400),
     ("key-15-bytes", "GET", "HTTP/1.1", {"sec-websocket-key": b64(bytes(15))}, 400),
     ("key-repeated", "GET", "HTTP/1.1", {"sec-websocket-key": f"{RFC_KEY}, {RFC_KEY}"}, 400),
+    ("no-host", "GET", "HTTP/1.1", {"host": None}, 400),
+    ("empty-host", "GET", "HTTP/1.1", {"host": ""}, None),  # RFC 9112 3.2: allowed, empty
+    ("host-repeated", "GET", "HTTP/1.1", {"host": "a.example, b.example"}, 400),
 ]
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"host": None}, "an HTTP/1.1 request needs a Host header"),
+    ({"host": "a.example, a.example"}, "the Host header must appear once"),
+    ({"sec-websocket-key": f"{RFC_KEY}, {RFC_KEY}"},
+     "Sec-WebSocket-Key must appear once, with one key"),
+    ({"sec-websocket-key": "not a key"}, "Sec-WebSocket-Key must be the base64 of 16 bytes"),
+])
+def test_upgrade_error_gives_the_reason(changes: dict[str, str | None], reason: str) -> None:
+    headers = {k: v for k, v in {**VALID, **changes}.items() if v is not None}
+    assert upgrade_error("GET", "HTTP/1.1", headers) == (400, reason)
+
+
+def test_a_repeated_key_in_a_head_is_refused_for_the_repetition() -> None:
+    raw = (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: " + RFC_KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: " + RFC_KEY.encode() + b"\r\n\r\n")
+    head = parse_head(raw)
+    assert head is not None
+    assert upgrade_error(head.method, head.version, head.headers) == (
+        400, "Sec-WebSocket-Key must appear once, with one key")
+
+
+def test_joined_sees_a_multidict_as_parse_head_does() -> None:
+    multi = CIMultiDict([("Host", "x"), ("X-A", "1"), ("x-a", "2")])
+    assert joined(multi.items()) == {"host": "x", "x-a": "1, 2"}
 
 
 @pytest.mark.parametrize(("method", "version", "changes", "status"),

@@ -17,6 +17,7 @@ from livecast.core.wsframe import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    Drain,
     Reader,
     WsError,
     close_code,
@@ -261,6 +262,15 @@ def test_a_frame_over_max_size_fails_1009_on_its_header(
     assert error_of(header(opcode, length), max_size=max_size).code == 1009
 
 
+@pytest.mark.parametrize("length", [2**63, 2**63 + 5, 2**64 - 1])
+def test_a_64_bit_length_with_its_top_bit_set_fails_1002(length: int) -> None:
+    """RFC 6455 section 5.2: the most significant bit MUST be 0; a protocol
+    error, not a size one."""
+    head = struct.pack("!BBQ", 0x80 | OP_BINARY, 0x80 | 127, length) + KEY
+    err = error_of(head, max_size=BIG)
+    assert err.code == 1002 and err.rest == head
+
+
 def test_a_fragment_over_max_size_fails_1009_on_its_header() -> None:
     err = error_of(client_frame(b"abc", fin=False), header(OP_CONT, 11), max_size=10)
     assert err.code == 1009
@@ -301,11 +311,33 @@ def test_binary_is_not_checked_for_utf8() -> None:
     assert feed_all(client_frame(b"\xff\xc3", OP_BINARY)) == [(OP_BINARY, b"\xff\xc3")]
 
 
-@pytest.mark.parametrize("pieces", [[b"ok", b"\xff"], [b"\xe2\x82", b""], [b"\xff", b"ok"]],
-                         ids=["bad-last", "never-completed", "bad-first"])
+@pytest.mark.parametrize("pieces", [[b"ok", b"\xff"], [b"\xe2\x82", b""]],
+                         ids=["bad-last", "never-completed"])
 def test_a_fragmented_invalid_text_fails_1007_on_its_last_fragment(pieces: list[bytes]) -> None:
     first, last = pieces
     assert error_of(client_frame(first, fin=False), client_frame(last, OP_CONT)).code == 1007
+
+
+@pytest.mark.parametrize("pieces", [
+    [b"\xff"], [b"ok", b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"],
+    [b"\xe2", b"\x82", b"\x28"], [b"\xf4\x90"]],
+    ids=["bad-first", "surrogate-in-second", "broken-across-three", "over-u10ffff"])
+def test_a_fragmented_text_fails_1007_on_the_first_fragment_that_cannot_be_utf8(
+        pieces: list[bytes]) -> None:
+    """Autobahn 6.4: fail fast, before the message is complete."""
+    frames = [client_frame(p, OP_TEXT if i == 0 else OP_CONT, fin=False)
+              for i, p in enumerate(pieces)]
+    assert error_of(*frames).code == 1007
+
+
+@given(st.text(min_size=1, max_size=20), st.data())
+def test_a_text_cut_anywhere_into_fragments_is_accepted(text: str, data: st.DataObject) -> None:
+    raw = text.encode()
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=5)))
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    frames = [client_frame(p, OP_TEXT if i == 0 else OP_CONT, fin=i == len(pieces) - 1)
+              for i, p in enumerate(pieces)]
+    assert feed_all(*frames) == [(OP_TEXT, raw)]
 
 
 @pytest.mark.parametrize("text", ["é", "€", "😀", "a€😀b"])
@@ -400,3 +432,64 @@ def test_empty_continuations_count_toward_the_fragment_limit() -> None:
     with pytest.raises(WsError) as err:
         Reader(1 << 16).feed(data)
     assert err.value.code == 1008
+
+
+# ------------------------------------------------------------------ after a violation
+def test_messages_before_a_violation_come_with_the_error() -> None:
+    reader = Reader(1024)
+    with pytest.raises(WsError) as caught:
+        reader.feed(client_frame(b"first") + client_frame(b"ping", OP_PING)
+                    + client_frame(b"bad", masked=False) + client_frame(b"after"))
+    assert caught.value.code == 1002
+    assert caught.value.messages == [(OP_TEXT, b"first"), (OP_PING, b"ping")]
+    # the rest starts at the offending frame: its head tells where the next one is
+    assert caught.value.rest == client_frame(b"bad", masked=False) + client_frame(b"after")
+
+
+def test_after_a_message_level_violation_the_rest_starts_at_the_next_frame() -> None:
+    reader = Reader(1024)
+    with pytest.raises(WsError) as caught:
+        reader.feed(client_frame(b"\xff") + client_frame(b"next"))
+    assert caught.value.code == 1007
+    assert caught.value.rest == client_frame(b"next")
+
+
+CLOSE = client_frame(close_payload(1000), OP_CLOSE)
+GARBAGE = [  # frames breaking each rule, all still framed
+    client_frame(b"unmasked", masked=False),
+    client_frame(b"x" * 70000, OP_BINARY),
+    client_frame(b"rsv", rsv=0x40),
+    client_frame(b"op", 0x3),
+    client_frame(b"\xff\xfe", OP_TEXT),
+    client_frame(b"p" * 200, OP_PING),
+    client_frame(b"c", OP_CONT),
+]
+
+
+@given(st.lists(st.sampled_from(GARBAGE), max_size=5), st.data())
+def test_a_drain_finds_the_peers_close_after_any_garbage_in_any_chunks(
+        garbage: list[bytes], data: st.DataObject) -> None:
+    stream = b"".join(garbage) + CLOSE
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=6)))
+    drain, got = Drain(), []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        got.extend(drain.feed(stream[a:b]))
+        assert len(drain.buf) <= 14 + 125  # a frame head, or a Close frame, at most
+        if b < len(stream):
+            assert got == []  # nothing before the Close frame is whole
+    assert got == [(OP_CLOSE, b"")]
+
+
+def test_a_drain_gives_up_at_once_when_the_framing_is_lost() -> None:
+    lost = struct.pack("!BBQ", 0x82, 0x80 | 127, 2**63) + KEY
+    assert Drain().feed(lost + b"anything") == [(OP_CLOSE, b"")]
+    too_long_close = header(OP_CLOSE, 300)
+    assert Drain().feed(too_long_close) == [(OP_CLOSE, b"")]
+
+
+def test_a_drain_skips_a_big_payload_without_keeping_it() -> None:
+    drain = Drain()
+    assert drain.feed(header(OP_BINARY, 1 << 30)) == []
+    for _ in range(4):
+        assert drain.feed(bytes(1 << 16)) == []
+    assert drain.buf == b"" and drain.skip == (1 << 30) - 4 * (1 << 16)

@@ -11,13 +11,13 @@ import os
 import struct
 import time
 
+import aiohttp
 import orjson
 import pytest
 
 from livecast.core.handshake import accept_key
 from livecast.core.protocol import MAX_FRAME_BYTES
 from livecast.core.wsframe import OP_PONG
-from livecast.gateway import front
 from livecast.gateway.ws import HEARTBEAT, WsConnection, heartbeat
 from tests.conftest import SDKAPPID, Live, LiveFactory, sig
 from tests.gateway.test_ws_closes import (
@@ -102,6 +102,13 @@ async def test_a_head_arriving_byte_by_byte_is_upgraded(live: Live) -> None:
      426, b"Sec-WebSocket-Version: 13"),
     (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
      b"Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n", 400, b"Sec-WebSocket-Key"),
+    (b"GET /v1/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+     400, b"Host"),  # aiohttp answers it: "Missing 'Host' header in request."
+    (b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+     b"Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n\r\n",
+     400, b"Sec-WebSocket-Key must appear once, with one key"),
     (b"GET /v2/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
      404, b""),
@@ -113,15 +120,85 @@ async def test_requests_that_are_not_upgrades_get_aiohttps_answer_with_the_reaso
     assert needle in response
 
 
-async def test_plain_http_keeps_working_on_a_kept_alive_connection(live: Live) -> None:
+def only_member(live: Live) -> WsConnection:
+    """The node's one connection, checked to be served by the lean path alone:
+    a ``WsConnection`` that is its transport's protocol, with no aiohttp
+    request handler left for the socket."""
+    (conn,) = live.node.connections
+    assert isinstance(conn, WsConnection)
+    assert conn.transport.get_protocol() is conn
+    assert live.server.runner.server is not None
+    assert not live.server.runner.server.connections
+    return conn
+
+
+async def test_an_upgrade_after_a_kept_alive_request_is_upgraded(live: Live) -> None:
     reader, writer, head = await exchange(live, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert orjson.loads(await reader.readexactly(content_length(head))) == {"status": "ok"}
-    # the connection's second request is an upgrade: answered, not upgraded
+    # the connection's second request is an upgrade, with a frame in the same packet
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(upgrade_head(live, key))
+    ping = encode_client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 9}))
+    writer.write(upgrade_head(live, key) + ping)
+    second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert second.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert f"Sec-WebSocket-Accept: {accept_key(key)}\r\n".encode() in second
+    first = await asyncio.wait_for(reader.readexactly(2), 10)
+    body = await asyncio.wait_for(reader.readexactly(first[1]), 10)
+    assert orjson.loads(body) == {"op": "reply", "id": 9, "code": 0, "info": ""}
+    only_member(live)
+    writer.close()
+
+
+async def test_aiohttp_session_upgrades_on_its_pooled_connection(live: Live) -> None:
+    """aiohttp's ClientSession reuses the keep-alive connection of an earlier
+    request for ``ws_connect``: the upgrade is that connection's 2nd request."""
+    gid = live.room()
+    events: list[str] = []
+    trace = aiohttp.TraceConfig()
+
+    async def created(*_: object) -> None:
+        events.append("new")
+
+    async def reused(*_: object) -> None:
+        events.append("reused")
+
+    trace.on_connection_create_end.append(created)
+    trace.on_connection_reuseconn.append(reused)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as http:
+        async with http.get(live.url("/healthz")) as resp:
+            assert resp.status == 200
+        async with http.ws_connect(live.ws_url) as ws:
+            assert events == ["new", "reused"]  # the healthz connection carried the upgrade
+            conn = only_member(live)
+            await ws.send_json({"op": "login", "id": 1, "sdkAppId": SDKAPPID, "userId": "alice",
+                                "userSig": sig("alice")})
+            assert (await ws.receive_json(timeout=10))["code"] == 0
+            await ws.send_json({"op": "join", "id": 2, "groupId": gid})
+            assert (await ws.receive_json(timeout=10))["code"] == 0
+            await ws.send_json({"op": "send", "id": 3, "groupId": gid, "priority": "Normal",
+                                "random": 1, "msgBody": [{"MsgType": "TIMTextElem",
+                                                          "MsgContent": {"Text": "hi"}}]})
+            got = [await ws.receive_json(timeout=10) for _ in range(2)]
+            reply = next(m for m in got if m["op"] == "reply")
+            pushed = next(m for m in got if m["op"] == "msgs")
+            assert reply["code"] == 0 and reply["msgSeq"] == 1
+            assert pushed["msgs"][0]["seq"] == 1 and pushed["msgs"][0]["from"] == "alice"
+            assert conn.user == "alice" and live.node.rooms[gid].online() == 1
+        assert ws.close_code == 1000
+
+
+async def test_a_refused_upgrade_on_a_kept_alive_connection_gets_the_reason(live: Live) -> None:
+    reader, writer, head = await exchange(live, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readexactly(content_length(head))
+    writer.write(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
     second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert second.startswith(b"HTTP/1.1 400")
+    body = await asyncio.wait_for(reader.readexactly(content_length(second)), 10)
+    assert body == b"Sec-WebSocket-Key must appear once, with one key"
     writer.close()
 
 
@@ -132,9 +209,9 @@ async def test_an_overlong_head_goes_to_aiohttp_and_is_refused(live: Live) -> No
     assert got == 400 and b"head under 32 KiB" in response
 
 
-async def test_a_silent_new_connection_is_closed_after_the_head_timeout(
-        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.05)
+async def test_a_silent_new_connection_is_closed_after_the_handshake_timeout(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(handshake_timeout=0.05)
     reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
     writer.close()

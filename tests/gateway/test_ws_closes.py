@@ -291,6 +291,46 @@ async def test_frame_over_64k_closes_1009_and_64k_exactly_is_read(live: Live) ->
     assert await metric(live, "livecast_connections_closed_total", code="4009") == 0
 
 
+# ------------------------------------------------------------------ protocol errors: TCP ends
+# RFC 6455 section 7.1.7: once the server has failed the connection and the peer
+# answers its Close, the server closes the TCP connection at once.  The grace is
+# long, so only that can end the stream inside the reads' 10 s bound.
+@pytest.mark.parametrize(("bad", "code"), [
+    (encode_client_frame(OP_TEXT, b'{"op":"ping"}', masked=False), 1002),
+    (encode_client_frame(OP_TEXT, b"\xff not utf-8"), 1007),
+    (encode_client_frame(OP_BINARY, b"x" * 70000), 1009),
+])
+async def test_after_a_protocol_error_the_peers_close_ends_the_tcp_connection(
+        live_factory: LiveFactory, bad: bytes, code: int) -> None:
+    live = await live_factory(shutdown_grace=30.0)
+    raw = await RawWs.connect(live)
+    try:
+        await raw.loop.sock_sendall(raw.sock, bad)
+        assert await raw.close_code() == code
+        await raw.send_frame(OP_CLOSE, struct.pack("!H", code))
+        with pytest.raises(EOFError):
+            await raw.recv_frame()
+    finally:
+        raw.close()
+    assert await metric(live, "livecast_connections_closed_total", code=str(code)) == 1
+
+
+async def test_when_the_framing_is_lost_the_tcp_connection_ends_at_once(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(shutdown_grace=30.0)
+    raw = await RawWs.connect(live)
+    ping = encode_client_frame(OP_TEXT, orjson.dumps({"op": "ping", "id": 1}))
+    lost = struct.pack("!BBQ", 0x82, 0x80 | 127, 2**63) + os.urandom(4) + b"garbage"
+    try:
+        await raw.loop.sock_sendall(raw.sock, ping + lost)  # one packet
+        assert await raw.recv_json() == {"op": "reply", "id": 1, "code": 0, "info": ""}
+        assert await raw.close_code() == 1002
+        with pytest.raises(EOFError):  # no Close of ours needed: nothing can be read any more
+            await raw.recv_frame()
+    finally:
+        raw.close()
+
+
 # ------------------------------------------------------------------ 4029
 async def _read_until_close(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Any], int | None]:
     """Reply codes up to the server's close, and its close code."""

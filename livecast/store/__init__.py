@@ -1,0 +1,1 @@
+"""Durable room state: the ``Store`` protocol and its engines (SQLite, Redis)."""

@@ -118,10 +118,12 @@ class RedisStore:
         except (ValueError, RedisError, RedisClusterException) as exc:
             raise StoreError(f"bad Redis URL: {exc}") from exc
         try:
-            await store._inst.run("open", store._check_schema)
-        except StoreError:
+            await store._check_schema()
+        except (RedisError, RedisClusterException, OSError, StoreError) as exc:
             await store._client.aclose()
-            raise
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open the Redis store: {exc}") from exc
         return store
 
     async def _check_schema(self) -> None:

@@ -85,7 +85,8 @@ class RedisServer:
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"redis-server on port {self.port} exited ({self.process.returncode})")
+            code = self.process.returncode
+            raise RuntimeError(f"redis-server on port {self.port} exited ({code})")
         try:
             with self.client() as c:
                 return bool(c.ping())
@@ -103,15 +104,23 @@ class RedisServer:
             c.flushall()
 
 
-def start_server(directory: Path, cluster: bool = False) -> RedisServer:
-    extra: tuple[str, ...] = ()
-    port = free_port(cluster)
-    if cluster:
-        extra = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                 "--cluster-node-timeout", "5000")
-    server = RedisServer(port, directory, extra)
-    server.start()
-    return server
+def start_server(directory: Path, cluster: bool = False, attempts: int = 3) -> RedisServer:
+    """A running server on a free port (another port if one is taken meanwhile)."""
+    for attempt in range(attempts):
+        port = free_port(cluster)
+        extra: tuple[str, ...] = ()
+        if cluster:
+            extra = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                     "--cluster-node-timeout", "5000")
+        server = RedisServer(port, directory, extra)
+        try:
+            server.start()
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            continue
+        return server
+    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -7,62 +7,62 @@ URL forms (``connect``):
   by commas: a Redis Cluster, the hosts being seed nodes (one is enough).
 
 Keys (``lc`` is the prefix; ``<gid>`` the group id as is):
-- ``lc:schema``                 string: the layout version (1)
-- ``lc:groups``                 sorted set: group id -> created (the index)
-- ``lc:kicks``                  hash: user -> time of the last kick
-- ``lc:seen:<key>``             string "1" with a TTL of the de-duplication window
-- ``lc:{g:<gid>}:info``         hash: owner, type, created, profile, mute_all,
-                                info seq and times, max_member_num, rate, burst
-- ``lc:{g:<gid>}:app``          hash: AppDefinedData key -> value
-- ``lc:{g:<gid>}:counters``     hash: counter key -> int64
-- ``lc:{g:<gid>}:attrs``        hash: group attribute key -> value
-- ``lc:{g:<gid>}:mutes``        sorted set: user -> end time (FOREVER: permanent)
-- ``lc:{g:<gid>}:bans``         sorted set: user -> end time
-- ``lc:{g:<gid>}:likes``        string: the like total
+- ``lc:schema``               string: the layout version (1)
+- ``lc:groups``               sorted set: group id -> created (the index)
+- ``lc:kicks``                hash: user -> time of the last kick
+- ``lc:seen:<key>``           string "1" that lives for the de-duplication window
+- ``lc:{g:<gid>}:group``      string: JSON of the room but its mutes and bans
+                              (owner, type, created, profile, MaxMemberNum,
+                              mute_all, info seq and times, rate, burst,
+                              AppDefinedData, counters, group attributes)
+- ``lc:{g:<gid>}:mutes``      sorted set: user -> end time (FOREVER: permanent)
+- ``lc:{g:<gid>}:bans``       sorted set: user -> end time
+- ``lc:{g:<gid>}:likes``      string: the like total
 
 Invariants:
 1. One room's keys share the hash tag ``{g:<gid>}`` (Redis hashes only what is
    between the first ``{`` and the next ``}``, the same for every key of the
    room), so a cluster holds a room on one slot and every multi-key change of
-   a room is one MULTI/EXEC; the call returns once EXEC has answered.
-2. The index is on its own slot: ``put_*`` adds to it before the room's
-   transaction and ``delete_group`` removes from it after, so a crash between
-   the two leaves at most an index entry without an ``info`` hash, which
-   ``load_all`` skips. A room is never stored without its index entry.
-3. Floats are written with ``repr`` (and sorted-set scores read back with
-   Redis's 17 digits), so every time round-trips exactly.
+   a room is one MULTI/EXEC; a call returns once Redis has answered it.
+2. The index is on its own slot: ``put_*`` adds to it before writing the room
+   and ``delete_group`` removes from it after, so a crash between the two
+   leaves at most an index entry without a ``group`` key, which ``load_all``
+   skips. A stored room always has its index entry.
+3. Times round-trip exactly: JSON numbers are written shortest-exact, kick
+   times with ``repr``, and sorted-set scores come back with 17 digits.
 4. ``seen`` is ``SET NX PX``: atomic, expired by the server's own clock.
+5. ``load_all`` reads a room with 4 replies, in pipelines of ``LOAD_BATCH``
+   rooms; its ``now`` purge removes only entries ending at or before ``now``,
+   so a mute set meanwhile by another node is never lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from livecast.core.group_fields import FOREVER
 from livecast.core.records import GroupRecord
-from livecast.store.base import DEDUP_WINDOW, Instrument, Observer, Snapshot, StoreError
+from livecast.store.base import DEDUP_WINDOW, Instrument, Observer, Snapshot, StoreError, expired
 
 __all__ = ["SCHEMA_VERSION", "RedisStore", "connect"]
 
 SCHEMA_VERSION = 1
-LOAD_BATCH = 500  # rooms read per pipeline by load_all
+LOAD_BATCH = 1000  # rooms read per pipeline by load_all
 Client = Redis | RedisCluster
 T = TypeVar("T")
 
-_ROOM_READS = 7  # commands queued by _read_room
-_PURGES = 2  # commands queued by _purge
-_ROOM_PARTS = ("info", "app", "counters", "attrs", "mutes", "bans", "likes")
-_SETTINGS_PARTS = ("info", "app", "counters", "attrs")
-_STRINGS = ("type", "owner", "name", "introduction", "notification", "face_url")
-_FLOATS = ("created", "last_info_time", "last_msg_time")
-_INTS = ("max_member_num", "info_seq")
-_OPTIONAL_INTS = ("rate", "burst")
+_ROOM_PARTS = ("group", "mutes", "bans", "likes")
+_RESTRICTIONS = ("mutes", "bans")
+_SETTINGS = tuple(f.name for f in fields(GroupRecord) if f.name not in ("group_id", *_RESTRICTIONS))
+_ERRORS = (RedisError, RedisClusterException, OSError)
 
 # Keep the later of the stored and the given kick time.
 _SET_KICK = """
@@ -105,7 +105,7 @@ class RedisStore:
                  observe: Observer | None = None) -> None:
         self._client = client
         self._prefix = prefix
-        self._inst = Instrument(observe, (RedisError, RedisClusterException, OSError))
+        self._inst = Instrument(observe, _ERRORS)
         self._index = f"{prefix}:groups"
         self._kicks = f"{prefix}:kicks"
 
@@ -115,11 +115,11 @@ class RedisStore:
         """Connect to ``url`` and check the stored layout version."""
         try:
             store = cls(connect(url), prefix=prefix, observe=observe)
-        except (ValueError, RedisError, RedisClusterException) as exc:
+        except (ValueError, *_ERRORS) as exc:
             raise StoreError(f"bad Redis URL: {exc}") from exc
         try:
             await store._check_schema()
-        except (RedisError, RedisClusterException, OSError, StoreError) as exc:
+        except (*_ERRORS, StoreError) as exc:
             await store._client.aclose()
             if isinstance(exc, StoreError):
                 raise
@@ -137,8 +137,11 @@ class RedisStore:
     def healthy(self) -> bool:
         return self._inst.healthy and not self._inst.closed
 
-    def _keys(self, group_id: str, parts: Sequence[str] = _ROOM_PARTS) -> dict[str, str]:
-        return {part: f"{self._prefix}:{{g:{group_id}}}:{part}" for part in parts}
+    def _key(self, group_id: str, part: str) -> str:
+        return f"{self._prefix}:{{g:{group_id}}}:{part}"
+
+    def _keys(self, group_id: str) -> dict[str, str]:
+        return {part: self._key(group_id, part) for part in _ROOM_PARTS}
 
     async def _run(self, op: str, work: Callable[[], Awaitable[T]]) -> T:
         return await self._inst.run(op, work)
@@ -170,19 +173,28 @@ class RedisStore:
     ) -> list[tuple[GroupRecord, int]]:
         pipe = self._client.pipeline(transaction=False)
         for gid in ids:
-            keys = self._keys(gid)
-            if now is not None:
-                _purge(pipe, keys, now)
-            _read_room(pipe, keys)
+            _read_room(pipe, self._keys(gid))
         replies = await pipe.execute()
-        step = _ROOM_READS + (0 if now is None else _PURGES)
         loaded = []
+        stale = []
         for i, gid in enumerate(ids):
-            end = (i + 1) * step
-            found = _decode(gid, replies[end - _ROOM_READS:end])
+            found = _decode(gid, replies[i * len(_ROOM_PARTS):(i + 1) * len(_ROOM_PARTS)], now)
             if found is not None:
-                loaded.append(found)
+                loaded.append(found[:2])
+                if found[2]:
+                    stale.append(gid)
+        if stale and now is not None:
+            await self._purge(stale, now)
         return loaded
+
+    async def _purge(self, ids: Sequence[str], now: float) -> None:
+        """Delete the mutes and bans over at ``now`` (those at FOREVER never are)."""
+        upper = f"({FOREVER}" if now >= FOREVER else repr(now)
+        pipe = self._client.pipeline(transaction=False)
+        for gid in ids:
+            for part in _RESTRICTIONS:
+                pipe.zremrangebyscore(self._key(gid, part), "-inf", upper)
+        await pipe.execute()
 
     async def load_group(self, group_id: str) -> GroupRecord | None:
         return await self._run("load_group", lambda: self._load_group(group_id))
@@ -190,31 +202,29 @@ class RedisStore:
     async def _load_group(self, group_id: str) -> GroupRecord | None:
         pipe = self._client.pipeline(transaction=True)
         _read_room(pipe, self._keys(group_id))
-        found = _decode(group_id, await pipe.execute())
+        found = _decode(group_id, await pipe.execute(), None)
         return None if found is None else found[0]
 
     async def put_group(self, record: GroupRecord) -> None:
-        await self._run("put_group", lambda: self._put(record, True))
+        await self._run("put_group", lambda: self._put_group(record))
 
-    async def put_settings(self, record: GroupRecord) -> None:
-        await self._run("put_settings", lambda: self._put(record, False))
-
-    async def _put(self, record: GroupRecord, restrictions: bool) -> None:
+    async def _put_group(self, record: GroupRecord) -> None:
         await self._client.zadd(self._index, {record.group_id: record.created})
         keys = self._keys(record.group_id)
         pipe = self._client.pipeline(transaction=True)
-        written = ("info", "app", "counters", "attrs")
-        pipe.delete(*(keys[p] for p in (*written, "mutes", "bans")[:6 if restrictions else 4]))
-        pipe.hset(keys["info"], mapping=_info(record))
-        for part, values in zip(written[1:], (record.app_defined, record.counters,
-                                              record.attributes), strict=True):
-            if values:
-                pipe.hset(keys[part], mapping=_any(values))
-        if restrictions:
-            for part, table in (("mutes", record.mutes), ("bans", record.bans)):
-                if table:
-                    pipe.zadd(keys[part], dict(table))
+        pipe.set(keys["group"], _encode(record))
+        pipe.delete(*(keys[part] for part in _RESTRICTIONS))
+        for part, table in zip(_RESTRICTIONS, (record.mutes, record.bans), strict=True):
+            if table:
+                pipe.zadd(keys[part], _any(table))
         await pipe.execute()
+
+    async def put_settings(self, record: GroupRecord) -> None:
+        await self._run("put_settings", lambda: self._put_settings(record))
+
+    async def _put_settings(self, record: GroupRecord) -> None:
+        await self._client.zadd(self._index, {record.group_id: record.created})
+        await self._client.set(self._key(record.group_id, "group"), _encode(record))
 
     async def delete_group(self, group_id: str) -> bool:
         return await self._run("delete_group", lambda: self._delete(group_id))
@@ -222,33 +232,31 @@ class RedisStore:
     async def _delete(self, group_id: str) -> bool:
         keys = self._keys(group_id)
         pipe = self._client.pipeline(transaction=True)
-        pipe.exists(keys["info"])
+        pipe.exists(keys["group"])
         pipe.delete(*keys.values())
         found, _ = await pipe.execute()
         await self._client.zrem(self._index, group_id)
         return bool(found)
 
     async def set_mute(self, group_id: str, user: str, until: float) -> None:
-        key = self._keys(group_id, ("mutes",))["mutes"]
+        key = self._key(group_id, "mutes")
         await self._run("set_mute", lambda: self._client.zadd(key, {user: until}))
 
     async def clear_mute(self, group_id: str, user: str) -> None:
-        key = self._keys(group_id, ("mutes",))["mutes"]
+        key = self._key(group_id, "mutes")
         await self._run("clear_mute", lambda: self._client.zrem(key, user))
 
     async def set_ban(self, group_id: str, user: str, until: float) -> None:
-        key = self._keys(group_id, ("bans",))["bans"]
+        key = self._key(group_id, "bans")
         await self._run("set_ban", lambda: self._client.zadd(key, {user: until}))
 
     async def clear_ban(self, group_id: str, user: str) -> None:
-        key = self._keys(group_id, ("bans",))["bans"]
+        key = self._key(group_id, "bans")
         await self._run("clear_ban", lambda: self._client.zrem(key, user))
 
     async def set_kick(self, user: str, at: float) -> None:
-        await self._run("set_kick", lambda: self._eval(_SET_KICK, [self._kicks], [user, repr(at)]))
-
-    async def _eval(self, script: str, keys: list[str], args: list[str]) -> Any:
-        return await self._client.eval(script, len(keys), *keys, *args)
+        args = (self._kicks, user, repr(at))
+        await self._run("set_kick", lambda: self._client.eval(_SET_KICK, 1, *args))
 
     async def kick_time(self, user: str) -> float | None:
         found = await self._run("kick_time", lambda: self._client.hget(self._kicks, user))
@@ -261,11 +269,11 @@ class RedisStore:
         return not fresh
 
     async def add_likes(self, group_id: str, n: int) -> int:
-        key = self._keys(group_id, ("likes",))["likes"]
+        key = self._key(group_id, "likes")
         return int(await self._run("add_likes", lambda: self._client.incrby(key, n)))
 
     async def likes(self, group_id: str) -> int:
-        key = self._keys(group_id, ("likes",))["likes"]
+        key = self._key(group_id, "likes")
         found = await self._run("likes", lambda: self._client.get(key))
         return 0 if found is None else int(found)
 
@@ -281,42 +289,35 @@ def _any(values: Mapping[str, Any]) -> dict[Any, Any]:
     return dict(values)
 
 
-def _info(r: GroupRecord) -> dict[Any, Any]:
-    info: dict[Any, Any] = {name: getattr(r, name) for name in _STRINGS}
-    info.update({name: repr(getattr(r, name)) for name in _FLOATS})
-    info.update({name: str(getattr(r, name)) for name in _INTS})
-    info.update({name: str(getattr(r, name)) for name in _OPTIONAL_INTS
-                 if getattr(r, name) is not None})
-    info["mute_all"] = "1" if r.mute_all else "0"
-    return info
-
-
-def _purge(pipe: Any, keys: Mapping[str, str], now: float) -> None:
-    """Delete the mutes and bans over at ``now`` (those at FOREVER never are)."""
-    upper = f"({FOREVER}" if now >= FOREVER else repr(now)
-    for part in ("mutes", "bans"):
-        pipe.zremrangebyscore(keys[part], "-inf", upper)
+def _encode(record: GroupRecord) -> bytes:
+    settings = {}
+    for name in _SETTINGS:
+        value = getattr(record, name)
+        settings[name] = dict(value) if isinstance(value, Mapping) else value
+    return orjson.dumps(settings)
 
 
 def _read_room(pipe: Any, keys: Mapping[str, str]) -> None:
-    """Queue the 7 reads ``_decode`` expects, in its order."""
-    for part in ("info", "app", "counters", "attrs"):
-        pipe.hgetall(keys[part])
-    for part in ("mutes", "bans"):
+    """Queue the reads ``_decode`` expects, one per ``_ROOM_PARTS``, in its order."""
+    pipe.get(keys["group"])
+    for part in _RESTRICTIONS:
         pipe.zrange(keys[part], 0, -1, withscores=True)
     pipe.get(keys["likes"])
 
 
-def _decode(group_id: str, replies: Sequence[Any]) -> tuple[GroupRecord, int] | None:
-    info, app, counters, attrs, mutes, bans, likes = replies
-    if not info:
+def _decode(
+    group_id: str, replies: Sequence[Any], now: float | None
+) -> tuple[GroupRecord, int, bool] | None:
+    """``(record, likes, some restriction is over at now)``, or None for no room."""
+    blob, mutes, bans, likes = replies
+    if blob is None:
         return None
-    fields: dict[str, Any] = {name: info.get(name, "") for name in _STRINGS}
-    fields.update({name: float(info[name]) for name in _FLOATS})
-    fields.update({name: int(info[name]) for name in _INTS})
-    fields.update({name: int(info[name]) if name in info else None for name in _OPTIONAL_INTS})
-    record = GroupRecord(
-        group_id=group_id, mute_all=info.get("mute_all") == "1",
-        app_defined=dict(app), counters={k: int(v) for k, v in counters.items()},
-        attributes=dict(attrs), mutes=dict(mutes), bans=dict(bans), **fields)
-    return record, 0 if likes is None else int(likes)
+    tables = [dict(mutes), dict(bans)]
+    stale = False
+    if now is not None:
+        for i, table in enumerate(tables):
+            live = {u: t for u, t in table.items() if not expired(t, now)}
+            stale = stale or len(live) < len(table)
+            tables[i] = live
+    record = GroupRecord(group_id=group_id, mutes=tables[0], bans=tables[1], **orjson.loads(blob))
+    return record, 0 if likes is None else int(likes), stale

@@ -223,7 +223,8 @@ def _transaction(conn: Conn, fn: Callable[..., T], *args: Any) -> T:
     try:
         result = fn(conn, *args)
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
     return result
@@ -298,7 +299,8 @@ def _load_all(conn: Conn, now: float | None) -> Snapshot:
         _record(row, tables["mutes"].get(row[0], {}), tables["bans"].get(row[0], {}))
         for row in conn.execute(f"{_SELECT_GROUPS} ORDER BY created, group_id"))
     kicks = dict(conn.execute("SELECT user, at FROM kicks"))
-    likes = dict(conn.execute("SELECT group_id, total FROM likes"))
+    likes = dict(conn.execute("SELECT group_id, total FROM likes JOIN groups USING (group_id) "
+                              "WHERE total != 0"))
     return Snapshot(groups, kicks, likes)
 
 

@@ -9,11 +9,15 @@ attributes (key/values) and ``MaxMemberNum``.
 Invariants:
 - ``restore_group(group_record(g)) == g`` for every ``Group`` ``g`` (its
   purge marks aside, which ``Group`` leaves out of equality);
-- ``group_record(restore_group(r), r.attributes) == r`` for every record of an
-  AVChatRoom whose ``max_member_num`` is ``MAX_MEMBER_NUM`` (the only value a
-  Group reports);
+- ``group_record(restore_group(r), r.attributes, r.attrs_seq) == r`` for every
+  record of an AVChatRoom whose ``max_member_num`` is ``MAX_MEMBER_NUM`` (the
+  only value a Group reports);
 - a record shares no mutable state with the group it came from, nor a group
-  with the record it was restored from: maps are copied both ways.
+  with the record it was restored from: maps are copied both ways;
+- group attributes (values and their version ``attrs_seq``) travel with the
+  group when ``Group`` holds them (``Group.attrs``: ``values`` and ``seq``);
+  otherwise the caller passes them to ``group_record`` and reads them from
+  the record. Explicit arguments win over the group's own.
 """
 
 from __future__ import annotations
@@ -48,12 +52,16 @@ class GroupRecord:
     app_defined: Mapping[str, str] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
     attributes: Mapping[str, str] = field(default_factory=dict)
+    attrs_seq: int = 0  # the group attributes' version (compare-and-set)
     mutes: Mapping[str, float] = field(default_factory=dict)  # user -> end time
     bans: Mapping[str, float] = field(default_factory=dict)  # user -> end time
 
 
-def group_record(group: Group, attributes: Mapping[str, str] | None = None) -> GroupRecord:
-    """The record of ``group``; ``attributes`` are the room's group attributes."""
+def group_record(
+    group: Group, attributes: Mapping[str, str] | None = None, attrs_seq: int | None = None
+) -> GroupRecord:
+    """The record of ``group``; ``attributes``/``attrs_seq`` override the group's own."""
+    own_values, own_seq = _attrs_of(group)
     return GroupRecord(
         group_id=group.group_id,
         owner=group.owner,
@@ -70,15 +78,16 @@ def group_record(group: Group, attributes: Mapping[str, str] | None = None) -> G
         burst=group.burst,
         app_defined=dict(group.app_defined),
         counters=dict(group.counters),
-        attributes=dict(attributes or {}),
+        attributes=dict(own_values if attributes is None else attributes),
+        attrs_seq=own_seq if attrs_seq is None else attrs_seq,
         mutes=dict(group.mutes),
         bans=dict(group.bans),
     )
 
 
 def restore_group(record: GroupRecord) -> Group:
-    """The ``Group`` a record describes (its attributes stay in the record)."""
-    return Group(
+    """The ``Group`` a record describes, with its attributes when Group holds them."""
+    group = Group(
         record.group_id,
         record.owner,
         record.created,
@@ -97,3 +106,18 @@ def restore_group(record: GroupRecord) -> Group:
         rate=record.rate,
         burst=record.burst,
     )
+    _set_attrs(group, record.attributes, record.attrs_seq)
+    return group
+
+
+def _attrs_of(group: Group) -> tuple[Mapping[str, str], int]:
+    """The group's attribute values and version, if it holds any."""
+    if not hasattr(group, "attrs"):
+        return {}, 0
+    return dict(group.attrs.values), int(group.attrs.seq)
+
+
+def _set_attrs(group: Group, values: Mapping[str, str], seq: int) -> None:
+    if hasattr(group, "attrs"):
+        group.attrs.values = dict(values)
+        group.attrs.seq = seq

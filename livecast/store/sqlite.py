@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS groups (
   face_url TEXT NOT NULL, max_member_num INTEGER NOT NULL, mute_all INTEGER NOT NULL,
   info_seq INTEGER NOT NULL, last_info_time REAL NOT NULL, last_msg_time REAL NOT NULL,
   rate INTEGER, burst INTEGER,
-  app_defined TEXT NOT NULL, counters TEXT NOT NULL, attributes TEXT NOT NULL);
+  app_defined TEXT NOT NULL, counters TEXT NOT NULL, attributes TEXT NOT NULL,
+  attrs_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mutes (group_id TEXT NOT NULL, user TEXT NOT NULL,
   until REAL NOT NULL, PRIMARY KEY (group_id, user));
 CREATE TABLE IF NOT EXISTS bans (group_id TEXT NOT NULL, user TEXT NOT NULL,
@@ -65,7 +66,7 @@ CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT N
 _GROUP_COLUMNS = (
     "group_id", "type", "owner", "created", "name", "introduction", "notification", "face_url",
     "max_member_num", "mute_all", "info_seq", "last_info_time", "last_msg_time", "rate", "burst",
-    "app_defined", "counters", "attributes",
+    "app_defined", "counters", "attributes", "attrs_seq",
 )
 _UPSERT_GROUP = (
     f"INSERT INTO groups ({', '.join(_GROUP_COLUMNS)}) "
@@ -250,18 +251,18 @@ def _group_row(r: GroupRecord) -> tuple[Any, ...]:
     return (r.group_id, r.type, r.owner, r.created, r.name, r.introduction, r.notification,
             r.face_url, r.max_member_num, int(r.mute_all), r.info_seq, r.last_info_time,
             r.last_msg_time, r.rate, r.burst, _json(r.app_defined), _json(r.counters),
-            _json(r.attributes))
+            _json(r.attributes), r.attrs_seq)
 
 
 def _record(row: tuple[Any, ...], mutes: dict[str, float], bans: dict[str, float]) -> GroupRecord:
     (gid, kind, owner, created, name, intro, notif, face, max_num, mute_all, info_seq,
-     info_time, msg_time, rate, burst, app, counters, attrs) = row
+     info_time, msg_time, rate, burst, app, counters, attrs, attrs_seq) = row
     return GroupRecord(
         group_id=gid, owner=owner, created=created, type=kind, name=name, introduction=intro,
         notification=notif, face_url=face, max_member_num=max_num, mute_all=bool(mute_all),
         info_seq=info_seq, last_info_time=info_time, last_msg_time=msg_time, rate=rate,
         burst=burst, app_defined=orjson.loads(app), counters=orjson.loads(counters),
-        attributes=orjson.loads(attrs), mutes=mutes, bans=bans)
+        attributes=orjson.loads(attrs), attrs_seq=attrs_seq, mutes=mutes, bans=bans)
 
 
 def _put_group(conn: Conn, record: GroupRecord, restrictions: bool) -> None:

@@ -42,4 +42,5 @@ def records(draw: st.DrawFn) -> GroupRecord:
         last_info_time=group.last_info_time, last_msg_time=group.last_msg_time,
         rate=group.rate, burst=group.burst, app_defined=group.app_defined,
         counters=group.counters, attributes=draw(st.dictionaries(texts, texts, max_size=4)),
+        attrs_seq=draw(st.integers(0, 2**40)),
         mutes=group.mutes, bans=group.bans)

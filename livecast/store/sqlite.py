@@ -1,0 +1,357 @@
+"""SQLite store: the embedded default, one database file in the data directory.
+
+Invariants:
+1. One connection, owned by one dedicated thread (a one-worker executor):
+   every statement runs there, never on the event loop, in call order.
+2. One transaction per change (``BEGIN IMMEDIATE`` ... ``COMMIT``); the call
+   returns only after ``COMMIT``, so an acknowledged change is stored.
+3. Journal mode WAL with ``synchronous=FULL`` (the default; ``NORMAL`` on
+   request): a committed transaction survives ``kill -9`` under either, since
+   the commit is in the WAL file before the call returns, and under FULL it
+   also survives a power cut or kernel crash (the WAL is fsynced at each
+   commit). Under NORMAL a power cut may lose the last commits since the
+   latest checkpoint, never corrupt the file. A ``kill -9`` loses only the
+   changes whose call had not returned.
+4. ``schema_version`` holds one row; a file of a newer version is refused.
+5. A cancelled caller does not cancel its transaction: it still commits or
+   rolls back whole in the store's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from livecast.core.group_fields import FOREVER
+from livecast.core.records import GroupRecord
+from livecast.store.base import DEDUP_WINDOW, Instrument, Observer, Snapshot, StoreError
+
+__all__ = ["DB_FILE", "SCHEMA_VERSION", "SqliteStore", "data_dir"]
+
+SCHEMA_VERSION = 1
+DB_FILE = "livecast.db"
+DEFAULT_DATA_DIR = "~/.livecast/data"
+T = TypeVar("T")
+Conn = sqlite3.Connection
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS groups (
+  group_id TEXT PRIMARY KEY, type TEXT NOT NULL, owner TEXT NOT NULL, created REAL NOT NULL,
+  name TEXT NOT NULL, introduction TEXT NOT NULL, notification TEXT NOT NULL,
+  face_url TEXT NOT NULL, max_member_num INTEGER NOT NULL, mute_all INTEGER NOT NULL,
+  info_seq INTEGER NOT NULL, last_info_time REAL NOT NULL, last_msg_time REAL NOT NULL,
+  rate INTEGER, burst INTEGER,
+  app_defined TEXT NOT NULL, counters TEXT NOT NULL, attributes TEXT NOT NULL,
+  attrs_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS mutes (group_id TEXT NOT NULL, user TEXT NOT NULL,
+  until REAL NOT NULL, PRIMARY KEY (group_id, user));
+CREATE TABLE IF NOT EXISTS bans (group_id TEXT NOT NULL, user TEXT NOT NULL,
+  until REAL NOT NULL, PRIMARY KEY (group_id, user));
+CREATE TABLE IF NOT EXISTS kicks (user TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedup_at ON dedup (at);
+CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT NULL)
+  WITHOUT ROWID;
+"""
+
+_GROUP_COLUMNS = (
+    "group_id", "type", "owner", "created", "name", "introduction", "notification", "face_url",
+    "max_member_num", "mute_all", "info_seq", "last_info_time", "last_msg_time", "rate", "burst",
+    "app_defined", "counters", "attributes", "attrs_seq",
+)
+_UPSERT_GROUP = (
+    f"INSERT INTO groups ({', '.join(_GROUP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_GROUP_COLUMNS))}) ON CONFLICT (group_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _GROUP_COLUMNS[1:])
+)
+_SELECT_GROUPS = f"SELECT {', '.join(_GROUP_COLUMNS)} FROM groups"
+_RESTRICTIONS = ("mutes", "bans")
+
+
+def data_dir(env: Mapping[str, str]) -> Path:
+    """The data directory: ``LIVECAST_DATA_DIR``, else ``~/.livecast/data``."""
+    return Path(env.get("LIVECAST_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+
+
+class SqliteStore:
+    """The Store protocol over one SQLite file (module invariants)."""
+
+    def __init__(
+        self, path: Path, conn: Conn, executor: ThreadPoolExecutor, instrument: Instrument
+    ) -> None:
+        self.path = path
+        self._conn = conn
+        self._executor = executor
+        self._inst = instrument
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        observe: Observer | None = None,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> SqliteStore:
+        """Open (creating the directory and file if needed) ``directory/livecast.db``."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix="livecast-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            path, conn = await loop.run_in_executor(executor, _connect, directory, synchronous)
+        except (sqlite3.Error, OSError) as exc:
+            executor.shutdown(wait=False)
+            raise StoreError(f"cannot open the store in {directory}: {exc}") from exc
+        except StoreError:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, conn, executor, Instrument(observe, (sqlite3.Error, OSError)))
+
+    @property
+    def healthy(self) -> bool:
+        return self._inst.healthy and not self._inst.closed
+
+    async def _call(self, op: str, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        job = functools.partial(_transaction if write else _read, self._conn, fn, *args)
+        loop = asyncio.get_running_loop()
+        return await self._inst.run(op, lambda: loop.run_in_executor(self._executor, job))
+
+    async def ping(self) -> bool:
+        try:
+            await self._call("ping", _ping, write=False)
+        except StoreError:
+            return False
+        return True
+
+    async def load_all(self, now: float | None = None) -> Snapshot:
+        return await self._call("load_all", _load_all, now, write=now is not None)
+
+    async def load_group(self, group_id: str) -> GroupRecord | None:
+        return await self._call("load_group", _load_group, group_id, write=False)
+
+    async def put_group(self, record: GroupRecord) -> None:
+        await self._call("put_group", _put_group, record, True)
+
+    async def put_settings(self, record: GroupRecord) -> None:
+        await self._call("put_settings", _put_group, record, False)
+
+    async def delete_group(self, group_id: str) -> bool:
+        return await self._call("delete_group", _delete_group, group_id)
+
+    async def set_mute(self, group_id: str, user: str, until: float) -> None:
+        await self._call("set_mute", _set_restriction, "mutes", group_id, user, until)
+
+    async def clear_mute(self, group_id: str, user: str) -> None:
+        await self._call("clear_mute", _clear_restriction, "mutes", group_id, user)
+
+    async def set_ban(self, group_id: str, user: str, until: float) -> None:
+        await self._call("set_ban", _set_restriction, "bans", group_id, user, until)
+
+    async def clear_ban(self, group_id: str, user: str) -> None:
+        await self._call("clear_ban", _clear_restriction, "bans", group_id, user)
+
+    async def set_kick(self, user: str, at: float) -> None:
+        await self._call("set_kick", _set_kick, user, at)
+
+    async def kick_time(self, user: str) -> float | None:
+        return await self._call("kick_time", _kick_time, user, write=False)
+
+    async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        return await self._call("seen", _seen, key, now, window)
+
+    async def add_likes(self, group_id: str, n: int) -> int:
+        return await self._call("add_likes", _add_likes, group_id, n)
+
+    async def likes(self, group_id: str) -> int:
+        return await self._call("likes", _likes, group_id, write=False)
+
+    async def close(self) -> None:
+        if self._inst.closed:
+            return
+        self._inst.closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._conn.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+# -- in the store's thread ----------------------------------------------------
+
+
+def _connect(directory: str | os.PathLike[str], synchronous: str) -> tuple[Path, Conn]:
+    path = Path(directory).expanduser() / DB_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: journal mode WAL refused ({mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        _transaction(conn, _migrate)
+    except BaseException:
+        conn.close()
+        raise
+    return path, conn
+
+
+def _migrate(conn: Conn) -> None:
+    _create(conn)
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    if row[0] is None:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif row[0] > SCHEMA_VERSION:
+        raise StoreError(f"schema version {row[0]} is newer than this livecast's {SCHEMA_VERSION}")
+
+
+def _create(conn: Conn) -> None:
+    # executescript would COMMIT the open transaction; run the statements one by one
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _transaction(conn: Conn, fn: Callable[..., T], *args: Any) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _read(conn: Conn, fn: Callable[..., T], *args: Any) -> T:
+    conn.execute("BEGIN")  # one consistent snapshot for every statement of the read
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _ping(conn: Conn) -> None:
+    conn.execute("SELECT 1").fetchone()
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return orjson.dumps(dict(value)).decode()
+
+
+def _group_row(r: GroupRecord) -> tuple[Any, ...]:
+    return (r.group_id, r.type, r.owner, r.created, r.name, r.introduction, r.notification,
+            r.face_url, r.max_member_num, int(r.mute_all), r.info_seq, r.last_info_time,
+            r.last_msg_time, r.rate, r.burst, _json(r.app_defined), _json(r.counters),
+            _json(r.attributes), r.attrs_seq)
+
+
+def _record(row: tuple[Any, ...], mutes: dict[str, float], bans: dict[str, float]) -> GroupRecord:
+    (gid, kind, owner, created, name, intro, notif, face, max_num, mute_all, info_seq,
+     info_time, msg_time, rate, burst, app, counters, attrs, attrs_seq) = row
+    return GroupRecord(
+        group_id=gid, owner=owner, created=created, type=kind, name=name, introduction=intro,
+        notification=notif, face_url=face, max_member_num=max_num, mute_all=bool(mute_all),
+        info_seq=info_seq, last_info_time=info_time, last_msg_time=msg_time, rate=rate,
+        burst=burst, app_defined=orjson.loads(app), counters=orjson.loads(counters),
+        attributes=orjson.loads(attrs), attrs_seq=attrs_seq, mutes=mutes, bans=bans)
+
+
+def _put_group(conn: Conn, record: GroupRecord, restrictions: bool) -> None:
+    conn.execute(_UPSERT_GROUP, _group_row(record))
+    if not restrictions:
+        return
+    for table, entries in (("mutes", record.mutes), ("bans", record.bans)):
+        conn.execute(f"DELETE FROM {table} WHERE group_id = ?", (record.group_id,))
+        conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)",
+                         ((record.group_id, u, until) for u, until in entries.items()))
+
+
+def _delete_group(conn: Conn, group_id: str) -> bool:
+    found = conn.execute("DELETE FROM groups WHERE group_id = ?", (group_id,)).rowcount > 0
+    for table in (*_RESTRICTIONS, "likes"):
+        conn.execute(f"DELETE FROM {table} WHERE group_id = ?", (group_id,))
+    return found
+
+
+def _restrictions(rows: Iterable[tuple[str, str, float]]) -> dict[str, dict[str, float]]:
+    by_group: dict[str, dict[str, float]] = {}
+    for gid, user, until in rows:
+        by_group.setdefault(gid, {})[user] = until
+    return by_group
+
+
+def _load_all(conn: Conn, now: float | None) -> Snapshot:
+    tables = {}
+    for table in _RESTRICTIONS:
+        if now is not None:
+            conn.execute(f"DELETE FROM {table} WHERE until <= ? AND until < ?", (now, FOREVER))
+        tables[table] = _restrictions(
+            conn.execute(f"SELECT group_id, user, until FROM {table} ORDER BY rowid"))
+    groups = tuple(
+        _record(row, tables["mutes"].get(row[0], {}), tables["bans"].get(row[0], {}))
+        for row in conn.execute(f"{_SELECT_GROUPS} ORDER BY created, group_id"))
+    kicks = dict(conn.execute("SELECT user, at FROM kicks"))
+    likes = dict(conn.execute("SELECT group_id, total FROM likes JOIN groups USING (group_id) "
+                              "WHERE total != 0"))
+    return Snapshot(groups, kicks, likes)
+
+
+def _load_group(conn: Conn, group_id: str) -> GroupRecord | None:
+    row = conn.execute(f"{_SELECT_GROUPS} WHERE group_id = ?", (group_id,)).fetchone()
+    if row is None:
+        return None
+    found = {
+        table: dict(conn.execute(
+            f"SELECT user, until FROM {table} WHERE group_id = ? ORDER BY rowid", (group_id,)))
+        for table in _RESTRICTIONS
+    }
+    return _record(row, found["mutes"], found["bans"])
+
+
+def _set_restriction(conn: Conn, table: str, group_id: str, user: str, until: float) -> None:
+    conn.execute(f"INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT (group_id, user) "
+                 "DO UPDATE SET until = excluded.until", (group_id, user, until))
+
+
+def _clear_restriction(conn: Conn, table: str, group_id: str, user: str) -> None:
+    conn.execute(f"DELETE FROM {table} WHERE group_id = ? AND user = ?", (group_id, user))
+
+
+def _set_kick(conn: Conn, user: str, at: float) -> None:
+    conn.execute("INSERT INTO kicks VALUES (?, ?) ON CONFLICT (user) "
+                 "DO UPDATE SET at = max(at, excluded.at)", (user, at))
+
+
+def _kick_time(conn: Conn, user: str) -> float | None:
+    row = conn.execute("SELECT at FROM kicks WHERE user = ?", (user,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
+    conn.execute("DELETE FROM dedup WHERE at <= ?", (now - window,))
+    row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
+    if row is not None and now - row[0] < window:
+        return True
+    conn.execute("INSERT OR REPLACE INTO dedup VALUES (?, ?)", (key, now))
+    return False
+
+
+def _add_likes(conn: Conn, group_id: str, n: int) -> int:
+    row = conn.execute("INSERT INTO likes VALUES (?, ?) ON CONFLICT (group_id) "
+                       "DO UPDATE SET total = total + excluded.total RETURNING total",
+                       (group_id, n)).fetchone()
+    return int(row[0])
+
+
+def _likes(conn: Conn, group_id: str) -> int:
+    row = conn.execute("SELECT total FROM likes WHERE group_id = ?", (group_id,)).fetchone()
+    return 0 if row is None else int(row[0])

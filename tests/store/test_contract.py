@@ -1,0 +1,181 @@
+"""The Store contract (livecast/store/base.py), run against every engine:
+a SQLite file, a redis-server, and a 3-master Redis Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+
+from livecast.core.group_fields import FOREVER
+from livecast.core.records import GroupRecord
+from livecast.store.base import Store, StoreError
+from tests.store.conftest import Engine
+from tests.store.strategies import records
+
+FULL = GroupRecord(
+    group_id="room-1", owner="anchor", created=1700000000.25, name="Live", introduction="intro",
+    notification="notice", face_url="https://x/y.png", max_member_num=0, mute_all=True,
+    info_seq=7, last_info_time=1700000100.5, last_msg_time=1700000200.75, rate=40, burst=80,
+    app_defined={"Topic": "music", "Level": "3"}, counters={"likes": 12, "neg": -(2**63)},
+    attributes={"seat": "1", "mode": "pk"},
+    mutes={"loud": 1700000500.5, "forever": float(FOREVER)},
+    bans={"troll": 1700009999.0, "spam": float(FOREVER)})
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=records())
+async def test_a_room_reads_back_exactly_as_put(store: Store, record: GroupRecord) -> None:
+    await store.put_group(record)
+    assert await store.load_group(record.group_id) == record
+    await store.delete_group(record.group_id)
+
+
+async def test_put_settings_keeps_the_stored_mutes_and_bans(store: Store) -> None:
+    await store.put_group(FULL)
+    changed = replace(FULL, name="Renamed", mutes={}, bans={}, app_defined={"Topic": "talk"},
+                      counters={}, attributes={}, rate=None, burst=None)
+    await store.put_settings(changed)
+    assert await store.load_group("room-1") == replace(changed, mutes=FULL.mutes, bans=FULL.bans)
+    await store.put_group(changed)  # the whole room: no mutes or bans left
+    assert await store.load_group("room-1") == changed
+
+
+async def test_delete_group_removes_every_part_of_the_room(store: Store) -> None:
+    other = replace(FULL, group_id="room-2")
+    await store.put_group(FULL)
+    await store.put_group(other)
+    await store.add_likes("room-1", 5)
+    assert await store.delete_group("room-1") is True
+    assert await store.delete_group("room-1") is False
+    assert await store.load_group("room-1") is None
+    assert await store.likes("room-1") == 0
+    await store.put_settings(replace(FULL, mutes={}, bans={}))  # re-created: nothing comes back
+    found = await store.load_group("room-1")
+    assert found is not None and found.mutes == {} and found.bans == {}
+    assert await store.load_group("room-2") == other
+
+
+async def test_mutes_and_bans_are_set_and_cleared_one_member_at_a_time(store: Store) -> None:
+    await store.put_group(replace(FULL, mutes={}, bans={}))
+    await store.set_mute("room-1", "a", 100.5)
+    await store.set_mute("room-1", "a", 200.5)  # a later call replaces the end time
+    await store.set_mute("room-1", "b", float(FOREVER))
+    await store.set_ban("room-1", "c", 300.0)
+    await store.set_ban("room-1", "d", 400.0)
+    await store.clear_mute("room-1", "b")
+    await store.clear_ban("room-1", "d")
+    await store.clear_ban("room-1", "nobody")
+    found = await store.load_group("room-1")
+    assert found is not None
+    assert found.mutes == {"a": 200.5} and found.bans == {"c": 300.0}
+
+
+async def test_load_all_with_now_drops_and_deletes_what_is_over(store: Store) -> None:
+    await store.put_group(replace(FULL, mutes={"over": 100.0, "at-now": 150.0, "later": 151.0,
+                                               "forever": float(FOREVER)},
+                                  bans={"over": 10.0, "forever": float(FOREVER)}))
+    # past FOREVER itself, a FOREVER entry still holds (core/group.py)
+    snapshot = await store.load_all(now=150.0)
+    (room,) = snapshot.groups
+    assert room.mutes == {"later": 151.0, "forever": float(FOREVER)}
+    assert room.bans == {"forever": float(FOREVER)}
+    assert (await store.load_all()).groups == snapshot.groups  # deleted, not just hidden
+    (room,) = (await store.load_all(now=float(FOREVER) + 10)).groups
+    assert room.mutes == {"forever": float(FOREVER)} and room.bans == {"forever": float(FOREVER)}
+
+
+async def test_load_all_lists_rooms_by_creation_then_id(store: Store) -> None:
+    for gid, created in (("c", 2.0), ("b", 1.0), ("a", 2.0), ("d", 0.5)):
+        await store.put_group(GroupRecord(gid, "owner", created))
+    snapshot = await store.load_all()
+    assert [g.group_id for g in snapshot.groups] == ["d", "b", "a", "c"]
+
+
+async def test_awkward_group_ids_keep_their_rooms_apart(store: Store) -> None:
+    ids = ["a", "a}:info", "{a}", "a}", "@TGS#aXYZ", "with space:and:colons"]
+    for n, gid in enumerate(ids):
+        await store.put_group(replace(FULL, group_id=gid, info_seq=n))
+        await store.add_likes(gid, n + 1)
+    for n, gid in enumerate(ids):
+        assert await store.load_group(gid) == replace(FULL, group_id=gid, info_seq=n)
+        assert await store.likes(gid) == n + 1
+    assert {g.group_id for g in (await store.load_all()).groups} == set(ids)
+
+
+async def test_kick_times_keep_the_latest(store: Store) -> None:
+    assert await store.kick_time("alice") is None
+    await store.set_kick("alice", 1700000000.125)
+    await store.set_kick("alice", 1600000000.0)  # an older kick does not move it back
+    await store.set_kick("bob", 5.5)
+    assert await store.kick_time("alice") == 1700000000.125
+    assert (await store.load_all()).kicks == {"alice": 1700000000.125, "bob": 5.5}
+
+
+async def test_seen_answers_false_once_per_key_within_the_window(store: Store) -> None:
+    now = time.time()
+    assert await store.seen("room-1:alice:42", now) is False
+    assert await store.seen("room-1:alice:42", now + 1) is True
+    assert await store.seen("room-1:alice:43", now + 1) is False
+    answers = await asyncio.gather(*(store.seen("race", now) for _ in range(20)))
+    assert sorted(answers) == [False] + [True] * 19
+
+
+async def test_seen_forgets_a_key_after_its_window(store: Store) -> None:
+    # Redis expires by its own clock, so both engines run on wall time here.
+    assert await store.seen("short", time.time(), window=0.2) is False
+    deadline = time.monotonic() + 10
+    while await store.seen("short", time.time(), window=0.2):
+        assert time.monotonic() < deadline, "the key never expired"
+        await asyncio.sleep(0.05)
+    assert await store.seen("short", time.time(), window=0.2) is True  # recorded again
+
+
+async def test_like_totals_add_up(store: Store) -> None:
+    assert await store.likes("room-1") == 0
+    assert await store.add_likes("room-1", 3) == 3
+    totals = await asyncio.gather(*(store.add_likes("room-1", 1) for _ in range(50)))
+    assert sorted(totals) == list(range(4, 54))
+    assert await store.likes("room-1") == 53
+    assert (await store.load_all()).likes == {}  # only the totals of stored rooms
+    await store.put_group(FULL)
+    assert (await store.load_all()).likes == {"room-1": 53}
+
+
+async def test_a_reopened_store_finds_everything(engine: Engine) -> None:
+    store = await engine.open()
+    await store.put_group(replace(FULL, mutes={}, bans={}))
+    await store.put_group(replace(FULL, group_id="room-2", created=1.0))
+    await store.set_mute("room-1", "loud", 1700000500.5)
+    await store.set_ban("room-1", "spam", float(FOREVER))
+    await store.set_kick("kicked", 1700000300.5)
+    await store.add_likes("room-1", 99)
+    await store.close()
+    reopened = await engine.open()
+    snapshot = await reopened.load_all(now=1700000400.0)
+    assert snapshot.groups == (replace(FULL, group_id="room-2", created=1.0),
+                               replace(FULL, mutes={"loud": 1700000500.5},
+                                       bans={"spam": float(FOREVER)}))
+    assert snapshot.kicks == {"kicked": 1700000300.5}
+    assert snapshot.likes == {"room-1": 99}
+    assert await reopened.kick_time("kicked") == 1700000300.5
+
+
+async def test_health_and_metrics(engine: Engine) -> None:
+    calls: list[tuple[str, float, bool]] = []
+    store = await engine.open(lambda op, seconds, ok: calls.append((op, seconds, ok)))
+    assert store.healthy and await store.ping()
+    await store.put_group(FULL)
+    assert [(op, ok) for op, _, ok in calls] == [("ping", True), ("put_group", True)]
+    assert all(seconds >= 0 for _, seconds, _ in calls)
+    await store.close()
+    assert not store.healthy and not await store.ping()
+    try:
+        await store.put_group(FULL)
+    except StoreError as exc:
+        assert "closed" in str(exc)
+    else:
+        raise AssertionError("a closed store acknowledged a write")

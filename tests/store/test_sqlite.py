@@ -1,0 +1,111 @@
+"""SQLite engine specifics (livecast/store/sqlite.py): durability, files, the de-dup clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from livecast.core.group_fields import FOREVER
+from livecast.store.base import StoreError
+from livecast.store.sqlite import DB_FILE, SCHEMA_VERSION, SqliteStore, data_dir
+
+ACKS_BEFORE_KILL = 200
+
+# Writes rooms forever, printing each index once its three writes are acknowledged.
+WRITER = """
+import asyncio, sys
+from livecast.core.records import GroupRecord
+from livecast.store.sqlite import SqliteStore
+
+async def main(directory):
+    store = await SqliteStore.open(directory)
+    i = 0
+    while True:
+        await store.put_group(GroupRecord(f"g{i}", "owner", float(i), name=f"n{i}"))
+        await store.set_ban(f"g{i}", "troll", 4294967295.0)
+        total = await store.add_likes("g0", 1)
+        print(i, total, flush=True)
+        i += 1
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_kill_9_loses_no_acknowledged_write(tmp_path: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)],
+                          stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        acks = [child.stdout.readline().split() for _ in range(ACKS_BEFORE_KILL)]
+        os.kill(child.pid, signal.SIGKILL)  # mid-write: it never stops writing by itself
+        child.wait(timeout=10)
+        acks += [line.split() for line in child.stdout.read().splitlines()]  # printed before
+    assert child.returncode == -signal.SIGKILL and len(acks) >= ACKS_BEFORE_KILL
+    asyncio.run(_check_acknowledged(tmp_path, [(int(i), int(t)) for i, t in acks]))
+
+
+async def _check_acknowledged(directory: Path, acks: list[tuple[int, int]]) -> None:
+    store = await SqliteStore.open(directory)
+    try:
+        snapshot = await store.load_all()
+        stored = {g.group_id: g for g in snapshot.groups}
+        for i, _ in acks:
+            room = stored[f"g{i}"]
+            assert room.name == f"n{i}" and room.bans == {"troll": float(FOREVER)}
+        assert snapshot.likes["g0"] >= acks[-1][1]
+    finally:
+        await store.close()
+
+
+async def test_the_data_directory_is_created_with_a_wal_database(tmp_path: Path) -> None:
+    directory = tmp_path / "deep" / "data"
+    store = await SqliteStore.open(directory)
+    await store.close()
+    assert store.path == directory / DB_FILE
+    with sqlite3.connect(directory / DB_FILE) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    await (await SqliteStore.open(tmp_path)).close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore.open(tmp_path)
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / DB_FILE).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        await SqliteStore.open(tmp_path)
+
+
+def test_data_dir_comes_from_the_environment_or_the_home_directory() -> None:
+    assert data_dir({"LIVECAST_DATA_DIR": "/srv/livecast"}) == Path("/srv/livecast")
+    assert data_dir({}) == Path("~/.livecast/data").expanduser()
+    assert data_dir({"LIVECAST_DATA_DIR": ""}) == Path("~/.livecast/data").expanduser()
+
+
+async def test_seen_follows_the_callers_clock_and_purges_expired_keys(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    try:
+        assert await store.seen("k", 1000.0) is False
+        assert await store.seen("k", 1299.9) is True
+        assert await store.seen("k", 1300.0) is False  # 5 minutes later: a new send
+        for n in range(50):
+            await store.seen(f"old-{n}", 1000.0)
+        await store.seen("fresh", 1400.0)
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        assert sorted(k for (k,) in conn.execute("SELECT key FROM dedup")) == ["fresh", "k"]
+    conn.close()

@@ -1,7 +1,10 @@
 """Likes: which before-send callbacks are likes, and per-room totals to write back.
 
 Implements spec rooms.md "Likes and counters" and the like guidance of
-tencent-reference.md 6.7 for the ``livecast counter`` service (docs/counter.md).
+tencent-reference.md 6.7 for the ``livecast counter`` service and the
+in-process counter of ``livecast serve`` (docs/counter.md).  Both decide with
+the same functions: ``recognise`` reads a callback body, ``recognise_message``
+the parts of a message the node would put in that body.
 
 The rule (``LikeRule``, every part configurable): a ``Group.CallbackBeforeSendMsg``
 body (3.4) is a like when
@@ -68,7 +71,10 @@ class Like:
 def _priority_ok(body: Mapping[str, Any], rule: LikeRule) -> bool:
     if "MsgPriority" not in body:
         return not rule.require_priority
-    priority = body["MsgPriority"]
+    return _priority_in(body["MsgPriority"], rule)
+
+
+def _priority_in(priority: object, rule: LikeRule) -> bool:
     return isinstance(priority, str) and (not rule.priorities or priority in rule.priorities)
 
 
@@ -98,9 +104,22 @@ def recognise(body: object, rule: LikeRule) -> Like | None:
     """The like a before-send callback body carries, or None (not a like)."""
     if not isinstance(body, dict) or not _priority_ok(body, rule):
         return None
-    group_id = body.get("GroupId")
-    data = _custom_data(body.get("MsgBody"))
-    if not is_valid_group_id(group_id) or data is None:
+    return _like(body.get("GroupId"), body.get("MsgBody"), rule)
+
+
+def recognise_message(group_id: str, priority: str, msg_body: object,
+                      rule: LikeRule) -> Like | None:
+    """The like a message carries, or None: what ``recognise`` decides for the
+    before-send body of this message (livecast always sends ``MsgPriority``).
+    A message at another priority costs one set lookup."""
+    if not _priority_in(priority, rule):
+        return None
+    return _like(group_id, msg_body, rule)
+
+
+def _like(group_id: object, msg_body: object, rule: LikeRule) -> Like | None:
+    data = _custom_data(msg_body)
+    if data is None or not is_valid_group_id(group_id):
         return None
     try:
         payload = orjson.loads(data)

@@ -35,9 +35,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from livecast.core.likes import LikeTally, recognise
+from livecast.core.likes import Like, LikeTally, recognise
 from livecast.core.signing import tencent_sign_ok
-from livecast.counter.rest import TRANSPORT_ERROR, RestClient, TotalStore, code_of
+from livecast.counter.rest import TRANSPORT_ERROR, RestClient, Totals, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code
 from livecast.runner import install_uvloop, serve_app
@@ -72,7 +72,7 @@ class Counter:
         self.rule = settings.rule
         self.tally = LikeTally(rand or random.Random().random, settings.min_s, settings.max_s)
         self.stats = Stats()
-        self.store: TotalStore | None = None  # set while the app runs (``_rest_ctx``)
+        self.store: Totals | None = None  # set while the app runs (``_rest_ctx``)
         self._failing = False
 
     # ------------------------------------------------------------ receiver
@@ -102,8 +102,10 @@ class Counter:
             self.stats.malformed += 1
             return 0
         like = recognise(body, self.rule)
-        if like is None:
-            return 0
+        return 0 if like is None else self.count(like)
+
+    def count(self, like: Like) -> int:
+        """Add a recognised like to its room's total; returns how many it holds."""
         if like.group_id not in self.tally:
             log.debug("room first seen: %s", like.group_id)
         self.tally.add(like.group_id, like.count, self.clock())
@@ -190,6 +192,14 @@ class Counter:
                 self.tally.forget_idle(self.clock(), self.settings.idle_s)
             await asyncio.sleep(TICK)
 
+    async def final_flush(self) -> None:
+        """At shutdown: write what is pending once more, within two REST timeouts."""
+        try:
+            async with asyncio.timeout(2 * self.settings.timeout + 1):
+                await self.flush_now()
+        except TimeoutError:
+            log.warning("shutdown: %d rooms not written", len(self.tally.pending()))
+
     def health(self) -> dict[str, object]:
         return {"status": "ok", "rooms": len(self.tally), "pending": len(self.tally.pending()),
                 **asdict(self.stats)}
@@ -235,18 +245,9 @@ def _rest_ctx(run_loop: bool) -> Callable[[web.Application], AsyncIterator[None]
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
-            await _final_flush(counter)
+            await counter.final_flush()
             counter.store = None
     return ctx
-
-
-async def _final_flush(counter: Counter) -> None:
-    """Write what is pending once more, within two REST timeouts."""
-    try:
-        async with asyncio.timeout(2 * counter.settings.timeout + 1):
-            await counter.flush_now()
-    except TimeoutError:
-        log.warning("shutdown: %d rooms not written", len(counter.tally.pending()))
 
 
 def make_app(settings: CounterSettings, *, clock: Callable[[], float] = time.time,

@@ -202,6 +202,10 @@ class LikeTally:
                 taken.append(self._take(group_id, room))
         return taken
 
+    def next_due(self) -> float | None:
+        """The earliest scheduled write (possibly of a room since taken or forgotten)."""
+        return self._heap[0][0] if self._heap else None
+
     def take_all(self) -> list[str]:
         """Every scheduled room, whatever its due time (shutdown, tests); in flight."""
         return [self._take(gid, r) for gid, r in self._rooms.items() if r.due is not None]

@@ -47,7 +47,8 @@ log = logging.getLogger("livecast.counter")
 BEFORE_SEND = "Group.CallbackBeforeSendMsg"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
 MAX_BODY = 64 * 1024  # a message is at most 12 KB (spec 6); the rest is envelope
-TICK = 0.2  # how often the loop looks for due rooms, seconds
+TICK = 0.2  # how often at least the loop looks for due rooms, seconds
+MIN_PAUSE = 0.01  # the shortest pause between two looks, seconds
 SWEEP = 60.0  # how often it forgets idle rooms, seconds
 GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})
 
@@ -190,7 +191,13 @@ class Counter:
             if self.clock() >= sweep:
                 sweep = self.clock() + SWEEP
                 self.tally.forget_idle(self.clock(), self.settings.idle_s)
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(self._pause())
+
+    def _pause(self) -> float:
+        """Until the next room is due, at most ``TICK``: a write starts on time."""
+        due = self.tally.next_due()
+        wait = TICK if due is None else min(TICK, due - self.clock())
+        return max(MIN_PAUSE, wait)
 
     async def final_flush(self) -> None:
         """At shutdown: write what is pending once more, within two REST timeouts."""

@@ -356,7 +356,7 @@ async def test_a_restart_resumes_from_the_rooms_value(live: Live, start_counter:
 async def test_a_value_set_before_first_sight_is_the_base(
         live: Live, start_counter: Start, target: str, seed: str, seeded: Any) -> None:
     gid = live.room("r1")
-    key = "likes" if target == "app_defined_data" else "likes"
+    key = "likes"
     body: dict[str, Any] = {"GroupId": gid}
     if target == "app_defined_data":
         body["AppDefinedData"] = [{"Key": key, "Value": seeded}]

@@ -1,7 +1,9 @@
 """``livecast counter``: the like counter (spec rooms.md "Likes and counters", docs/counter.md).
 
 A Tencent-format webhook receiver (tencent-reference.md 3.1, 3.3, 3.4) and a
-write-back loop (2.4 AppDefinedData or 2.12 group counters).
+write-back loop (2.4 AppDefinedData or 2.12 group counters).  ``Counter`` is
+also the in-process counter of ``livecast serve`` (``livecast.node.likes``):
+there it counts recognised messages (``count``) and its store is the node.
 
 Invariants:
 - The receiver never awaits the REST API: a callback is checked, counted in

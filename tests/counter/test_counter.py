@@ -30,7 +30,7 @@ from livecast.client import custom
 from livecast.core import callbacks
 from livecast.core.signing import tencent_sign
 from livecast.counter.app import COUNTER, Counter, make_app
-from livecast.counter.settings import CounterSettings, build
+from livecast.counter.settings import CounterSettings, build, in_process
 from livecast.settings import ConfigError, Secret
 from tests.conftest import KEY, SDKAPPID, Live, base_settings, sig, start_live
 from tests.test_cli import free_port
@@ -547,3 +547,19 @@ async def test_a_cancelled_flush_leaves_no_room_stranded(start_counter: Start) -
             assert sorted(written) == ["a", "b", "c"] and c.counter.tally.pending() == []
         finally:
             release.set()
+
+
+def test_in_process_settings_read_the_like_variables_only() -> None:
+    """``livecast serve``'s counter: where and what to count; the service's own
+    address, API and token are not read, so a bad one never stops a server."""
+    s = in_process({"LIVECAST_COUNTER_TARGET": "group_counter", "LIVECAST_LIKE_TYPE": "heart",
+                    "LIVECAST_COUNTER_MIN_S": "1", "LIVECAST_COUNTER_PORT": "nope",
+                    "LIVECAST_COUNTER_API": "ftp://x", "LIVECAST_SECRET_KEY": "k"})
+    assert (s.target, s.key, s.min_s, s.rule.type_value) == ("group_counter", "likes", 1.0,
+                                                             "heart")
+    assert s.port == 8090 and not s.secret_key.value and not s.dev_key
+    assert in_process({}).key == "likes"
+    with pytest.raises(ConfigError, match="LIVECAST_COUNTER_MIN_S"):
+        in_process({"LIVECAST_COUNTER_MIN_S": "9", "LIVECAST_COUNTER_MAX_S": "5"})
+    with pytest.raises(ConfigError, match="LIVECAST_COUNTER_KEY"):
+        in_process({"LIVECAST_COUNTER_KEY": "no spaces"})

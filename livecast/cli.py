@@ -14,11 +14,13 @@ import resource
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livecast.core import usersig
-from livecast.counter.settings import CounterSettings, in_process
 from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
+
+if TYPE_CHECKING:
+    from livecast.counter.settings import CounterSettings
 
 log = logging.getLogger("livecast")
 
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(the Redis cluster backplane is not available yet); unset it to serve",
               file=sys.stderr)
         return 2
+    from livecast.counter.settings import in_process
+
     try:  # the in-process like counter reads the counter's like variables
         likes = in_process(dict(os.environ))
     except ConfigError as exc:

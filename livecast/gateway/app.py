@@ -7,17 +7,20 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livecast.admin.rest import handle as rest_handle
-from livecast.counter.settings import CounterSettings
 from livecast.gateway.pages import add_pages
 from livecast.gateway.ws import HEARTBEAT, NODE, WS_PATH, handle_ws, heartbeat
 from livecast.node.hub import Node
 from livecast.node.likes import InProcessLikes
 from livecast.settings import Settings
+
+if TYPE_CHECKING:
+    from livecast.counter.settings import CounterSettings
 
 log = logging.getLogger("livecast.gateway")
 
@@ -58,7 +61,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await node.backplane.close()
 
 
-def _likes_ctx(settings: CounterSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def _likes_ctx(
+        settings: CounterSettings | None) -> Callable[[web.Application], AsyncIterator[None]]:
     """The in-process like counter, from startup to a last write at cleanup."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         likes = app[LIKES] = InProcessLikes(app[NODE], settings)
@@ -104,6 +108,6 @@ def make_app(settings: Settings, node: Node | None = None,
     add_pages(app)
     app.cleanup_ctx.append(_lifecycle)
     if settings.counts_likes:
-        app.cleanup_ctx.append(_likes_ctx(likes or CounterSettings()))
+        app.cleanup_ctx.append(_likes_ctx(likes))
     app.on_shutdown.append(_on_shutdown)
     return app

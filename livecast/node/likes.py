@@ -101,8 +101,10 @@ class NodeTotals:
 class InProcessLikes:
     """One server's like counter: ``admit`` counts, ``Counter`` writes back."""
 
-    def __init__(self, node: Node, settings: CounterSettings,
+    def __init__(self, node: Node, settings: CounterSettings | None = None,
                  rand: Callable[[], float] | None = None) -> None:
+        """``settings``: where and what to count (default: the counter's defaults)."""
+        settings = settings or CounterSettings()
         self.node = node
         self.rule = settings.rule
         self.counter = Counter(settings, node.clock, rand)

@@ -53,14 +53,3 @@ def test_soft_limit_must_be_below_hard(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SOFT"):
         build({"LIVECAST_OUTBOX_SOFT_KB": "4096", "LIVECAST_OUTBOX_HARD_KB": "1024"},
               dev_key_file=tmp_path / "k")
-
-
-def test_likes_are_counted_in_process_unless_a_backend_or_the_setting_says_no(
-        tmp_path: Path) -> None:
-    key = tmp_path / "k"
-    assert build({}, dev_key_file=key).counts_likes
-    assert not build({"LIVECAST_CALLBACK_URL": "http://127.0.0.1:9/cb"},
-                     dev_key_file=key).counts_likes
-    assert not build({"LIVECAST_LIKE_COUNTER": "0"}, dev_key_file=key).counts_likes
-    with pytest.raises(ConfigError, match="LIVECAST_LIKE_COUNTER"):
-        build({"LIVECAST_LIKE_COUNTER": "sometimes"}, dev_key_file=key)

@@ -1,10 +1,7 @@
 """Likes: which before-send callbacks are likes, and per-room totals to write back.
 
 Implements spec rooms.md "Likes and counters" and the like guidance of
-tencent-reference.md 6.7 for the ``livecast counter`` service and the
-in-process counter of ``livecast serve`` (docs/counter.md).  Both decide with
-the same functions: ``recognise`` reads a callback body, ``recognise_message``
-the parts of a message the node would put in that body.
+tencent-reference.md 6.7 for the ``livecast counter`` service (docs/counter.md).
 
 The rule (``LikeRule``, every part configurable): a ``Group.CallbackBeforeSendMsg``
 body (3.4) is a like when
@@ -111,7 +108,9 @@ def recognise_message(group_id: str, priority: str, msg_body: object,
                       rule: LikeRule) -> Like | None:
     """The like a message carries, or None: what ``recognise`` decides for the
     before-send body of this message (livecast always sends ``MsgPriority``).
-    A message at another priority costs one set lookup."""
+    The in-process counter of ``livecast serve`` decides with this, the
+    ``livecast counter`` service with ``recognise``: the same rule.  A message
+    at another priority costs one set lookup."""
     if not _priority_in(priority, rule):
         return None
     return _like(group_id, msg_body, rule)

@@ -1,9 +1,7 @@
 """``livecast counter``: the like counter (spec rooms.md "Likes and counters", docs/counter.md).
 
 A Tencent-format webhook receiver (tencent-reference.md 3.1, 3.3, 3.4) and a
-write-back loop (2.4 AppDefinedData or 2.12 group counters).  ``Counter`` is
-also the in-process counter of ``livecast serve`` (``livecast.node.likes``):
-there it counts recognised messages (``count``) and its store is the node.
+write-back loop (2.4 AppDefinedData or 2.12 group counters).
 
 Invariants:
 - The receiver never awaits the REST API: a callback is checked, counted in
@@ -49,7 +47,7 @@ log = logging.getLogger("livecast.counter")
 BEFORE_SEND = "Group.CallbackBeforeSendMsg"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
 MAX_BODY = 64 * 1024  # a message is at most 12 KB (spec 6); the rest is envelope
-TICK = 0.2  # how often at least the loop looks for due rooms, seconds
+TICK = 0.2  # how often the loop looks for due rooms, seconds
 MIN_PAUSE = 0.01  # the shortest pause between two looks, seconds
 SWEEP = 60.0  # how often it forgets idle rooms, seconds
 GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})
@@ -66,7 +64,10 @@ class Stats:
 
 
 class Counter:
-    """The receiver's decisions and the write-back of one counter process."""
+    """The receiver's decisions and the write-back of one counter process.
+
+    Also the in-process counter of ``livecast serve`` (``livecast.node.likes``):
+    there it counts recognised messages (``count``) and its store is the node."""
 
     def __init__(self, settings: CounterSettings, clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] | None = None) -> None:

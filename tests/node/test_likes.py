@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from livecast.gateway.front import Front
 from livecast.gateway.ws import NODE
 from livecast.node.likes import NodeTotals
 from livecast.runner import Listener
-from livecast.settings import Settings
+from livecast.settings import ConfigError, Settings, build
 from tests.conftest import Live, base_settings
 
 FAST = CounterSettings(min_s=0.05, max_s=0.1)
@@ -159,3 +160,14 @@ async def test_a_room_gone_or_full_is_a_coded_failure(live: Live) -> None:
     reply = await totals.write(gid, 5)
     assert reply["ActionStatus"] == "FAIL" and reply["ErrorCode"] != 0
     assert (await totals.read(gid)).value == 0
+
+
+def test_settings_count_likes_in_process_unless_a_backend_or_the_setting_says_no(
+        tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    assert build({}, dev_key_file=key).counts_likes
+    assert not build({"LIVECAST_CALLBACK_URL": "http://127.0.0.1:9/cb"},
+                     dev_key_file=key).counts_likes
+    assert not build({"LIVECAST_LIKE_COUNTER": "0"}, dev_key_file=key).counts_likes
+    with pytest.raises(ConfigError, match="LIVECAST_LIKE_COUNTER"):
+        build({"LIVECAST_LIKE_COUNTER": "sometimes"}, dev_key_file=key)

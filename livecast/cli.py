@@ -13,11 +13,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livecast.core import usersig
 from livecast.runner import raise_fd_limit
 from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
+
+if TYPE_CHECKING:
+    from livecast.counter.settings import CounterSettings
 
 log = logging.getLogger("livecast")
 
@@ -104,14 +107,15 @@ def banner(s: Settings) -> str:
     return "\n".join(lines)
 
 
-def serve(s: Settings) -> None:
+def serve(s: Settings, likes: CounterSettings | None = None) -> None:
     from livecast.gateway.app import make_app
     from livecast.gateway.front import Front
     from livecast.runner import install_uvloop, serve_app
 
     install_uvloop()
     log.info("open-files limit %d", raise_fd_limit())
-    asyncio.run(serve_app(make_app(s), s.host, s.port, banner(s), s.shutdown_grace + 1,
+    asyncio.run(serve_app(make_app(s, likes=likes), s.host, s.port, banner(s),
+                          s.shutdown_grace + 1,
                           front=Front))
 
 
@@ -146,7 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(the Redis cluster backplane is not available yet); unset it to serve",
               file=sys.stderr)
         return 2
-    serve(s)
+    from livecast.counter.settings import in_process
+
+    try:  # the in-process like counter reads the counter's like variables
+        likes = in_process(dict(os.environ))
+    except ConfigError as exc:
+        print(f"livecast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    serve(s, likes)
     return 0
 
 

@@ -74,6 +74,13 @@ class Settings:
     callback_hmac_keys: tuple[Secret, ...] = ()  # X-Livecast-Signature keys (0 to 2)
     callback_breaker: int = 5             # consecutive failures that open the breaker; 0 never
     callback_breaker_cooldown: float = 5.0
+    # likes counted in-process when no callback URL is set (docs/counter.md)
+    like_counter: bool = True
+
+    @property
+    def counts_likes(self) -> bool:
+        """Whether this server counts likes itself: a business backend takes over."""
+        return self.like_counter and not self.callback_url
 
     @property
     def tick(self) -> float:
@@ -179,6 +186,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_CALLBACK_HMAC_KEYS", "callback_hmac_keys", _hmac_keys),
     ("LIVECAST_CALLBACK_BREAKER", "callback_breaker", _int(0, 1_000_000)),
     ("LIVECAST_CALLBACK_BREAKER_COOLDOWN", "callback_breaker_cooldown", _float(0, 3600)),
+    ("LIVECAST_LIKE_COUNTER", "like_counter", _bool),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)

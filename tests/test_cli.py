@@ -124,3 +124,12 @@ def test_the_dev_key_is_refused_off_loopback(capsys: pytest.CaptureFixture[str],
     monkeypatch.setenv("LIVECAST_HOST", "0.0.0.0")
     assert main(["serve"]) == 2
     assert "LIVECAST_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_a_bad_like_variable_stops_serve_naming_it(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``livecast serve`` counts likes in-process with the counter's like variables."""
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "cli-key")
+    monkeypatch.setenv("LIVECAST_COUNTER_TARGET", "spreadsheet")
+    assert main(["serve"]) == 2
+    assert "LIVECAST_COUNTER_TARGET" in capsys.readouterr().err

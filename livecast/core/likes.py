@@ -68,7 +68,10 @@ class Like:
 def _priority_ok(body: Mapping[str, Any], rule: LikeRule) -> bool:
     if "MsgPriority" not in body:
         return not rule.require_priority
-    priority = body["MsgPriority"]
+    return _priority_in(body["MsgPriority"], rule)
+
+
+def _priority_in(priority: object, rule: LikeRule) -> bool:
     return isinstance(priority, str) and (not rule.priorities or priority in rule.priorities)
 
 
@@ -98,9 +101,24 @@ def recognise(body: object, rule: LikeRule) -> Like | None:
     """The like a before-send callback body carries, or None (not a like)."""
     if not isinstance(body, dict) or not _priority_ok(body, rule):
         return None
-    group_id = body.get("GroupId")
-    data = _custom_data(body.get("MsgBody"))
-    if not is_valid_group_id(group_id) or data is None:
+    return _like(body.get("GroupId"), body.get("MsgBody"), rule)
+
+
+def recognise_message(group_id: str, priority: str, msg_body: object,
+                      rule: LikeRule) -> Like | None:
+    """The like a message carries, or None: what ``recognise`` decides for the
+    before-send body of this message (livecast always sends ``MsgPriority``).
+    The in-process counter of ``livecast serve`` decides with this, the
+    ``livecast counter`` service with ``recognise``: the same rule.  A message
+    at another priority costs one set lookup."""
+    if not _priority_in(priority, rule):
+        return None
+    return _like(group_id, msg_body, rule)
+
+
+def _like(group_id: object, msg_body: object, rule: LikeRule) -> Like | None:
+    data = _custom_data(msg_body)
+    if data is None or not is_valid_group_id(group_id):
         return None
     try:
         payload = orjson.loads(data)
@@ -182,6 +200,10 @@ class LikeTally:
             if room is not None and room.due == due and not room.inflight:
                 taken.append(self._take(group_id, room))
         return taken
+
+    def next_due(self) -> float | None:
+        """The earliest scheduled write (possibly of a room since taken or forgotten)."""
+        return self._heap[0][0] if self._heap else None
 
     def take_all(self) -> list[str]:
         """Every scheduled room, whatever its due time (shutdown, tests); in flight."""

@@ -35,9 +35,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from livecast.core.likes import LikeTally, recognise
+from livecast.core.likes import Like, LikeTally, recognise
 from livecast.core.signing import tencent_sign_ok
-from livecast.counter.rest import TRANSPORT_ERROR, RestClient, TotalStore, code_of
+from livecast.counter.rest import TRANSPORT_ERROR, RestClient, Totals, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code
 from livecast.runner import install_uvloop, serve_app
@@ -48,6 +48,7 @@ BEFORE_SEND = "Group.CallbackBeforeSendMsg"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
 MAX_BODY = 64 * 1024  # a message is at most 12 KB (docs/protocol.md); the rest is envelope
 TICK = 0.2  # how often the loop looks for due rooms, seconds
+MIN_PAUSE = 0.01  # the shortest pause between two looks, seconds
 SWEEP = 60.0  # how often it forgets idle rooms, seconds
 GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})
 
@@ -63,7 +64,10 @@ class Stats:
 
 
 class Counter:
-    """The receiver's decisions and the write-back of one counter process."""
+    """The receiver's decisions and the write-back of one counter process.
+
+    Also the in-process counter of ``livecast serve`` (``livecast.node.likes``):
+    there it counts recognised messages (``count``) and its store is the node."""
 
     def __init__(self, settings: CounterSettings, clock: Callable[[], float] = time.time,
                  rand: Callable[[], float] | None = None) -> None:
@@ -72,7 +76,7 @@ class Counter:
         self.rule = settings.rule
         self.tally = LikeTally(rand or random.Random().random, settings.min_s, settings.max_s)
         self.stats = Stats()
-        self.store: TotalStore | None = None  # set while the app runs (``_rest_ctx``)
+        self.store: Totals | None = None  # set while the app runs (``_rest_ctx``)
         self._failing = False
 
     # ------------------------------------------------------------ receiver
@@ -102,8 +106,10 @@ class Counter:
             self.stats.malformed += 1
             return 0
         like = recognise(body, self.rule)
-        if like is None:
-            return 0
+        return 0 if like is None else self.count(like)
+
+    def count(self, like: Like) -> int:
+        """Add a recognised like to its room's total; returns how many it holds."""
         if like.group_id not in self.tally:
             log.debug("room first seen: %s", like.group_id)
         self.tally.add(like.group_id, like.count, self.clock())
@@ -188,7 +194,21 @@ class Counter:
             if self.clock() >= sweep:
                 sweep = self.clock() + SWEEP
                 self.tally.forget_idle(self.clock(), self.settings.idle_s)
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(self._pause())
+
+    def _pause(self) -> float:
+        """Until the next room is due, at most ``TICK``: a write starts on time."""
+        due = self.tally.next_due()
+        wait = TICK if due is None else min(TICK, due - self.clock())
+        return max(MIN_PAUSE, wait)
+
+    async def final_flush(self) -> None:
+        """At shutdown: write what is pending once more, within two REST timeouts."""
+        try:
+            async with asyncio.timeout(2 * self.settings.timeout + 1):
+                await self.flush_now()
+        except TimeoutError:
+            log.warning("shutdown: %d rooms not written", len(self.tally.pending()))
 
     def health(self) -> dict[str, object]:
         return {"status": "ok", "rooms": len(self.tally), "pending": len(self.tally.pending()),
@@ -235,18 +255,9 @@ def _rest_ctx(run_loop: bool) -> Callable[[web.Application], AsyncIterator[None]
                 loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await loop
-            await _final_flush(counter)
+            await counter.final_flush()
             counter.store = None
     return ctx
-
-
-async def _final_flush(counter: Counter) -> None:
-    """Write what is pending once more, within two REST timeouts."""
-    try:
-        async with asyncio.timeout(2 * counter.settings.timeout + 1):
-            await counter.flush_now()
-    except TimeoutError:
-        log.warning("shutdown: %d rooms not written", len(counter.tally.pending()))
 
 
 def make_app(settings: CounterSettings, *, clock: Callable[[], float] = time.time,

@@ -22,7 +22,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -101,7 +101,7 @@ class Read:
     value: int = 0
 
 
-def _number(value: object) -> int:
+def stored_total(value: object) -> int:
     """A stored total: an int, or a decimal string; anything else counts as 0."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -114,7 +114,7 @@ def _find(items: object, key: str) -> int:
     if isinstance(items, list):
         for item in items:
             if isinstance(item, dict) and item.get("Key") == key:
-                return _number(item.get("Value"))
+                return stored_total(item.get("Value"))
     return 0
 
 
@@ -171,6 +171,16 @@ TARGETS: dict[str, Target] = {
     "app_defined_data": Target(_app_read, _app_parse, _app_write),
     "group_counter": Target(_counter_read, _counter_parse, _counter_write),
 }
+
+
+class Totals(Protocol):
+    """Where a counter reads and writes rooms' like totals: ``TotalStore`` over
+    REST, or the node itself in-process (``livecast.node.likes.NodeTotals``).
+    Both answer with the REST envelope's codes, never raise for remote trouble."""
+
+    async def read(self, group_id: str) -> Read: ...
+
+    async def write(self, group_id: str, total: int) -> Body: ...
 
 
 class TotalStore:

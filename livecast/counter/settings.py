@@ -30,7 +30,8 @@ from livecast.settings import (
 )
 
 TARGETS = ("app_defined_data", "group_counter")
-DEFAULT_KEYS = {"app_defined_data": "like_count", "group_counter": "like"}
+LIKES_KEY = "likes"  # the one name of a room's like total, whatever the target
+DEFAULT_KEYS = {"app_defined_data": LIKES_KEY, "group_counter": LIKES_KEY}
 NO_SECRET = Secret("")
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -47,7 +48,7 @@ class CounterSettings:
     callback_token: Secret = NO_SECRET # empty: Sign is not checked
     sign_window: float = 0.0              # max |now - RequestTime| in s; 0 = not checked
     target: str = "app_defined_data"
-    key: str = "like_count"
+    key: str = LIKES_KEY
     min_s: float = 3.0
     max_s: float = 5.0
     timeout: float = 3.0                  # per REST call
@@ -154,16 +155,34 @@ def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
     unknown = set(values) - {f.name for f in fields(CounterSettings)}
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
-    values.setdefault("key", DEFAULT_KEYS[values.get("target", "app_defined_data")])
     if not values.get("secret_key", NO_SECRET).value:
         path = dev_key_file or Path(env.get("LIVECAST_DEV_KEY_FILE", "") or default_dev_key_file())
         values["secret_key"] = Secret(load_dev_key(path))
         values["dev_key"] = True
+    return _checked(values)
+
+
+def _checked(values: dict[str, Any]) -> CounterSettings:
+    values.setdefault("key", DEFAULT_KEYS[values.get("target", "app_defined_data")])
     s = CounterSettings(**values)
     _check_key(s.target, s.key)
     if s.min_s > s.max_s:
         raise ConfigError("LIVECAST_COUNTER_MIN_S must not exceed LIVECAST_COUNTER_MAX_S")
     return s
+
+
+# What the in-process counter of ``livecast serve`` reads (docs/counter.md): where
+# and when totals are written, and what a like is.  Listening address, REST API,
+# key and token are the external service's alone, so a bad one never stops a server.
+IN_PROCESS_FIELDS = frozenset({
+    "admin", "target", "key", "min_s", "max_s", "idle_s", "like_type_field", "like_type",
+    "like_count_field", "like_max_count", "like_priorities", "like_require_priority"})
+
+
+def in_process(env: Mapping[str, str]) -> CounterSettings:
+    """The in-process counter's settings, from the same variables as ``livecast counter``."""
+    wanted = {name for name, fld, _ in ENV if fld in IN_PROCESS_FIELDS}
+    return _checked(_parse({k: v for k, v in env.items() if k in wanted}))
 
 
 def add_flags(p: Any) -> None:

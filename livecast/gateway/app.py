@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,11 +17,16 @@ from livecast.admin.rest import wrong_method as rest_wrong_method
 from livecast.gateway.pages import add_pages
 from livecast.gateway.ws import HEARTBEAT, NODE, WS_PATH, handle_ws, heartbeat
 from livecast.node.hub import Node
+from livecast.node.likes import InProcessLikes
 from livecast.settings import Settings
+
+if TYPE_CHECKING:
+    from livecast.counter.settings import CounterSettings
 
 log = logging.getLogger("livecast.gateway")
 
 DEMO_ROOM = "demo"
+LIKES = web.AppKey("likes", InProcessLikes)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -56,6 +62,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await node.backplane.close()
 
 
+def _likes_ctx(
+        settings: CounterSettings | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The in-process like counter, from startup to a last write at cleanup."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        likes = app[LIKES] = InProcessLikes(app[NODE], settings)
+        likes.start()
+        yield
+        await likes.stop()
+    return ctx
+
+
 async def _heartbeats(node: Node) -> None:
     """Every ``HEARTBEAT / 2`` seconds, one sweep over the connections."""
     while True:
@@ -78,7 +95,10 @@ async def _on_shutdown(app: web.Application) -> None:
             conn.transport.abort()
 
 
-def make_app(settings: Settings, node: Node | None = None) -> web.Application:
+def make_app(settings: Settings, node: Node | None = None,
+             likes: CounterSettings | None = None) -> web.Application:
+    """``likes``: the in-process like counter's settings (default: the defaults);
+    it runs when ``settings.counts_likes`` (no callback URL, docs/counter.md)."""
     app = web.Application(client_max_size=1 << 20)
     app[NODE] = node or Node(settings)
     app.router.add_route("*", WS_PATH, handle_ws)
@@ -89,5 +109,7 @@ def make_app(settings: Settings, node: Node | None = None) -> web.Application:
     app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
     add_pages(app)
     app.cleanup_ctx.append(_lifecycle)
+    if settings.counts_likes:
+        app.cleanup_ctx.append(_likes_ctx(likes))
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -57,6 +57,8 @@ class Node:
         self.backplane = MemoryBackplane()
         self.webhooks = Webhooks(settings, self.metrics.registry, clock)
         self.hooks = Hooks(self.webhooks, clock)
+        # each message offered to a room that has a before-send callback (node/likes.py)
+        self.on_admit: Callable[[str, Outgoing], None] | None = None
         self._tip_rooms: dict[LiveRoom, None] = {}
         self._tip_handle: asyncio.TimerHandle | None = None
         self._group_counter = 0
@@ -321,6 +323,8 @@ class Node:
     def submit(self, group_id: str, msg: Outgoing) -> None:
         """Offer an admitted message to its room's scheduler (after webhooks)."""
         room = self.room(group_id)
+        if self.on_admit is not None and msg.before_callback:
+            self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
         now = self.clock()
         self.metrics.admitted_by[msg.priority].inc()
         for pending in room.sched.offer(msg, msg.priority, now):

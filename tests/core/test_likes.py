@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livecast.core.likes import Like, LikeRule, LikeTally, recognise
+from livecast.core import callbacks
+from livecast.core.likes import Like, LikeRule, LikeTally, recognise, recognise_message
+from livecast.core.scheduler import PRIORITY_NAMES
 
 RULE = LikeRule()
 
@@ -278,3 +280,44 @@ def test_the_sum_equals_the_likes_offered(likes: list[tuple[str, int]]) -> None:
     for gid in tally.take_all():
         tally.set_base(gid, 0)
         assert tally.total(gid) == sum(n for g, n in likes if g == gid)
+
+
+# ---------------------------------------------- the in-process counter's view
+_counts = st.none() | st.integers(-2, 2**65) | st.floats(allow_nan=False) | st.text(max_size=3)
+_payloads = st.builds(
+    lambda kind, count: {"type": kind} | ({} if count is None else {"count": count}),
+    st.sampled_from(["like", "gift", "Like"]), _counts)
+_data = _payloads.map(lambda p: orjson.dumps(p).decode()) | st.text(max_size=12)
+_custom = st.builds(lambda d: {"MsgType": "TIMCustomElem", "MsgContent": {"Data": d}}, _data)
+_text = st.just({"MsgType": "TIMTextElem", "MsgContent": {"Text": '{"type":"like"}'}})
+_rules = st.builds(LikeRule, priorities=st.sampled_from(
+    [frozenset({"Low", "Lowest"}), frozenset(), frozenset({"High"})]),
+    max_count=st.integers(1, 5), require_priority=st.booleans())
+
+
+@given(group=st.sampled_from(["r1", "@TGS#aB3", "", "bad id"]),
+       priority=st.sampled_from(PRIORITY_NAMES), elems=st.lists(_custom | _text, max_size=3),
+       rule=_rules)
+def test_a_message_is_a_like_exactly_when_its_before_send_body_is(
+        group: str, priority: str, elems: list[dict[str, Any]], rule: LikeRule) -> None:
+    """The in-process counter (recognise_message) and ``livecast counter`` (recognise on
+    the callback body the node would post) count the same likes."""
+    posted = callbacks.before_send(group, "alice", "alice", 7, elems, "", priority, 1e9)
+    assert recognise_message(group, priority, elems, rule) == recognise(
+        orjson.loads(orjson.dumps(posted)), rule)
+
+
+def test_recognise_message_counts_a_low_like_and_skips_normal_chat() -> None:
+    like = [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": '{"type":"like","count":4}'}}]
+    assert recognise_message("r1", "Low", like, RULE) == Like("r1", 4)
+    assert recognise_message("r1", "Normal", like, RULE) is None
+
+
+def test_next_due_is_the_earliest_scheduled_write() -> None:
+    tally = LikeTally(lambda: 0.5)
+    assert tally.next_due() is None
+    tally.add("b", 1, 10.0)
+    tally.add("a", 1, 8.0)
+    assert tally.next_due() == 12.0  # 8 + 3 + 2 * 0.5
+    assert tally.take_due(12.0) == ["a"]
+    assert tally.next_due() == 14.0

@@ -30,7 +30,7 @@ from livecast.client import custom
 from livecast.core import callbacks
 from livecast.core.signing import tencent_sign
 from livecast.counter.app import COUNTER, Counter, make_app
-from livecast.counter.settings import CounterSettings, build
+from livecast.counter.settings import CounterSettings, build, in_process
 from livecast.settings import ConfigError, Secret
 from tests.conftest import KEY, SDKAPPID, Live, base_settings, sig, start_live
 from tests.test_cli import free_port
@@ -148,14 +148,14 @@ async def rest(live: Live, command: str, body: dict[str, Any]) -> dict[str, Any]
         return answer
 
 
-async def app_value(live: Live, group: str, key: str = "like_count") -> str | None:
+async def app_value(live: Live, group: str, key: str = "likes") -> str | None:
     r = await rest(live, "get_group_info", {"GroupIdList": [group]})
     assert r["ErrorCode"] == 0, r
     items = {i["Key"]: i["Value"] for i in r["GroupInfo"][0]["AppDefinedData"]}
     return items.get(key)
 
 
-async def counter_value(live: Live, group: str, key: str = "like") -> int | None:
+async def counter_value(live: Live, group: str, key: str = "likes") -> int | None:
     r = await rest(live, "get_group_counter", {"GroupId": group, "GroupCounterKeys": [key]})
     assert r["ErrorCode"] == 0, r
     return {i["Key"]: i["Value"] for i in r["GroupCounter"]}.get(key)
@@ -179,9 +179,9 @@ async def test_likes_reach_app_defined_data_exactly_and_members_see_the_tip(
     tip = await viewer.next_push("tips")
     assert tip["groupId"] == gid
     assert tip["tips"] == [{"type": "groupInfo", "changes": {
-        "AppDefinedData": [{"Key": "like_count", "Value": str(expected)}]}}]
+        "AppDefinedData": [{"Key": "likes", "Value": str(expected)}]}}]
     info = await viewer.get_group_info(gid)
-    assert {"Key": "like_count", "Value": str(expected)} in info["group"]["AppDefinedData"]
+    assert {"Key": "likes", "Value": str(expected)} in info["group"]["AppDefinedData"]
     assert await c.counter.flush_due(c.clock.now + 100) == 0  # unchanged rooms are not written
 
 
@@ -189,13 +189,13 @@ async def test_group_counter_target_sets_the_like_counter(
         live: Live, start_counter: Start) -> None:
     gid = live.room("r1")
     viewer = await live.client("viewer", join=gid)
-    c = await start_counter(live.url("/"), target="group_counter", key="like")
+    c = await start_counter(live.url("/"), target="group_counter", key="likes")
     for _ in range(25):
         await c.like(gid, 4)
     assert await c.counter.flush_now() == 1
     assert await counter_value(live, gid) == 100
     tip = await viewer.next_push("tips")
-    assert tip["tips"] == [{"type": "counters", "counters": [{"Key": "like", "Value": 100}]}]
+    assert tip["tips"] == [{"type": "counters", "counters": [{"Key": "likes", "Value": 100}]}]
     await c.like(gid, 3)
     assert await c.counter.flush_now() == 1
     assert await counter_value(live, gid) == 103
@@ -234,7 +234,7 @@ async def test_the_periodic_loop_writes_rooms_when_due(live: Live, start_counter
     await c.like(gid, 9)
     c.clock.now += 4.0  # due (rand 0.5): the loop's next pass writes it
     tip = await viewer.next_push("tips")
-    assert tip["tips"][0]["changes"]["AppDefinedData"] == [{"Key": "like_count", "Value": "9"}]
+    assert tip["tips"][0]["changes"]["AppDefinedData"] == [{"Key": "likes", "Value": "9"}]
     assert await app_value(live, gid) == "9"
 
 
@@ -356,7 +356,7 @@ async def test_a_restart_resumes_from_the_rooms_value(live: Live, start_counter:
 async def test_a_value_set_before_first_sight_is_the_base(
         live: Live, start_counter: Start, target: str, seed: str, seeded: Any) -> None:
     gid = live.room("r1")
-    key = "like_count" if target == "app_defined_data" else "like"
+    key = "likes"
     body: dict[str, Any] = {"GroupId": gid}
     if target == "app_defined_data":
         body["AppDefinedData"] = [{"Key": key, "Value": seeded}]
@@ -457,11 +457,11 @@ def test_settings_defaults(tmp_path: Path) -> None:
     s = build({}, dev_key_file=tmp_path / "k")
     assert (s.host, s.port, s.api, s.admin) == ("127.0.0.1", 8090, "http://127.0.0.1:8080",
                                                 "administrator")
-    assert (s.target, s.key, s.min_s, s.max_s) == ("app_defined_data", "like_count", 3.0, 5.0)
+    assert (s.target, s.key, s.min_s, s.max_s) == ("app_defined_data", "likes", 3.0, 5.0)
     assert s.dev_key and not s.callback_token.value
     assert s.rule.priorities == {"Low", "Lowest"} and not s.rule.require_priority
     assert build({"LIVECAST_COUNTER_TARGET": "group_counter"},
-                 dev_key_file=tmp_path / "k").key == "like"
+                 dev_key_file=tmp_path / "k").key == "likes"
 
 
 def test_settings_from_env(tmp_path: Path) -> None:
@@ -547,3 +547,19 @@ async def test_a_cancelled_flush_leaves_no_room_stranded(start_counter: Start) -
             assert sorted(written) == ["a", "b", "c"] and c.counter.tally.pending() == []
         finally:
             release.set()
+
+
+def test_in_process_settings_read_the_like_variables_only() -> None:
+    """``livecast serve``'s counter: where and what to count; the service's own
+    address, API and token are not read, so a bad one never stops a server."""
+    s = in_process({"LIVECAST_COUNTER_TARGET": "group_counter", "LIVECAST_LIKE_TYPE": "heart",
+                    "LIVECAST_COUNTER_MIN_S": "1", "LIVECAST_COUNTER_PORT": "nope",
+                    "LIVECAST_COUNTER_API": "ftp://x", "LIVECAST_SECRET_KEY": "k"})
+    assert (s.target, s.key, s.min_s, s.rule.type_value) == ("group_counter", "likes", 1.0,
+                                                             "heart")
+    assert s.port == 8090 and not s.secret_key.value and not s.dev_key
+    assert in_process({}).key == "likes"
+    with pytest.raises(ConfigError, match="LIVECAST_COUNTER_MIN_S"):
+        in_process({"LIVECAST_COUNTER_MIN_S": "9", "LIVECAST_COUNTER_MAX_S": "5"})
+    with pytest.raises(ConfigError, match="LIVECAST_COUNTER_KEY"):
+        in_process({"LIVECAST_COUNTER_KEY": "no spaces"})

@@ -106,7 +106,7 @@ async def like_tip(c: Client, kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("target", ["app_defined_data", "group_counter"])
 async def test_1000_likes_at_20_msgs_per_s_are_counted_exactly(rig: Make, target: str) -> None:
-    key = "like_count" if target == "app_defined_data" else "like"
+    key = "likes"
     r = await rig(target=target, key=key)
     live = r.live
     live.room(GID)

@@ -129,10 +129,10 @@ def test_like_total_follows_app_defined_data_and_the_like_counter(
     join_room(tab, "Counter Watcher")
     total = tab.page.get_by_test_id("like-total")
     plain.rest("group_open_http_svc", "modify_group_base_info",
-               {"GroupId": "demo", "AppDefinedData": [{"Key": "like_count", "Value": "1234"}]})
+               {"GroupId": "demo", "AppDefinedData": [{"Key": "likes", "Value": "1234"}]})
     expect(total).to_have_text("1234")
     plain.rest("group_open_http_svc", "update_group_counter",
-               {"GroupId": "demo", "GroupCounter": [{"Key": "like", "Value": 1300}],
+               {"GroupId": "demo", "GroupCounter": [{"Key": "likes", "Value": 1300}],
                 "Mode": "Set"})
     expect(total).to_have_text("1300")
     late = open_tab(plain.base + "/")

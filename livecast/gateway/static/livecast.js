@@ -37,6 +37,27 @@ export function custom(data, desc = "") {
   return [{ MsgType: "TIMCustomElem", MsgContent: { Data: d, Desc: desc } }];
 }
 
+/** The key of a room's like total, in AppDefinedData or as a group counter. */
+export const LIKES_KEY = "likes";
+
+/** A like message body: one TIMCustomElem {"type":"like","count":n} (send it at Low). */
+export function like(count = 1) {
+  return custom({ type: "like", count }, "like");
+}
+
+/** The room's like total from a join/getGroupInfo reply's group and counters, or a
+ *  groupInfo tip's changes (null for the other): the larger of the two, null if absent. */
+export function likeTotal(group, counters) {
+  let found = null;
+  for (const kv of (group && group.AppDefinedData) || []) {
+    if (kv.Key === LIKES_KEY && /^\d+$/.test(kv.Value)) found = Number(kv.Value);
+  }
+  for (const kv of counters || []) {
+    if (kv.Key === LIKES_KEY && Number.isInteger(kv.Value)) found = Math.max(found ?? 0, kv.Value);
+  }
+  return found;
+}
+
 /** The default endpoint: /v1/ws on the page's own host. */
 export function defaultUrl(loc = globalThis.location) {
   return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v1/ws`;

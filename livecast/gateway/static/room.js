@@ -5,17 +5,16 @@
 // textContent or an <img> src, never as HTML. Likes are sent the way the like
 // counter expects (docs/counter.md): taps are merged for LIKE_FLUSH_MS and sent
 // as one Low-priority TIMCustomElem {"type":"like","count":n}. The total shown
-// is the room's (AppDefinedData "like_count" or counter "like"), plus this
-// page's own taps that no total has included yet.
+// is the room's (AppDefinedData or counter "likes"), plus this page's own taps
+// that no total has included yet.
 
-import { LivecastClient, custom, text } from "/static/livecast.js";
+import { LivecastClient, custom, like, likeTotal, text } from "/static/livecast.js";
 
 const LIKE_FLUSH_MS = 500;
 const LIKE_UNCONFIRMED_MS = 15000;  // own taps no total has shown by then are forgotten
 const ONLINE_POLL_MS = 5000;
 const MAX_MESSAGES = 200;
 const MAX_HEARTS = 40;
-const LIKE_KEYS = { appDefined: "like_count", counter: "like" };
 const PINNED_KEY = "pinned";  // group attribute (REST modify_group_attr) shown above the chat
 
 const $ = (id) => document.getElementById(id);
@@ -142,19 +141,6 @@ function showSystem(content) {
 }
 
 // ------------------------------------------------------------------ likes
-function likeTotalFrom(group, counters) {
-  let found = null;
-  for (const kv of (group && group.AppDefinedData) || []) {
-    if (kv.Key === LIKE_KEYS.appDefined && /^\d+$/.test(kv.Value)) found = Number(kv.Value);
-  }
-  for (const kv of counters || []) {
-    if (kv.Key === LIKE_KEYS.counter && Number.isInteger(kv.Value)) {
-      found = Math.max(found ?? 0, kv.Value);
-    }
-  }
-  return found;
-}
-
 function setServerLikes(total, snapshot = false) {
   if (total === null) return;
   const likes = room.likes;
@@ -190,7 +176,7 @@ async function flushLikes() {
   likes.batch = 0;
   likes.flushTimer = null;
   if (count === 0) return;
-  const body = custom({ type: "like", count }, "like");
+  const body = like(count);
   let ok = false;
   try {
     ok = (await room.client.send(room.groupId, body, { priority: "Low" })).code === 0;
@@ -218,7 +204,7 @@ function floatHearts(n) {
 function applyRoom(reply) {
   if (!reply || reply.code !== 0) return;
   if (reply.group && reply.group.Name) ui.roomName.textContent = reply.group.Name;
-  setServerLikes(likeTotalFrom(reply.group, reply.counters), true);
+  setServerLikes(likeTotal(reply.group, reply.counters), true);
   if (Number.isInteger(reply.onlineMemberNum)) ui.online.textContent = String(reply.onlineMemberNum);
 }
 
@@ -241,8 +227,8 @@ function refreshOnlineSoon() {
 function onTip(tip) {
   if (tip.groupId !== room.groupId) return;
   if (tip.type === "memberJoin" || tip.type === "memberQuit") refreshOnlineSoon();
-  else if (tip.type === "groupInfo") setServerLikes(likeTotalFrom(tip.changes, null));
-  else if (tip.type === "counters") setServerLikes(likeTotalFrom(null, tip.counters));
+  else if (tip.type === "groupInfo") setServerLikes(likeTotal(tip.changes, null));
+  else if (tip.type === "counters") setServerLikes(likeTotal(null, tip.counters));
   else if (tip.type === "system") showSystem(String(tip.content));
   else if (tip.type === "destroyed") showToast("This room has ended.");
   else if (tip.type === "mute" && tip.member === room.me) {

@@ -287,7 +287,17 @@ _counts = st.none() | st.integers(-2, 2**65) | st.floats(allow_nan=False) | st.t
 _payloads = st.builds(
     lambda kind, count: {"type": kind} | ({} if count is None else {"count": count}),
     st.sampled_from(["like", "gift", "Like"]), _counts)
-_data = _payloads.map(lambda p: orjson.dumps(p).decode()) | st.text(max_size=12)
+
+
+def _dump(payload: dict[str, Any]) -> str:
+    """JSON text of ``payload``; counts past 64 bits as plain digits too."""
+    try:
+        return orjson.dumps(payload).decode()
+    except TypeError:  # orjson refuses integers over 64 bits; the JSON text allows them
+        return json.dumps(payload)
+
+
+_data = _payloads.map(_dump) | st.text(max_size=12)
 _custom = st.builds(lambda d: {"MsgType": "TIMCustomElem", "MsgContent": {"Data": d}}, _data)
 _text = st.just({"MsgType": "TIMTextElem", "MsgContent": {"Text": '{"type":"like"}'}})
 _rules = st.builds(LikeRule, priorities=st.sampled_from(

@@ -12,8 +12,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from livecast.core import usersig
 from livecast.runner import raise_fd_limit
@@ -21,6 +22,8 @@ from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_
 
 if TYPE_CHECKING:
     from livecast.counter.settings import CounterSettings
+    from livecast.node.node import Node
+    from livecast.store.base import Store
 
 log = logging.getLogger("livecast")
 
@@ -93,7 +96,7 @@ def is_loopback(host: str) -> bool:
 def banner(s: Settings) -> str:
     url = f"http://{s.host}:{s.port}"
     lines = [f"livecast listening on {url}  (WebSocket {url.replace('http', 'ws')}/v1/ws)",
-             f"  sdkappid  {s.sdkappid}"]
+             f"  sdkappid  {s.sdkappid}", store_line(s)]
     if s.dev_key:
         now = time.time()
         admin = s.admins[0]
@@ -107,16 +110,44 @@ def banner(s: Settings) -> str:
     return "\n".join(lines)
 
 
-def serve(s: Settings, likes: CounterSettings | None = None) -> None:
+def durable_store(s: Settings) -> Callable[[Node], Awaitable[Store]]:
+    """The store ``livecast serve`` keeps its rooms in: Redis when
+    LIVECAST_REDIS_URL is set, else SQLite in LIVECAST_DATA_DIR; its latency
+    and errors go to the node's metrics."""
+    async def open_(node: Node) -> Store:
+        from livecast.store import open_store, prometheus_observer
+
+        m = node.metrics
+        return await open_store(s.redis_url, s.data_dir,
+                                prometheus_observer(m.store_seconds, m.store_errors))
+    return open_
+
+
+def store_line(s: Settings) -> str:
+    if s.redis_url:
+        where = urlsplit(s.redis_url.split(",")[0])
+        return f"  store     Redis at {where.hostname}:{where.port or 6379}"
+    return f"  store     SQLite in {s.data_dir}"
+
+
+def serve(s: Settings, likes: CounterSettings | None = None) -> int:
     from livecast.gateway.app import make_app
     from livecast.gateway.front import Front
     from livecast.runner import install_uvloop, serve_app
+    from livecast.store.base import StoreError
 
     install_uvloop()
     log.info("open-files limit %d", raise_fd_limit())
-    asyncio.run(serve_app(make_app(s, likes=likes), s.host, s.port, banner(s),
-                          s.shutdown_grace + 1,
-                          front=Front))
+    app = make_app(s, likes=likes, open_store=durable_store(s))
+    try:
+        asyncio.run(serve_app(app, s.host, s.port, banner(s),
+                              s.shutdown_grace + 1,
+                              front=Front))
+    except StoreError as exc:
+        where = "LIVECAST_REDIS_URL" if s.redis_url else f"LIVECAST_DATA_DIR ({s.data_dir})"
+        print(f"livecast: the store could not be opened ({where}): {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,11 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               "can reach the server could mint UserSigs; set LIVECAST_SECRET_KEY",
               file=sys.stderr)
         return 2
-    if s.redis_url:
-        print("livecast: LIVECAST_REDIS_URL is set, but this version runs single-node only "
-              "(the Redis cluster backplane is not available yet); unset it to serve",
-              file=sys.stderr)
-        return 2
     from livecast.counter.settings import in_process
 
     try:  # the in-process like counter reads the counter's like variables
@@ -157,8 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"livecast: configuration error: {exc}", file=sys.stderr)
         return 2
-    serve(s, likes)
-    return 0
+    return serve(s, likes)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,16 @@ class Code(IntEnum):
     GROUP_ID_TAKEN = 10021
     FREQ_LIMIT = 10023
     GROUP_ID_TAKEN_BY_YOU = 10025
+    TOO_MANY_ROOMS = 10036  # "AVChatRoom count over the limit": LIVECAST_MAX_ROOMS
     NO_ROAMING = 10044
+    # group attributes, 7.1 (core/group_attrs.py)
+    ATTR_KEY_TOO_LONG = 10045
+    ATTR_VALUE_TOO_LONG = 10046
+    ATTR_TOO_MANY_KEYS = 10047
+    ATTR_TOO_LARGE = 10048
+    ATTR_WRITE_FREQ_LIMIT = 10049
+    ATTR_KEY_NOT_FOUND = 10050
+    ATTR_STALE_WRITE = 10056
     TOO_MANY_COUNTERS = 10063
     # content / size / webhook, 7.3
     MSG_TOO_LONG = 80002
@@ -57,6 +66,9 @@ class Code(IntEnum):
     SIG_BAD_SIGNATURE = 70009
     SIG_USER_MISMATCH = 70013
     SIG_SDKAPPID_MISMATCH = 70014
+    # per-service "invalid parameter" of REST services other than groups
+    LOGIN_BAD_PARAMETER = 70402     # im_open_login_svc
+    PROFILE_BAD_PARAMETER = 40001   # profile
 
 
 class Close(IntEnum):

@@ -65,6 +65,8 @@ class Settings:
     violation_limit: int = 10             # protocol violations before close 4009
     shutdown_grace: float = 5.0
     fanout_chunk: int = 2000              # members written per loop iteration in big rooms
+    data_dir: str = ""                    # the SQLite store's directory; "" = ~/.livecast/data
+    max_rooms: int = 100_000              # rooms at once; past it create_group answers 10036
     allowed_origins: tuple[str, ...] = ()  # may load livecast.js (and /dev/usersig); () same origin
     member_attrs: bool = False            # members may write group attributes (compare-and-set)
     # webhooks (docs/webhooks.md)
@@ -145,6 +147,12 @@ def _hmac_keys(v: str) -> tuple[Secret, ...]:
     return keys
 
 
+def _nonempty(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v.strip()
+
+
 def _url(prefixes: tuple[str, ...]) -> Any:
     def parse(v: str) -> str:
         if v and not v.startswith(prefixes):
@@ -159,7 +167,8 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_SDKAPPID", "sdkappid", _int(1, 2**32 - 1)),
     ("LIVECAST_SECRET_KEY", "secret_key", Secret),
     ("LIVECAST_ADMINS", "admins", _admins),
-    ("LIVECAST_REDIS_URL", "redis_url", _url(("redis://", "rediss://", "unix://"))),
+    ("LIVECAST_REDIS_URL", "redis_url", _url(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                           "rediss+cluster://"))),
     ("LIVECAST_CALLBACK_URL", "callback_url", _url(("http://", "https://"))),
     ("LIVECAST_CALLBACK_TOKEN", "callback_token", Secret),
     ("LIVECAST_CALLBACK_TIMEOUT", "callback_timeout", _float(0.05, 60)),
@@ -178,6 +187,8 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_REQ_BURST", "req_burst", _int(1, 100000)),
     ("LIVECAST_SHUTDOWN_GRACE", "shutdown_grace", _float(0, 600)),
     ("LIVECAST_FANOUT_CHUNK", "fanout_chunk", _int(1, 10_000_000)),
+    ("LIVECAST_DATA_DIR", "data_dir", _nonempty),
+    ("LIVECAST_MAX_ROOMS", "max_rooms", _int(1, 100_000_000)),
     ("LIVECAST_ALLOWED_ORIGINS", "allowed_origins", parse_origins),
     ("LIVECAST_MEMBER_ATTRS", "member_attrs", _bool),
     ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),
@@ -221,6 +232,10 @@ def default_dev_key_file() -> Path:
     return Path(os.path.expanduser("~")) / ".livecast" / "dev-key"
 
 
+def default_data_dir() -> Path:
+    return Path(os.path.expanduser("~")) / ".livecast" / "data"
+
+
 def load_dev_key(path: Path) -> str:
     """The development key: made once, kept in ``path`` (mode 0600) so that
     ``livecast usersig`` and ``livecast serve`` agree across restarts."""
@@ -251,6 +266,8 @@ def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
         path = dev_key_file or Path(env.get("LIVECAST_DEV_KEY_FILE", "") or default_dev_key_file())
         values["secret_key"] = Secret(load_dev_key(path))
         values["dev_key"] = True
+    if not values.get("data_dir"):
+        values["data_dir"] = str(default_data_dir())
     settings = Settings(**values)
     if settings.outbox_soft_bytes >= settings.outbox_hard_bytes:
         raise ConfigError("LIVECAST_OUTBOX_SOFT_KB must be below LIVECAST_OUTBOX_HARD_KB")

@@ -38,7 +38,7 @@ from aiohttp.web_protocol import RequestHandler
 from livecast.core.usersig import mint
 from livecast.gateway.app import make_app
 from livecast.gateway.front import Front
-from livecast.gateway.ws import NODE
+from livecast.gateway.keys import NODE
 from livecast.runner import Listener
 from livecast.settings import Secret, Settings
 
@@ -65,7 +65,7 @@ async def serve(members: int, mode: str, trace: bool, settle: float, lines: bool
     app = make_app(settings)
     server = Listener(app, Front)
     await server.start("127.0.0.1", 0)
-    app[NODE].create_group("administrator", {"Name": ROOM}, ROOM)
+    await app[NODE].create_group("administrator", {"Name": ROOM}, ROOM)
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtests.idle_memory", "--client", str(server.port),
         "--members", str(members), "--mode", mode, stdin=subprocess.PIPE,
@@ -82,7 +82,7 @@ async def serve(members: int, mode: str, trace: bool, settle: float, lines: bool
     gc.collect()
     after_rss = rss_kb()
     after = tracemalloc.take_snapshot() if trace else None
-    online = app[NODE].rooms[ROOM].online()
+    online = app[NODE].online(ROOM)
     print(f"mode={mode} members={joined} online={online} "
           f"rss_per_member_kb={(after_rss - before_rss) / max(joined, 1):.2f} "
           f"request_handlers={alive(RequestHandler)} "

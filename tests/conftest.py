@@ -20,8 +20,8 @@ from livecast.client import Client
 from livecast.core.usersig import mint
 from livecast.gateway.app import make_app
 from livecast.gateway.front import Front
-from livecast.gateway.ws import NODE
-from livecast.node.hub import Node
+from livecast.gateway.keys import NODE
+from livecast.node.node import Node
 from livecast.runner import Listener
 from livecast.settings import Secret, Settings
 
@@ -67,8 +67,8 @@ class Live:
             assert r["code"] == 0, r
         return c
 
-    def room(self, group_id: str = "live-1", **fields: Any) -> str:
-        self.node.create_group("administrator", {"Name": group_id, **fields}, group_id)
+    async def room(self, group_id: str = "live-1", **fields: Any) -> str:
+        await self.node.create_group("administrator", {"Name": group_id, **fields}, group_id)
         return group_id
 
     async def rest(self, service: str, command: str, body: Any,

@@ -62,7 +62,7 @@ class Served:
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     port = free_port()
     env = dict(os.environ, LIVECAST_PORT=str(port), LIVECAST_DEV_KEY_FILE=str(tmp_path / "k"),
-               LIVECAST_SHUTDOWN_GRACE="3")
+               LIVECAST_SHUTDOWN_GRACE="3", LIVECAST_DATA_DIR=str(tmp_path / "data"))
     env.pop("LIVECAST_SECRET_KEY", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "livecast", "serve", env=env,
@@ -108,12 +108,34 @@ async def test_demo_room_works_and_sigterm_closes_members_with_1001(served: Serv
     assert await asyncio.wait_for(served.proc.wait(), 15) == 0
 
 
-def test_redis_url_is_refused_clearly_until_clusters_exist(
+def test_an_unreachable_redis_store_stops_serve_clearly(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
-    monkeypatch.setenv("LIVECAST_REDIS_URL", "redis://127.0.0.1:6379")
+    monkeypatch.setenv("LIVECAST_PORT", "0")
+    monkeypatch.setenv("LIVECAST_REDIS_URL", f"redis://127.0.0.1:{closed_port()}")
     assert main(["serve"]) == 2
-    assert "LIVECAST_REDIS_URL" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "store could not be opened" in err and "LIVECAST_REDIS_URL" in err
+
+
+def test_an_unwritable_data_dir_stops_serve_clearly(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
+    monkeypatch.setenv("LIVECAST_PORT", "0")
+    monkeypatch.setenv("LIVECAST_DATA_DIR", str(blocker / "data"))
+    assert main(["serve"]) == 2
+    assert "LIVECAST_DATA_DIR" in capsys.readouterr().err
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
 
 
 def test_the_dev_key_is_refused_off_loopback(capsys: pytest.CaptureFixture[str],

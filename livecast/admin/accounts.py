@@ -106,7 +106,7 @@ def _well_formed(account: str) -> bool:
 async def kick(call: Call, body: Body) -> Body:
     account = user(body, "UserID" if "UserID" in body or "Identifier" not in body else "Identifier")
     node = call.node
-    node.kicks.record_kick(account, node.clock())  # revokes its UserSigs issued until now
+    await node.record_kick(account, node.clock())  # revokes its UserSigs issued until now
     for conn in list(node.sessions.get(account, ())):
         node.close(conn, Close.MULTI_LOGIN, KICK_REASON, kicked=True)
     return {}

@@ -32,7 +32,7 @@ async def modify_group_attr(call: Call, body: Body) -> Body:
     pairs = parse_items(required(body, "GroupAttr"))
     if not pairs:
         raise bad("GroupAttr must hold at least one item")
-    call.node.write_attrs(room.group_id, lambda attrs: attrs.modify(pairs))
+    await call.node.write_attrs(room.group_id, lambda attrs: attrs.modify(pairs))
     return {}
 
 
@@ -40,7 +40,7 @@ async def modify_group_attr(call: Call, body: Body) -> Body:
 async def set_group_attr(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     pairs = parse_items(required(body, "GroupAttr"))
-    call.node.write_attrs(room.group_id, lambda attrs: attrs.replace(pairs))
+    await call.node.write_attrs(room.group_id, lambda attrs: attrs.replace(pairs))
     return {}
 
 
@@ -48,12 +48,12 @@ async def set_group_attr(call: Call, body: Body) -> Body:
 async def delete_group_attr(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     keys = parse_item_keys(required(body, "GroupAttr"))
-    call.node.write_attrs(room.group_id, lambda attrs: attrs.delete(keys))
+    await call.node.write_attrs(room.group_id, lambda attrs: attrs.delete(keys))
     return {}
 
 
 @command(SVC, "clear_group_attr")
 async def clear_group_attr(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
-    call.node.write_attrs(room.group_id, lambda attrs: attrs.delete(None))
+    await call.node.write_attrs(room.group_id, lambda attrs: attrs.delete(None))
     return {}

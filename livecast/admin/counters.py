@@ -35,11 +35,11 @@ async def update_group_counter(call: Call, body: Body) -> Body:
     mode = body.get("Mode")
     if "Mode" in body and not isinstance(mode, str):
         raise bad('Mode must be "Set", "Increase" or "Decrease"')
-    return {"GroupCounter": call.node.update_counters(room.group_id, items, mode)}
+    return {"GroupCounter": await call.node.update_counters(room.group_id, items, mode)}
 
 
 @command(SVC, "delete_group_counter")
 async def delete_group_counter(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
-    call.node.delete_counters(room.group_id, _keys(body))
+    await call.node.delete_counters(room.group_id, _keys(body))
     return {}

@@ -22,7 +22,7 @@ async def set_room_rate(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     rate = integer(body, "Rate", 0, MAX_RATE)
     burst = integer(body, "Burst", 1, MAX_RATE, default=max(1, rate))
-    call.node.set_rate(room.group_id, rate, burst)
+    await call.node.set_rate(room.group_id, rate, burst)
     return {"Rate": rate, "Burst": burst}
 
 

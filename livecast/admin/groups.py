@@ -62,13 +62,13 @@ async def create_group(call: Call, body: Body) -> Body:
     owner = user(body, "Owner_Account", default="")
     gid = validate_custom_group_id(body["GroupId"]) if "GroupId" in body else None
     _check_ignored(body, "MaxMemberCount")
-    group = call.node.create_group(owner, body, gid, call.caller, call.client_ip)
+    group = await call.node.create_group(owner, body, gid, call.caller, call.client_ip)
     return {"GroupId": group.group_id}
 
 
 @command(SVC, "destroy_group")
 async def destroy_group(call: Call, body: Body) -> Body:
-    call.node.destroy_group(room_of(call.node, body).group_id, call.client_ip)
+    await call.node.destroy_group(room_of(call.node, body).group_id, call.client_ip)
     return {}
 
 
@@ -103,7 +103,7 @@ def _info(call: Call, gid: str, base: list[str] | None, app: list[str] | None) -
     if room is None:
         return {"GroupId": gid, "ErrorCode": int(Code.GROUP_NOT_FOUND),
                 "ErrorInfo": "group does not exist"}
-    return room.group.info(node.clock(), room.online(), room.sched.next_seq, base, app,
+    return room.group.info(node.clock(), node.online(gid), room.sched.next_seq, base, app,
                            appid=node.settings.sdkappid)
 
 
@@ -116,7 +116,7 @@ async def modify_group_base_info(call: Call, body: Body) -> Body:
     fields = body
     if "ShutUpAllMember" in body and "MuteAllMember" not in body:
         fields = {**body, "MuteAllMember": body["ShutUpAllMember"]}  # the older name
-    call.node.modify_group(room.group_id, fields, call.caller, call.client_ip)
+    await call.node.modify_group(room.group_id, fields, call.caller, call.client_ip)
     return {}
 
 

@@ -28,7 +28,7 @@ from livecast.admin.table import (
     users,
 )
 from livecast.errors import Code
-from livecast.node.room import LiveRoom
+from livecast.node.node import Node
 
 SVC = "group_open_http_svc"
 AVC_SVC = "group_open_avchatroom_http_svc"
@@ -47,7 +47,7 @@ async def forbid_send_msg(call: Call, body: Body) -> Body:
     # ShutUpTime is the older name (the one Tencent's server SDKs still send).
     name = "MuteTime" if "MuteTime" in body or "ShutUpTime" not in body else "ShutUpTime"
     seconds = integer(body, name, 0, UINT32_MAX)
-    call.node.mute(room.group_id, accounts, seconds)
+    await call.node.mute(room.group_id, accounts, seconds)
     return {}
 
 
@@ -70,7 +70,8 @@ async def get_group_shutted_uin(call: Call, body: Body) -> Body:
 
 @command(SVC, "get_online_member_num")
 async def get_online_member_num(call: Call, body: Body) -> Body:
-    return {"OnlineMemberNum": room_of(call.node, body).online()}
+    room = room_of(call.node, body)
+    return {"OnlineMemberNum": call.node.online(room.group_id)}
 
 
 @command(SVC, "ban_group_member")
@@ -79,15 +80,14 @@ async def ban_group_member(call: Call, body: Body) -> Body:
     accounts = users(body, "Members_Account", most=MAX_BAN_ACCOUNTS)
     seconds = integer(body, "Duration", 1, UINT32_MAX)
     text(body, "Description", DESCRIPTION_LIMIT, default="")
-    call.node.ban(room.group_id, accounts, seconds, call.caller, call.client_ip)
+    await call.node.ban(room.group_id, accounts, seconds, call.caller, call.client_ip)
     return {}
 
 
 @command(SVC, "unban_group_member")
 async def unban_group_member(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
-    for account in users(body, "Members_Account", most=MAX_BAN_ACCOUNTS):
-        room.group.unban(account)
+    await call.node.unban(room.group_id, users(body, "Members_Account", most=MAX_BAN_ACCOUNTS))
     return {}
 
 
@@ -102,11 +102,11 @@ async def get_group_ban_member(call: Call, body: Body) -> Body:
             "NextOffset": end if end < len(banned) else 0}
 
 
-def _online(room: LiveRoom) -> list[Any]:
+def _online(node: Node, group_id: str) -> list[Any]:
     """The room's logged-in connections, newest join first, one per user."""
     seen: set[str] = set()
     out = []
-    for conn in reversed(room.members):
+    for conn in reversed(node.hub.members(group_id)):
         if conn.logged_in and not conn.guest and conn.user not in seen:
             seen.add(conn.user)
             out.append(conn)
@@ -120,7 +120,7 @@ async def get_members(call: Call, body: Body) -> Body:
     if "Mark" in body:
         integer(body, "Mark", 0, UINT32_MAX)
     now = call.node.clock()
-    online = [(c, int(call.state.joined(c, now))) for c in _online(room)]
+    online = [(c, int(call.state.joined(c, now))) for c in _online(call.node, room.group_id)]
     end = start + call.state.members_page
     page = online[start:end]
     members = [{"Member_Account": c.user, "JoinTime": joined, "NickName": c.nick,
@@ -132,7 +132,8 @@ async def get_members(call: Call, body: Body) -> Body:
 async def check_members(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     wanted = users(body, "Member_Account", most=MAX_CHECK_ACCOUNTS)
-    present = {c.user for c in room.members if c.logged_in and not c.guest}
+    present = {c.user for c in call.node.hub.members(room.group_id)
+               if c.logged_in and not c.guest}
     return {"Member_Account": [u for u in wanted if u in present]}
 
 

@@ -41,6 +41,7 @@ from livecast.admin.table import (
     user,
 )
 from livecast.core.callbacks import PLATFORM_REST
+from livecast.core.fate import Address
 from livecast.core.group_fields import bad, utf8_len
 from livecast.core.messages import (
     MAX_MSG_BYTES,
@@ -51,7 +52,7 @@ from livecast.core.messages import (
 )
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, parse_priority
 from livecast.errors import Code, LivecastError
-from livecast.node.room import FATE_INFO, Fate, Outgoing
+from livecast.node.room import Outgoing
 
 SVC = "group_open_http_svc"
 BROADCAST_INTERVAL = 1.0  # seconds between two broadcasts (2.11)
@@ -110,20 +111,6 @@ def _check_controls(body: Body) -> None:
         raise bad("To_Account (targeted group messages) is not supported in an AVChatRoom")
 
 
-def _fate(answer: asyncio.Future[Answer]) -> Fate:
-    """The message's fate callback: it resolves ``answer`` (once)."""
-    def fate(seq: int, time_ms: int, drop_reason: str, code: int = 0) -> None:
-        if answer.done():
-            return
-        if code:
-            answer.set_exception(LivecastError(code, FATE_INFO.get(code, "")))
-            answer.exception()  # retrieved: the waiting handler re-raises it
-        else:
-            answer.set_result({"MsgSeq": seq, "MsgTime": time_ms // 1000,
-                               "MsgDropReason": drop_reason})
-    return fate
-
-
 @command(SVC, "send_group_msg")
 async def send_group_msg(call: Call, body: Body) -> Body:
     node = call.node
@@ -135,22 +122,25 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     earlier = call.state.sends.find(key, now)
     if earlier is not None:
         return await asyncio.shield(earlier)
-    answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+    waiter, answer = node.rest_waiter()
     nick, avatar = node.profiles.get(send.sender, ("", ""))
     forbid = body.get("ForbidCallbackControl") or ()
     msg = Outgoing(send.sender, nick, avatar, send.priority, send.random, send.body,
-                   send.cloud_custom_data, _fate(answer), operator=call.caller,
+                   send.cloud_custom_data, Address(rest=waiter), operator=call.caller,
                    client_ip=call.client_ip, platform=PLATFORM_REST,
                    before_callback="ForbidBeforeSendMsgCallback" not in forbid,
                    after_callback="ForbidAfterSendMsgCallback" not in forbid)
-    # The app admin may speak under mute-all; a personally muted sender may not.
-    if room.group.can_send(send.sender, now, True):
-        node.refuse_muted(room.group_id, msg)
+    try:  # the app admin may speak under mute-all; a muted or banned sender may not
+        node.check_rest_send(room.group_id, msg)
+    except LivecastError:
+        node.rest_waiters.pop(waiter, None)
+        raise
     call.state.sends.record(key, answer, now)
     try:
         await node.send(room.group_id, msg)
     except LivecastError as err:
         call.state.sends.forget(key)
+        node.rest_waiters.pop(waiter, None)
         answer.set_exception(err)
         answer.exception()  # retrieved here: waiters (repeats) re-raise it themselves
         raise

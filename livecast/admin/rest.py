@@ -30,12 +30,11 @@ from aiohttp import web
 
 # Handler modules register themselves in the table when imported.
 from livecast.admin import accounts, attrs, counters, extension, groups, members, messages
-from livecast.admin.state import state_of
 from livecast.admin.table import BAD_PARAMETER_OF, COMMANDS, Body, Call
 from livecast.core.usersig import verify
 from livecast.errors import Code, LivecastError
-from livecast.gateway.ws import NODE
-from livecast.node.hub import Node
+from livecast.gateway.keys import ADMIN, NODE
+from livecast.node.node import Node
 
 __all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle", "wrong_method"]
 
@@ -89,7 +88,7 @@ async def _serve(request: web.Request, node: Node, service: str, name: str) -> B
         code = Code.BAD_COMMAND if service in GROUP_SERVICES else Code.BAD_URL
         raise LivecastError(code, f"unknown command {service}/{name}")
     body = await _read_body(request)
-    return await fn(Call(node, caller, state_of(node), request.remote or ""), body)
+    return await fn(Call(node, caller, request.app[ADMIN], request.remote or ""), body)
 
 
 def _auth(node: Node, query: Any) -> str:

@@ -1,4 +1,5 @@
-"""State the admin REST layer keeps beside the node (one ``AdminState`` per Node).
+"""State the admin REST layer keeps beside the node (one ``AdminState`` per app,
+held under ``gateway.keys.ADMIN`` for the app's lifetime).
 
 Kept here until the node holds it itself (see docs/rest.md, "Where state
 lives"): the ``Random`` de-duplication table of send_group_msg and
@@ -25,7 +26,7 @@ from weakref import WeakKeyDictionary
 
 from livecast.core.group import Group
 from livecast.node.connection import Connection
-from livecast.node.hub import Node
+from livecast.node.node import Node
 
 DEDUP_WINDOW = 300.0  # seconds: "within 5 minutes" (2.5)
 DEDUP_CAP = 100_000
@@ -104,13 +105,3 @@ class AdminState:
             fresh[gid] = known
         self.ordinals = fresh
         return sorted((n, gid) for gid, (_g, n) in fresh.items())
-
-
-_STATES: WeakKeyDictionary[Node, AdminState] = WeakKeyDictionary()
-
-
-def state_of(node: Node) -> AdminState:
-    state = _STATES.get(node)
-    if state is None:
-        state = _STATES[node] = AdminState()
-    return state

@@ -26,14 +26,14 @@ from livecast.admin.state import AdminState
 from livecast.core.group import is_valid_group_id
 from livecast.core.group_fields import bad, check_int, check_text, check_user
 from livecast.errors import Code, LivecastError
-from livecast.node.hub import Node
-from livecast.node.room import LiveRoom
+from livecast.node.node import Node
+from livecast.node.owner import RoomOwner
 
 Body = dict[str, Any]
 
 # Codes the reference gives but errors.Code does not hold yet (section 7.4, profile API).
-LOGIN_BAD_PARAMETER = 70402
-PROFILE_BAD_PARAMETER = 40001
+LOGIN_BAD_PARAMETER = Code.LOGIN_BAD_PARAMETER
+PROFILE_BAD_PARAMETER = Code.PROFILE_BAD_PARAMETER
 # The bad-parameter code of each service whose code is not 10004.
 BAD_PARAMETER_OF: dict[str, int] = {
     "im_open_login_svc": LOGIN_BAD_PARAMETER,
@@ -165,6 +165,6 @@ def group_id(body: Body) -> str:
     return gid
 
 
-def room_of(node: Node, body: Body) -> LiveRoom:
+def room_of(node: Node, body: Body) -> RoomOwner:
     """The live room named by ``GroupId`` (10004 / 10015 / 10010)."""
     return node.room(group_id(body))

@@ -348,14 +348,6 @@ class Group:
         _purge(self.bans, now)
         return [{"Member_Account": u, "BannedUntil": wire_time(t)} for u, t in self.bans.items()]
 
-    def can_send(self, user: str, now: float, is_admin: bool) -> int:
-        """0, or 10017 when ``user`` is muted, or mute-all is on and ``user``
-        is neither an app admin nor the owner (2.4, 2.7)."""
-        if self.is_muted(user, now):
-            return int(Code.MUTED)
-        if self.mute_all and not is_admin and not (self.owner and user == self.owner):
-            return int(Code.MUTED)
-        return int(Code.OK)
 
 
 def _parse_profile(fields: Mapping[str, object]) -> dict[str, str]:

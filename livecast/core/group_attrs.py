@@ -32,7 +32,7 @@ from typing import Any
 
 from livecast.core.bucket import TokenBucket
 from livecast.core.group_fields import bad
-from livecast.errors import LivecastError
+from livecast.errors import Code, LivecastError
 
 MAX_KEYS = 16
 KEY_LIMIT = 32
@@ -40,14 +40,14 @@ VALUE_LIMIT = 4000
 TOTAL_LIMIT = 16 * 1024
 MEMBER_WRITES_PER_S = 5
 
-# Tencent's group attribute codes (not in errors.Code: they belong to this store).
-KEY_TOO_LONG = 10045
-VALUE_TOO_LONG = 10046
-TOO_MANY_KEYS = 10047
-TOO_LARGE = 10048
-WRITE_FREQ_LIMIT = 10049
-KEY_NOT_FOUND = 10050
-STALE_WRITE = 10056
+# Tencent's group attribute codes (errors.Code)
+KEY_TOO_LONG = Code.ATTR_KEY_TOO_LONG
+VALUE_TOO_LONG = Code.ATTR_VALUE_TOO_LONG
+TOO_MANY_KEYS = Code.ATTR_TOO_MANY_KEYS
+TOO_LARGE = Code.ATTR_TOO_LARGE
+WRITE_FREQ_LIMIT = Code.ATTR_WRITE_FREQ_LIMIT
+KEY_NOT_FOUND = Code.ATTR_KEY_NOT_FOUND
+STALE_WRITE = Code.ATTR_STALE_WRITE
 
 Pairs = list[tuple[str, str]]
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -14,11 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livecast.admin.rest import handle as rest_handle
 from livecast.admin.rest import wrong_method as rest_wrong_method
+from livecast.admin.state import AdminState
+from livecast.gateway.keys import ADMIN, LIKES, NODE
 from livecast.gateway.pages import add_pages
-from livecast.gateway.ws import HEARTBEAT, NODE, WS_PATH, handle_ws, heartbeat
-from livecast.node.hub import Node
+from livecast.gateway.ws import HEARTBEAT, WS_PATH, handle_ws, heartbeat
 from livecast.node.likes import InProcessLikes
+from livecast.node.node import Node
 from livecast.settings import Settings
+from livecast.store.base import Store
 
 if TYPE_CHECKING:
     from livecast.counter.settings import CounterSettings
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livecast.gateway")
 
 DEMO_ROOM = "demo"
-LIKES = web.AppKey("likes", InProcessLikes)
+StoreFactory = Callable[[Node], Awaitable[Store]]
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -35,9 +38,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    ready = not node.draining and await node.backplane.ready()
+    ready = await node.ready()
     status = 200 if ready else 503
-    return web.json_response({"ready": ready, "draining": node.draining}, status=status)
+    return web.json_response({"ready": ready, "draining": node.draining,
+                              "store": node.store.healthy}, status=status)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -48,18 +52,30 @@ async def metrics(request: web.Request) -> web.Response:
     return resp
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    node = app[NODE]
-    if node.settings.dev_key and DEMO_ROOM not in node.rooms:
-        node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
-    await node.webhooks.start()
-    beat = asyncio.create_task(_heartbeats(node))
-    yield
-    beat.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await beat
-    await node.webhooks.close()
-    await node.backplane.close()
+def _lifecycle(open_store: StoreFactory | None) -> Callable[[web.Application],
+                                                              AsyncIterator[None]]:
+    """The node's collaborators, from startup to cleanup: the store is opened
+    (``open_store``; the node's own in-memory store without one) and every
+    stored room loaded before the first connection is accepted."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        node = app[NODE]
+        if open_store is not None:
+            node.store = await open_store(node)
+        started = time.perf_counter()
+        rooms = await node.start()
+        if rooms:
+            log.info("%d rooms loaded from the store in %.2f s", rooms,
+                     time.perf_counter() - started)
+        if node.settings.dev_key and DEMO_ROOM not in node.rooms:
+            await node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
+        await node.webhooks.start()
+        beat = asyncio.create_task(_heartbeats(node))
+        yield
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await node.close_collaborators()
+    return ctx
 
 
 def _likes_ctx(
@@ -96,11 +112,15 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 def make_app(settings: Settings, node: Node | None = None,
-             likes: CounterSettings | None = None) -> web.Application:
+             likes: CounterSettings | None = None,
+             open_store: StoreFactory | None = None) -> web.Application:
     """``likes``: the in-process like counter's settings (default: the defaults);
-    it runs when ``settings.counts_likes`` (no callback URL, docs/counter.md)."""
+    it runs when ``settings.counts_likes`` (no callback URL, docs/counter.md).
+    ``open_store``: the durable store (``livecast serve``: SQLite or Redis);
+    without it the node keeps its rooms in memory."""
     app = web.Application(client_max_size=1 << 20)
     app[NODE] = node or Node(settings)
+    app[ADMIN] = AdminState()
     app.router.add_route("*", WS_PATH, handle_ws)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -108,7 +128,7 @@ def make_app(settings: Settings, node: Node | None = None,
     app.router.add_post("/v4/{service}/{command}", rest_handle)
     app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
     add_pages(app)
-    app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(_lifecycle(open_store))
     if settings.counts_likes:
         app.cleanup_ctx.append(_likes_ctx(likes))
     app.on_shutdown.append(_on_shutdown)

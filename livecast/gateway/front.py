@@ -30,8 +30,9 @@ from livecast.core.handshake import (
     parse_head,
     upgrade_error,
 )
-from livecast.gateway.ws import CONNECTION, NODE, WS_PATH, WsConnection, accept
-from livecast.node.hub import Node
+from livecast.gateway.keys import CONNECTION, NODE
+from livecast.gateway.ws import WS_PATH, WsConnection, accept
+from livecast.node.node import Node
 
 
 class Front(asyncio.Protocol):

@@ -40,9 +40,9 @@ from prometheus_client import CollectorRegistry
 from livecast.core import usersig
 from livecast.core.cors import allow_origin
 from livecast.core.protocol import MAX_USER_ID_BYTES
-from livecast.gateway.ws import NODE
-from livecast.node.hub import Node
+from livecast.gateway.keys import NODE
 from livecast.node.metrics import PRIORITY_LABELS
+from livecast.node.node import Node
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEMO_ROOM = "demo"           # the room app.py creates on the development key
@@ -206,8 +206,9 @@ def webhook_stats(samples: Samples) -> dict[str, Any] | None:
 def room_rows(node: Node, limit: int = ROOMS_SHOWN) -> list[dict[str, Any]]:
     """The rooms with the most members on this node, busiest first."""
     rooms: Iterable[Any] = node.rooms.values()
-    top = heapq.nlargest(limit, rooms, key=lambda r: (r.online(), r.group_id))
-    return [{"groupId": r.group_id, "name": r.group.name, "online": r.online()} for r in top]
+    top = heapq.nlargest(limit, rooms, key=lambda r: (node.online(r.group_id), r.group_id))
+    return [{"groupId": r.group_id, "name": r.group.name, "online": node.online(r.group_id)}
+            for r in top]
 
 
 def stats(node: Node) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
+from livecast.core.fate import Address
 from livecast.core.group_attrs import GroupAttrs
 from livecast.core.handshake import MAX_HEAD_BYTES, joined, switching_protocols, upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
@@ -53,9 +54,10 @@ from livecast.core.wsframe import (
     frame,
 )
 from livecast.errors import Close, Code, LivecastError
+from livecast.gateway.keys import CONNECTION, NODE
 from livecast.node.connection import Connection
-from livecast.node.hub import Node
-from livecast.node.room import FATE_INFO, Outgoing
+from livecast.node.node import Node
+from livecast.node.room import Outgoing
 
 log = logging.getLogger("livecast.gateway")
 
@@ -211,22 +213,14 @@ def op_quit(node: Node, conn: Connection, req: Request) -> Result:
 
 
 def _outgoing(node: Node, conn: Connection, req: Request) -> Outgoing:
-    """The message of a ``send``, checked against the room (member, ban, mute)."""
+    """The message of a ``send``, checked against the room (member, ban, mute);
+    its fate is answered to this connection, under the request's id."""
     a = req.args
     priority = parse_priority(a["priority"])
     assert priority is not None  # validated by the protocol table
-    rid = req.id
-
-    def fate(seq: int, time_ms: int, drop_reason: str, code: int = 0) -> None:
-        if rid is None:
-            return
-        if code:
-            conn.send(reply(rid, code, FATE_INFO.get(code, "")))
-        else:
-            conn.send(reply(rid, 0, "", msgSeq=seq, msgTime=time_ms, dropReason=drop_reason))
-
+    reply_to = None if req.id is None else Address(conn=conn.id, request=req.id)
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
-                   a["cloudCustomData"], fate, operator=conn.user, client_ip=conn.peer)
+                   a["cloudCustomData"], reply_to, operator=conn.user, client_ip=conn.peer)
     node.check_send(conn, a["groupId"], msg)
     return msg
 
@@ -241,17 +235,18 @@ async def op_send_hooked(node: Node, conn: Connection, req: Request, turn: Turn)
         msg = _outgoing(node, conn, req)
     finally:  # checked, or refused: the next send may start its own checks
         turn.release()
-    await node.send(req.args["groupId"], msg, turn.prev)
+    await node.send(req.args["groupId"], msg, turn.prev, conn)
     return None
 
 
 def op_group_info(node: Node, conn: Connection, req: Request) -> Result:
     group = node.room(req.args["groupId"]).group
-    return {"group": group.profile(), "counters": group.counter_list()}
+    return {"group": group.profile(), "counters": group.counter_list(), "epoch": node.epoch}
 
 
 def op_online(node: Node, conn: Connection, req: Request) -> Result:
-    return {"onlineMemberNum": node.room(req.args["groupId"]).online()}
+    node.room(req.args["groupId"])
+    return {"onlineMemberNum": node.online(req.args["groupId"])}
 
 
 def _need_login(conn: Connection) -> None:
@@ -276,27 +271,27 @@ def _attrs(attrs: GroupAttrs, keys: list[str] | None = None) -> Result:
 
 def op_get_attrs(node: Node, conn: Connection, req: Request) -> Result:
     room = node.room(req.args["groupId"])
-    if conn not in room.members:
+    if not node.hub.is_member(conn, req.args["groupId"]):
         raise LivecastError(Code.NO_PERMISSION, "not a member of this group")
     return _attrs(room.group.attrs, req.args.get("keyList") or None)
 
 
-def op_set_attrs(node: Node, conn: Connection, req: Request) -> Result:
+async def op_set_attrs(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
     pairs = req.args["groupAttributes"]
-    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
-                                          lambda attrs: attrs.modify(pairs)))
+    return _attrs(await node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                                lambda attrs: attrs.modify(pairs)))
 
 
-def op_init_attrs(node: Node, conn: Connection, req: Request) -> Result:
+async def op_init_attrs(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
     pairs = req.args["groupAttributes"]
-    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
-                                          lambda attrs: attrs.replace(pairs)))
+    return _attrs(await node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                                lambda attrs: attrs.replace(pairs)))
 
 
-def op_delete_attrs(node: Node, conn: Connection, req: Request) -> Result:
+async def op_delete_attrs(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
     keys = req.args.get("keyList") or None  # absent or empty: every key
-    return _attrs(node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
-                                          lambda attrs: attrs.delete(keys)))
+    return _attrs(await node.member_write_attrs(conn, req.args["groupId"], req.args["attrSeq"],
+                                                lambda attrs: attrs.delete(keys)))
 
 
 def op_ping(node: Node, conn: Connection, req: Request) -> Result:
@@ -313,10 +308,13 @@ OPS: dict[str, Handler] = {
     "setMyProfile": op_set_profile,
     "getMyProfile": op_get_profile,
     "getGroupAttributes": op_get_attrs,
+    "ping": op_ping,
+}
+# these write to the store, always off the reader (``_chain``), in their turn
+STORED_OPS: dict[str, HookedHandler] = {
     "setGroupAttributes": op_set_attrs,
     "initGroupAttributes": op_init_attrs,
     "deleteGroupAttributes": op_delete_attrs,
-    "ping": op_ping,
 }
 # with webhooks on, these ask the backend first, off the reader (``_chain``),
 # where any other op is run by its ``OPS`` handler
@@ -472,7 +470,7 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
     kind = KINDS.get(parsed.op, Kind.CHANGE)
     order = session.order
     after, turn = order.waits_for(kind) if order is not None else ([], Turn(None, None))
-    if after or (parsed.op in HOOKED_OPS and node.hooks.enabled):
+    if after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled):
         _chain(node, conn, session, parsed, kind, after, turn)
         return
     try:
@@ -513,7 +511,8 @@ async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn
         if conn.closing:
             return
         try:
-            hooked = HOOKED_OPS.get(req.op) if node.hooks.enabled else None
+            hooked = STORED_OPS.get(req.op) or (
+                HOOKED_OPS.get(req.op) if node.hooks.enabled else None)
             if hooked is not None:
                 result = await hooked(node, conn, req, turn)
             else:
@@ -652,8 +651,3 @@ def _head_size(request: web.Request) -> int:
     """The head's size as sent in the usual form ("Name: value" lines)."""
     line = len(request.method) + len(request.raw_path) + len(" HTTP/1.1\r\n") + 1
     return line + sum(len(k) + len(v) + 4 for k, v in request.raw_headers) + 2
-
-
-NODE: web.AppKey[Node] = web.AppKey("node", Node)
-# the class serving upgraded sockets; only code sets it (a test's echo server)
-CONNECTION: web.AppKey[type[WsConnection]] = web.AppKey("connection", type)

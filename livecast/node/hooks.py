@@ -59,7 +59,7 @@ class Hooks:
         body = cb.before_send(group_id, msg.sender, msg.operator, msg.random, msg.body,
                               msg.cloud_custom_data, PRIORITY_NAMES[msg.priority], self.clock())
         verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform)
-        return _apply(verdict, msg, self.clock)
+        return _apply(verdict, msg)
 
     def delivered(self, group_id: str, msg: Outgoing, seq: int, time_ms: int) -> None:
         if self.enabled and msg.after_callback:
@@ -144,12 +144,10 @@ def _batches(events: dict[str, dict[str, str]]) -> list[tuple[str, list[tuple[st
             for i in range(0, len(items), MEMBER_BATCH)]
 
 
-def _apply(verdict: Verdict, msg: Outgoing, clock: Callable[[], float]) -> bool:
+def _apply(verdict: Verdict, msg: Outgoing) -> bool:
     if verdict.action is Action.REJECT:
         raise LivecastError(verdict.code, verdict.info)
-    if verdict.action is Action.DROP:
-        if msg.fate is not None:
-            msg.fate(0, int(clock() * 1000), cb.DROP_REASON, 0)
+    if verdict.action is Action.DROP:  # the node answers the sender (Dropped, "Callback")
         return False
     msg.body, msg.cloud_custom_data = verdict.message(msg.body, msg.cloud_custom_data)
     return True

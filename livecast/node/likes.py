@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livecast.core.group import Group
@@ -39,7 +39,7 @@ from livecast.counter.app import Counter
 from livecast.counter.rest import Body, Read, stored_total
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code, LivecastError
-from livecast.node.hub import Node
+from livecast.node.node import Node
 from livecast.node.room import Outgoing
 
 log = logging.getLogger("livecast.likes")
@@ -55,18 +55,19 @@ def _counter_read(group: Group, key: str) -> int:
     return group.counters.get(key, 0)
 
 
-def _app_write(node: Node, group_id: str, key: str, total: int, operator: str) -> None:
-    node.modify_group(group_id, {"AppDefinedData": [{"Key": key, "Value": str(total)}]},
+async def _app_write(node: Node, group_id: str, key: str, total: int, operator: str) -> None:
+    await node.modify_group(group_id, {"AppDefinedData": [{"Key": key, "Value": str(total)}]},
                       operator)
 
 
-def _counter_write(node: Node, group_id: str, key: str, total: int, operator: str) -> None:
-    node.update_counters(group_id, [{"Key": key, "Value": total}], "Set")
+async def _counter_write(node: Node, group_id: str, key: str, total: int,
+                         operator: str) -> None:
+    await node.update_counters(group_id, [{"Key": key, "Value": total}], "Set")
 
 
 READS: dict[str, Callable[[Group, str], int]] = {
     "app_defined_data": _app_read, "group_counter": _counter_read}
-WRITES: dict[str, Callable[[Node, str, str, int, str], None]] = {
+WRITES: dict[str, Callable[[Node, str, str, int, str], Awaitable[None]]] = {
     "app_defined_data": _app_write, "group_counter": _counter_write}
 
 
@@ -92,7 +93,7 @@ class NodeTotals:
 
     async def write(self, group_id: str, total: int) -> Body:
         try:
-            self._write(self.node, group_id, self.key, total, self.operator)
+            await self._write(self.node, group_id, self.key, total, self.operator)
         except LivecastError as err:  # the room is gone, or its data is full
             return _failure(err)
         return OK

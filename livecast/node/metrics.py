@@ -53,6 +53,12 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                      0.5, 1.0),
             registry=r)
+        self.store_seconds = Histogram(
+            "livecast_store_duration_seconds", "Duration of one durable-store operation",
+            ["op"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                             0.1, 0.25, 0.5, 1.0, 2.5), registry=r)
+        self.store_errors = Counter("livecast_store_errors", "Durable-store operations that failed",
+                                    ["op"], registry=r)
         self.admitted_by = [self.admitted.labels(p) for p in PRIORITY_LABELS]
         self.delivered_by = [self.delivered.labels(p) for p in PRIORITY_LABELS]
         self.dropped_freq = [self.dropped.labels(p, "MsgFreqCtrl") for p in PRIORITY_LABELS]

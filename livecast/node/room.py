@@ -1,32 +1,17 @@
-"""A live room on this node: its group state, scheduler, members and tips.
+"""A message on its way through a room, and the aggregated member tips.
 
-Invariants (docs/design.md, "The room scheduler", "Tips"): the scheduler
-alone decides what is delivered and in which order; a dispatch writes at
-most one ``msgs`` frame per room; join/quit tips are aggregated and flushed
-at most once per tip interval.
+``Outgoing`` is the payload a room's scheduler carries (node/owner.py); its
+fate is answered at ``reply_to`` (core/fate.py), never through a closure.
+``TipBuffer`` aggregates one interval's joins or quits (node/hub.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from livecast.core.group import Group
-from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
-from livecast.node.connection import Connection
-from livecast.node.fanout import FanJob
-
-# (seq, msgTime ms, dropReason, code); seq 0 means not delivered; a non-zero code
-# means the message ended in an error (10010: its room was destroyed; 10002: the
-# server shut down before its turn) rather than a drop
-Fate = Callable[[int, int, str, int], None]
-FATE_INFO = {10010: "the group was destroyed before the message's turn",
-             10002: "the server shut down before the message's turn"}
+from livecast.core.fate import Address
+from livecast.core.scheduler import PRIORITY_NAMES, Priority
 
 
 @dataclass(slots=True)
@@ -40,7 +25,7 @@ class Outgoing:
     random: int
     body: list[dict[str, Any]]
     cloud_custom_data: str
-    fate: Fate | None = None
+    reply_to: Address | None = None  # where its fate is answered (core/fate.py)
     # for webhooks (livecast/node/hooks.py)
     operator: str = ""             # who issued the send (Operator_Account)
     client_ip: str = ""
@@ -75,33 +60,3 @@ class TipBuffer:
         self.ids = []
         self.total = 0
         return tip
-
-
-class LiveRoom:
-    __slots__ = ("fanq", "group", "handle", "joins", "last_dispatch", "members", "online_sent",
-                 "quits", "sched")
-
-    def __init__(self, group: Group, sched: RoomScheduler, tip_cap: int) -> None:
-        self.group = group
-        self.sched = sched
-        self.members: dict[Connection, None] = {}
-        self.joins = TipBuffer(tip_cap)
-        self.quits = TipBuffer(tip_cap)
-        self.handle: asyncio.Handle | None = None
-        self.last_dispatch = -1e9
-        self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
-        self.online_sent = 0  # the online count last pushed in an ``online`` tip
-
-    @property
-    def group_id(self) -> str:
-        return self.group.group_id
-
-    def encode(self, op: str, key: str, items: list[Any]) -> bytes:
-        """``{"op":op,"groupId":..,key:items}`` as JSON bytes, encoded once."""
-        return orjson.dumps({"op": op, "groupId": self.group.group_id, key: items})
-
-    def online(self) -> int:
-        return len(self.members)
-
-    def take_member_tips(self) -> list[dict[str, Any]]:
-        return [t for t in (self.joins.take("memberJoin"), self.quits.take("memberQuit")) if t]

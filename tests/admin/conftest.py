@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from livecast.node.hub import Node
+from livecast.node.node import Node
 from tests.conftest import SDKAPPID, Live, base_settings, sig, start_live
 
 

@@ -10,8 +10,8 @@ import TLSSigAPIv2
 from livecast.client import Client, text
 from livecast.core.usersig import decode, mint
 from livecast.errors import Close, Code
-from livecast.node.hub import Node
 from livecast.node.kicks import MemoryKickTimes
+from livecast.node.node import Node
 from tests.admin.conftest import ManualClock, fails, ok, rest
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, base_settings, start_live
 
@@ -72,7 +72,7 @@ async def test_a_malformed_multiaccount_import_imports_nothing(live: Live) -> No
 # ------------------------------------------------------------ kick
 async def test_kick_closes_every_connection_of_the_user(live_factory: LiveFactory) -> None:
     live = await live_factory(multi_login=True)
-    gid = live.room("r1")
+    gid = await live.room("r1")
     one = await live.client("alice", join=gid)
     two = await live.client("alice")
     bob = await live.client("bob", join=gid)
@@ -109,7 +109,7 @@ def issued(usersig: str) -> int:
 async def test_a_kick_revokes_the_usersigs_issued_until_its_second(
         clocked: Live, clock: ManualClock) -> None:
     live, t = clocked, clock.now  # a whole second
-    gid = live.room("r1")
+    gid = await live.room("r1")
     old = mint(SDKAPPID, KEY, "alice", t, 3600)
     alice, r = await login(live, "alice", old)
     assert r["code"] == 0
@@ -177,7 +177,7 @@ async def test_kick_times_kept_by_the_node_outlive_its_server(clock: ManualClock
 
 # ------------------------------------------------------------ portrait
 async def test_portrait_set_changes_the_nick_on_later_messages(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await rest(live, "profile", "portrait_set", {"From_Account": "alice", "ProfileItem": [
         {"Tag": NICK, "Value": "Alice"}, {"Tag": IMAGE, "Value": "http://a.png"},

@@ -39,7 +39,7 @@ async def attr_tip(c: Client) -> dict[str, Any]:
 
 
 async def test_modify_set_delete_clear_and_one_tip_per_change(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     bob = await live.client(None, join=gid)  # a guest gets the tips too
     assert await attrs(live, gid) == []
@@ -66,7 +66,7 @@ async def test_modify_set_delete_clear_and_one_tip_per_change(live: Live) -> Non
 
 
 async def test_a_write_that_changes_nothing_pushes_no_tip(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "modify_group_attr", {"GroupId": gid, "GroupAttr": kv(a="1")}))
     await attr_tip(alice)
@@ -78,7 +78,7 @@ async def test_a_write_that_changes_nothing_pushes_no_tip(live: Live) -> None:
 
 
 async def test_limits_answer_tencents_codes_and_change_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await call(live, "set_group_attr", {"GroupId": gid, "GroupAttr": kv(keep="me")}))
     cases: list[tuple[list[dict[str, str]], int]] = [
         ([{"key": "k" * 33, "value": "v"}], 10045),
@@ -111,7 +111,7 @@ async def test_limits_answer_tencents_codes_and_change_nothing(live: Live) -> No
     {"GroupId": "r1", "GroupAttr": [{"Key": "a", "Value": "1"}]},
 ])
 async def test_bad_modify_requests_answer_10004(live: Live, body: dict[str, Any]) -> None:
-    live.room("r1")
+    await live.room("r1")
     fails(await call(live, "modify_group_attr", body), 10004)
     assert await attrs(live, "r1") == []
 
@@ -129,7 +129,7 @@ async def test_unknown_or_invalid_group(live: Live) -> None:
 
 
 async def test_members_who_join_later_get_the_attributes(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await call(live, "modify_group_attr", {"GroupId": gid, "GroupAttr": kv(pinned="hi")}))
     carol = await live.client("carol")
     r = await carol.join(gid)

@@ -22,7 +22,7 @@ async def counters(live: Live, gid: str, **body: Any) -> list[dict[str, Any]]:
 
 
 async def test_set_increase_decrease_and_the_tips(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     five_likes = [{"Key": "like", "Value": 5}, {"Key": "gift", "Value": 1}]
     r = ok(await call(live, "update_group_counter", {"GroupId": gid, "GroupCounter": five_likes}))
@@ -42,7 +42,7 @@ async def test_set_increase_decrease_and_the_tips(live: Live) -> None:
 
 
 async def test_delete_some_then_all(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "update_group_counter", {
         "GroupId": gid, "GroupCounter": [{"Key": k, "Value": 1} for k in ("a", "b", "c")]}))
@@ -56,7 +56,7 @@ async def test_delete_some_then_all(live: Live) -> None:
 
 
 async def test_the_21st_key_answers_10063_and_changes_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     twenty = [{"Key": f"k{i}", "Value": i} for i in range(20)]
     ok(await call(live, "update_group_counter", {"GroupId": gid, "GroupCounter": twenty}))
     fails(await call(live, "update_group_counter", {
@@ -66,7 +66,7 @@ async def test_the_21st_key_answers_10063_and_changes_nothing(live: Live) -> Non
 
 
 async def test_bad_counter_requests_change_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await call(live, "update_group_counter", {
         "GroupId": gid, "GroupCounter": [{"Key": "like", "Value": INT64_MAX}]}))
     bad: list[dict[str, Any]] = [

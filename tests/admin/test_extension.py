@@ -9,7 +9,7 @@ EXT = "livecast_ext"
 
 
 async def test_get_set_and_get_again(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     r = ok(await rest(live, EXT, "get_room_rate", {"GroupId": gid}))
     assert (r["Rate"], r["Burst"], r["Custom"]) == (40, 40, False)
     assert (r["DefaultRate"], r["DefaultBurst"]) == (40, 40)
@@ -23,7 +23,7 @@ async def test_get_set_and_get_again(live: Live) -> None:
 
 
 async def test_errors(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     for body in ({"GroupId": gid}, {"GroupId": gid, "Rate": -1}, {"GroupId": gid, "Rate": 100001},
                  {"GroupId": gid, "Rate": "5"}, {"GroupId": gid, "Rate": 5, "Burst": 0},
                  {"GroupId": gid, "Rate": 5, "Burst": True}, {"Rate": 5}):

@@ -85,7 +85,7 @@ async def test_a_taken_id_answers_10025_or_10021(live: Live) -> None:
 
 # ------------------------------------------------------------ destroy_group
 async def test_destroy_tells_members_and_later_calls_get_10010(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "destroy_group", {"GroupId": gid}))
     tip = await alice.next_push("tips")
@@ -107,7 +107,7 @@ async def test_destroy_errors(live: Live) -> None:
 
 # ------------------------------------------------------------ get_group_info
 async def test_info_per_group_error_codes(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     r = ok(await call(live, "get_group_info", {"GroupIdList": [gid, "nope", "\u00e9"]}))
     a, b, c = r["GroupInfo"]
     assert a["GroupId"] == gid and a["ErrorCode"] == 0 and a["MemberList"] == []
@@ -116,7 +116,8 @@ async def test_info_per_group_error_codes(live: Live) -> None:
 
 
 async def test_info_filters(live: Live) -> None:
-    gid = live.room("r1", AppDefinedData=[{"Key": "A", "Value": "1"}, {"Key": "B", "Value": "2"}])
+    gid = await live.room("r1", AppDefinedData=[{"Key": "A", "Value": "1"},
+                                                {"Key": "B", "Value": "2"}])
     item = await info(live, gid, GroupBaseInfoFilter=["Name", "Type"])
     assert set(item) == {"GroupId", "ErrorCode", "ErrorInfo", "Name", "Type"}
     item = await info(live, gid, GroupBaseInfoFilter=["Name"], AppDefinedDataFilter_Group=["B"],
@@ -125,7 +126,7 @@ async def test_info_filters(live: Live) -> None:
 
 
 async def test_info_online_count_and_next_seq(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     await live.client("alice", join=gid)
     await live.client(None, join=gid)
     item = await info(live, gid)
@@ -143,7 +144,7 @@ async def test_info_bad_requests(live: Live) -> None:
 
 # ------------------------------------------------------------ modify_group_base_info
 async def test_modify_pushes_changes_to_members(live: Live) -> None:
-    gid = live.room("r1", AppDefinedData=[{"Key": "Old", "Value": "x"}])
+    gid = await live.room("r1", AppDefinedData=[{"Key": "Old", "Value": "x"}])
     alice = await live.client("alice", join=gid)
     ok(await call(live, "modify_group_base_info", {
         "GroupId": gid, "Name": "New", "Notification": "hi", "MaxMemberNum": 10,
@@ -159,7 +160,7 @@ async def test_modify_pushes_changes_to_members(live: Live) -> None:
 
 
 async def test_mute_all_and_its_old_name(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "modify_group_base_info", {"GroupId": gid, "MuteAllMember": "On"}))
     assert (await info(live, gid))["MuteAllMember"] == "On"
@@ -172,7 +173,7 @@ async def test_mute_all_and_its_old_name(live: Live) -> None:
 
 
 async def test_a_refused_modify_changes_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     for body in ({"Name": "ok", "AppDefinedData": [{"Key": "k", "Value": 5}]},
                  {"Name": "ok", "MuteAllMember": True}, {"Name": "x" * 31},
                  {"Name": ""}, {"Name": "ok", "MaxMemberNum": -1},
@@ -187,7 +188,7 @@ async def test_a_refused_modify_changes_nothing(live: Live) -> None:
 
 # ------------------------------------------------------------ get_appid_group_list
 async def test_group_list_pages_with_limit_and_next(live: Live) -> None:
-    gids = [live.room(f"r{i}") for i in range(5)]
+    gids = [await live.room(f"r{i}") for i in range(5)]
     seen: list[str] = []
     nxt = 0
     for _ in range(3):
@@ -201,18 +202,18 @@ async def test_group_list_pages_with_limit_and_next(live: Live) -> None:
 
 
 async def test_group_list_cursor_survives_destroy_and_create(live: Live) -> None:
-    gids = [live.room(f"r{i}") for i in range(4)]
+    gids = [await live.room(f"r{i}") for i in range(4)]
     first = ok(await call(live, "get_appid_group_list", {"Limit": 2}))
     assert [g["GroupId"] for g in first["GroupIdList"]] == gids[:2]
     ok(await call(live, "destroy_group", {"GroupId": gids[0]}))
-    live.room("r0")  # re-created: a new room, listed after the others
+    await live.room("r0")  # re-created: a new room, listed after the others
     rest_ = ok(await call(live, "get_appid_group_list", {"Limit": 10, "Next": first["Next"]}))
     assert [g["GroupId"] for g in rest_["GroupIdList"]] == [gids[2], gids[3], "r0"]
     assert rest_["Next"] == 0 and rest_["TotalCount"] == 4
 
 
 async def test_group_list_type_filter_and_errors(live: Live) -> None:
-    live.room("r1")
+    await live.room("r1")
     r = ok(await call(live, "get_appid_group_list", {"GroupType": "AVChatRoom"}))
     assert r["GroupIdList"] == [{"GroupId": "r1"}] and r["Next"] == 0
     r = ok(await call(live, "get_appid_group_list", {"GroupType": "Public"}))

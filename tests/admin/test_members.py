@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from livecast.admin.state import state_of
 from livecast.client import text
+from livecast.gateway.keys import ADMIN
 from tests.admin.conftest import ManualClock, fails, ok, rest
 from tests.conftest import Live
 
@@ -23,7 +23,7 @@ async def call(live: Live, command: str, body: Any, service: str = G) -> dict[st
 # ------------------------------------------------------------ mute
 async def test_mute_unmute_and_list(clocked: Live, clock: ManualClock) -> None:
     live = clocked
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "forbid_send_msg",
                   {"GroupId": gid, "Members_Account": ["alice", "bob"], "MuteTime": 60}))
@@ -50,7 +50,7 @@ async def test_mute_unmute_and_list(clocked: Live, clock: ManualClock) -> None:
 
 
 async def test_the_older_shut_up_time_mutes_and_unmutes(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await call(live, "forbid_send_msg",
                   {"GroupId": gid, "Members_Account": ["alice"], "ShutUpTime": FOREVER}))
@@ -73,7 +73,7 @@ async def test_the_older_shut_up_time_mutes_and_unmutes(live: Live) -> None:
 
 
 async def test_mute_errors_change_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     base = {"GroupId": gid, "Members_Account": ["a"], "MuteTime": 60}
     for change in ({"Members_Account": []}, {"Members_Account": "a"},
                    {"Members_Account": ["a", ""]}, {"Members_Account": ["a", 5]},
@@ -91,7 +91,7 @@ async def test_mute_errors_change_nothing(live: Live) -> None:
 
 # ------------------------------------------------------------ online count / list
 async def test_online_member_num_counts_connections(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     assert ok(await call(live, "get_online_member_num", {"GroupId": gid}))["OnlineMemberNum"] == 0
     await live.client("alice", join=gid)
     await live.client(None, join=gid)
@@ -100,7 +100,7 @@ async def test_online_member_num_counts_connections(live: Live) -> None:
 
 
 async def test_get_members_lists_logged_in_members_newest_first(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await rest(live, "profile", "portrait_set", {"From_Account": "bob", "ProfileItem": [
         {"Tag": "Tag_Profile_IM_Nick", "Value": "Bob"}]}))
     await live.client("alice", join=gid)
@@ -116,10 +116,10 @@ async def test_get_members_lists_logged_in_members_newest_first(live: Live) -> N
 
 
 async def test_get_members_pages(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     for name in ("a", "b", "c"):
         await live.client(name, join=gid)
-    state_of(live.node).members_page = 2
+    live.server.app[ADMIN].members_page = 2
     first = ok(await call(live, "get_members", {"GroupId": gid}, AVC))
     second = ok(await call(live, "get_members",
                            {"GroupId": gid, "Timestamp": first["NextTimestamp"]}, AVC))
@@ -129,7 +129,7 @@ async def test_get_members_pages(live: Live) -> None:
 
 
 async def test_check_members(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     await live.client("alice", join=gid)
     await live.client("carol")  # online, not in the room
     r = ok(await call(live, "check_members",
@@ -148,7 +148,7 @@ async def test_check_members(live: Live) -> None:
 async def test_ban_kicks_with_4004_and_blocks_rejoin_until_it_ends(clocked: Live,
                                                                     clock: ManualClock) -> None:
     live = clocked
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
     ok(await call(live, "ban_group_member", {"GroupId": gid, "Members_Account": ["alice"],
@@ -167,7 +167,7 @@ async def test_ban_kicks_with_4004_and_blocks_rejoin_until_it_ends(clocked: Live
 
 
 async def test_unban_lets_the_member_rejoin(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await call(live, "ban_group_member", {"GroupId": gid, "Members_Account": ["alice", "bob"],
                                              "Duration": FOREVER}))
     ok(await call(live, "unban_group_member", {"GroupId": gid, "Members_Account": ["alice"]}))
@@ -178,7 +178,7 @@ async def test_unban_lets_the_member_rejoin(live: Live) -> None:
 
 
 async def test_ban_list_pages(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await call(live, "ban_group_member", {"GroupId": gid, "Duration": 60,
                                              "Members_Account": [f"u{i}" for i in range(5)]}))
     first = ok(await call(live, "get_group_ban_member", {"GroupId": gid, "Limit": 2}))
@@ -188,7 +188,7 @@ async def test_ban_list_pages(live: Live) -> None:
 
 
 async def test_ban_errors_change_nothing(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     base = {"GroupId": gid, "Members_Account": ["alice"], "Duration": 60}
     for change in ({"Duration": 0}, {"Duration": -1}, {"Duration": "60"}, {"Members_Account": []},
@@ -210,7 +210,7 @@ async def test_ban_errors_change_nothing(live: Live) -> None:
 
 # ------------------------------------------------------------ AVChatRoom refusals
 async def test_member_apis_an_avchatroom_refuses(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     members = [{"Member_Account": "a"}]
     fails(await call(live, "add_group_member", {"GroupId": gid, "MemberList": members}), 10007)
     fails(await call(live, "import_group_member", {"GroupId": gid, "MemberList": members}), 10007)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from livecast.admin.state import state_of
 from livecast.client import Client, custom, text
+from livecast.gateway.keys import ADMIN
 from tests.admin.conftest import ManualClock, fails, ok, rest, until
 from tests.conftest import Live
 
@@ -31,7 +31,7 @@ async def messages_until(client: Client, marker: str) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------ send_group_msg
 async def test_a_rest_message_reaches_members_with_the_senders_profile(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await rest(live, "profile", "portrait_set", {"From_Account": "host", "ProfileItem": [
         {"Tag": "Tag_Profile_IM_Nick", "Value": "Host"},
@@ -50,7 +50,7 @@ async def test_a_rest_message_reaches_members_with_the_senders_profile(live: Liv
 
 
 async def test_from_account_defaults_to_the_admin(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await send(live, gid))
     (msg,) = (await alice.next_push("msgs"))["msgs"]
@@ -58,7 +58,7 @@ async def test_from_account_defaults_to_the_admin(live: Live) -> None:
 
 
 async def test_rest_and_websocket_sends_share_one_seq_space(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     assert (await alice.send(gid, text("ws")))["msgSeq"] == 1
     assert ok(await send(live, gid, "rest", MsgPriority="Lowest"))["MsgSeq"] == 2
@@ -68,7 +68,7 @@ async def test_rest_and_websocket_sends_share_one_seq_space(live: Live) -> None:
 
 
 async def test_a_rate_limited_message_answers_msg_freq_ctrl(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await rest(live, "livecast_ext", "set_room_rate", {"GroupId": gid, "Rate": 0, "Burst": 1}))
     # Room for one message: whichever arrives first, the Lowest one is the one dropped.
@@ -83,7 +83,7 @@ async def test_a_rate_limited_message_answers_msg_freq_ctrl(live: Live) -> None:
 
 async def test_random_deduplicates_for_five_minutes(clocked: Live, clock: ManualClock) -> None:
     live = clocked
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     first = ok(await send(live, gid, "one", random=5))
     again = ok(await send(live, gid, "one again", random=5))
@@ -100,12 +100,12 @@ async def test_random_deduplicates_for_five_minutes(clocked: Live, clock: Manual
 
 
 async def test_a_repeat_of_a_waiting_send_gets_the_same_answer(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     ok(await rest(live, "livecast_ext", "set_room_rate", {"GroupId": gid, "Rate": 0}))
     first = asyncio.create_task(send(live, gid, "once", random=3))
     await until(lambda: live.node.rooms[gid].sched.pending == 1)
-    assert state_of(live.node).sends.find((gid, "administrator", 3), live.node.clock())
+    assert live.server.app[ADMIN].sends.find((gid, "administrator", 3), live.node.clock())
     # The first waits in a paused room; the repeat, whenever it arrives, adds nothing.
     repeat = asyncio.create_task(send(live, gid, "once", random=3))
     assert ok(await rest(live, G, "get_online_member_num", {"GroupId": gid}))
@@ -118,7 +118,7 @@ async def test_a_repeat_of_a_waiting_send_gets_the_same_answer(live: Live) -> No
 
 
 async def test_a_refused_send_does_not_consume_its_random(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await rest(live, G, "forbid_send_msg", {"GroupId": gid, "Members_Account": ["bob"],
                                                "MuteTime": 60}))
     fails(await send(live, gid, random=9, From_Account="bob"), 10017)
@@ -128,13 +128,13 @@ async def test_a_refused_send_does_not_consume_its_random(live: Live) -> None:
 
 
 async def test_the_admin_speaks_under_mute_all(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await rest(live, G, "modify_group_base_info", {"GroupId": gid, "MuteAllMember": "On"}))
     assert ok(await send(live, gid, From_Account="alice"))["MsgSeq"] == 1
 
 
 async def test_send_errors(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     body = {"GroupId": gid, "Random": 1, "MsgBody": text("x")}
     bad: list[dict[str, Any]] = [
         {"Random": None}, {"Random": -1}, {"Random": 2**32}, {"Random": "1"}, {"Random": True},
@@ -158,7 +158,7 @@ async def test_send_errors(live: Live) -> None:
 
 
 async def test_a_message_of_exactly_12_kb_is_accepted(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     overhead = len(b'[{"MsgType":"TIMTextElem","MsgContent":{"Text":""}}]')
     body = {"GroupId": gid, "Random": 1, "MsgBody": text("x" * (12288 - overhead))}
     assert ok(await rest(live, G, "send_group_msg", body))["MsgSeq"] == 1
@@ -166,7 +166,7 @@ async def test_a_message_of_exactly_12_kb_is_accepted(live: Live) -> None:
 
 # ------------------------------------------------------------ system notification
 async def test_a_system_notification_is_a_tip_that_bypasses_the_rate(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     guest = await live.client(None, join=gid)
     ok(await rest(live, "livecast_ext", "set_room_rate", {"GroupId": gid, "Rate": 0}))
@@ -179,7 +179,7 @@ async def test_a_system_notification_is_a_tip_that_bypasses_the_rate(live: Live)
 
 
 async def test_system_notification_errors(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     n = "send_group_system_notification"
     fails(await rest(live, G, n, {"GroupId": gid, "Content": "x", "ToMembers_Account": ["a"]}),
           10004)
@@ -195,7 +195,7 @@ async def test_system_notification_errors(live: Live) -> None:
 async def test_broadcast_reaches_every_room_once_per_second(clocked: Live,
                                                             clock: ManualClock) -> None:
     live = clocked
-    a, b = live.room("a"), live.room("b")
+    a, b = await live.room("a"), await live.room("b")
     in_a = await live.client("alice", join=a)
     in_b = await live.client("bob", join=b)
     body = {"From_Account": "host", "Random": 1, "MsgBody": custom('{"type":1}'),
@@ -224,7 +224,7 @@ async def test_broadcast_errors(live: Live) -> None:
 
 # ------------------------------------------------------------ no history
 async def test_group_msg_get_simple_answers_10044(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     fails(await rest(live, G, "group_msg_get_simple", {"GroupId": gid, "ReqMsgNumber": 20}),
           10044)
     fails(await rest(live, G, "group_msg_get_simple", {"GroupId": "nope"}), 10010)

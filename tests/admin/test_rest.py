@@ -27,14 +27,14 @@ def tencent_sig(user: str, key: str = KEY, sdkappid: int = SDKAPPID,
 
 
 async def test_a_tencent_minted_admin_sig_is_accepted(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     r = ok(await rest(live, GROUP, "get_online_member_num", {"GroupId": gid},
                            usersig=tencent_sig("administrator")))
     assert r == {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": "", "OnlineMemberNum": 0}
 
 
 async def test_bad_signatures_answer_their_70xxx_code(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     body = {"GroupId": gid}
     cases = [
         ("", 70002),
@@ -49,7 +49,7 @@ async def test_bad_signatures_answer_their_70xxx_code(live: Live) -> None:
 
 
 async def test_a_valid_sig_of_a_non_admin_answers_60010(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     r = await rest(live, GROUP, "get_online_member_num", {"GroupId": gid}, identifier="bob",
                         usersig=tencent_sig("bob"))
     fails(r, 60010)
@@ -57,7 +57,7 @@ async def test_a_valid_sig_of_a_non_admin_answers_60010(live: Live) -> None:
 
 async def test_a_configured_second_admin_is_accepted(live_factory: LiveFactory) -> None:
     live = await live_factory(admins=("administrator", "ops"))
-    gid = live.room("r1")
+    gid = await live.room("r1")
     ok(await rest(live, GROUP, "get_online_member_num", {"GroupId": gid}, identifier="ops"))
 
 

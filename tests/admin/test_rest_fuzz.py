@@ -117,11 +117,11 @@ class Fuzz:
         """The room exists (again) with a live member (a fresh one after a kick or ban)."""
         node = self.live.node
         if ROOM not in node.rooms:
-            node.create_group("", {"Name": ROOM}, ROOM)
+            await node.create_group("", {"Name": ROOM}, ROOM)
         if self.member is None or self.member.close_code is not None:
             self.name = f"m{self.calls}"
             self.member = await self.live.client(self.name)
-        if any(c.user == self.name for c in node.rooms[ROOM].members):
+        if any(c.user == self.name for c in node.hub.members(ROOM)):
             return
         try:
             joined = await self.member.join(ROOM)

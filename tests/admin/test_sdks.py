@@ -194,7 +194,7 @@ async def test_timsdk_runs_a_live_room_backend_flow(server: Live, backend: Backe
 async def test_timsdk_get_calls_get_a_readable_envelope(server: Live,
                                                         tim: timsdk.TimClient) -> None:
     """timsdk sends two calls with GET; each gets the JSON envelope, not an HTTP error."""
-    server.room("r1")
+    await server.room("r1")
     for r in (await sdk(tim.group_open_http_svc.get_app_id_group_list),
               await sdk(tim.im_open_login_svc.account_check, ["alice"])):
         assert r == {"ActionStatus": "FAIL", "ErrorCode": 60002,
@@ -265,6 +265,6 @@ async def test_a_rest_call_without_post_gets_the_envelope(live: Live, method: st
                                                          ) as resp:
         assert (await resp.json())["ErrorDisplay"] == ""  # as every profile answer
     # the server keeps serving POST
-    gid = live.room("r1")
+    gid = await live.room("r1")
     assert ok(await rest(live, G, "get_online_member_num", {"GroupId": gid}))[
         "OnlineMemberNum"] == 0

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecast.admin.state import AdminState, SendLog
-from livecast.node.hub import Node
+from livecast.node.node import Node
 from tests.conftest import base_settings
 
 
@@ -57,6 +57,10 @@ def test_the_log_is_bounded_and_forgets_only_old_entries(ops: list[tuple[int, fl
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.sampled_from(["create", "destroy", "list"]), max_size=40), st.data())
 def test_ordinals_grow_with_creation_and_never_change(ops: list[str], data: st.DataObject) -> None:
+    asyncio.run(_ordinals(ops, data))
+
+
+async def _ordinals(ops: list[str], data: st.DataObject) -> None:
     node = Node(base_settings())
     state = AdminState()
     given_to: dict[str, int] = {}
@@ -65,11 +69,11 @@ def test_ordinals_grow_with_creation_and_never_change(ops: list[str], data: st.D
         if op == "create":
             gid = next(names)
             if gid not in node.rooms:
-                node.create_group("", {"Name": "n"}, gid)
+                await node.create_group("", {"Name": "n"}, gid)
                 given_to.pop(gid, None)
         elif op == "destroy" and node.rooms:
             gid = data.draw(st.sampled_from(sorted(node.rooms)))
-            node.destroy_group(gid)
+            await node.destroy_group(gid)
             given_to.pop(gid, None)
         numbered = state.numbered_rooms(node)
         assert [gid for _n, gid in numbered] == list(node.rooms)  # creation order

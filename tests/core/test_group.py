@@ -477,31 +477,6 @@ def test_ban_and_mute_are_independent() -> None:
     assert not g.is_banned("eve", T0)
 
 
-# ------------------------------------------------------------------ can_send
-
-def test_can_send() -> None:
-    g = Group.create("room", "host", T0, {})
-    assert g.can_send("bob", T0, False) == Code.OK
-    g.mute("bob", 60, T0)
-    assert g.can_send("bob", T0 + 1, False) == Code.MUTED
-    assert g.can_send("bob", T0 + 60, False) == Code.OK
-    g.modify({"MuteAllMember": "On"}, T0)
-    assert g.can_send("bob", T0 + 60, False) == Code.MUTED
-    assert g.can_send("host", T0, False) == Code.OK
-    assert g.can_send("administrator", T0, True) == Code.OK
-    g.mute("host", 60, T0)
-    assert g.can_send("host", T0, False) == Code.MUTED  # a personal mute binds the owner too
-    g.modify({"MuteAllMember": "Off"}, T0)
-    assert g.can_send("eve", T0, False) == Code.OK
-
-
-def test_mute_all_without_owner_exempts_nobody_but_admins() -> None:
-    g = Group.create("room", "", T0, {})
-    g.modify({"MuteAllMember": "On"}, T0)
-    assert g.can_send("", T0, False) == Code.MUTED
-    assert g.can_send("admin", T0, True) == Code.OK
-
-
 # ------------------------------------------------------------------ info
 
 def full_group() -> Group:

@@ -164,7 +164,7 @@ async def counter_value(live: Live, group: str, key: str = "likes") -> int | Non
 # ----------------------------------------------------------------- totals
 async def test_likes_reach_app_defined_data_exactly_and_members_see_the_tip(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     viewer = await live.client("viewer", join=gid)
     c = await start_counter(live.url("/"))
     counts = [None, 1, 5, 1000, 3000, None, 7, None, 2]  # 3000 is capped at 1000
@@ -187,7 +187,7 @@ async def test_likes_reach_app_defined_data_exactly_and_members_see_the_tip(
 
 async def test_group_counter_target_sets_the_like_counter(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     viewer = await live.client("viewer", join=gid)
     c = await start_counter(live.url("/"), target="group_counter", key="likes")
     for _ in range(25):
@@ -203,7 +203,7 @@ async def test_group_counter_target_sets_the_like_counter(
 
 async def test_callbacks_as_livecast_sends_them_are_counted(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     now = time.time()
     for priority, data in (("Low", '{"type":"like","count":3}'), ("Lowest", '{"type":"like"}'),
@@ -218,7 +218,7 @@ async def test_callbacks_as_livecast_sends_them_are_counted(
 
 
 async def test_rooms_are_summed_separately(live: Live, start_counter: Start) -> None:
-    a, b = live.room("ra"), live.room("rb")
+    a, b = await live.room("ra"), await live.room("rb")
     c = await start_counter(live.url("/"))
     for i in range(30):
         await c.like(a if i % 3 else b, i + 1)
@@ -228,7 +228,7 @@ async def test_rooms_are_summed_separately(live: Live, start_counter: Start) -> 
 
 
 async def test_the_periodic_loop_writes_rooms_when_due(live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     viewer = await live.client("viewer", join=gid)
     c = await start_counter(live.url("/"), run_loop=True)
     await c.like(gid, 9)
@@ -239,7 +239,7 @@ async def test_the_periodic_loop_writes_rooms_when_due(live: Live, start_counter
 
 
 async def test_shutdown_writes_what_is_pending(live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"), run_loop=True)
     await c.like(gid, 6)
     await c.server.close()  # long before the room is due
@@ -249,7 +249,7 @@ async def test_shutdown_writes_what_is_pending(live: Live, start_counter: Start)
 # ------------------------------------------------------- what is not counted
 async def test_non_likes_and_other_commands_are_acknowledged_and_ignored(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     text = like_body(gid)
     text["MsgBody"] = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": '{"type":"like"}'}}]
@@ -266,7 +266,7 @@ async def test_non_likes_and_other_commands_are_acknowledged_and_ignored(
 
 async def test_malformed_bodies_are_answered_without_counting(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     for raw in (b"", b"{not json", b"[1,2]", b'"like"', b"null", b"\xff\xfe",
                 json.dumps({"GroupId": gid}).encode(), json.dumps({"MsgBody": 3}).encode(),
@@ -280,7 +280,7 @@ async def test_malformed_bodies_are_answered_without_counting(
 
 async def test_a_wrong_sign_or_sdkappid_is_refused_with_401(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     t = str(int(time.time()))
     refused = [
@@ -302,7 +302,7 @@ async def test_a_wrong_sign_or_sdkappid_is_refused_with_401(
 
 async def test_the_sign_window_refuses_stale_callbacks(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"), sign_window=60.0)
     stale = int(time.time()) - 3600
     status, _ = await c.post(like_body(gid), token=None, Sign=tencent_sign(TOKEN, stale),
@@ -314,7 +314,7 @@ async def test_the_sign_window_refuses_stale_callbacks(
 
 async def test_without_a_token_only_the_sdkappid_is_checked(
         live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"), callback_token=Secret(""))
     assert await c.post(like_body(gid, 2), token=None) == (200, OK)
     assert (await c.post(like_body(gid), token=None, sdkappid=1))[0] == 401
@@ -323,7 +323,7 @@ async def test_without_a_token_only_the_sdkappid_is_checked(
 
 
 async def test_require_priority_and_a_custom_rule(live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"), like_require_priority=True, like_type="heart",
                             like_count_field="n", like_max_count=10)
     await c.post(like_body(gid, priority=None, kind="heart"))  # no priority: refused
@@ -336,7 +336,7 @@ async def test_require_priority_and_a_custom_rule(live: Live, start_counter: Sta
 
 # --------------------------------------------------------- restart, failure
 async def test_a_restart_resumes_from_the_rooms_value(live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     first = await start_counter(live.url("/"))
     for _ in range(5):
         await first.like(gid)
@@ -355,7 +355,7 @@ async def test_a_restart_resumes_from_the_rooms_value(live: Live, start_counter:
 ])
 async def test_a_value_set_before_first_sight_is_the_base(
         live: Live, start_counter: Start, target: str, seed: str, seeded: Any) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     key = "likes"
     body: dict[str, Any] = {"GroupId": gid}
     if target == "app_defined_data":
@@ -382,7 +382,7 @@ async def test_a_failed_write_is_retried_at_the_next_flush(start_counter: Start)
     assert await c.counter.flush_due(c.clock.now + 2.9) == 0  # the retry waits its turn
     live = await start_live(base_settings(), port=port)
     try:
-        live.room("r1")
+        await live.room("r1")
         assert await c.counter.flush_due(c.clock.now + 5.0) == 1
         assert await app_value(live, "r1") == "12"
         assert c.counter.tally.pending() == []
@@ -444,7 +444,7 @@ async def test_a_rest_call_that_times_out_fails_and_is_retried(start_counter: St
 
 
 async def test_healthz_reports_counts(live: Live, start_counter: Start) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     await c.like(gid, 3)
     async with c.http.get(c.server.make_url("/healthz")) as resp:

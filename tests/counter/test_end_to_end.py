@@ -109,7 +109,7 @@ async def test_1000_likes_at_20_msgs_per_s_are_counted_exactly(rig: Make, target
     key = "likes"
     r = await rig(target=target, key=key)
     live = r.live
-    live.room(GID)
+    await live.room(GID)
     viewer = await live.client("viewer", join=GID)
     fans = [await live.client(f"fan{i}", join=GID) for i in range(FANS)]
     replies = [x for batch in await asyncio.gather(*(fan(c, i) for i, c in enumerate(fans)))

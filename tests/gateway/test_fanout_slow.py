@@ -73,7 +73,7 @@ async def test_stalled_member_is_shed_and_others_miss_nothing(
     live = await live_factory(outbox_soft_bytes=64 * 1024, outbox_hard_bytes=256 * 1024,
                               room_rate=400, room_burst=400, req_rate=10_000, req_burst=10_000,
                               tip_interval=0.1, shutdown_grace=60.0)
-    gid = live.room()
+    gid = await live.room()
     sender = await live.client("sender", join=gid)
     readers = [await live.client(f"r{i}", join=gid) for i in range(3)]
     slow = await RawWs.connect(live, rcvbuf=4096)
@@ -119,7 +119,7 @@ async def test_a_requester_that_never_reads_is_shed(live_factory: LiveFactory) -
     live = await live_factory(outbox_soft_bytes=16 * 1024, outbox_hard_bytes=64 * 1024,
                               req_rate=100_000, req_burst=100_000, shutdown_grace=60.0)
     big = [{"Key": f"k{i}", "Value": "v" * 512} for i in range(10)]
-    gid = live.room(AppDefinedData=big)
+    gid = await live.room(AppDefinedData=big)
     raw = await RawWs.connect(live, rcvbuf=4096)
     try:
         await login_raw(raw, "greedy")

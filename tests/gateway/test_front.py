@@ -153,7 +153,7 @@ async def test_an_upgrade_after_a_kept_alive_request_is_upgraded(live: Live) -> 
 async def test_aiohttp_session_upgrades_on_its_pooled_connection(live: Live) -> None:
     """aiohttp's ClientSession reuses the keep-alive connection of an earlier
     request for ``ws_connect``: the upgrade is that connection's 2nd request."""
-    gid = live.room()
+    gid = await live.room()
     events: list[str] = []
     trace = aiohttp.TraceConfig()
 
@@ -184,7 +184,7 @@ async def test_aiohttp_session_upgrades_on_its_pooled_connection(live: Live) -> 
             pushed = next(m for m in got if m["op"] == "msgs")
             assert reply["code"] == 0 and reply["msgSeq"] == 1
             assert pushed["msgs"][0]["seq"] == 1 and pushed["msgs"][0]["from"] == "alice"
-            assert conn.user == "alice" and live.node.rooms[gid].online() == 1
+            assert conn.user == "alice" and live.node.online(gid) == 1
         assert ws.close_code == 1000
 
 
@@ -316,17 +316,17 @@ async def test_a_binary_frame_is_a_violation_not_a_close(live: Live) -> None:
 
 
 async def test_close_with_a_reason_is_echoed_and_the_member_leaves(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     raw = await RawWs.connect(live)
     assert (await raw.request("login", 1, sdkAppId=SDKAPPID, userId="u1",
                               userSig=sig("u1")))["code"] == 0
     assert (await raw.request("join", 2, groupId=gid))["code"] == 0
-    assert live.node.rooms[gid].online() == 1
+    assert live.node.online(gid) == 1
     await raw.send_frame(OP_CLOSE, struct.pack("!H", 4000) + "bye ✓".encode())
     assert await raw.close_code() == 4000
     with pytest.raises(EOFError):
         await raw.recv_frame()  # the server closes the socket after its echo
-    assert live.node.rooms[gid].online() == 0 and not live.node.connections
+    assert live.node.online(gid) == 0 and not live.node.connections
     raw.close()
 
 

@@ -197,7 +197,7 @@ async def _run(live: Live, http: aiohttp.ClientSession, plan: list[tuple[int, Fr
 async def fuzz_live(live_factory: LiveFactory) -> Live:
     live = await live_factory(room_rate=100_000, room_burst=100_000, violation_limit=5,
                               req_rate=100.0, req_burst=15)
-    live.room(ROOM)
+    await live.room(ROOM)
     return live
 
 

@@ -5,7 +5,7 @@ from tests.conftest import Live
 
 
 async def test_two_members_see_a_message_with_nick(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice")
     await alice.set_my_profile(nick="Alice")
     await alice.join(gid)

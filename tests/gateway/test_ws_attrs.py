@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from livecast.client import Client
-from livecast.node.hub import Node
+from livecast.node.node import Node
 from tests.admin.conftest import ManualClock
 from tests.conftest import Live, LiveFactory, base_settings, start_live
 
@@ -26,7 +26,7 @@ async def attr_tip(c: Client) -> dict[str, Any]:
 
 
 async def test_every_member_gets_one_tip_per_change(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     members = [await live.client(u, join=gid) for u in ("alice", "bob", "carol")]
     members.append(await live.client(None, join=gid))  # a guest
     outsider = await live.client("dave")
@@ -44,7 +44,7 @@ async def test_every_member_gets_one_tip_per_change(live: Live) -> None:
 
 
 async def test_join_and_get_return_the_attributes(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice")
     r = await alice.join(gid)
     assert (r["groupAttributes"], r["attrSeq"]) == ({}, 0)
@@ -63,7 +63,7 @@ async def test_join_and_get_return_the_attributes(live: Live) -> None:
 
 
 async def test_member_writes_are_refused_when_the_setting_is_off(live: Live) -> None:
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     for op, fields in (("setGroupAttributes", {"groupAttributes": {"a": "1"}}),
                        ("initGroupAttributes", {"groupAttributes": {"a": "1"}}),
@@ -75,7 +75,7 @@ async def test_member_writes_are_refused_when_the_setting_is_off(live: Live) -> 
 
 async def test_member_writes_compare_and_set(live_factory: LiveFactory) -> None:
     live = await live_factory(member_attrs=True)
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
     r = await alice.request("setGroupAttributes", groupId=gid, attrSeq=0,
@@ -104,11 +104,11 @@ async def test_member_writes_compare_and_set(live_factory: LiveFactory) -> None:
 
 async def test_member_writes_need_a_speaking_member(live_factory: LiveFactory) -> None:
     live = await live_factory(member_attrs=True)
-    gid = live.room("r1")
+    gid = await live.room("r1")
     guest = await live.client(None, join=gid)
     outsider = await live.client("dave")
     muted = await live.client("mallory", join=gid)
-    live.node.mute(gid, ["mallory"], 60)
+    await live.node.mute(gid, ["mallory"], 60)
     write = {"groupId": gid, "attrSeq": 0, "groupAttributes": {"a": "1"}}
     assert (await guest.request("setGroupAttributes", **write))["code"] == 10007
     assert (await outsider.request("setGroupAttributes", **write))["code"] == 10007
@@ -134,7 +134,7 @@ def clock() -> ManualClock:
 async def test_member_writes_share_five_a_second_per_group(clocked_members: Live,
                                                            clock: ManualClock) -> None:
     live = clocked_members
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice", join=gid)
     seq = 0
     for i in range(5):

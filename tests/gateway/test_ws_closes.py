@@ -166,7 +166,7 @@ async def login_raw(raw: RawWs, user: str) -> None:
 async def test_no_login_in_time_closes_4002_but_guests_and_users_stay(
         live_factory: LiveFactory) -> None:
     live = await live_factory(login_timeout=0.5)
-    gid = live.room()
+    gid = await live.room()
     guest = await live.client(None, join=gid)        # a guest join counts as identifying
     user = await live.client("alice")
     silent = await live.client()                      # connected last: its deadline is last
@@ -178,7 +178,7 @@ async def test_no_login_in_time_closes_4002_but_guests_and_users_stay(
 
 # ------------------------------------------------------------------ 4003
 async def test_newer_login_kicks_older_with_4003(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     first = await live.client("alice", join=gid)
     second = await live.client("alice", join=gid)
     assert await first.next_push("kicked") == {"op": "kicked", "reason": "multiLogin"}
@@ -203,7 +203,7 @@ async def test_every_newer_login_kicks_the_previous_one(live: Live) -> None:
 
 
 async def test_profile_reaches_the_connection_that_survived_a_multi_login(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     first = await live.client("alice")
     second = await live.client("alice", join=gid)
     assert await first.wait_closed() == 4003
@@ -217,7 +217,7 @@ async def test_profile_reaches_the_connection_that_survived_a_multi_login(live: 
 
 async def test_multi_login_enabled_keeps_both(live_factory: LiveFactory) -> None:
     live = await live_factory(multi_login=True)
-    gid = live.room()
+    gid = await live.room()
     first = await live.client("alice", join=gid)
     second = await live.client("alice", join=gid)
     r = await second.send(gid, text("to both"))
@@ -232,10 +232,10 @@ async def test_multi_login_enabled_keeps_both(live_factory: LiveFactory) -> None
 
 # ------------------------------------------------------------------ 4004
 async def test_ban_kicks_with_4004_and_refuses_rejoin_until_it_ends(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
-    live.node.ban(gid, ["bob"], 60)
+    await live.node.ban(gid, ["bob"], 60)
     assert await bob.next_push("kicked") == {"op": "kicked", "reason": "banned"}
     assert await bob.wait_closed() == 4004
     assert (await alice.get_online_member_num(gid))["onlineMemberNum"] == 1
@@ -364,7 +364,7 @@ async def test_flood_of_refused_values_is_limited_too(live_factory: LiveFactory)
 
 # ------------------------------------------------------------------ 1001
 async def test_shutdown_closes_every_client_with_1001(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     member = await live.client("alice", join=gid)
     guest = await live.client(None, join=gid)
     idle = await live.client()
@@ -390,7 +390,7 @@ async def test_shutdown_waits_for_members_to_answer_the_close(
 
 
 async def test_drain_closes_1001_and_refuses_new_connections(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     member = await live.client("alice", join=gid)
     live.node.going_away()
     assert await member.wait_closed() == 1001

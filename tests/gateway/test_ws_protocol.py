@@ -98,9 +98,9 @@ async def test_login_bad_user_id_and_second_login_are_answered_not_closed(live: 
 
 # ------------------------------------------------------------------ join / quit
 async def test_join_returns_profile_counters_and_online_count(live: Live) -> None:
-    gid = live.room("live-1", Introduction="intro", Notification="note", FaceUrl="http://f",
+    gid = await live.room("live-1", Introduction="intro", Notification="note", FaceUrl="http://f",
                     AppDefinedData=[{"Key": "likes", "Value": "3"}])
-    live.node.update_counters(gid, [{"Key": "likes", "Value": 9}], "Set")
+    await live.node.update_counters(gid, [{"Key": "likes", "Value": 9}], "Set")
     alice = await live.client("alice")
     r = await alice.join(gid)
     assert r["code"] == 0
@@ -118,13 +118,13 @@ async def test_join_returns_profile_counters_and_online_count(live: Live) -> Non
 @pytest.mark.parametrize(("gid", "code"), [("no-such-room", 10010), ("x" * 49, 10015),
                                            ("", 10015), ("caf\u00e9", 10015)])
 async def test_join_refusals(live: Live, gid: str, code: int) -> None:
-    live.room()
+    await live.room()
     c = await live.client("alice")
     assert (await c.join(gid))["code"] == code
 
 
 async def test_guest_receives_but_cannot_send(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     guest = await live.client(None, join=gid)
     alice = await live.client("alice", join=gid)
     r = await alice.send(gid, text("for everyone"))
@@ -137,7 +137,7 @@ async def test_guest_receives_but_cannot_send(live: Live) -> None:
 
 async def test_guest_join_refused_when_guests_are_off(live_factory: LiveFactory) -> None:
     live = await live_factory(allow_guests=False)
-    gid = live.room()
+    gid = await live.room()
     c = await live.client()
     assert (await c.join(gid))["code"] == 10007
     assert (await c.login(SDKAPPID, "alice", sig("alice")))["code"] == 0
@@ -145,7 +145,7 @@ async def test_guest_join_refused_when_guests_are_off(live_factory: LiveFactory)
 
 
 async def test_quit_stops_receiving(live: Live) -> None:
-    one, two = live.room("one"), live.room("two")
+    one, two = await live.room("one"), await live.room("two")
     alice = await live.client("alice", join=one)
     bob = await live.client("bob", join=one)
     assert (await bob.join(two))["code"] == 0
@@ -163,7 +163,7 @@ async def test_quit_stops_receiving(live: Live) -> None:
 
 # ------------------------------------------------------------------ send
 async def test_send_reply_and_delivered_message(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
     body = custom('{"like":1}', "like")
@@ -182,14 +182,14 @@ async def test_send_reply_and_delivered_message(live: Live) -> None:
 
 @pytest.mark.parametrize("priority", PRIORITIES)
 async def test_priority_is_carried(live: Live, priority: str) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     await alice.send(gid, text("p"), priority=priority)
     assert (await alice.next_push("msgs"))["msgs"][0]["priority"] == priority
 
 
 async def test_send_defaults_and_no_reply_without_id(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     raw = await RawWs.connect(live)
     try:
         await raw.request("login", 1, sdkAppId=SDKAPPID, userId="alice", userSig=sig("alice"))
@@ -207,8 +207,8 @@ async def test_send_defaults_and_no_reply_without_id(live: Live) -> None:
 
 
 async def test_send_refusals(live: Live) -> None:
-    gid = live.room()
-    live.room("other")
+    gid = await live.room()
+    await live.room("other")
     alice = await live.client("alice", join=gid)
     assert (await alice.send("other", text("x")))["code"] == 10007
     assert (await alice.send("nowhere", text("x")))["code"] == 10010
@@ -226,7 +226,7 @@ async def test_send_refusals(live: Live) -> None:
 
 
 async def test_message_size_limit_is_12k(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     base = len(orjson.dumps(text(""))) + len("ccd")
     fits = text("y" * (12288 - base))
@@ -240,8 +240,9 @@ async def test_message_size_limit_is_12k(live: Live) -> None:
 
 # ------------------------------------------------------------------ info ops
 async def test_get_group_info_and_online_member_num(live: Live) -> None:
-    gid = live.room(Introduction="i")
-    live.node.update_counters(gid, [{"Key": "a", "Value": 1}, {"Key": "b", "Value": 2}], "Set")
+    gid = await live.room(Introduction="i")
+    await live.node.update_counters(gid, [{"Key": "a", "Value": 1}, {"Key": "b", "Value": 2}],
+                                    "Set")
     alice = await live.client("alice")                    # members and non-members alike
     r = await alice.get_group_info(gid)
     assert r["code"] == 0
@@ -257,7 +258,7 @@ async def test_get_group_info_and_online_member_num(live: Live) -> None:
 
 
 async def test_profile_is_stamped_on_later_messages(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
     got = await alice.get_my_profile()
@@ -311,7 +312,7 @@ async def _collect_seqs(c: Client, last: int) -> list[dict[str, Any]]:
 async def test_overload_every_send_has_one_fate(live_factory: LiveFactory) -> None:
     rate = burst = 5
     live = await live_factory(room_rate=rate, room_burst=burst, max_wait=(5.0, 1.0, 0.5, 0.5))
-    gid = live.room()
+    gid = await live.room()
     receiver = await live.client("receiver", join=gid)
     senders = [await live.client(f"s{i}", join=gid) for i in range(3)]
     rng = random.Random(7)
@@ -354,8 +355,8 @@ async def test_overload_every_send_has_one_fate(live_factory: LiveFactory) -> No
 async def test_a_full_room_makes_room_for_high_by_dropping_lowest(live: Live) -> None:
     """Drop order (rooms.md invariant 3) in a paused room that holds 3 messages;
     a send is answered only once its fate is known."""
-    gid = live.room()
-    live.node.set_rate(gid, 0, 3)                     # paused: capacity 3, nothing delivered
+    gid = await live.room()
+    await live.node.set_rate(gid, 0, 3)                     # paused: capacity 3, nothing delivered
     flooder = await live.client("flooder", join=gid)
     vip = await RawWs.connect(live)
     try:
@@ -371,7 +372,7 @@ async def test_a_full_room_makes_room_for_high_by_dropping_lowest(live: Live) ->
         assert await _no_tips(vip) == {"op": "reply", "id": "p", "code": 0,
                                        "info": ""}    # no reply to "h" before it
         assert (await lows[2])["dropReason"] == "MsgFreqCtrl"  # the newest Lowest made room
-        live.node.set_rate(gid, 10, 10)
+        await live.node.set_rate(gid, 10, 10)
         push = await _no_tips(vip)
         assert [m["msgBody"] for m in push["msgs"]] == [text("h"), text("l0"), text("l1")]
         high = await _no_tips(vip)
@@ -385,7 +386,7 @@ async def test_a_full_room_makes_room_for_high_by_dropping_lowest(live: Live) ->
 async def test_join_storm_becomes_one_aggregated_tip(live_factory: LiveFactory) -> None:
     cap, count = 5, 20
     live = await live_factory(tip_member_cap=cap, tip_interval=0.5)
-    gid = live.room()
+    gid = await live.room()
     observer = await live.client("observer", join=gid)
     first = await next_tip(observer, "memberJoin")
     assert first == {"type": "memberJoin", "members": ["observer"], "total": 1}
@@ -404,34 +405,34 @@ async def test_join_storm_becomes_one_aggregated_tip(live_factory: LiveFactory) 
 
 
 async def test_group_info_and_counter_tips(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
-    changes = live.node.modify_group(gid, {"Notification": "tonight",
+    changes = await live.node.modify_group(gid, {"Notification": "tonight",
                                            "AppDefinedData": [{"Key": "likes", "Value": "12"}]})
     tip = await next_tip(alice, "groupInfo")
     assert tip["changes"] == changes == {"Notification": "tonight",
                                          "AppDefinedData": [{"Key": "likes", "Value": "12"}]}
     assert (await alice.get_group_info(gid))["group"]["Notification"] == "tonight"
-    live.node.update_counters(gid, [{"Key": "likes", "Value": 5}], "Set")
+    await live.node.update_counters(gid, [{"Key": "likes", "Value": 5}], "Set")
     assert (await next_tip(alice, "counters"))["counters"] == [{"Key": "likes", "Value": 5}]
-    live.node.update_counters(gid, [{"Key": "likes", "Value": 3}], "Increase")
+    await live.node.update_counters(gid, [{"Key": "likes", "Value": 3}], "Increase")
     assert (await next_tip(alice, "counters"))["counters"] == [{"Key": "likes", "Value": 8}]
     bob = await live.client("bob")
     r = await bob.join(gid)
     assert r["counters"] == [{"Key": "likes", "Value": 8}]
     assert r["group"]["AppDefinedData"] == [{"Key": "likes", "Value": "12"}]
-    live.node.delete_counters(gid, ["likes"])
+    await live.node.delete_counters(gid, ["likes"])
     tip = await next_tip(bob, "counters")
     assert tip["counters"] == [] and tip["deleted"] == ["likes"]
     assert (await bob.get_group_info(gid))["counters"] == []
 
 
 async def test_mute_tip_and_mute_survives_rejoin(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     bob = await live.client("bob", join=gid)
     before = int(time.time())
-    live.node.mute(gid, ["bob"], 60)
+    await live.node.mute(gid, ["bob"], 60)
     for c in (alice, bob):
         tip = await next_tip(c, "mute")
         assert tip["member"] == "bob" and before + 60 <= tip["until"] <= int(time.time()) + 61
@@ -440,26 +441,26 @@ async def test_mute_tip_and_mute_survives_rejoin(live: Live) -> None:
     await bob.join(gid)
     assert (await bob.send(gid, text("now?")))["code"] == 10017
     assert (await alice.send(gid, text("alice may")))["msgSeq"] == 1
-    live.node.mute(gid, ["bob"], 0)
+    await live.node.mute(gid, ["bob"], 0)
     assert (await next_tip(bob, "mute"))["until"] == 0
     assert (await bob.send(gid, text("thanks")))["msgSeq"] == 2
 
 
 async def test_mute_all_spares_the_owner_and_admins(live: Live) -> None:
-    gid = live.room()                                 # owned by "administrator", an app admin
+    gid = await live.room()                                 # owned by "administrator", an app admin
     alice = await live.client("alice", join=gid)
     admin = await live.client("administrator", join=gid)
-    live.node.modify_group(gid, {"MuteAllMember": "On"})
+    await live.node.modify_group(gid, {"MuteAllMember": "On"})
     assert (await next_tip(alice, "groupInfo"))["changes"] == {"MuteAllMember": "On"}
     assert (await alice.send(gid, text("hello?")))["code"] == 10017
     assert (await admin.send(gid, text("quiet please")))["msgSeq"] == 1
-    live.node.modify_group(gid, {"MuteAllMember": "Off"})
+    await live.node.modify_group(gid, {"MuteAllMember": "Off"})
     assert (await next_tip(alice, "groupInfo"))["changes"] == {"MuteAllMember": "Off"}
     assert (await alice.send(gid, text("hello!")))["msgSeq"] == 2
 
 
 async def test_system_notification_tip(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     guest = await live.client(None, join=gid)
     live.node.system_notification(gid, "the show starts at 8")
@@ -469,10 +470,10 @@ async def test_system_notification_tip(live: Live) -> None:
 
 
 async def test_destroy_tips_kicks_and_closes(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
     bystander = await live.client("carol")
-    live.node.destroy_group(gid)
+    await live.node.destroy_group(gid)
     assert await next_tip(alice, "destroyed") == {"type": "destroyed"}
     assert await alice.next_push("kicked") == {"op": "kicked", "reason": "groupDestroyed"}
     assert await alice.wait_closed() == 1000
@@ -480,8 +481,8 @@ async def test_destroy_tips_kicks_and_closes(live: Live) -> None:
 
 
 async def test_logging_in_after_a_guest_join_leaves_the_room(live: Live) -> None:
-    gid = live.room()
-    live.node.ban(gid, ["mallory"], 3600)
+    gid = await live.room()
+    await live.node.ban(gid, ["mallory"], 3600)
     c = await live.client(None, join=gid)  # a guest, who may watch
     assert (await c.login(SDKAPPID, "mallory", sig("mallory")))["code"] == 0
     assert (await c.send(gid, text("let me in")))["code"] == 10007
@@ -495,22 +496,22 @@ async def test_logging_in_after_a_guest_join_leaves_the_room(live: Live) -> None
 
 async def test_a_message_waiting_when_its_room_is_destroyed_ends_with_10010(
         live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     alice = await live.client("alice", join=gid)
-    live.node.set_rate(gid, 0, 1)  # paused: the message waits in its queue
+    await live.node.set_rate(gid, 0, 1)  # paused: the message waits in its queue
     waiting = asyncio.ensure_future(alice.send(gid, text("too late")))
     await alice.ping()  # the send was read before the ping: it is queued now
     assert live.node.rooms[gid].sched.pending == 1
-    live.node.destroy_group(gid)
+    await live.node.destroy_group(gid)
     r = await waiting
     assert r["code"] == 10010 and "msgSeq" not in r
 
 
 async def test_refused_sends_are_counted_by_code(live: Live) -> None:
-    gid = live.room()
+    gid = await live.room()
     guest = await live.client(None, join=gid)
     assert (await guest.send(gid, text("may I?")))["code"] == 10007
-    live.node.mute(gid, ["bob"], 60)
+    await live.node.mute(gid, ["bob"], 60)
     bob = await live.client("bob", join=gid)
     assert (await bob.send(gid, text("and I?")))["code"] == 10017
     sample = live.node.metrics.registry.get_sample_value
@@ -520,7 +521,7 @@ async def test_refused_sends_are_counted_by_code(live: Live) -> None:
 
 async def test_pipelined_requests_take_effect_in_order_without_webhooks(live: Live) -> None:
     """join, 3 sends, a read, quit, a read, sent at once: carried out in order."""
-    gid = live.room("r1")
+    gid = await live.room("r1")
     alice = await live.client("alice")
     frames: list[dict[str, Any]] = [{"op": "join", "id": "join", "groupId": gid}]
     frames += [{"op": "send", "id": f"send{i}", "groupId": gid, "msgBody": text(str(i)),

@@ -20,7 +20,7 @@ async def test_every_member_gets_every_frame_in_order_across_chunks(
         live_factory: LiveFactory) -> None:
     live = await live_factory(fanout_chunk=2, tick_ms=5, room_rate=2000, room_burst=2000,
                               max_wait=(30.0, 30.0, 30.0, 30.0))
-    gid = live.room()
+    gid = await live.room()
     members = [await live.client(f"m{i}", join=gid) for i in range(7)]
     senders = members[:3]
     replies = await asyncio.gather(*[s.send(gid, text(f"{i}")) for i in range(40)
@@ -33,9 +33,9 @@ async def test_every_member_gets_every_frame_in_order_across_chunks(
 async def test_a_chunked_fanout_is_in_progress_between_loop_iterations(
         live_factory: LiveFactory) -> None:
     live = await live_factory(fanout_chunk=2)
-    gid = live.room()
+    gid = await live.room()
     members = [await live.client(f"m{i}", join=gid) for i in range(5)]
-    room = live.node.rooms[gid]
+    room = live.node.hub.rooms[gid]
     live.node.system_notification(gid, "hello")
     assert len(room.fanq) == 1 and room.fanq[0].pos == 2  # first chunk written, rest queued
     for m in members:
@@ -62,10 +62,10 @@ def test_a_waiting_job_absorbs_later_frames_in_order() -> None:
 
 async def test_destroying_a_big_room_tells_every_member(live_factory: LiveFactory) -> None:
     live = await live_factory(fanout_chunk=1)
-    gid = live.room()
+    gid = await live.room()
     members = [await live.client(f"m{i}", join=gid) for i in range(4)]
     live.node.system_notification(gid, "in flight")  # a chunked job still running
-    live.node.destroy_group(gid)
+    await live.node.destroy_group(gid)
     for m in members:
         ops = []
         while not ops or ops[-1] != "kicked":

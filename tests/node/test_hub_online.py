@@ -33,7 +33,7 @@ def kinds(tips: list[dict[str, Any]]) -> list[str]:
 async def test_a_join_burst_pushes_one_online_count_in_the_member_frame(
         live_factory: LiveFactory) -> None:
     live = await live_factory(tip_interval=0.2)
-    gid = live.room()
+    gid = await live.room()
     observer = await live.client("observer", join=gid)
     tips = await member_frame(observer)
     assert tips == [{"type": "memberJoin", "members": ["observer"], "total": 1},
@@ -56,7 +56,7 @@ async def test_a_join_burst_pushes_one_online_count_in_the_member_frame(
 async def test_joins_and_quits_that_cancel_out_push_no_online_count(
         live_factory: LiveFactory) -> None:
     live = await live_factory(tip_interval=0.2)
-    gid = live.room()
+    gid = await live.room()
     observer = await live.client("observer", join=gid)
     await member_frame(observer)
     await live.client("alice")

@@ -86,8 +86,8 @@ async def app_defined(live: Live, gid: str, key: str = "likes") -> str | None:
 
 async def test_likes_add_up_exactly_even_those_the_room_drops(start: Start) -> None:
     live = await start()
-    gid = live.room("r1", AppDefinedData=[{"Key": "likes", "Value": "100"}])
-    live.node.set_rate(gid, 1, 1)  # one message a second: most likes are dropped
+    gid = await live.room("r1", AppDefinedData=[{"Key": "likes", "Value": "100"}])
+    await live.node.set_rate(gid, 1, 1)  # one message a second: most likes are dropped
     viewer = await live.client("viewer", join=gid)
     fan = await live.client("fan", join=gid)
     counts = [None, 1, 5, 1000, 3000, 7, None, 2]  # 3000 is capped at 1000
@@ -107,7 +107,7 @@ async def test_likes_add_up_exactly_even_those_the_room_drops(start: Start) -> N
 
 async def test_the_group_counter_target_and_rest_sends(start: Start) -> None:
     live = await start(likes=replace(FAST, target="group_counter"))
-    gid = live.room("r2")
+    gid = await live.room("r2")
     viewer = await live.client("viewer", join=gid)
     fan = await live.client("fan", join=gid)
     await fan.send(gid, like(3), priority="Lowest")
@@ -125,7 +125,7 @@ async def test_the_group_counter_target_and_rest_sends(start: Start) -> None:
 
 async def test_pending_likes_are_written_when_the_server_stops(start: Start) -> None:
     live = await start(likes=replace(FAST, min_s=600.0, max_s=600.0))
-    gid = live.room("r3")
+    gid = await live.room("r3")
     fan = await live.client("fan", join=gid)
     await fan.send(gid, like(6), priority="Low")
     assert await app_defined(live, gid) is None  # due in 600 s
@@ -156,7 +156,7 @@ async def test_a_room_gone_or_full_is_a_coded_failure(live: Live) -> None:
     totals = NodeTotals(live.node, "app_defined_data", "likes", "administrator")
     assert (await totals.read("nope")).code == 10010
     assert (await totals.write("nope", 5))["ErrorCode"] == 10010
-    gid = live.room("r4", AppDefinedData=[{"Key": f"k{i}", "Value": "x"} for i in range(10)])
+    gid = await live.room("r4", AppDefinedData=[{"Key": f"k{i}", "Value": "x"} for i in range(10)])
     reply = await totals.write(gid, 5)
     assert reply["ActionStatus"] == "FAIL" and reply["ErrorCode"] != 0
     assert (await totals.read(gid)).value == 0

@@ -130,6 +130,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def start_server(port: int, key_file: Path, **extra: str) -> Proc:
+    extra.setdefault("LIVECAST_DATA_DIR", str(key_file.parent / f"data-{port}"))
     env = clean_env(LIVECAST_PORT=str(port), LIVECAST_DEV_KEY_FILE=str(key_file),
                     LIVECAST_SHUTDOWN_GRACE="1", **extra)
     proc = Proc(f"livecast serve :{port}", ["serve"], env)

@@ -91,8 +91,8 @@ def scrape(metrics_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 async def test_stats_are_the_numbers_metrics_shows(live: Live) -> None:
-    gid = live.room("stage", Name="Main <stage>")
-    live.room("quiet")
+    gid = await live.room("stage", Name="Main <stage>")
+    await live.room("quiet")
     alice = await live.client("alice", join=gid)
     await live.client("bob", join=gid)
     await live.client(None, join="quiet")

@@ -149,7 +149,7 @@ async def marker(live: Live, business: Backend, sender: Client, random: int = 99
 async def test_an_allowed_send_is_delivered_and_reported_before_and_after(
         start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     t0 = ms()
     r = await alice.send(GID, text("hello"), priority="High", random=7, cloud_custom_data="cc")
@@ -182,7 +182,7 @@ async def test_an_allowing_reply_may_replace_the_message(
         ccd: str) -> None:
     business.replies[cb.BEFORE_SEND] = code(0, **reply)
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("hello"), random=3, cloud_custom_data="orig")
     assert r["code"] == 0 and r["msgSeq"] > 0
@@ -199,7 +199,7 @@ async def test_reply_1_refuses_with_10016_and_nothing_is_delivered(
         start: Start, business: Backend) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"spam": code(1, "no ads here")})
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("spam"), random=1)
     assert (r["code"], r["info"]) == (Code.CALLBACK_REJECTED, "no ads here")
@@ -214,7 +214,7 @@ async def test_reply_2_drops_silently_with_drop_reason_callback(
         start: Start, business: Backend) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"quiet": code(2)})
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("quiet"), random=1)
     assert (r["code"], r["msgSeq"], r["dropReason"]) == (0, 0, "Callback")
@@ -230,7 +230,7 @@ async def test_a_custom_code_and_its_error_info_reach_the_sender(
         start: Start, business: Backend, custom: int) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"x": code(custom, "level too low")})
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("x"), random=1)
     assert (r["code"], r["info"]) == (custom, "level too low")
@@ -253,7 +253,7 @@ async def test_an_unusable_reply_fails_open_by_default(
         start: Start, business: Backend, case: str) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"hello": UNUSABLE[case]})
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("hello"), random=1, cloud_custom_data="cc")
     assert (r["code"], r["dropReason"]) == (0, "") and r["msgSeq"] > 0
@@ -271,7 +271,7 @@ async def test_an_unusable_reply_refuses_with_80003_when_fail_closed(
         start: Start, business: Backend, case: str) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"hello": UNUSABLE[case]})
     live = await start(callback_fail_closed=True)
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await alice.send(GID, text("hello"), random=1)
     assert r["code"] == Code.CALLBACK_FAILED
@@ -284,9 +284,9 @@ async def test_a_backend_timeout_fails_open_or_closed(
         start: Start, business: Backend) -> None:
     business.dead = True  # never answers: every call times out
     live = await start(callback_timeout=0.1, callback_fail_closed=True)
-    live.room(GID)
+    await live.room(GID)
     open_live = await start(callback_timeout=0.1)
-    open_live.room(GID)
+    await open_live.room(GID)
     alice = await live.client("alice")
     r = await alice.join(GID)  # before-join timed out, fail closed
     assert r["code"] == Code.CALLBACK_FAILED
@@ -303,7 +303,7 @@ async def test_a_backend_timeout_fails_open_or_closed(
 async def test_rate_limit_drops_are_reported_as_exceptions_and_deliveries_as_after_send(
         start: Start, business: Backend) -> None:
     live = await start(room_rate=4, room_burst=4, max_wait=(5.0, 2.0, 0.3, 0.3))
-    live.room(GID)
+    await live.room(GID)
     senders = await members(live, GID, "s0", "s1", "s2")
     [viewer] = await members(live, GID, "viewer")
     flood = [s.send(GID, text(f"like {i}-{n}"), priority="Low", random=100 * i + n)
@@ -336,7 +336,7 @@ async def test_rate_limit_drops_are_reported_as_exceptions_and_deliveries_as_aft
 async def test_a_muted_sender_gets_10017_and_an_exception_without_before_send(
         start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     alice, bob = await members(live, GID, "alice", "bob")
     r = await live.rest(SVC, "forbid_send_msg", {"GroupId": GID, "Members_Account": ["alice"],
                                                  "MuteTime": 600})
@@ -370,7 +370,7 @@ def rest_msg(random: int, words: str = "from the backend", **fields: Any) -> dic
 
 async def test_rest_send_reports_the_admin_as_operator(start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     [bob] = await members(live, GID, "bob")
     r = await live.rest(SVC, "send_group_msg", rest_msg(11, MsgPriority="Low",
                                                          CloudCustomData="cc"))
@@ -396,7 +396,7 @@ async def test_rest_send_reports_the_admin_as_operator(start: Start, business: B
 async def test_forbid_callback_control_skips_the_named_callbacks(
         start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     [bob] = await members(live, GID, "bob")
     cases = {21: ["ForbidBeforeSendMsgCallback"], 22: ["ForbidAfterSendMsgCallback"],
              23: ["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"], 24: []}
@@ -413,7 +413,7 @@ async def test_forbid_callback_control_skips_the_named_callbacks(
 async def test_rest_reply_2_answers_drop_reason_callback(start: Start, business: Backend) -> None:
     business.replies[cb.BEFORE_SEND] = by_text({"drop me": code(2)})
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     [bob] = await members(live, GID, "bob")
     r = await live.rest(SVC, "send_group_msg", rest_msg(31, "drop me"))
     assert (r["ErrorCode"], r["MsgSeq"], r["MsgDropReason"]) == (0, 0, "Callback")
@@ -426,7 +426,7 @@ async def test_a_rest_refusal_is_not_remembered_by_random(
         start: Start, business: Backend) -> None:
     business.replies[cb.BEFORE_SEND] = code(1, "not now")
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     for attempt in (1, 2):
         r = await live.rest(SVC, "send_group_msg", rest_msg(77))
         assert (r["ErrorCode"], r["ErrorInfo"]) == (Code.CALLBACK_REJECTED, "not now")
@@ -446,7 +446,7 @@ async def test_before_join_replies_allow_refuse_or_pass_a_code_on(
         "bob": code(1, "members only"), "carol": code(10150, "buy a ticket"),
         "dave": code(10099)})  # unusable: fails open
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     clients = {u: await live.client(u) for u in ("alice", "bob", "carol", "dave")}
     t0 = ms()
     answers = {u: await c.join(GID) for u, c in clients.items()}
@@ -482,7 +482,7 @@ def exited(business: Backend) -> list[tuple[str, str, str]]:
 
 async def test_guests_cause_no_join_or_exit_callbacks(start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     guest = await live.client(None, join=GID)
     [alice] = await members(live, GID, "alice")
     await business.wait_count(cb.AFTER_JOIN, 1)
@@ -496,7 +496,7 @@ async def test_guests_cause_no_join_or_exit_callbacks(start: Start, business: Ba
 
 async def test_joins_and_exits_are_aggregated_per_room(start: Start, business: Backend) -> None:
     live = await start(tip_interval=3600.0)  # flushed by hand below
-    live.room(GID)
+    await live.room(GID)
     users = ["u1", "u2", "u3", "u4", "u5"]
     clients = await members(live, GID, *users)
     assert business.of(cb.AFTER_JOIN) == []
@@ -523,7 +523,7 @@ async def test_joins_and_exits_are_aggregated_per_room(start: Start, business: B
 
 async def test_a_ban_is_one_kicked_exit_by_the_admin(start: Start, business: Backend) -> None:
     live = await start()
-    live.room(GID)
+    await live.room(GID)
     _alice, bob, carol = await members(live, GID, "alice", "bob", "carol")
     await business.wait_for(lambda: joined(business) == {"alice", "bob", "carol"})
     r = await live.rest(SVC, "ban_group_member", {"GroupId": GID, "Members_Account": ["bob"],
@@ -585,7 +585,7 @@ async def marker_in(live: Live, business: Backend) -> None:
     """Post the aggregated member events now, then an after-event, and await
     that one: every event posted before it has arrived (one worker, FIFO)."""
     live.node._flush_tips()  # the tip timer's callback
-    live.room("marker-room")
+    await live.room("marker-room")
     await live.rest(SVC, "modify_group_base_info", {"GroupId": "marker-room", "Name": "m"})
     await business.wait_count(cb.AFTER_INFO_CHANGED, 1, GroupId="marker-room")
 
@@ -594,8 +594,8 @@ async def marker_in(live: Live, business: Backend) -> None:
 async def test_a_hung_callback_stalls_neither_its_room_nor_others(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)  # longer than the test: the call stays hung
-    live.room(GID)
-    live.room("other")
+    await live.room(GID)
+    await live.room("other")
     alice, bob = await members(live, GID, "alice", "bob")
     carol, dave = await members(live, "other", "carol", "dave")
     await business.wait_for(lambda: len(joined(business)) == 4)
@@ -624,8 +624,8 @@ async def test_a_dead_backend_opens_the_breaker_and_rooms_keep_their_full_rate(
     live = await start(room_rate=burst, room_burst=burst, callback_timeout=0.2,
                        callback_breaker=3, callback_breaker_cooldown=600.0,
                        callback_concurrency=8)
-    live.room(GID)
-    live.room("other")
+    await live.room(GID)
+    await live.room("other")
     a_senders = await members(live, GID, "a1", "a2", "a3", "a4")
     b_senders = await members(live, "other", "b1", "b2")
     [va], [vb] = await members(live, GID, "va"), await members(live, "other", "vb")
@@ -662,7 +662,7 @@ async def test_a_dead_backend_opens_the_breaker_and_rooms_keep_their_full_rate(
 async def test_a_group_destroyed_during_before_send_ends_the_message_with_10010(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)
-    live.room(GID)
+    await live.room(GID)
     business.dead = True  # holds the before-send below until released
     hung = asyncio.ensure_future(live.rest(SVC, "send_group_msg", rest_msg(61)))
     await business.wait_count(cb.BEFORE_SEND, 1, Random=61)
@@ -676,7 +676,7 @@ async def test_a_group_destroyed_during_before_send_ends_the_message_with_10010(
 
 async def test_a_reconnect_is_reported_as_exit_then_join(start: Start, business: Backend) -> None:
     live = await start(tip_interval=3600.0)  # flushed by hand below
-    live.room(GID)
+    await live.room(GID)
     [old] = await members(live, GID, "alice")
     live.node._flush_tips()
     await business.wait_count(cb.AFTER_JOIN, 1)
@@ -700,7 +700,7 @@ async def test_a_reconnect_is_reported_as_exit_then_join(start: Start, business:
 async def test_pending_member_events_precede_a_kick_and_a_destroy(
         start: Start, business: Backend) -> None:
     live = await start(tip_interval=3600.0)  # nothing flushes by itself
-    live.room(GID)
+    await live.room(GID)
     await members(live, GID, "alice", "bob")
     r = await live.rest(SVC, "ban_group_member", {"GroupId": GID, "Members_Account": ["bob"],
                                                   "Duration": 600})
@@ -720,7 +720,7 @@ async def test_pending_member_events_precede_a_kick_and_a_destroy(
 async def test_a_member_banned_with_two_sessions_is_one_kicked_exit(
         start: Start, business: Backend) -> None:
     live = await start(multi_login=True)
-    live.room(GID)
+    await live.room(GID)
     phone, laptop = await members(live, GID, "bob", "bob")
     r = await live.rest(SVC, "ban_group_member", {"GroupId": GID, "Members_Account": ["bob"],
                                                   "Duration": 600})
@@ -733,7 +733,7 @@ async def test_a_member_banned_with_two_sessions_is_one_kicked_exit(
 async def test_a_sender_muted_during_before_send_gets_10017(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)
-    live.room(GID)
+    await live.room(GID)
     business.dead = True  # holds the before-send below until released
     hung = asyncio.ensure_future(live.rest(SVC, "send_group_msg", rest_msg(62)))
     await business.wait_count(cb.BEFORE_SEND, 1, Random=62)
@@ -750,7 +750,7 @@ async def test_a_sender_muted_during_before_send_gets_10017(
 async def test_sends_waiting_for_the_backend_hold_up_nothing_and_keep_their_order(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)
-    live.room(GID)
+    await live.room(GID)
     alice = await live.client("alice", join=GID)
     gate71, gate72 = asyncio.Event(), asyncio.Event()
     business.gates.update({71: gate71, 72: gate72})  # both before-sends wait
@@ -862,7 +862,7 @@ async def test_a_join_waiting_for_its_callback_holds_the_requests_after_it_not_t
     async with HeldJoins(business, "alice") as held:
         live = await start(callback_url=held.url, callback_timeout=30.0, req_burst=8,
                            req_rate=0.001)
-        live.room(GID)
+        await live.room(GID)
         bob = await live.client("bob", join=GID)
         alice = await raw_member(live, "alice")  # 1 token of 8
         await alice.send_json({"op": "join", "id": "join", "groupId": GID})
@@ -877,7 +877,7 @@ async def test_a_join_waiting_for_its_callback_holds_the_requests_after_it_not_t
         assert early == ["pong", {"op": "reply", "id": "ping", "code": 0, "info": ""},
                          {"op": "reply", "id": "flood", "code": Code.FREQ_LIMIT,
                           "info": "too many requests: slow down"}]
-        assert live.node.rooms[GID].online() == 1  # alice is not in yet
+        assert live.node.online(GID) == 1  # alice is not in yet
         held.release.set()
         late = await replies(alice, {"join", "send0", "send1", "send2", "online"})
     by_id = {f["id"]: f for f in late}
@@ -896,7 +896,7 @@ async def test_a_connection_past_max_waiting_requests_gets_10006_not_10023(
         start: Start, business: Backend) -> None:
     async with HeldJoins(business, "alice") as held:
         live = await start(callback_url=held.url, callback_timeout=30.0)
-        live.room(GID)
+        await live.room(GID)
         alice = await raw_member(live, "alice")
         await alice.send_json({"op": "join", "id": "join", "groupId": GID})
         await held.arrived.wait()
@@ -919,7 +919,7 @@ async def test_a_quit_after_a_held_join_takes_effect_after_it(
     """join, quit, join again, pipelined: the room sees them in that order."""
     async with HeldJoins(business, "alice") as held:
         live = await start(callback_url=held.url, callback_timeout=30.0)
-        live.room(GID)
+        await live.room(GID)
         alice = await raw_member(live, "alice")
         await alice.send_json({"op": "join", "id": "join", "groupId": GID})
         await held.arrived.wait()

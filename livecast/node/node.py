@@ -1,0 +1,545 @@
+"""The node: one livecast process, wiring its local hub to the rooms it owns
+(docs/design.md, "Shape of a process").
+
+- ``rooms``: group id -> ``RoomOwner`` (owner.py): the group's state, its
+  scheduler, seq and dispatch timer.  On one process every room's owner is
+  here.
+- ``hub``: ``LocalHub`` (hub.py): this process's connections, sessions,
+  members, fan-out and tips.
+- collaborators, injected and owned by the app's lifecycle (gateway/app.py):
+  ``store`` (durable room state), ``backplane``, ``webhooks``, ``clock``.
+
+Invariants:
+1. Stored before acknowledged: a change of a room's state (profile, custom
+   data, counters, attributes, mutes, bans, rate, kick times) is written to
+   the store before it is answered or pushed to members; if the store refuses
+   it, nothing changes and the caller gets 10002.  Changes of one room are
+   applied one at a time (``_locks``), in the order asked.
+2. Never per message: messages in flight are not stored; a room's seq starts
+   at 1 in each ``epoch`` (the node's start time in ms), which join and
+   getGroupInfo answer, so a client sees a restart instead of reused numbers.
+3. A message's fate is a value for its address (core/fate.py): ``settle``
+   answers the sender's connection or REST call, wherever it is, exactly once.
+4. One rule decides whether a sender may send (``core.fate.send_refusal``),
+   asked when the send arrives and again after its before-send callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable, ValuesView
+from typing import Any, TypeVar
+
+from livecast.backplane.base import Backplane
+from livecast.backplane.memory import MemoryBackplane
+from livecast.core.callbacks import DROP_REASON
+from livecast.core.fate import (
+    Delivered,
+    Dropped,
+    Failed,
+    Fate,
+    fate_reply,
+    rest_answer,
+    send_refusal,
+)
+from livecast.core.group import Group, new_group_id, wire_time
+from livecast.core.group_attrs import AttrChange, GroupAttrs
+from livecast.core.protocol import reply
+from livecast.core.records import group_record, restore_group
+from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
+from livecast.core.wsframe import frame
+from livecast.errors import Code, LivecastError
+from livecast.node.connection import Connection
+from livecast.node.hooks import Hooks
+from livecast.node.hub import LocalHub
+from livecast.node.kicks import KickTimes, MemoryKickTimes
+from livecast.node.metrics import Metrics
+from livecast.node.owner import RoomOwner, Timers
+from livecast.node.room import Outgoing
+from livecast.settings import Settings
+from livecast.store.base import Store, StoreError
+from livecast.store.memory import MemoryStore
+from livecast.webhooks.client import Webhooks
+
+log = logging.getLogger("livecast.node")
+T = TypeVar("T")
+
+
+class LoopTimers:
+    """The running event loop, as the room owners' timers."""
+
+    __slots__ = ()
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_soon(self, callback: Callable[[], object]) -> asyncio.Handle:
+        return asyncio.get_running_loop().call_soon(callback)
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_at(when, callback)
+
+
+class Node:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None,
+                 clock: Callable[[], float] = time.time, kicks: KickTimes | None = None, *,
+                 store: Store | None = None, backplane: Backplane | None = None,
+                 webhooks: Webhooks | None = None, timers: Timers | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.kicks: KickTimes = kicks or MemoryKickTimes()  # UserSig revocation
+        self.store: Store = store or MemoryStore()
+        self.backplane: Backplane = backplane or MemoryBackplane()
+        self.webhooks = webhooks or Webhooks(settings, self.metrics.registry, clock)
+        self.hooks = Hooks(self.webhooks, clock)
+        self.hub = LocalHub(settings, self.metrics, self.hooks)
+        self.timers: Timers = timers or LoopTimers()
+        self.rooms: dict[str, RoomOwner] = {}
+        self.epoch = int(clock() * 1000)
+        # each message offered to a room that has a before-send callback (node/likes.py)
+        self.on_admit: Callable[[str, Outgoing], None] | None = None
+        self.rest_waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_waiter = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._reserved: set[str] = set()
+        self._group_counter = 0
+        self._salt = os.urandom(8)
+
+    # ----------------------------------------------------------- lifecycle
+    async def start(self) -> int:
+        """Load every stored room and kick time; returns the number of rooms."""
+        snap = await self.store.load_all(self.clock())
+        for record in snap.groups:
+            self._own(restore_group(record))
+        for user, at in snap.kicks.items():
+            self.kicks.record_kick(user, at)
+        self.metrics.rooms.set(len(self.rooms))
+        return len(snap.groups)
+
+    async def ready(self) -> bool:
+        return (not self.hub.draining and await self.store.ping()
+                and await self.backplane.ready())
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """New settings reach the hub too (tests change limits on a running node)."""
+        self._settings = settings
+        if hasattr(self, "hub"):
+            self.hub.settings = settings
+
+    # the local hub's state, as the gateway and the admin layer read it
+    @property
+    def connections(self) -> ValuesView[Connection]:
+        return self.hub.connections.values()
+
+    @property
+    def sockets(self) -> dict[Connection, None]:
+        return self.hub.sockets
+
+    @property
+    def sessions(self) -> dict[str, dict[Connection, None]]:
+        return self.hub.sessions
+
+    @property
+    def profiles(self) -> dict[str, tuple[str, str]]:
+        return self.hub.profiles
+
+    @property
+    def draining(self) -> bool:
+        return self.hub.draining
+
+    @property
+    def drained(self) -> asyncio.Event:
+        return self.hub.drained
+
+    # ----------------------------------------------------------- groups
+    def _own(self, group: Group) -> RoomOwner:
+        s = self.settings
+        rate = s.room_rate if group.rate is None else group.rate
+        burst = s.room_burst if group.burst is None else group.burst
+        sched = RoomScheduler(rate, burst, self.clock(), s.max_wait)
+        owner = RoomOwner(group, sched, self, self.timers, self.clock, s.tick)
+        self.rooms[group.group_id] = owner
+        return owner
+
+    async def create_group(self, owner: str, fields: dict[str, Any],
+                           group_id: str | None = None, operator: str | None = None,
+                           client_ip: str = "") -> Group:
+        """A new room, stored; ``operator`` (the REST caller) gets the after-create callback."""
+        if len(self.rooms) + len(self._reserved) >= self.settings.max_rooms:
+            raise LivecastError(Code.TOO_MANY_ROOMS, f"at most {self.settings.max_rooms} rooms "
+                                                     "(LIVECAST_MAX_ROOMS)")
+        if group_id is None:
+            group_id = self._fresh_group_id()
+        elif group_id in self.rooms or group_id in self._reserved:
+            room = self.rooms.get(group_id)
+            taken = room is not None and room.group.owner == owner
+            raise LivecastError(Code.GROUP_ID_TAKEN_BY_YOU if taken else Code.GROUP_ID_TAKEN,
+                                f"group id {group_id!r} is already used")
+        group = Group.create(group_id, owner, self.clock(), fields)
+        self._reserved.add(group_id)
+        try:
+            await self._store(self.store.put_group(group_record(group)))
+        finally:
+            self._reserved.discard(group_id)
+        self._own(group)
+        self.metrics.rooms.set(len(self.rooms))
+        log.info("room created: %s", group_id)
+        if operator is not None:
+            self.hooks.created(group, operator, client_ip)
+        return group
+
+    def _fresh_group_id(self) -> str:
+        while True:
+            self._group_counter += 1
+            gid = new_group_id(self._group_counter, self._salt)
+            if gid not in self.rooms and gid not in self._reserved:
+                return gid
+
+    def room(self, group_id: str) -> RoomOwner:
+        room = self.rooms.get(group_id)
+        if room is None:
+            raise LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+        return room
+
+    def online(self, group_id: str) -> int:
+        return self.hub.online(group_id)
+
+    async def destroy_group(self, group_id: str, client_ip: str = "") -> None:
+        room = self.room(group_id)
+        async with self._lock(group_id):
+            await self._store(self.store.delete_group(group_id))
+        if self.rooms.get(group_id) is not room:
+            return  # destroyed meanwhile
+        room.close(Code.GROUP_NOT_FOUND)  # waiting messages answered before the kicks below
+        del self.rooms[group_id]
+        self._locks.pop(group_id, None)
+        tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
+        for conn in self.hub.close_room(group_id, tip):
+            self.hub.remove_member(conn, group_id, report=False)  # after-destroyed covers it
+            self.hub.kick(conn, "groupDestroyed")
+        self.hub.forget_room(group_id)
+        self.metrics.rooms.set(len(self.rooms))
+        self.hooks.destroyed(room.group, client_ip)
+        log.info("room destroyed: %s", group_id)
+
+    def _lock(self, group_id: str) -> asyncio.Lock:
+        lock = self._locks.get(group_id)
+        if lock is None:
+            lock = self._locks[group_id] = asyncio.Lock()
+        return lock
+
+    async def _store(self, write: Any) -> Any:
+        """Await a store write; a refusal becomes 10002 (nothing was acknowledged)."""
+        try:
+            return await write
+        except StoreError as err:
+            log.warning("store: %s", err)
+            raise LivecastError(Code.INTERNAL, "the change could not be stored: "
+                                               "nothing was changed, try again") from err
+
+    async def change(self, group_id: str, apply: Callable[[Group], T],
+                     restrictions: bool = False) -> T:
+        """Apply a change to a copy of the room's group, store it, then make it
+        the room's (invariant 1).  ``restrictions``: mutes or bans changed."""
+        room = self.room(group_id)
+        async with self._lock(group_id):
+            if self.rooms.get(group_id) is not room:
+                raise LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+            draft = copy.deepcopy(room.group)
+            result = apply(draft)
+            if result or restrictions:
+                record = group_record(draft)
+                write = self.store.put_group if restrictions else self.store.put_settings
+                await self._store(write(record))
+                draft.last_msg_time = room.group.last_msg_time  # messages went on meanwhile
+                room.group = draft
+        return result
+
+    async def modify_group(self, group_id: str, fields: dict[str, Any], operator: str = "",
+                           client_ip: str = "") -> dict[str, Any]:
+        now = self.clock()
+        changes = await self.change(group_id, lambda g: g.modify(fields, now))
+        if changes:
+            self.hub.push_tips(group_id, [{"type": "groupInfo", "changes": changes}])
+            self.hooks.info_changed(group_id, operator, changes, client_ip)
+        return changes
+
+    async def update_counters(self, group_id: str, items: object,
+                              mode: object) -> list[dict[str, Any]]:
+        result = await self.change(group_id, lambda g: g.update_counters(items, mode))
+        if result:
+            self.hub.push_tips(group_id, [{"type": "counters", "counters": result}])
+        return result
+
+    async def delete_counters(self, group_id: str,
+                              keys: list[str] | None) -> list[dict[str, Any]]:
+        result = await self.change(group_id, lambda g: g.delete_counters(keys))
+        if result:
+            deleted = [item["Key"] for item in result]
+            self.hub.push_tips(group_id,
+                               [{"type": "counters", "counters": [], "deleted": deleted}])
+        return result
+
+    async def mute(self, group_id: str, users: list[str], seconds: int) -> None:
+        now = self.clock()
+        untils = await self.change(group_id, lambda g: [g.mute(u, seconds, now) for u in users],
+                                   restrictions=True)
+        self.hub.push_tips(group_id, [{"type": "mute", "member": u, "until": wire_time(t)}
+                                      for u, t in zip(users, untils, strict=True)])
+
+    async def ban(self, group_id: str, users: list[str], seconds: int,
+                  operator: str = "administrator", client_ip: str = "") -> None:
+        now = self.clock()
+        await self.change(group_id, lambda g: [g.ban(u, seconds, now) for u in users],
+                          restrictions=True)
+        kicked: list[str] = []
+        for user in users:
+            conns = self.hub.user_members(user, group_id)
+            for conn in conns:
+                self.hub.remove_member(conn, group_id, report=False)
+                self.hub.kick(conn, "banned")
+            if conns:
+                kicked.append(user)  # once, however many sessions it had
+        self.hooks.kicked(group_id, kicked, operator, client_ip)
+
+    async def unban(self, group_id: str, users: list[str]) -> None:
+        await self.change(group_id, lambda g: [g.unban(u) for u in users], restrictions=True)
+
+    async def set_rate(self, group_id: str, rate: int, burst: int) -> None:
+        def apply(g: Group) -> bool:
+            g.rate, g.burst = rate, burst
+            return True
+        await self.change(group_id, apply)
+        self.room(group_id).configure(rate, burst)
+
+    def system_notification(self, group_id: str, content: str) -> None:
+        self.room(group_id)
+        self.hub.push_tips(group_id, [{"type": "system", "content": content}])
+
+    async def record_kick(self, user: str, at: float) -> None:
+        """``user`` was kicked at ``at``: UserSigs issued until then are revoked (stored)."""
+        await self._store(self.store.set_kick(user, at))
+        self.kicks.record_kick(user, at)
+
+    # ----------------------------------------------------------- group attributes
+    async def write_attrs(self, group_id: str,
+                          write: Callable[[GroupAttrs], AttrChange | None]) -> GroupAttrs:
+        """An admin's write (REST): applied, stored, and a change pushed to every
+        member as one ``groupAttributes`` tip; returns the attributes after it."""
+        change = await self.change(group_id, lambda g: write(g.attrs))
+        if change is not None:
+            self.hub.push_tips(group_id, [change.tip()])
+        return self.room(group_id).group.attrs
+
+    async def member_write_attrs(self, conn: Connection, group_id: str, seq: int,
+                                 write: Callable[[GroupAttrs], AttrChange | None]) -> GroupAttrs:
+        """A member's write (WebSocket): allowed by ``member_attrs``, from a
+        logged-in member who may speak, at the current ``attrSeq``
+        (compare-and-set, core/group_attrs.py), within the group's budget."""
+        if not self.settings.member_attrs:
+            raise LivecastError(Code.NO_PERMISSION, "group attributes are written by the app "
+                                                    "backend only on this server")
+        room = self.room(group_id)
+        now = self.clock()
+        member = conn.logged_in and not conn.guest and self.hub.is_member(conn, group_id)
+        refusal = send_refusal(room.group, conn.user, now, member=member,
+                               is_admin=self.settings.is_admin(conn.user))
+        if refusal is not None:
+            raise LivecastError(*refusal)
+        room.group.attrs.member_write(seq, now)
+        return await self.write_attrs(group_id, write)
+
+    # ----------------------------------------------------------- members
+    def attach(self, conn: Connection) -> None:
+        self.hub.attach(conn)
+
+    def login(self, conn: Connection, user: str) -> None:
+        self.hub.login(conn, user)
+
+    def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
+        return self.hub.set_profile(user, nick, avatar)
+
+    async def enter(self, conn: Connection, group_id: str) -> dict[str, Any]:
+        """A join asked by a client: the before-join callback first (logged-in
+        users only; guests have no account to report), then ``join``."""
+        room = self.room(group_id)
+        if self.hooks.enabled and conn.logged_in and not self.hub.is_member(conn, group_id):
+            if room.group.is_banned(conn.user, self.clock()):
+                raise LivecastError(Code.NO_PERMISSION, "banned from this group")
+            await self.hooks.before_join(group_id, conn.user, conn.peer)
+        if conn.closing:
+            raise LivecastError(Code.NO_PERMISSION, "connection closed")
+        return self.join(conn, group_id)
+
+    def join(self, conn: Connection, group_id: str) -> dict[str, Any]:
+        room = self.room(group_id)
+        if not conn.logged_in:
+            if not self.settings.allow_guests:
+                raise LivecastError(Code.NO_PERMISSION, "guests are not allowed: login first")
+            conn.guest = True
+        elif room.group.is_banned(conn.user, self.clock()):
+            raise LivecastError(Code.NO_PERMISSION, "banned from this group")
+        self.hub.add_member(conn, group_id)
+        group = room.group
+        return {"group": group.profile(), "counters": group.counter_list(),
+                "onlineMemberNum": self.hub.online(group_id), "epoch": self.epoch,
+                "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
+
+    def quit(self, conn: Connection, group_id: str, report: bool = True) -> None:
+        self.hub.remove_member(conn, group_id, report)
+
+    def lost(self, conn: Connection) -> None:
+        self.hub.lost(conn)
+
+    def kick(self, conn: Connection, reason: str) -> None:
+        self.hub.kick(conn, reason)
+
+    def close(self, conn: Connection, code: int, reason: str = "", kicked: bool = False) -> None:
+        self.hub.close(conn, code, reason, kicked)
+
+    def shed(self, conn: Connection) -> None:
+        self.hub.shed(conn)
+
+    # ----------------------------------------------------------- sending
+    def check_send(self, conn: Connection, group_id: str, msg: Outgoing) -> RoomOwner:
+        """The one send rule (core.fate.send_refusal) for a client's send."""
+        room = self.room(group_id)
+        member = conn.logged_in and not conn.guest and self.hub.is_member(conn, group_id)
+        self._refuse(room, msg, member, self.settings.is_admin(conn.user))
+        return room
+
+    def check_rest_send(self, group_id: str, msg: Outgoing) -> RoomOwner:
+        """The same rule for a REST send: made by the app admin on the sender's
+        behalf, so only a personal mute or ban refuses it."""
+        room = self.room(group_id)
+        self._refuse(room, msg, True, True)
+        return room
+
+    def _refuse(self, room: RoomOwner, msg: Outgoing, member: bool, is_admin: bool) -> None:
+        refusal = send_refusal(room.group, msg.sender, self.clock(), member=member,
+                               is_admin=is_admin)
+        if refusal is not None:
+            if refusal[0] == Code.MUTED:
+                self.hooks.failed(room.group_id, msg, Code.MUTED)
+            raise LivecastError(*refusal)
+
+    def submit(self, group_id: str, msg: Outgoing) -> None:
+        """Offer an admitted message to its room's owner (after webhooks)."""
+        room = self.room(group_id)
+        if self.on_admit is not None and msg.before_callback:
+            self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
+        self.metrics.admitted_by[msg.priority].inc()
+        room.offer(msg)
+
+    async def send(self, group_id: str, msg: Outgoing, turn: asyncio.Future[Any] | None = None,
+                   conn: Connection | None = None) -> None:
+        """The send pipeline shared by WebSocket and REST: the before-send
+        callback (which may reject, drop or rewrite), then the room's owner.
+        ``turn``: an earlier send of the same sender, still on its way; this one
+        asks the backend meanwhile and reaches the room after it.  After the
+        callback the send rule is asked again (a ban, mute or kick meanwhile
+        refuses it).  The sender's answer is its fate, at ``msg.reply_to``."""
+        self.room(group_id)
+        if self.hooks.enabled:
+            go_on = await self.hooks.before_send(group_id, msg)
+            if turn is not None:
+                await asyncio.wait([turn])
+            if not go_on:  # dropped by the backend: a success with its reason
+                self._answer(msg, Dropped(int(self.clock() * 1000), DROP_REASON))
+                return
+            room = self.rooms.get(group_id)
+            if room is None:  # destroyed during the callback: reported (inv. 4)
+                self.hooks.failed(group_id, msg, Code.GROUP_NOT_FOUND)
+            elif conn is not None:
+                if conn.closing:
+                    raise LivecastError(Code.NO_PERMISSION, "connection closed")
+                self.check_send(conn, group_id, msg)
+            else:
+                self.check_rest_send(group_id, msg)
+        self.submit(group_id, msg)  # the room may be gone after the await: 10010
+
+    def rest_waiter(self) -> tuple[int, asyncio.Future[dict[str, Any]]]:
+        """An address for a REST send's answer, and the future that gets it."""
+        self._next_waiter += 1
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.rest_waiters[self._next_waiter] = future
+        return self._next_waiter, future
+
+    # ----------------------------------------------------------- the owners' events
+    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
+        self.backplane.publish(owner.group_id, full, lite)
+        self.hub.fan(owner.group_id, full, lite)
+
+    def ticked(self, seconds: float) -> None:
+        self.metrics.tick_seconds.observe(seconds)
+
+    def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
+        """A message's fate: counted, answered at its address, reported."""
+        m = self.metrics
+        if isinstance(fate, Delivered):
+            m.delivered_by[priority].inc()
+        elif isinstance(fate, Dropped):
+            m.dropped_freq[priority].inc()
+        else:
+            reason = "GroupDestroyed" if fate.code == Code.GROUP_NOT_FOUND else "Shutdown"
+            m.dropped.labels(PRIORITY_NAMES[priority], reason).inc()
+        try:
+            self._answer(msg, fate)
+            if isinstance(fate, Delivered):
+                if self.hooks.enabled:
+                    self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)
+            else:
+                code = fate.code if isinstance(fate, Failed) else Code.FREQ_LIMIT
+                self.hooks.failed(group_id, msg, code)
+        except Exception:  # one sender's trouble never costs the others their answers
+            log.exception("answering a message of %s", group_id)
+
+    def _answer(self, msg: Outgoing, fate: Fate) -> None:
+        address = msg.reply_to
+        if address is None:
+            return
+        if address.rest:
+            future = self.rest_waiters.pop(address.rest, None)
+            if future is None or future.done():
+                return
+            if isinstance(fate, Failed):
+                future.set_exception(LivecastError(fate.code, fate.info))
+                future.exception()  # retrieved: the waiting handler re-raises it
+            else:
+                future.set_result(rest_answer(fate))
+        elif address.request is not None:
+            conn = self.hub.connections.get(address.conn)
+            if conn is not None:
+                code, info, fields = fate_reply(fate)
+                conn.send(reply(address.request, code, info, **fields))
+
+    # ----------------------------------------------------------- tips and shutdown
+    def push_tips(self, group_id: str, tips: list[dict[str, Any]]) -> None:
+        self.hub.push_tips(group_id, tips)
+
+    def _flush_tips(self) -> None:
+        self.hub.flush_tips()
+
+    def going_away(self) -> None:
+        """Every waiting message fails (10002), then every connection gets 1001."""
+        self.hub.draining = True
+        for room in self.rooms.values():
+            room.settle_pending(Code.INTERNAL)
+        self.hub.going_away()
+
+    async def close_collaborators(self) -> None:
+        for room in self.rooms.values():
+            room.close(Code.INTERNAL)
+        await self.webhooks.close()
+        await self.backplane.close()
+        await self.store.close()

@@ -1,0 +1,121 @@
+"""The in-memory twin of the store: the same contract, kept in dicts.
+
+For a node embedded in a program that wants no file (tests build their nodes
+with it); ``livecast serve`` never uses it: its default is SQLite.  It passes
+the same contract suite as the real engines (tests/store/test_contract.py),
+but for surviving a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from livecast.core.records import GroupRecord
+from livecast.store.base import DEDUP_WINDOW, Snapshot, StoreError, expired
+
+
+class MemoryStore:
+    __slots__ = ("_groups", "_kicks", "_likes", "_seen", "closed")
+
+    def __init__(self) -> None:
+        self._groups: dict[str, GroupRecord] = {}
+        self._kicks: dict[str, float] = {}
+        self._likes: dict[str, int] = {}
+        self._seen: dict[str, float] = {}
+        self.closed = False
+
+    @property
+    def healthy(self) -> bool:
+        return not self.closed
+
+    def _check(self) -> None:
+        if self.closed:
+            raise StoreError("the store is closed")
+
+    async def ping(self) -> bool:
+        return not self.closed
+
+    async def load_all(self, now: float | None = None) -> Snapshot:
+        self._check()
+        if now is not None:
+            for gid, r in list(self._groups.items()):
+                self._groups[gid] = replace(
+                    r, mutes={u: t for u, t in r.mutes.items() if not expired(t, now)},
+                    bans={u: t for u, t in r.bans.items() if not expired(t, now)})
+        groups = sorted(self._groups.values(), key=lambda r: (r.created, r.group_id))
+        return Snapshot(tuple(groups), dict(self._kicks), dict(self._likes))
+
+    async def load_group(self, group_id: str) -> GroupRecord | None:
+        self._check()
+        return self._groups.get(group_id)
+
+    async def put_group(self, record: GroupRecord) -> None:
+        self._check()
+        self._groups[record.group_id] = record
+
+    async def put_settings(self, record: GroupRecord) -> None:
+        self._check()
+        old = self._groups.get(record.group_id)
+        mutes, bans = (old.mutes, old.bans) if old is not None else ({}, {})
+        self._groups[record.group_id] = replace(record, mutes=dict(mutes), bans=dict(bans))
+
+    async def delete_group(self, group_id: str) -> bool:
+        self._check()
+        self._likes.pop(group_id, None)
+        return self._groups.pop(group_id, None) is not None
+
+    async def _restrict(self, group_id: str, field: str, user: str, until: float | None) -> None:
+        self._check()
+        r = self._groups.get(group_id)
+        if r is None:
+            return
+        table = dict(r.mutes if field == "mutes" else r.bans)
+        if until is None:
+            table.pop(user, None)
+        else:
+            table[user] = until
+        self._groups[group_id] = (replace(r, mutes=table) if field == "mutes"
+                                  else replace(r, bans=table))
+
+    async def set_mute(self, group_id: str, user: str, until: float) -> None:
+        await self._restrict(group_id, "mutes", user, until)
+
+    async def clear_mute(self, group_id: str, user: str) -> None:
+        await self._restrict(group_id, "mutes", user, None)
+
+    async def set_ban(self, group_id: str, user: str, until: float) -> None:
+        await self._restrict(group_id, "bans", user, until)
+
+    async def clear_ban(self, group_id: str, user: str) -> None:
+        await self._restrict(group_id, "bans", user, None)
+
+    async def set_kick(self, user: str, at: float) -> None:
+        self._check()
+        if at > self._kicks.get(user, float("-inf")):
+            self._kicks[user] = at
+
+    async def kick_time(self, user: str) -> float | None:
+        self._check()
+        return self._kicks.get(user)
+
+    async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        self._check()
+        for k in [k for k, at in self._seen.items() if now - at >= window]:
+            del self._seen[k]
+        if key in self._seen:
+            return True
+        self._seen[key] = now
+        return False
+
+    async def add_likes(self, group_id: str, n: int) -> int:
+        self._check()
+        total = self._likes.get(group_id, 0) + n
+        self._likes[group_id] = total
+        return total
+
+    async def likes(self, group_id: str) -> int:
+        self._check()
+        return self._likes.get(group_id, 0)
+
+    async def close(self) -> None:
+        self.closed = True

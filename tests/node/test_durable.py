@@ -1,0 +1,116 @@
+"""Durable rooms on a running node: a store that fails refuses changes with
+10002 and makes /readyz answer 503 (nothing is acknowledged that was not
+stored); the room limit answers 10036; store latency and errors are metrics.
+
+The store is a real RedisStore on a redis-server of this test's own, stopped
+and started again to make it fail and recover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from livecast.gateway.app import make_app
+from livecast.gateway.front import Front
+from livecast.gateway.keys import NODE
+from livecast.node.node import Node
+from livecast.runner import Listener
+from livecast.store.base import Observer, Store, prometheus_observer
+from livecast.store.redis import RedisStore
+from livecast.store.sqlite import SqliteStore
+from tests.conftest import Live, base_settings
+from tests.redis_fixtures import RedisServer, start_server
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
+
+
+async def serve_on(store_of: Callable[[Observer], Awaitable[Store]],
+                   **overrides: object) -> Live:
+    settings = base_settings(**overrides)
+
+    async def open_store(node: Node) -> Store:
+        m = node.metrics
+        return await store_of(prometheus_observer(m.store_seconds, m.store_errors))
+
+    app = make_app(settings, open_store=open_store)
+    server = Listener(app, Front, shutdown_timeout=settings.shutdown_grace)
+    await server.start("127.0.0.1", 0)
+    return Live(server, app[NODE], settings)
+
+
+async def ready(live: Live) -> int:
+    async with aiohttp.ClientSession() as http, http.get(live.url("/readyz")) as resp:
+        return resp.status
+
+
+async def test_a_failed_store_refuses_changes_with_10002_then_recovers(
+        redis: RedisServer) -> None:
+    live = await serve_on(lambda observe: RedisStore.open(redis.url, observe=observe))
+    try:
+        await live.rest("group_open_http_svc", "create_group",
+                        {"Type": "AVChatRoom", "GroupId": "r1", "Name": "before"})
+        viewer = await live.client("viewer", join="r1")
+        assert await ready(live) == 200
+        redis.stop()
+        r = await live.rest("group_open_http_svc", "modify_group_base_info",
+                            {"GroupId": "r1", "Name": "during"})
+        assert r["ErrorCode"] == 10002 and "stored" in r["ErrorInfo"]
+        r = await live.rest("group_open_http_svc", "create_group",
+                            {"Type": "AVChatRoom", "GroupId": "r2", "Name": "never"})
+        assert r["ErrorCode"] == 10002
+        assert await ready(live) == 503
+        info = await live.rest("group_open_http_svc", "get_group_info", {"GroupIdList": ["r1"]})
+        assert info["GroupInfo"][0]["Name"] == "before"  # nothing changed
+        assert "r2" not in live.node.rooms
+        # the member stays connected and can still chat: messages are not stored
+        r = await viewer.request("ping")
+        assert r["code"] == 0
+        errors = live.node.metrics.registry.get_sample_value(
+            "livecast_store_errors_total", {"op": "put_settings"})
+        assert errors is not None and errors >= 1
+        redis.start()
+        r = await live.rest("group_open_http_svc", "modify_group_base_info",
+                            {"GroupId": "r1", "Name": "after"})
+        assert r["ErrorCode"] == 0
+        assert await ready(live) == 200
+        stored = await RedisStore.open(redis.url)
+        try:
+            record = await stored.load_group("r1")
+            assert record is not None and record.name == "after"
+        finally:
+            await stored.close()
+    finally:
+        for c in live.clients:
+            await c.close()
+        await live.server.close()
+
+
+async def test_the_room_limit_answers_10036(tmp_path: Path) -> None:
+    live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe),
+                          max_rooms=2)
+    try:
+        for gid in ("a", "b"):
+            r = await live.rest("group_open_http_svc", "create_group",
+                                {"Type": "AVChatRoom", "GroupId": gid, "Name": gid})
+            assert r["ErrorCode"] == 0
+        r = await live.rest("group_open_http_svc", "create_group",
+                            {"Type": "AVChatRoom", "GroupId": "c", "Name": "c"})
+        assert r["ErrorCode"] == 10036 and "LIVECAST_MAX_ROOMS" in r["ErrorInfo"]
+        await live.rest("group_open_http_svc", "destroy_group", {"GroupId": "a"})
+        r = await live.rest("group_open_http_svc", "create_group",
+                            {"Type": "AVChatRoom", "GroupId": "c", "Name": "c"})
+        assert r["ErrorCode"] == 0  # a destroyed room frees its place
+        seconds = live.node.metrics.registry.get_sample_value(
+            "livecast_store_duration_seconds_count", {"op": "put_group"})
+        assert seconds == 3  # every create was stored, and timed
+    finally:
+        await live.server.close()

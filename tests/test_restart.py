@@ -165,6 +165,10 @@ async def populate(s: Server) -> dict[str, Any]:
     for _ in range(3):
         r = await dave.send("live-1", custom('{"type":"like","count":5}', "like"), "Low")
         assert r["code"] == 0
+    first = await s.ok("group_open_http_svc", "send_group_msg", {
+        "GroupId": "live-1", "From_Account": "administrator", "Random": 4242,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "once"}}]})
+    assert first["MsgSeq"] > 0
     await until(lambda: _likes_are(s, "15"), "the like total written back")
     await dave.close()
     return {"carol_old": carol_old, "epoch": joined["epoch"],
@@ -191,6 +195,11 @@ async def check_restored(s: Server, before: dict[str, Any]) -> None:
     muted = await s.ok("group_open_http_svc", "get_group_muted_account", {"GroupId": "live-1"})
     [entry] = muted["MutedAccountList"]
     assert entry["Member_Account"] == "alice" and entry["MutedUntil"] > time.time() + 500
+    # a REST send repeated with the same Random within 5 minutes is not delivered again
+    again = await s.ok("group_open_http_svc", "send_group_msg", {
+        "GroupId": "live-1", "From_Account": "administrator", "Random": 4242,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "once"}}]})
+    assert (again["MsgSeq"], again["MsgDropReason"]) == (0, "Duplicate")
     # members rejoin; the muted may not speak, the banned may not join
     alice, code = await s.client("alice")
     assert code == 0

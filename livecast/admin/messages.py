@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +53,15 @@ from livecast.core.messages import (
 )
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, parse_priority
 from livecast.errors import Code, LivecastError
+from livecast.node.node import Node
 from livecast.node.room import Outgoing
+from livecast.store.base import StoreError
 
 SVC = "group_open_http_svc"
 BROADCAST_INTERVAL = 1.0  # seconds between two broadcasts (2.11)
 BROADCAST_MAX_BYTES = 12000  # 2.11: one broadcast message <= 12 000 bytes
+
+log = logging.getLogger("livecast.admin")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,21 @@ def _check_controls(body: Body) -> None:
         raise bad("To_Account (targeted group messages) is not supported in an AVChatRoom")
 
 
+DUPLICATE = "Duplicate"  # MsgDropReason of a repeat whose first answer was lost in a restart
+
+
+async def _seen_before(node: Node, key: SendKey, now: float) -> bool:
+    """Whether the store saw this (group, sender, Random) within 5 minutes: the
+    memory table answers repeats within one run, the store across restarts.
+    A failing store does not stop sends: the repeat check is then skipped."""
+    gid, sender, random = key
+    try:
+        return await node.store.seen(f"send\0{gid}\0{sender}\0{random}", now)
+    except StoreError as err:
+        log.warning("Random de-duplication skipped: %s", err)
+        return False
+
+
 @command(SVC, "send_group_msg")
 async def send_group_msg(call: Call, body: Body) -> Body:
     node = call.node
@@ -135,6 +155,9 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     except LivecastError:
         node.rest_waiters.pop(waiter, None)
         raise
+    if await _seen_before(node, key, now):  # a repeat of a send made before a restart
+        node.rest_waiters.pop(waiter, None)
+        return {"MsgSeq": 0, "MsgTime": int(now), "MsgDropReason": DUPLICATE}
     call.state.sends.record(key, answer, now)
     try:
         await node.send(room.group_id, msg)

@@ -120,15 +120,27 @@ DUPLICATE = "Duplicate"  # MsgDropReason of a repeat whose first answer was lost
 
 
 async def _seen_before(node: Node, key: SendKey, now: float) -> bool:
-    """Whether the store saw this (group, sender, Random) within 5 minutes: the
-    memory table answers repeats within one run, the store across restarts.
-    A failing store does not stop sends: the repeat check is then skipped."""
-    gid, sender, random = key
+    """Whether an admitted send had this (group, sender, Random) within 5
+    minutes: the memory table answers repeats within one run, the store
+    across restarts.  A failing store does not stop sends: the check is then
+    skipped."""
     try:
-        return await node.store.seen(f"send\0{gid}\0{sender}\0{random}", now)
+        return await node.store.recent(_dedup_key(key), now)
     except StoreError as err:
         log.warning("Random de-duplication skipped: %s", err)
         return False
+
+
+async def _remember(node: Node, key: SendKey, now: float) -> None:
+    try:
+        await node.store.seen(_dedup_key(key), now)
+    except StoreError as err:
+        log.warning("Random de-duplication not stored: %s", err)
+
+
+def _dedup_key(key: SendKey) -> str:
+    gid, sender, random = key
+    return f"send\0{gid}\0{sender}\0{random}"
 
 
 @command(SVC, "send_group_msg")
@@ -167,6 +179,7 @@ async def send_group_msg(call: Call, body: Body) -> Body:
         answer.set_exception(err)
         answer.exception()  # retrieved here: waiters (repeats) re-raise it themselves
         raise
+    await _remember(node, key, now)  # admitted: a repeat after a restart is not delivered
     return await asyncio.shield(answer)
 
 

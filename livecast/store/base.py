@@ -117,6 +117,10 @@ class Store(Protocol):
         else record it at ``now`` and answer False. Atomic: of two concurrent
         calls with one key, exactly one answers False."""
 
+    async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        """True if ``key`` was recorded (by ``seen``) within ``window`` seconds
+        before ``now``; records nothing."""
+
     async def add_likes(self, group_id: str, n: int) -> int:
         """Add ``n`` likes to the room's total; return the new total."""
 

@@ -107,6 +107,11 @@ class MemoryStore:
         self._seen[key] = now
         return False
 
+    async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        self._check()
+        at = self._seen.get(key)
+        return at is not None and now - at < window
+
     async def add_likes(self, group_id: str, n: int) -> int:
         self._check()
         total = self._likes.get(group_id, 0) + n

@@ -268,6 +268,10 @@ class RedisStore:
         fresh = await self._run("seen", lambda: self._client.set(name, 1, nx=True, px=ms))
         return not fresh
 
+    async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        name = f"{self._prefix}:seen:{key}"
+        return bool(await self._run("recent", lambda: self._client.exists(name)))
+
     async def add_likes(self, group_id: str, n: int) -> int:
         key = self._key(group_id, "likes")
         return int(await self._run("add_likes", lambda: self._client.incrby(key, n)))

@@ -166,6 +166,9 @@ class SqliteStore:
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         return await self._call("seen", _seen, key, now, window)
 
+    async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
+        return await self._call("recent", _recent, key, now, window, write=False)
+
     async def add_likes(self, group_id: str, n: int) -> int:
         return await self._call("add_likes", _add_likes, group_id, n)
 
@@ -343,6 +346,11 @@ def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
         return True
     conn.execute("INSERT OR REPLACE INTO dedup VALUES (?, ?)", (key, now))
     return False
+
+
+def _recent(conn: Conn, key: str, now: float, window: float) -> bool:
+    row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
+    return row is not None and now - row[0] < window
 
 
 def _add_likes(conn: Conn, group_id: str, n: int) -> int:

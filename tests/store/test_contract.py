@@ -179,3 +179,12 @@ async def test_health_and_metrics(engine: Engine) -> None:
         assert "closed" in str(exc)
     else:
         raise AssertionError("a closed store acknowledged a write")
+
+
+async def test_recent_checks_without_recording(store: Store) -> None:
+    now = time.time()
+    assert not await store.recent("k", now)
+    assert not await store.recent("k", now)  # a check records nothing
+    assert not await store.seen("k", now)
+    assert await store.recent("k", now + 1)
+    assert not await store.recent("other", now + 1)

@@ -84,6 +84,9 @@ async def test_serve_prints_banner_and_answers_health(served: Served) -> None:
     banner = "".join(served.banner)
     assert f"127.0.0.1:{served.port}" in banner and "1400000000" in banner
     assert served.key in banner
+    data = next(line for line in served.banner if line.strip().startswith("store"))
+    assert "SQLite in" in data and data.split("SQLite in", 1)[1].strip().endswith("data")
+    assert (Path(data.split("SQLite in", 1)[1].strip()) / "livecast.db").exists()
     admin_sig = next(line.split()[-1] for line in served.banner if "for administrator" in line)
     import time
 

@@ -86,6 +86,17 @@ class Close(IntEnum):
     FLOOD = 4029
 
 
+# Close codes a metric label may name: livecast's own and the IANA-registered
+# 1000-1015.  A peer's close is echoed with the code it sent (any 3000-4999),
+# so any other code is counted under "other": clients do not choose series.
+KNOWN_CLOSES = frozenset(int(c) for c in Close) | frozenset(range(1000, 1016))
+
+
+def close_label(code: int) -> str:
+    """The ``code`` label of a close: the code itself if known, else "other"."""
+    return str(code) if code in KNOWN_CLOSES else "other"
+
+
 class LivecastError(Exception):
     """A request failed with a Tencent error code; answered, never fatal."""
 

@@ -80,7 +80,7 @@ def open_files_limit(pid: int) -> int:
         for line in f:
             if line.startswith(b"Max open files"):
                 soft = line.split()[3]
-                return int(soft) if soft.isdigit() else 1 << 30
+                return int(soft) if soft.isascii() and soft.isdigit() else 1 << 30
     return 0
 
 

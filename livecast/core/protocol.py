@@ -37,6 +37,7 @@ Invariants and decisions (the contract page leaves these open):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -259,10 +260,36 @@ def _decode(data: object) -> dict[str, Any] | FrameError:
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return FrameError(Code.BAD_PARAMETER, "frame is not valid JSON", None, True)
+        return _lone_surrogate(data) or FrameError(Code.BAD_PARAMETER, "frame is not valid JSON",
+                                                   None, True)
     if not isinstance(frame, dict):
         return FrameError(Code.BAD_PARAMETER, "frame is not a JSON object", None, True)
     return frame
+
+
+def _lone_surrogate(data: str | bytes) -> FrameError | None:
+    """A frame that is JSON but for a lone surrogate escape (``"\\ud800"``, which
+    no UTF-8 text can hold): refused with its id, like any invalid field.
+    The standard library's parser reads such escapes; orjson refuses them."""
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    rid = frame.get("id") if isinstance(frame, dict) else None
+    known = _valid_id(rid) and rid is not None and _unicode(rid)  # answerable as it came
+    return FrameError(Code.BAD_PARAMETER, "a string holds a lone surrogate escape (\\ud800 to "
+                      "\\udfff): not valid Unicode", rid if known else None, not known)
+
+
+def _unicode(v: object) -> bool:
+    """False for a string holding a lone surrogate (no reply could carry it)."""
+    if not isinstance(v, str):
+        return True
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _valid_id(v: object) -> bool:

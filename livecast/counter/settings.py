@@ -46,7 +46,7 @@ class CounterSettings:
     dev_key: bool = False
     admin: str = "administrator"
     callback_token: Secret = NO_SECRET # empty: Sign is not checked
-    sign_window: float = 0.0              # max |now - RequestTime| in s; 0 = not checked
+    sign_window: float = 300.0            # max |now - RequestTime| in s; 0 = not checked
     target: str = "app_defined_data"
     key: str = LIKES_KEY
     min_s: float = 3.0

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from livecast.core.wsframe import close_frame, frame
-from livecast.errors import Close
+from livecast.errors import Close, close_label
 from livecast.node.connection import Connection
 from livecast.node.fanout import FanJob, fanout
 from livecast.node.hooks import Hooks
@@ -220,7 +220,7 @@ class LocalHub:
         conn.write(close_frame(code, reason))
         conn.closing = True
         conn.close_code = code
-        self.metrics.closes.labels(str(code)).inc()
+        self.metrics.closes.labels(close_label(code)).inc()
         self.detach(conn)
         loop = asyncio.get_running_loop()
         loop.call_later(self.settings.shutdown_grace or 0.1, conn.transport.abort)

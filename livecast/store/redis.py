@@ -93,7 +93,7 @@ def connect(url: str, **options: Any) -> Client:
 
 def _node(seed: str) -> ClusterNode:
     host, _, port = seed.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ValueError(f"a Redis Cluster seed must be host:port, got {seed!r}")
     return ClusterNode(host, int(port))
 

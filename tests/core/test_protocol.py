@@ -434,3 +434,17 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
 @given(st.text(st.characters() | st.characters(categories=["Cs"]), max_size=200))
 def test_arbitrary_text_never_raises(data: str) -> None:
     check_outcome(parse_frame(data))
+
+
+@pytest.mark.parametrize("field", ["nick", "avatar"])
+def test_a_lone_surrogate_is_an_invalid_field_answered_with_its_id(field: str) -> None:
+    frame = '{"op":"setMyProfile","id":7,"' + field + '":"a\\ud800b"}'
+    err = parse_frame(frame.encode())
+    assert isinstance(err, FrameError)
+    assert (err.code, err.id, err.violation) == (Code.BAD_PARAMETER, 7, False)
+    assert "surrogate" in err.info
+
+
+def test_a_lone_surrogate_without_a_usable_id_is_a_violation() -> None:
+    err = parse_frame(b'{"op":"send","id":[1],"msgBody":"\\udfff"}')
+    assert isinstance(err, FrameError) and err.id is None and err.violation

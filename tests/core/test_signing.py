@@ -42,3 +42,17 @@ def test_body_signature_rotation_replay_and_tampering() -> None:
 @given(st.text(), st.binary(), st.integers(min_value=0, max_value=2**40))
 def test_body_signature_round_trip(key: str, body: bytes, t: int) -> None:
     assert body_signature_ok([key], body_signature([key], t, body), body, now=t)
+
+
+@given(st.text(max_size=12))
+def test_no_header_value_raises(value: str) -> None:
+    """Unicode digits such as "²" pass str.isdigit() but not int(): refused, never raised."""
+    good = tencent_sign("tok", 1000)
+    assert tencent_sign_ok("tok", good, value, now=1000) is (
+        value.isascii() and value.isdigit() and int(value) == 1000)
+    assert body_signature_ok(["k"], f"t={value},v1=00", b"", now=1000) is False
+
+
+def test_superscript_digits_are_refused() -> None:
+    assert not body_signature_ok(["k"], "t=²,v1=00", b"", now=2)
+    assert not tencent_sign_ok("tok", tencent_sign("tok", 2), "²", now=2)

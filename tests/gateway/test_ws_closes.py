@@ -409,3 +409,16 @@ async def test_client_close_is_echoed(live: Live) -> None:
     assert r["code"] == 0
     await c.close()
     assert c.close_code == 1000
+
+
+async def test_peer_chosen_close_codes_share_one_metric_label(live: Live) -> None:
+    """A close is echoed with the peer's own 3000-4999 code, but metric label
+    values are not the client's to choose: unknown codes count as "other"."""
+    for code in (3123, 4777, 4001):
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(live.ws_url)
+            await ws.close(code=code)
+            assert ws.close_code == code  # echoed as RFC 6455 asks
+    assert await metric(live, "livecast_connections_closed_total", code="other") == 2
+    assert await metric(live, "livecast_connections_closed_total", code="4001") == 1
+    assert await metric(live, "livecast_connections_closed_total", code="3123") == 0

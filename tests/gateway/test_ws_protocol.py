@@ -21,7 +21,7 @@ from livecast.client import Client, custom, text
 from livecast.core.usersig import mint
 from livecast.errors import Code
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, sig
-from tests.gateway.test_ws_closes import RawWs, metric
+from tests.gateway.test_ws_closes import OP_TEXT, RawWs, metric
 
 PRIORITIES = ("High", "Normal", "Low", "Lowest")
 
@@ -538,3 +538,15 @@ async def test_pipelined_requests_take_effect_in_order_without_webhooks(live: Li
     assert all(r["code"] == 0 for r in got.values()), got
     assert [got[f"send{i}"]["msgSeq"] for i in range(3)] == [1, 2, 3]
     assert (got["in"]["onlineMemberNum"], got["out"]["onlineMemberNum"]) == (1, 0)
+
+
+async def test_a_lone_surrogate_in_a_field_gets_a_10004_reply(live: Live) -> None:
+    raw = await RawWs.connect(live)
+    try:
+        await raw.request("login", 1, sdkAppId=SDKAPPID, userId="alice", userSig=sig("alice"))
+        await raw.send_frame(OP_TEXT, b'{"op":"setMyProfile","id":41,"nick":"\\ud800"}')
+        r = await raw.recv_json()
+        assert (r["id"], r["code"]) == (41, 10004) and "surrogate" in r["info"]
+        assert (await raw.request("ping", 42))["code"] == 0  # the connection goes on
+    finally:
+        raw.close()

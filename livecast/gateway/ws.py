@@ -239,12 +239,20 @@ async def op_send_hooked(node: Node, conn: Connection, req: Request, turn: Turn)
     return None
 
 
+def _guest_read(node: Node, conn: Connection) -> None:
+    """Room reads need a login when guests are not allowed (LIVECAST_ALLOW_GUESTS=0)."""
+    if not conn.logged_in and not node.settings.allow_guests:
+        raise LivecastError(Code.NO_PERMISSION, "guests are not allowed: login first")
+
+
 def op_group_info(node: Node, conn: Connection, req: Request) -> Result:
+    _guest_read(node, conn)
     group = node.room(req.args["groupId"]).group
     return {"group": group.profile(), "counters": group.counter_list(), "epoch": node.epoch}
 
 
 def op_online(node: Node, conn: Connection, req: Request) -> Result:
+    _guest_read(node, conn)
     node.room(req.args["groupId"])
     return {"onlineMemberNum": node.online(req.args["groupId"])}
 
@@ -394,7 +402,9 @@ def _on_binary(node: Node, conn: Connection, session: Session, payload: bytes) -
 
 
 def _on_pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
-    """A pong only proves the peer alive (``seen``)."""
+    """A pong proves the peer alive (``seen``) and, like every frame, costs a
+    request token: unsolicited pongs are a flood like any other (4029)."""
+    _admit(node, conn, session, None)
 
 
 def _pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:

@@ -422,3 +422,17 @@ async def test_peer_chosen_close_codes_share_one_metric_label(live: Live) -> Non
     assert await metric(live, "livecast_connections_closed_total", code="other") == 2
     assert await metric(live, "livecast_connections_closed_total", code="4001") == 1
     assert await metric(live, "livecast_connections_closed_total", code="3123") == 0
+
+
+async def test_unsolicited_pongs_cost_the_request_budget(live_factory: LiveFactory) -> None:
+    """Every frame costs the connection's budget, control frames included: a
+    socket that never logs in and floods pongs is closed 4029."""
+    live = await live_factory(req_rate=1, req_burst=5)
+    raw = await RawWs.connect(live)
+    try:
+        for _ in range(20):
+            await raw.send_frame(0xA, b"x")  # pong
+        assert await raw.close_code() == 4029
+    finally:
+        raw.close()
+    assert await metric(live, "livecast_connections_closed_total", code="4029") == 1

@@ -550,3 +550,16 @@ async def test_a_lone_surrogate_in_a_field_gets_a_10004_reply(live: Live) -> Non
         assert (await raw.request("ping", 42))["code"] == 0  # the connection goes on
     finally:
         raw.close()
+
+
+async def test_room_reads_need_a_login_when_guests_are_not_allowed(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(allow_guests=False)
+    gid = await live.room()
+    anonymous = await live.client()
+    for op in ("getGroupInfo", "getOnlineMemberNum"):
+        r = await anonymous.request(op, groupId=gid)
+        assert r["code"] == 10007 and "login" in r["info"]
+    alice = await live.client("alice")
+    assert (await alice.request("getGroupInfo", groupId=gid))["code"] == 0
+    assert (await alice.request("getOnlineMemberNum", groupId=gid))["code"] == 0

@@ -33,6 +33,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Shard:
         self.channels: dict[bytes, None] = {}
         self.up = False
         self._make_client = make_client
+        self._sharded = sharded
         self._sub, self._unsub = ("ssubscribe", "sunsubscribe") if sharded else (
             "subscribe", "unsubscribe")
         self._on_message = on_message
@@ -124,10 +126,18 @@ class Shard:
             if self.connects > 1:
                 log.info("pub/sub connection to %s back: subscribing %d channels",
                          self.name, len(self.channels))
-            wanted = list(self.channels)
-            for i in range(0, len(wanted), SUBSCRIBE_BATCH):
-                await getattr(pubsub, self._sub)(*wanted[i:i + SUBSCRIBE_BATCH])
+            for batch in self._batches():
+                await getattr(pubsub, self._sub)(*batch)
             await self._read(pubsub)
+
+    def _batches(self) -> list[list[bytes]]:
+        """The wanted channels in commands of up to ``SUBSCRIBE_BATCH``; for
+        SSUBSCRIBE, each command's channels share one slot (Redis requires it)."""
+        groups: dict[int, list[bytes]] = {}
+        for channel in self.channels:
+            groups.setdefault(key_slot(channel) if self._sharded else 0, []).append(channel)
+        return [group[i:i + SUBSCRIBE_BATCH] for group in groups.values()
+                for i in range(0, len(group), SUBSCRIBE_BATCH)]
 
     async def _read(self, pubsub: PubSub) -> None:
         probing = False

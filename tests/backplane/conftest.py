@@ -73,9 +73,9 @@ class Recorder:
     def on_broadcast(self, origin: str, message: Broadcast) -> None:
         self._control(origin, message)
 
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        """Wait for ``condition`` to hold after some event; fail after ``timeout``."""
-        deadline = time.monotonic() + timeout
+    async def until(self, condition: Callable[[], bool], within: float = WAIT) -> None:
+        """Wait for ``condition`` to hold after some event; fail after ``within`` seconds."""
+        deadline = time.monotonic() + within
         while not condition():
             self._changed.clear()
             left = deadline - time.monotonic()
@@ -105,10 +105,10 @@ class Backend:
         return broker, recorder
 
 
-async def until_true(probe: Callable[[], Any], timeout: float = WAIT) -> None:
-    """Ask ``probe`` (async) again until it answers true; fail after ``timeout``.
+async def until_true(probe: Callable[[], Any], within: float = WAIT) -> None:
+    """Ask ``probe`` (async) again until it answers true; fail after ``within`` seconds.
     For state with no event to wait on (a Redis key's expiry, a reconnection)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not await probe():
         if time.monotonic() > deadline:
             raise TimeoutError(f"{probe} stayed false")

@@ -127,7 +127,7 @@ async def test_the_seq_continues_across_owners_with_no_reuse(backend: Backend) -
 async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None:
     a, heard_a = await backend.node("a")
     b, heard_b = await backend.node("b")
-    c, heard_c = await backend.node("c")
+    _, heard_c = await backend.node("c")
     reply_to = Address(conn=7, request={"id": "r1"}, node="a")
     sent = ForwardedSend("room", reply_to, {"text": "hi", "priority": 2})
     await a.control("b", sent)

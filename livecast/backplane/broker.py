@@ -1,0 +1,314 @@
+"""The cluster broker: how the processes of one livecast cluster reach each other
+(docs/design.md, "The cluster broker").
+
+A ``Broker`` carries, between processes:
+- a room's tick batch: published once per room per tick by the room's owner,
+  delivered as the same bytes to every process subscribed to the room
+  (``EventHandler.on_batch``), the publisher's own included when it is
+  subscribed;
+- control messages (``Control``): one small typed value per kind, addressed to
+  one process by its node id or to ``ALL`` (the sender included), encoded with
+  orjson and handed to the matching ``EventHandler.on_*`` method;
+- room ownership: a lease per room with a fencing token, and the room's last
+  seq, recorded by ``publish`` under the token's check;
+- liveness: each process's heartbeat and what it reports.
+
+``memory_broker.MemoryBroker`` (one process, or several sharing one
+``MemoryHub``) and ``redis_broker.RedisBroker`` implement it; the contract
+tests (tests/backplane/test_broker_contract.py) hold for both.
+
+Invariants:
+1. Subscriptions are reference-counted per room: the backend subscription is
+   made on the first ``subscribe`` of a room and dropped on the last
+   ``unsubscribe``; a batch reaches the handler only while the room's count is
+   above zero (``RoomRefs``).  Calls for one room are applied one at a time.
+2. Fencing tokens only grow per room; ``publish`` applies only with the room's
+   latest token and never moves the room's seq backwards: a deposed owner
+   cannot emit, and a new owner continues from ``last_seq`` (no reuse, no skip).
+3. Batches of one room are published in call order.
+4. A malformed control message or a handler's exception is logged and skipped:
+   it never stops the delivery of the next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import orjson
+
+from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
+
+__all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
+           "FateNotice", "ForwardedSend", "Kick", "RoomRefs", "Tips", "decode_control",
+           "deliver", "encode_control", "hand_batch", "pack_batch", "unpack_batch"]
+
+log = logging.getLogger(__name__)
+
+ALL: Final = "*"  # the target of a control message for every process
+
+
+class BrokerError(Exception):
+    """The broker's backend cannot be reached (or refused a command)."""
+
+
+# ----------------------------------------------------------------- control values
+@dataclass(frozen=True, slots=True)
+class ForwardedSend:
+    """A send admitted on one process, for the room's owner; its fate goes to ``reply_to``."""
+
+    group_id: str
+    reply_to: Address
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FateNotice:
+    """A message's fate, for the process that holds its sender (``address.node``)."""
+
+    address: Address
+    fate: Fate
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    """Close ``user``'s sessions ("" group: every session) with ``reason``."""
+
+    user: str
+    reason: str
+    group_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tips:
+    """Join and quit tips of a room, for the members on every process."""
+
+    group_id: str
+    tips: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Destroy:
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    message: dict[str, Any]
+
+
+Control = ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast
+
+
+class EventHandler(Protocol):
+    """What a process implements to hear from the broker (called on its event loop)."""
+
+    def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None: ...
+    def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None: ...
+    def on_fate(self, origin: str, message: FateNotice) -> None: ...
+    def on_kick(self, origin: str, message: Kick) -> None: ...
+    def on_tips(self, origin: str, message: Tips) -> None: ...
+    def on_destroy(self, origin: str, message: Destroy) -> None: ...
+    def on_broadcast(self, origin: str, message: Broadcast) -> None: ...
+
+
+class Broker(Protocol):
+    node_id: str
+
+    async def start(self, handler: EventHandler) -> None:
+        """Connect and start delivering to ``handler`` (this process's control channels)."""
+
+    async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
+                      token: int) -> bool:
+        """One tick's batch of a room, ``seq_end`` its last seq (the room's last seq
+        if it carries no message): False, and nothing sent or recorded, unless
+        ``token`` is the room's latest fencing token and ``seq_end`` is not below
+        the recorded seq (invariant 2)."""
+
+    async def subscribe(self, group_id: str) -> None:
+        """One more local reference to the room (invariant 1)."""
+
+    async def unsubscribe(self, group_id: str) -> None:
+        """One reference fewer; the last one drops the subscription."""
+
+    async def control(self, target: str, message: Control) -> None:
+        """Send ``message`` to the process ``target`` (a node id) or to ``ALL``."""
+
+    async def acquire_lease(self, group_id: str, node_id: str, ttl: float) -> int | None:
+        """The room's lease for ``ttl`` seconds and its fencing token (the
+        holder's own token again if ``node_id`` holds it); None while another holds it."""
+
+    async def renew_lease(self, group_id: str, node_id: str, token: int, ttl: float) -> bool:
+        """Extend a held lease; False if it expired or was taken over."""
+
+    async def release_lease(self, group_id: str, node_id: str, token: int) -> bool:
+        """Give a held lease up (the token stays spent)."""
+
+    async def owner_of(self, group_id: str) -> str | None:
+        """The node holding the room's lease, if any."""
+
+    async def last_seq(self, group_id: str) -> int:
+        """The last seq published for the room (0 if none)."""
+
+    async def heartbeat(self, node_id: str, info: Mapping[str, Any], ttl: float) -> None:
+        """``node_id`` is alive for ``ttl`` seconds more, reporting ``info``."""
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        """Every live node and its last ``info`` (expired ones left out)."""
+
+    async def ready(self) -> bool:
+        """True while the backend is reachable and every subscription is in place."""
+
+    async def close(self) -> None:
+        """Stop delivering and release connections."""
+
+
+# ----------------------------------------------------------------- encoding
+_KINDS: dict[type, str] = {ForwardedSend: "send", FateNotice: "fate", Kick: "kick", Tips: "tips",
+                           Destroy: "destroy", Broadcast: "broadcast"}
+_HANDLERS: dict[str, str] = {"send": "on_forwarded_send", "fate": "on_fate", "kick": "on_kick",
+                             "tips": "on_tips", "destroy": "on_destroy",
+                             "broadcast": "on_broadcast"}
+
+
+def _address(a: Address) -> list[Any]:
+    return [a.conn, a.request, a.rest, a.node]
+
+
+def _fate(f: Fate) -> list[Any]:
+    if isinstance(f, Delivered):
+        return ["d", f.seq, f.time_ms]
+    if isinstance(f, Dropped):
+        return ["x", f.time_ms, f.reason]
+    return ["f", f.code]
+
+
+_FATES: dict[str, Callable[[list[Any]], Fate]] = {
+    "d": lambda v: Delivered(int(v[1]), int(v[2])),
+    "x": lambda v: Dropped(int(v[1]), str(v[2])),
+    "f": lambda v: Failed(int(v[1])),
+}
+
+_FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    ForwardedSend: lambda m: {"g": m.group_id, "a": _address(m.reply_to), "m": m.message},
+    FateNotice: lambda m: {"a": _address(m.address), "f": _fate(m.fate)},
+    Kick: lambda m: {"u": m.user, "r": m.reason, "g": m.group_id},
+    Tips: lambda m: {"g": m.group_id, "t": m.tips},
+    Destroy: lambda m: {"g": m.group_id},
+    Broadcast: lambda m: {"m": m.message},
+}
+
+_VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
+    "send": lambda d: ForwardedSend(str(d["g"]), Address(*d["a"]), dict(d["m"])),
+    "fate": lambda d: FateNotice(Address(*d["a"]), _FATES[d["f"][0]](d["f"])),
+    "kick": lambda d: Kick(str(d["u"]), str(d["r"]), str(d["g"])),
+    "tips": lambda d: Tips(str(d["g"]), list(d["t"])),
+    "destroy": lambda d: Destroy(str(d["g"])),
+    "broadcast": lambda d: Broadcast(dict(d["m"])),
+}
+
+
+def encode_control(origin: str, message: Control) -> bytes:
+    """``message`` from ``origin`` as one orjson document."""
+    kind = type(message)
+    return orjson.dumps({"o": origin, "k": _KINDS[kind], **_FIELDS[kind](message)})
+
+
+def decode_control(data: bytes) -> tuple[str, Control]:
+    """``(origin, message)``; ValueError (or a KeyError/TypeError) for anything malformed."""
+    doc = orjson.loads(data)
+    return str(doc["o"]), _VALUES[doc["k"]](doc)
+
+
+def deliver(handler: EventHandler, data: bytes) -> None:
+    """Decode a control message and hand it to its ``on_*`` method (invariant 4)."""
+    try:
+        origin, message = decode_control(data)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.warning("skipped a malformed control message (%s): %.200r", exc, data)
+        return
+    try:
+        getattr(handler, _HANDLERS[_KINDS[type(message)]])(origin, message)
+    except Exception:
+        log.exception("the handler failed on a %s control message", type(message).__name__)
+
+
+def hand_batch(handler: EventHandler, group_id: str, full: bytes, lite: bytes | None) -> None:
+    try:
+        handler.on_batch(group_id, full, lite)
+    except Exception:
+        log.exception("the handler failed on a batch of %s", group_id)
+
+
+# A batch on the wire: b"F" + full, or b"L" + len(full) (4 bytes, big-endian) + full + lite.
+_LEN = struct.Struct(">I")
+
+
+def pack_batch(full: bytes, lite: bytes | None) -> bytes:
+    if lite is None:
+        return b"F" + full
+    return b"L" + _LEN.pack(len(full)) + full + lite
+
+
+def unpack_batch(data: bytes) -> tuple[bytes, bytes | None]:
+    """The inverse of ``pack_batch``; ValueError for anything else."""
+    kind = data[:1]
+    if kind == b"F":
+        return data[1:], None
+    if kind == b"L" and len(data) >= 5:
+        (n,) = _LEN.unpack_from(data, 1)
+        if 5 + n <= len(data):
+            return data[5:5 + n], data[5 + n:]
+    raise ValueError("not a packed batch")
+
+
+# ----------------------------------------------------------------- reference counts
+class RoomRefs:
+    """Per-room reference counts whose first and last references run the
+    backend's subscribe and unsubscribe, one call per room at a time."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __contains__(self, group_id: str) -> bool:
+        return group_id in self.counts
+
+    async def _locked(self, group_id: str, work: Callable[[], Awaitable[None]]) -> None:
+        lock, users = self._locks.get(group_id, (asyncio.Lock(), 0))
+        self._locks[group_id] = (lock, users + 1)
+        try:
+            async with lock:
+                await work()
+        finally:
+            lock, users = self._locks[group_id]
+            if users == 1:
+                del self._locks[group_id]
+            else:
+                self._locks[group_id] = (lock, users - 1)
+
+    async def add(self, group_id: str, first: Callable[[str], Awaitable[None]]) -> None:
+        async def work() -> None:
+            n = self.counts.get(group_id, 0)
+            self.counts[group_id] = n + 1
+            if n == 0:
+                try:
+                    await first(group_id)
+                except BaseException:
+                    del self.counts[group_id]
+                    raise
+        await self._locked(group_id, work)
+
+    async def remove(self, group_id: str, last: Callable[[str], Awaitable[None]]) -> None:
+        async def work() -> None:
+            n = self.counts.get(group_id, 0)
+            if n > 1:
+                self.counts[group_id] = n - 1
+            elif n == 1:
+                del self.counts[group_id]  # no batch is handed on from now (invariant 1)
+                await last(group_id)
+        await self._locked(group_id, work)

@@ -1,0 +1,327 @@
+"""The Redis broker: the ``Broker`` over one redis-server or a Redis Cluster,
+with redis-py's asyncio client (docs/design.md, "The cluster broker").
+
+URLs as for the Redis store (``livecast.store.redis.connect``): ``redis://``
+for one server, ``redis+cluster://host:port[,host:port...]`` for a cluster.
+
+Keys and channels (``lc`` is the prefix; ``<gid>`` the group id, ``<node>`` a node id):
+- ``lc:{g:<gid>}:fence``   integer: the room's latest fencing token (never expires)
+- ``lc:{g:<gid>}:lease``   string "<token> <node>", expiring with the lease
+- ``lc:{g:<gid>}:seq``     integer: the room's last published seq
+- ``lc:{g:<gid>}:batch``   channel: the room's tick batches (``broker.pack_batch``)
+- ``lc:{n:<node>}:ctl``    channel: control messages for one node
+- ``lc:{nodes}:ctl``       channel: control messages for every node
+- ``lc:{nodes}:info``      hash: node -> its last heartbeat's info (JSON)
+- ``lc:{nodes}:until``     sorted set: node -> expiry (ms, Redis's own clock)
+
+Invariants (beyond broker.py's):
+1. A room's keys and channel share the store's hash tag ``{g:<gid>}``: one
+   slot, so one Lua script checks the fence, records the seq and publishes.
+   On a cluster the channels are shard channels (SPUBLISH/SSUBSCRIBE) and each
+   master's shard channels are read on one connection to that master.
+2. ``publish`` is ONE EVALSHA: one round trip per room per tick, the batch
+   crossing Redis once whatever the number of members and processes.
+3. Expiry (leases by PX, heartbeats by ``TIME``) is decided by Redis's clock,
+   never by a process's.
+4. Subscriptions survive Redis restarts by themselves (redis_pubsub.Shard);
+   ``ready`` is false while any pub/sub connection or the command connection
+   is down.  Fencing is as durable as Redis: run it with AOF, or a restart that
+   loses the fence lets tokens start again at 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
+
+from livecast.backplane.broker import (
+    ALL,
+    BrokerError,
+    Control,
+    EventHandler,
+    RoomRefs,
+    deliver,
+    encode_control,
+    hand_batch,
+    pack_batch,
+    unpack_batch,
+)
+from livecast.backplane.redis_pubsub import Shard
+from livecast.store.redis import connect
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger(__name__)
+
+_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+COMMAND_TIMEOUT = 2.0
+
+# KEYS fence, seq, channel; ARGV token, seq_end, packed batch, PUBLISH|SPUBLISH
+_PUBLISH = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local seq = tonumber(ARGV[2])
+if seq < last then return 0 end
+if seq > last then redis.call('SET', KEYS[2], ARGV[2]) end
+redis.call(ARGV[4], KEYS[3], ARGV[3])
+return 1
+"""
+
+# KEYS lease, fence; ARGV node, ttl ms -> the token, or false while another holds it
+_ACQUIRE = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local space = string.find(held, ' ', 1, true)
+  if string.sub(held, space + 1) ~= ARGV[1] then return false end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(string.sub(held, 1, space - 1))
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+# KEYS lease; ARGV "<token> <node>", ttl ms (0: release)
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+_PRUNE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  redis.call('HDEL', KEYS[1], node)
+  redis.call('ZREM', KEYS[2], node)
+end
+"""
+# KEYS info, until; ARGV node, info JSON, ttl ms
+_HEARTBEAT = _PRUNE + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+_NODES = _PRUNE + "return redis.call('HGETALL', KEYS[1])\n"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+class RedisBroker:
+    """The Broker protocol on Redis (module invariants)."""
+
+    def __init__(self, url: str, node_id: str, *, prefix: str = "lc") -> None:
+        try:
+            self._client = connect(url, decode_responses=False, socket_timeout=COMMAND_TIMEOUT,
+                                   socket_connect_timeout=COMMAND_TIMEOUT)
+        except (ValueError, *_ERRORS) as exc:
+            raise BrokerError(f"bad Redis URL: {exc}") from exc
+        self._url = urlsplit(url)
+        self.cluster = isinstance(self._client, RedisCluster)
+        self.node_id = node_id
+        self.prefix = prefix
+        self.refs = RoomRefs()
+        self._handler: EventHandler | None = None
+        self._started = False
+        self._shards: dict[str, Shard] = {}
+        self._rooms: dict[bytes, str] = {}  # batch channel -> group id
+        self._control = {self._name(f"{{n:{node_id}}}:ctl"), self._name("{nodes}:ctl")}
+        self._publish_cmd = "SPUBLISH" if self.cluster else "PUBLISH"
+        self._scripts = {name: self._client.register_script(lua) for name, lua in (
+            ("publish", _PUBLISH), ("acquire", _ACQUIRE), ("renew", _RENEW),
+            ("heartbeat", _HEARTBEAT), ("nodes", _NODES))}
+        self._order: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def _name(self, rest: str) -> bytes:
+        return f"{self.prefix}:{rest}".encode()
+
+    def _room(self, group_id: str, part: str) -> bytes:
+        return self._name(f"{{g:{group_id}}}:{part}")
+
+    async def _call(self, what: str, script: str, keys: list[bytes], args: list[Any]) -> Any:
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except _ERRORS as exc:
+            raise BrokerError(f"{what}: {exc}") from exc
+
+    # ----------------------------------------------------------- lifecycle
+    async def start(self, handler: EventHandler) -> None:
+        self._handler = handler
+        self._started = True
+        if isinstance(self._client, RedisCluster):
+            try:
+                await self._client.initialize()
+            except _ERRORS as exc:
+                raise BrokerError(f"cannot reach the Redis Cluster: {exc}") from exc
+        for channel in self._control:
+            shard = self._shard(channel)
+            shard.channels[channel] = None
+        for shard in self._shards.values():
+            shard.start()
+
+    def _shard(self, channel: bytes) -> Shard:
+        """The reader of ``channel``: the one server, or the master of its slot."""
+        if isinstance(self._client, RedisCluster):
+            node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
+            host, port = str(node.host), int(node.port)
+        else:
+            host, port = "", 0
+        name = f"{host}:{port}" if host else "redis"
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = Shard(name, lambda: self._pubsub_client(host, port), self.cluster,
+                          self._message)
+            self._shards[name] = shard
+            if self._started:
+                shard.start()
+        return shard
+
+    def _pubsub_client(self, host: str, port: int) -> Redis:
+        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0),
+                                   "socket_connect_timeout": COMMAND_TIMEOUT,
+                                   "socket_keepalive": True}
+        if not host:
+            return Redis.from_url(self._url.geturl(), **options)
+        return Redis(host=host, port=port, username=self._url.username,
+                     password=self._url.password, ssl=self._url.scheme.startswith("rediss"),
+                     **options)
+
+    async def ready(self) -> bool:
+        if not self._shards or not all(shard.up for shard in self._shards.values()):
+            return False
+        try:
+            return bool(await self._client.ping())
+        except _ERRORS:
+            return False
+
+    async def close(self) -> None:
+        self._handler = None
+        for shard in self._shards.values():
+            await shard.close()
+        self._shards.clear()
+        await self._client.aclose()
+
+    # ----------------------------------------------------------- batches
+    async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
+                      token: int) -> bool:
+        keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
+                self._room(group_id, "batch")]
+        args = [token, seq_end, pack_batch(full, lite), self._publish_cmd]
+        lock, users = self._order.get(group_id, (asyncio.Lock(), 0))
+        self._order[group_id] = (lock, users + 1)
+        try:
+            async with lock:  # one room's batches in call order (broker.py, inv. 3)
+                return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
+        finally:
+            lock, users = self._order[group_id]
+            if users == 1:
+                del self._order[group_id]
+            else:
+                self._order[group_id] = (lock, users - 1)
+
+    async def subscribe(self, group_id: str) -> None:
+        await self.refs.add(group_id, self._subscribe)
+
+    async def unsubscribe(self, group_id: str) -> None:
+        await self.refs.remove(group_id, self._unsubscribe)
+
+    async def _subscribe(self, group_id: str) -> None:
+        channel = self._room(group_id, "batch")
+        self._rooms[channel] = group_id
+        await self._shard(channel).add(channel)
+
+    async def _unsubscribe(self, group_id: str) -> None:
+        channel = self._room(group_id, "batch")
+        self._rooms.pop(channel, None)
+        await self._shard(channel).remove(channel)
+
+    def _message(self, channel: bytes, data: bytes) -> None:
+        handler = self._handler
+        if handler is None:
+            return
+        if channel in self._control:
+            deliver(handler, data)
+            return
+        group_id = self._rooms.get(channel)
+        if group_id is None or group_id not in self.refs:
+            return  # unsubscribed meanwhile (broker.py, invariant 1)
+        try:
+            full, lite = unpack_batch(data)
+        except ValueError:
+            log.warning("skipped a malformed batch on %r", channel)
+            return
+        hand_batch(handler, group_id, full, lite)
+
+    # ----------------------------------------------------------- control
+    async def control(self, target: str, message: Control) -> None:
+        channel = self._name("{nodes}:ctl") if target == ALL else self._name(f"{{n:{target}}}:ctl")
+        data = encode_control(self.node_id, message)
+        try:
+            if isinstance(self._client, RedisCluster):
+                await self._client.spublish(channel, data)
+            else:
+                await self._client.publish(channel, data)
+        except _ERRORS as exc:
+            raise BrokerError(f"control to {target}: {exc}") from exc
+
+    # ----------------------------------------------------------- leases
+    async def acquire_lease(self, group_id: str, node_id: str, ttl: float) -> int | None:
+        keys = [self._room(group_id, "lease"), self._room(group_id, "fence")]
+        token = await self._call(f"lease of {group_id}", "acquire", keys, [node_id, _ms(ttl)])
+        return None if token is None else int(token)
+
+    async def renew_lease(self, group_id: str, node_id: str, token: int, ttl: float) -> bool:
+        keys = [self._room(group_id, "lease")]
+        held = f"{token} {node_id}"
+        return bool(await self._call(f"lease of {group_id}", "renew", keys, [held, _ms(ttl)]))
+
+    async def release_lease(self, group_id: str, node_id: str, token: int) -> bool:
+        keys = [self._room(group_id, "lease")]
+        return bool(await self._call(f"lease of {group_id}", "renew", keys,
+                                     [f"{token} {node_id}", 0]))
+
+    async def owner_of(self, group_id: str) -> str | None:
+        held = await self._get(self._room(group_id, "lease"))
+        return None if held is None else held.partition(b" ")[2].decode()
+
+    async def last_seq(self, group_id: str) -> int:
+        return int(await self._get(self._room(group_id, "seq")) or 0)
+
+    async def _get(self, key: bytes) -> bytes | None:
+        try:
+            value = await self._client.get(key)
+        except _ERRORS as exc:
+            raise BrokerError(f"get {key!r}: {exc}") from exc
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    # ----------------------------------------------------------- liveness
+    def _registry(self) -> list[bytes]:
+        return [self._name("{nodes}:info"), self._name("{nodes}:until")]
+
+    async def heartbeat(self, node_id: str, info: Mapping[str, Any], ttl: float) -> None:
+        await self._call("heartbeat", "heartbeat", self._registry(),
+                         [node_id, orjson.dumps(dict(info)), _ms(ttl)])
+
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        flat = await self._call("nodes", "nodes", self._registry(), [])
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return {_text(node): orjson.loads(info) for node, info in pairs}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

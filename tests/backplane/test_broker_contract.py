@@ -1,0 +1,191 @@
+"""The Broker contract (livecast/backplane/broker.py), run against every
+implementation: the in-memory twin, a redis-server and a 3-master Redis Cluster.
+Two or three brokers on one backend stand for two or three livecast processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livecast.backplane.broker import (
+    ALL,
+    Broadcast,
+    Destroy,
+    FateNotice,
+    ForwardedSend,
+    Kick,
+    Tips,
+)
+from livecast.core.fate import Address, Delivered, Dropped, Failed
+from tests.backplane.conftest import Backend, until_true
+
+FULL = b'{"op":"msgs","msgs":[1,2,3]}\x00\xff binary too'
+LITE = b'{"op":"msgs","lite":true}'
+TTL = 30.0
+
+
+async def test_a_batch_reaches_a_process_only_while_it_is_subscribed(backend: Backend) -> None:
+    a, heard_a = await backend.node("a")
+    b, heard_b = await backend.node("b")
+    token = await a.acquire_lease("room", "a", TTL)
+    assert token is not None
+    await b.subscribe("room")
+    await b.subscribe("room")  # two local references
+    await b.unsubscribe("room")  # one left: still subscribed
+    assert await a.publish("room", FULL, LITE, 3, token)
+    await heard_b.until(lambda: len(heard_b.batches) == 1)
+    assert heard_b.batches == [("room", FULL, LITE)]  # the same bytes, lite included
+    await b.unsubscribe("room")  # the last reference
+    assert await a.publish("room", b"unheard", None, 4, token)
+    await b.subscribe("room")
+    assert await a.publish("room", FULL, None, 5, token)
+    await heard_b.until(lambda: len(heard_b.batches) == 2)
+    assert heard_b.batches[1] == ("room", FULL, None)
+    assert heard_a.batches == []  # never subscribed: nothing for a
+
+
+async def test_every_subscribed_process_gets_each_batch_once_in_order(backend: Backend) -> None:
+    nodes = [await backend.node(name) for name in ("a", "b", "c")]
+    for broker, _ in nodes:
+        await broker.subscribe("room")
+    a = nodes[0][0]
+    token = await a.acquire_lease("room", "a", TTL)
+    assert token is not None
+    frames = [b"tick-%d" % i for i in range(1, 21)]
+    await asyncio.gather(*(a.publish("room", f, None, i, token)
+                           for i, f in enumerate(frames, 1)))
+    for _, heard in nodes:  # the publisher's own broker included
+        await heard.until(lambda h=heard: len(h.batches) == len(frames))  # type: ignore[misc]
+        assert [full for _, full, _ in heard.batches] == frames
+    assert await a.last_seq("room") == 20
+
+
+async def test_a_lease_is_exclusive_and_its_token_fences_the_deposed_owner(
+        backend: Backend) -> None:
+    a, _ = await backend.node("a")
+    b, heard_b = await backend.node("b")
+    await b.subscribe("room")
+    first = await a.acquire_lease("room", "a", TTL)
+    assert first is not None
+    assert await a.acquire_lease("room", "a", TTL) == first  # the holder's own token again
+    assert await b.acquire_lease("room", "b", TTL) is None
+    assert await a.owner_of("room") == "a" and await b.owner_of("room") == "a"
+    assert not await b.renew_lease("room", "b", first, TTL)
+    assert not await b.release_lease("room", "b", first)
+    assert await a.publish("room", b"one", None, 1, first)
+    assert await a.release_lease("room", "a", first)
+    assert await a.owner_of("room") is None
+    second = await b.acquire_lease("room", "b", TTL)
+    assert second is not None and second > first
+    assert not await a.publish("room", b"stale", None, 2, first)  # deposed: refused
+    assert await a.last_seq("room") == 1  # and the seq did not move
+    assert not await a.renew_lease("room", "a", first, TTL)
+    assert await b.publish("room", b"two", None, 2, second)
+    await heard_b.until(lambda: len(heard_b.batches) == 2)
+    assert [full for _, full, _ in heard_b.batches] == [b"one", b"two"]
+
+
+async def test_an_expired_lease_goes_to_another_node_with_a_larger_token(
+        backend: Backend) -> None:
+    a, _ = await backend.node("a")
+    b, _ = await backend.node("b")
+    first = await a.acquire_lease("room", "a", 0.2)
+    assert first is not None
+    assert await a.renew_lease("room", "a", first, 0.2)
+
+    async def taken() -> bool:
+        return await b.acquire_lease("room", "b", TTL) is not None
+
+    await until_true(taken)
+    second = await b.acquire_lease("room", "b", TTL)
+    assert second is not None and second > first
+    assert await a.owner_of("room") == "b"
+    assert not await a.renew_lease("room", "a", first, TTL)
+    assert not await a.publish("room", b"stale", None, 1, first)
+    assert await b.renew_lease("room", "b", second, TTL)
+
+
+async def test_the_seq_continues_across_owners_with_no_reuse(backend: Backend) -> None:
+    a, _ = await backend.node("a")
+    b, _ = await backend.node("b")
+    assert await a.last_seq("room") == 0
+    token_a = await a.acquire_lease("room", "a", TTL)
+    assert token_a is not None
+    for seq in (3, 7, 7, 10):  # a tick with no message keeps the seq
+        assert await a.publish("room", b"x", None, seq, token_a)
+    assert not await a.publish("room", b"x", None, 9, token_a)  # backwards: reuse, refused
+    await a.release_lease("room", "a", token_a)
+    token_b = await b.acquire_lease("room", "b", TTL)
+    assert token_b is not None
+    assert await b.last_seq("room") == 10  # the new owner continues at 11
+    assert await b.publish("room", b"y", None, 11, token_b)
+    assert await a.last_seq("room") == 11
+    assert await b.last_seq("other") == 0
+
+
+async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None:
+    a, heard_a = await backend.node("a")
+    b, heard_b = await backend.node("b")
+    _, heard_c = await backend.node("c")
+    reply_to = Address(conn=7, request={"id": "r1"}, node="a")
+    sent = ForwardedSend("room", reply_to, {"text": "hi", "priority": 2})
+    await a.control("b", sent)
+    await heard_b.until(lambda: len(heard_b.controls) == 1)
+    assert heard_b.controls == [("a", sent)]
+    fates = [FateNotice(reply_to, Delivered(11, 1700000000123)),
+             FateNotice(Address(rest=3, node="a"), Dropped(1700000000456)),
+             FateNotice(reply_to, Failed(10010))]
+    for fate in fates:
+        await b.control("a", fate)
+    await heard_a.until(lambda: len(heard_a.controls) == 3)
+    assert heard_a.controls == [("b", f) for f in fates]
+    await a.control(ALL, Destroy("marker"))
+    await heard_c.until(lambda: len(heard_c.controls) == 1)
+    assert heard_c.controls == [("a", Destroy("marker"))]  # nothing addressed to a or b
+    await a.control("nobody", Kick("u", "kicked"))  # to a node that is not there: lost
+
+
+@pytest.mark.parametrize("message", [
+    Kick("alice", "multi-login"), Kick("bob", "banned", "room"),
+    Tips("room", [{"op": "join", "user": "alice"}, {"op": "quit", "user": "bob"}]),
+    Destroy("room"), Broadcast({"text": "to every room", "n": [1, 2.5, None]}),
+])
+async def test_control_to_all_reaches_every_node_the_sender_included(
+        backend: Backend, message: Kick | Tips | Destroy | Broadcast) -> None:
+    nodes = [await backend.node(name) for name in ("a", "b", "c")]
+    await nodes[1][0].control(ALL, message)
+    for _, heard in nodes:
+        await heard.until(lambda h=heard: len(h.controls) == 1)  # type: ignore[misc]
+        assert heard.controls == [("b", message)]
+
+
+async def test_nodes_reflect_heartbeats_and_drop_the_expired(backend: Backend) -> None:
+    a, _ = await backend.node("a")
+    b, _ = await backend.node("b")
+    await a.heartbeat("a", {"online": 12, "rooms": ["r1"]}, TTL)
+    await b.heartbeat("b", {"online": 30}, 0.2)
+    seen = await a.nodes()
+    assert seen.get("a") == {"online": 12, "rooms": ["r1"]}
+    assert set(seen) <= {"a", "b"}
+
+    async def b_gone() -> bool:
+        return set(await a.nodes()) == {"a"}
+
+    await until_true(b_gone)  # b stopped beating: gone once its ttl is over
+    await b.heartbeat("b", {"online": 31}, TTL)
+    assert await b.nodes() == {"a": {"online": 12, "rooms": ["r1"]}, "b": {"online": 31}}
+    assert sum(info["online"] for info in (await a.nodes()).values()) == 43
+
+
+async def test_ready_and_close(backend: Backend) -> None:
+    a, heard = await backend.node("a")
+    assert await a.ready()
+    await a.subscribe("room")
+    await a.close()
+    backend.brokers.remove(a)
+    b, _ = await backend.node("b")
+    token = await b.acquire_lease("room", "b", TTL)
+    assert token is not None and await b.publish("room", b"after close", None, 1, token)
+    await b.control(ALL, Destroy("room"))
+    assert heard.batches == [] and heard.controls == []

@@ -1,0 +1,175 @@
+"""The Redis broker beyond the contract: Redis restarts (single server and a
+cluster master), what one publish costs Redis, malformed traffic, key layout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from livecast.backplane.broker import ALL, BrokerError, Destroy
+from livecast.backplane.redis_broker import RedisBroker
+from tests.backplane.conftest import Recorder, until_true
+from tests.redis_fixtures import RedisCluster, RedisServer, _cluster_ok, wait_until
+
+TTL = 30.0
+
+
+async def _start(url: str, node: str) -> tuple[RedisBroker, Recorder]:
+    broker = RedisBroker(url, node)
+    heard = Recorder()
+    await broker.start(heard)
+    await until_true(broker.ready)
+    return broker, heard
+
+
+async def _publish_until_heard(a: RedisBroker, heard: Recorder, seq: int) -> None:
+    """Publish (taking the room's lease again: the restarted Redis kept no data)
+    until ``heard`` gets the batch; Redis may refuse while it comes back."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        try:
+            token = await a.acquire_lease("room", "a", TTL)
+            if token is not None and await a.publish("room", b"again", None, seq, token):
+                await heard.until(lambda: bool(heard.batches), within=0.5)
+                return
+        except (BrokerError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+
+
+async def test_a_subscriber_resubscribes_by_itself_after_a_redis_restart(
+        redis_server: RedisServer) -> None:
+    redis_server.flush()
+    a, _ = await _start(redis_server.url, "a")
+    b, heard = await _start(redis_server.url, "b")
+    try:
+        await b.subscribe("room")
+        redis_server.stop()
+        await until_true(lambda: _not(b.ready))
+        redis_server.start()  # same port, empty
+        await until_true(b.ready)
+        await _publish_until_heard(a, heard, 1)
+        assert heard.batches == [("room", b"again", None)]
+        await a.control("b", Destroy("room"))  # its control channel is back too
+        await heard.until(lambda: heard.controls == [("a", Destroy("room"))])
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_cluster_subscriber_resubscribes_after_its_master_restarts(
+        redis_cluster: RedisCluster) -> None:
+    redis_cluster.flush()
+    a, _ = await _start(redis_cluster.url, "a")
+    b, heard = await _start(redis_cluster.url, "b")
+    try:
+        await b.subscribe("room")
+        with redis.RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port) as c:
+            port = int(c.get_node_from_key("{g:room}").port)
+        master = next(m for m in redis_cluster.masters if m.port == port)
+        master.stop()
+        await until_true(lambda: _not(b.ready))
+        master.start()  # same port and cluster config file: it rejoins with its slots
+        for m in redis_cluster.masters:
+            await asyncio.to_thread(wait_until, lambda m=m: _cluster_ok(m), "cluster ok")
+        await until_true(b.ready, within=20.0)
+        await _publish_until_heard(a, heard, 1)
+        assert heard.batches == [("room", b"again", None)]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _not(probe: object) -> bool:
+    return not await probe()  # type: ignore[operator]
+
+
+def _calls(stats: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+@pytest.mark.parametrize("subscribers", [1, 3])
+async def test_one_publish_is_one_evalsha_whatever_the_subscribers(
+        redis_server: RedisServer, subscribers: int) -> None:
+    """Redis commands per room per tick, from INFO commandstats (docs/design.md)."""
+    redis_server.flush()
+    a, _ = await _start(redis_server.url, "a")
+    others = [await _start(redis_server.url, f"n{i}") for i in range(subscribers)]
+    ticks = 50
+    try:
+        for broker, _ in others:
+            await broker.subscribe("room")
+        token = await a.acquire_lease("room", "a", TTL)
+        assert token is not None
+        with redis_server.client() as c:
+            c.config_resetstat()
+            for seq in range(1, ticks + 1):
+                assert await a.publish("room", b"x" * 200, b"y" * 50, seq, token)
+            calls = _calls(c.info("commandstats"))
+        for _, heard in others:
+            await heard.until(lambda h=heard: len(h.batches) == ticks)  # type: ignore[misc]
+        round_trips = {k: v for k, v in calls.items()
+                       if k not in ("ping", "info", "config|resetstat", "get", "set", "publish")}
+        print(f"\n{subscribers} subscribing processes, {ticks} ticks: {calls}")
+        assert round_trips == {"evalsha": ticks}  # one round trip per room per tick
+        assert calls["publish"] == ticks  # inside the script: one PUBLISH per tick
+    finally:
+        await a.close()
+        for broker, _ in others:
+            await broker.close()
+
+
+async def test_a_rooms_keys_and_channel_share_one_slot(redis_cluster: RedisCluster) -> None:
+    redis_cluster.flush()
+    a, _ = await _start(redis_cluster.url, "a")
+    try:
+        token = await a.acquire_lease("room-9", "a", TTL)
+        assert token is not None and await a.publish("room-9", b"x", None, 4, token)
+        keys = [k for m in redis_cluster.masters for k in m.client().keys("lc:{g:room-9}:*")]
+        assert sorted(keys) == [b"lc:{g:room-9}:fence", b"lc:{g:room-9}:lease",
+                                b"lc:{g:room-9}:seq"]
+        slots = {key_slot(k) for k in [*keys, b"lc:{g:room-9}:batch", b"lc:{g:room-9}:group"]}
+        assert len(slots) == 1  # the store's keys of the room too
+    finally:
+        await a.close()
+
+
+async def test_malformed_traffic_is_skipped_and_delivery_goes_on(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    redis_server.flush()
+    b, heard = await _start(redis_server.url, "b")
+    try:
+        await b.subscribe("room")
+        with redis_server.client() as c:
+            c.publish("lc:{n:b}:ctl", b"not json")
+            c.publish("lc:{n:b}:ctl", b'{"o": "x", "k": "nonsense"}')
+            c.publish("lc:{g:room}:batch", b"?garbage")
+            c.publish("lc:{nodes}:ctl", b'{"o": "x", "k": "destroy", "g": "room"}')
+            c.publish("lc:{g:room}:batch", b"Fok")
+        await heard.until(lambda: bool(heard.controls) and bool(heard.batches))
+        assert heard.controls == [("x", Destroy("room"))]
+        assert heard.batches == [("room", b"ok", None)]
+        assert "malformed" in caplog.text
+    finally:
+        await b.close()
+
+
+async def test_a_bad_url_or_an_absent_server_is_a_broker_error() -> None:
+    with pytest.raises(BrokerError, match="bad Redis URL"):
+        RedisBroker("redis+cluster://127.0.0.1:7000,nonsense", "a")
+    broker = RedisBroker("redis://127.0.0.1:1", "a")
+    await broker.start(Recorder())
+    try:
+        assert not await broker.ready()
+        with pytest.raises(BrokerError, match="lease of room"):
+            await broker.acquire_lease("room", "a", TTL)
+        with pytest.raises(BrokerError, match="control to"):
+            await broker.control(ALL, Destroy("room"))
+        await broker.subscribe("room")  # wanted: subscribed once Redis answers
+        assert "room" in broker.refs
+    finally:
+        await broker.close()

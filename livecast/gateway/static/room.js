@@ -43,7 +43,7 @@ const room = {
   config: null, groupId: "", client: null, me: "",
   likes: { server: 0, unconfirmed: 0, batch: 0, flushTimer: null, forgetTimer: null },
   missed: 0, gapTimer: null, toastTimer: null, onlineTimer: null, onlineSoon: null,
-  figuresTimer: null, unread: 0, unsent: "", joined: false,
+  figuresTimer: null, unread: 0, unsent: "", joined: false, follow: true,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -135,11 +135,15 @@ function atBottom() {
 
 function addItem(li) {
   const list = ui.list;
-  const follow = atBottom();
   list.append(li);
   while (list.childElementCount > MAX_MESSAGES) list.firstElementChild.remove();
-  if (follow) list.scrollTop = list.scrollHeight;
+  if (room.follow) list.scrollTop = list.scrollHeight;
   else markUnread();
+}
+
+function onScroll() {
+  room.follow = atBottom();
+  if (room.follow) clearUnread();
 }
 
 function markUnread() {
@@ -154,6 +158,7 @@ function clearUnread() {
 }
 
 function jumpToLatest() {
+  room.follow = true;
   ui.list.scrollTop = ui.list.scrollHeight;
   clearUnread();
 }
@@ -522,7 +527,9 @@ async function start() {
   ui.like.addEventListener("click", tapLike);
   ui.gift.addEventListener("click", sendGift);
   ui.newPill.addEventListener("click", jumpToLatest);
-  ui.list.addEventListener("scroll", () => { if (atBottom()) clearUnread(); });
+  ui.list.addEventListener("scroll", onScroll);
+  new ResizeObserver(() => { if (room.follow) ui.list.scrollTop = ui.list.scrollHeight; })
+    .observe(ui.list);
   await pollFigures();
   document.body.dataset.ready = "true";
 }

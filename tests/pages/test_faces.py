@@ -7,6 +7,7 @@ screenshots in ``artifacts/pages/`` and checked where a check can be written
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,43 @@ def test_a_second_tab_is_the_same_user_and_signs_the_first_out(
         "Disconnected: signed in elsewhere.")
     screenshots(first.page, "room-signed-in-elsewhere")
     second.close()
+
+
+ROUND_STEP = r"^(1|2|5)0*$|^0\.0*(1|2|5)$"
+
+
+def test_dashboard_greys_out_and_says_since_when_the_server_died(
+        tmp_path: Path, open_tab: OpenTab) -> None:
+    port, key_file = free_port(), tmp_path / "dev-key"
+    server = start_server(port, key_file)
+    try:
+        viewer = open_tab(f"http://127.0.0.1:{port}/")
+        join_room(viewer, "Watcher")
+        dash = open_tab(f"http://127.0.0.1:{port}/dashboard")
+        page = dash.page
+        status = page.get_by_test_id("dashboard-status")
+        expect(status).to_have_attribute("data-state", "ok")
+        row = page.get_by_test_id("rooms-table").locator("tr[data-room=demo]")
+        expect(row.locator("td").nth(3)).not_to_have_text("…")  # a rate needs two polls
+        expect(row.locator("td.owner")).to_have_text("this process")
+        for canvas in ("rate-canvas", "tick-canvas"):
+            expect(page.locator(f"#{canvas}")).to_have_attribute("data-y-step",
+                                                                  re.compile(ROUND_STEP))
+        assert page.locator("body[data-stale]").count() == 0
+        screenshots(page, "dashboard-live-node")
+        server.kill()
+        expect(page.locator("body[data-stale=true]")).to_be_attached()
+        expect(status).to_have_attribute("data-state", "stale")
+        expect(status).to_contain_text("server unreachable since")
+        card = page.locator(".card").first
+        assert card.evaluate("(c) => getComputedStyle(c).filter").startswith("grayscale")
+        assert float(card.evaluate("(c) => getComputedStyle(c).opacity")) < 1
+        expect(page.locator("#v-connections")).to_have_text("1")  # the last value, kept
+        screenshots(page, "dashboard-server-dead")
+        server = start_server(port, key_file)
+        expect(status).to_have_attribute("data-state", "ok", timeout=10_000)
+        assert page.locator("body[data-stale]").count() == 0
+        unexpected = [e for e in dash.errors if "Failed to load resource" not in e]
+        assert unexpected == []
+    finally:
+        server.stop()

@@ -141,7 +141,9 @@ function renderRooms(list, total, now) {
               cell(rates ? fmt(rates.delivered) : "…"));
     for (const p of PRIORITIES) {
       const v = rates ? rates.dropped[p] : null;
-      tr.append(cell(v === null ? "…" : fmt(v), v > 0 ? "num drop-hot" : "num"));
+      const td = cell(v === null ? "…" : fmt(v), v > 0 ? "num drop-hot" : "num");
+      td.title = `${fmt(r.dropped[p], 0)} ${p} dropped since the room started`;
+      tr.append(td);
     }
     const queue = cell(fmt(r.pending, 0));
     queue.title = PRIORITIES.map((p) => `${p} ${r.pendingBy[p]}`).join(" · ");
@@ -226,7 +228,7 @@ function fitCanvas(canvas) {
 
 /** Round y ticks: a step of 1, 2 or 5 × 10^k giving 3 to 5 intervals up to `max`. */
 function niceTicks(max) {
-  if (!(max > 0)) return { step: 0.25, top: 1 };
+  if (!(max > 0)) return { step: 0.2, top: 1 };
   const raw = max / 4;
   const p = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * p).find((v) => v >= raw);
@@ -285,6 +287,13 @@ function drawChart(canvas, series, unit, times) {
       if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
     });
     ctx.stroke();
+    if (s.values.length) {  // the latest value as a dot: visible from the first point on
+      const last = s.values[s.values.length - 1];
+      ctx.fillStyle = s.color;
+      ctx.beginPath();
+      ctx.arc(x(times[times.length - 1]), pad.top + h - (h * last) / top, 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
   }
 }
 
@@ -322,4 +331,8 @@ async function poll() {
   }
 }
 
+window.addEventListener("resize", () => {  // a stale page keeps its charts readable too
+  drawRates();
+  drawChart($("tick-canvas"), [{ values: history.tick, color: "#fbbf24" }], "ms", history.time);
+});
 poll();

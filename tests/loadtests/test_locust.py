@@ -5,7 +5,10 @@ port; locust runs headless as another subprocess (locust monkey-patches the
 standard library with gevent, which must not happen inside pytest). The
 checks read locust's own CSV output: messages of every priority were sent
 and delivered, nothing failed, drops were recorded (the room's rate is set
-far below the offered load) and none of them was High.
+far below the offered load) and none of them was High; the drop percentage
+per priority and the counters (seq gaps, reconnects...) are rows of
+``PREFIX_stats.csv`` whether zero or not, and ``PREFIX_livecast.csv`` has a
+"Drop %" column for all four priorities.
 
 The option helpers are pure and are tested in-process.
 """
@@ -78,6 +81,11 @@ def server(tmp_path: Path) -> Iterator[str]:
 Rows = dict[tuple[str, str], dict[str, str]]
 
 
+def livecast_csv(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_livecast.csv", newline="") as f:
+        return {r["Priority"]: r for r in csv.DictReader(f)}
+
+
 def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
     """Run the kit for 15 s; returns locust's stats rows by (Type, Name) and its output."""
     prefix = tmp_path / "run"
@@ -95,7 +103,32 @@ def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
         rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     with open(f"{prefix}_failures.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [], output
+    check_drop_share(rows, livecast_csv(prefix), output)
     return rows, output
+
+
+COUNTED = ("seq gap", "missed message", "seq disorder", "reconnect", "server close")
+
+
+def check_drop_share(rows: Rows, kit: dict[str, dict[str, str]], output: str) -> None:
+    """Drop % per priority: always a row of locust's CSV (its average is the
+    percentage) and a column of the kit's CSV; both agree with the counts."""
+    assert list(kit) == ["High", "Normal", "Low", "Lowest"], kit
+    for prio in kit:
+        row = rows[("WS drop %", prio)]
+        assert ("WS drop", prio) in rows, prio
+        sent, dropped = count(rows, "WS send", prio), count(rows, "WS drop", prio)
+        assert int(row["Request Count"]) == sent, (prio, row)
+        share = 100.0 * dropped / sent if sent else 0.0
+        assert abs(float(row["Average Response Time"]) - share) < 0.1, (prio, row, share)
+        # the kit's file is written a moment later (at locust's quit): its own counts
+        k_sent, k_dropped = int(kit[prio]["Sent"]), int(kit[prio]["Dropped"])
+        k_share = 100.0 * k_dropped / k_sent if k_sent else 0.0
+        assert abs(float(kit[prio]["Drop %"]) - k_share) < 0.1, (prio, kit[prio])
+    assert float(kit["Low"]["Drop %"]) > 0 and float(kit["High"]["Drop %"]) == 0, kit
+    for name in COUNTED:
+        assert ("WS count", name) in rows, (name, output)
+        assert rows[("WS count", name)]["Failure Count"] == "0"
 
 
 def count(rows: Rows, kind: str, name: str) -> int:

@@ -17,8 +17,10 @@ Request events (locust's statistics, CSV and HTML report):
 | WS recv | the message's priority | now - the server's dispatch ``time`` | never |
 | WS e2e | priority, or system | now - the sender's own timestamp | never |
 | WS close | the close code and kick reason | 0 | always: the server ended a connection |
-| WS drop % | High, Normal, Low, Lowest | 100 for a dropped send, 0 for a delivered one: the average is the drop % | never |
-| WS count | seq gap, missed message, seq disorder, reconnect, server close | 0, one event per occurrence | never |
+| WS drop % | High, Normal, Low, Lowest | 100 if dropped, else 0 (the average: drop %) | never |
+| WS count | seq gap, missed message, seq disorder, reconnect, server close | 0 | never |
+
+(WS drop % fires once per send reply; WS count once per occurrence.)
 
 Senders put their timestamp (unix ms) in ``cloudCustomData`` as
 ``{"ts": ...}``; the Admin puts one in system notifications. Latencies are

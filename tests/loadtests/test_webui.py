@@ -8,6 +8,7 @@ livecast server whose rooms drop Low messages; real Chromium opens the
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from tests.loadtests.test_locust import server as server
 from tests.pages.conftest import VIEWPORTS, screenshots
 
 sys.path.insert(0, str(LOCUSTFILE.parent))
-from livecast_locust import webui  # noqa: E402
+from livecast_locust import webui
 
 
 class Lines:
@@ -117,6 +118,6 @@ def test_svg_axis_is_round_and_every_priority_is_drawn() -> None:
     assert f'stroke="{webui.COLORS["Lowest"]}" stroke-width="2"' not in out
     ticks = [float(t) for t in re.findall(r'text-anchor="end">([0-9.e+]+)<', out)]
     assert ticks[0] == 0 and ticks[-1] >= 1100
-    steps = {round(b - a, 6) for a, b in zip(ticks, ticks[1:], strict=False)}
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(ticks)}
     assert len(steps) == 1 and re.fullmatch(r"(1|2|5)0*(\.0)?", f"{steps.pop():g}")
     assert webui.svg([]).endswith("</svg>")  # no samples yet: an empty chart

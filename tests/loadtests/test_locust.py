@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = ROOT / "loadtests"
 LOCUSTFILE = LOADTESTS / "locustfile.py"
 KEY = "loadtest-key-0123456789abcdef0123456789"
+ARTIFACTS = ROOT / "artifacts" / "pages"
 
 sys.path.insert(0, str(LOADTESTS))
 from livecast_locust import options  # noqa: E402
@@ -153,8 +154,17 @@ def check_run(rows: Rows, output: str) -> None:
 
 
 def test_headless_run_against_a_real_server(server: str, tmp_path: Path) -> None:
-    rows, output = run_locust(server, tmp_path)
+    rows, output = run_locust(server, tmp_path, "--csv-full-history")
     check_run(rows, output)
+    # chart.py draws the run from the full history (matplotlib comes with the kit)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = ARTIFACTS / "locust-chart.png"
+    png.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(LOADTESTS / "chart.py"), str(tmp_path / "run"),
+                           str(png), "15 s, room rate 4/s"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_distributed_run_master_and_two_workers(server: str, tmp_path: Path) -> None:

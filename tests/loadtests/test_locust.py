@@ -87,7 +87,7 @@ def livecast_csv(prefix: Path) -> dict[str, dict[str, str]]:
         return {r["Priority"]: r for r in csv.DictReader(f)}
 
 
-def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
+def run_locust(url: str, tmp_path: Path, *extra: str, exact: bool = True) -> tuple[Rows, str]:
     """Run the kit for 15 s; returns locust's stats rows by (Type, Name) and its output."""
     prefix = tmp_path / "run"
     args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -104,24 +104,31 @@ def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
         rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     with open(f"{prefix}_failures.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [], output
-    check_drop_share(rows, livecast_csv(prefix), output)
+    check_drop_share(rows, livecast_csv(prefix), output, exact)
     return rows, output
 
 
 COUNTED = ("seq gap", "missed message", "seq disorder", "reconnect", "server close")
 
 
-def check_drop_share(rows: Rows, kit: dict[str, dict[str, str]], output: str) -> None:
+def check_drop_share(rows: Rows, kit: dict[str, dict[str, str]], output: str,
+                     exact: bool) -> None:
     """Drop % per priority: always a row of locust's CSV (its average is the
-    percentage) and a column of the kit's CSV; both agree with the counts."""
+    percentage) and a column of the kit's CSV; both agree with the counts.
+    ``exact=False`` (workers' reports merged by a master) checks the rows and
+    the kit's CSV but not that the two locust rows were merged in step."""
     assert list(kit) == ["High", "Normal", "Low", "Lowest"], kit
     for prio in kit:
-        row = rows[("WS drop %", prio)]
+        row, send = rows[("WS drop %", prio)], rows.get(("WS send", prio))
         assert ("WS drop", prio) in rows, prio
-        sent, dropped = count(rows, "WS send", prio), count(rows, "WS drop", prio)
-        assert int(row["Request Count"]) == sent, (prio, row)
+        # one WS drop % per successful send reply
+        sent = int(send["Request Count"]) - int(send["Failure Count"]) if send else 0
+        dropped = count(rows, "WS drop", prio)
         share = 100.0 * dropped / sent if sent else 0.0
-        assert abs(float(row["Average Response Time"]) - share) < 0.1, (prio, row, share)
+        assert 0.0 <= float(row["Average Response Time"]) <= 100.0, (prio, row)
+        if exact:
+            assert int(row["Request Count"]) == sent, (prio, row, send, output)
+            assert abs(float(row["Average Response Time"]) - share) < 0.1, (prio, row, share)
         # the kit's file is written a moment later (at locust's quit): its own counts
         k_sent, k_dropped = int(kit[prio]["Sent"]), int(kit[prio]["Dropped"])
         k_share = 100.0 * k_dropped / k_sent if k_sent else 0.0
@@ -168,7 +175,7 @@ def test_headless_run_against_a_real_server(server: str, tmp_path: Path) -> None
 
 
 def test_distributed_run_master_and_two_workers(server: str, tmp_path: Path) -> None:
-    rows, output = run_locust(server, tmp_path, "--processes", "2")
+    rows, output = run_locust(server, tmp_path, "--processes", "2", exact=False)
     check_run(rows, output)
     assert "2 workers connected" in output, output
     # the workers' own counters reached the master's summary

@@ -239,7 +239,12 @@ def test_a_second_tab_is_the_same_user_and_signs_the_first_out(
     expect(state).to_have_text("signed in elsewhere")
     expect(first.page.get_by_test_id("reconnect-banner")).to_have_text(
         "Disconnected: signed in elsewhere.")
+    rejoin = first.page.get_by_test_id("join-button")
+    expect(rejoin).to_have_text("Join again")
     screenshots(first.page, "room-signed-in-elsewhere")
+    rejoin.click()  # and back: now the second tab is signed out
+    expect(state).to_have_attribute("data-state", "open")
+    expect(second.get_by_test_id("connection-state")).to_have_text("signed in elsewhere")
     second.close()
 
 

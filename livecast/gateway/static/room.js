@@ -133,12 +133,14 @@ function atBottom() {
   return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
 }
 
-function addItem(li) {
+/** Append to the list: followed when at the bottom; else a message (not a
+ *  join tip, `counted` false) shows the "new messages" pill. */
+function addItem(li, counted = true) {
   const list = ui.list;
   list.append(li);
   while (list.childElementCount > MAX_MESSAGES) list.firstElementChild.remove();
   if (room.follow) list.scrollTop = list.scrollHeight;
-  else markUnread();
+  else if (counted) markUnread();
 }
 
 function onScroll() {
@@ -201,7 +203,7 @@ function joinedText(members, total) {
 
 function showJoined(tip) {
   const line = joinedText(tip.members, tip.total);
-  if (line) addItem(el("li", "msg tip", line));
+  if (line) addItem(el("li", "msg tip", line), false);
 }
 
 // ------------------------------------------------------------------ likes
@@ -335,7 +337,19 @@ function onState({ state, code }) {
   ui.banner.textContent = state === "closed" ? `Disconnected: ${label}.`
     : "Connection lost. Reconnecting…";
   if (state === "open") { refreshOnline(); sendUnsent(); }
-  if (state === "closed" && room.joined) pollFigures();
+  if (state === "closed" && room.joined) offerRejoin();
+}
+
+/** Closed for good (kicked, signed in elsewhere, UserSig refused): the join
+ *  form comes back, a message being typed stays in the input. */
+function offerRejoin() {
+  room.joined = false;
+  clearInterval(room.onlineTimer);
+  ui.composer.hidden = true;
+  ui.joinForm.hidden = false;
+  ui.joinButton.disabled = false;
+  ui.joinButton.textContent = "Join again";
+  pollFigures();
 }
 
 // ------------------------------------------------------------------ join and send
@@ -383,6 +397,7 @@ async function join(event) {
   ui.joinButton.disabled = true;
   ui.joinError.hidden = true;
   try {
+    if (room.client) room.client.close();  // a previous session, closed for good
     const creds = await credentials(name);
     const client = makeClient(creds);
     room.client = client;
@@ -392,6 +407,7 @@ async function join(event) {
     const reply = await client.join(room.groupId);
     if (reply.code !== 0) throw new Error(reply.info || `join failed (${reply.code})`);
     localStorage.setItem("livecast.userId", creds.userId);
+    ui.userIdInput.value = creds.userId;
     localStorage.setItem("livecast.name", name);
     entered(reply);
   } catch (err) {

@@ -45,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from livecast.core import usersig
 from livecast.core.cors import allow_origin
 from livecast.core.group import Group
-from livecast.core.group_ids import is_valid_group_id
+from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
 from livecast.core.protocol import MAX_USER_ID_BYTES
 from livecast.core.scheduler import Priority
 from livecast.gateway.ws import NODE
@@ -117,8 +117,9 @@ async def page_room(request: web.Request) -> web.Response:
     """``GET /pages/room?groupId=ID``: 400 for a bad id, 404 for no such room."""
     group_id = request.query.get("groupId", "")
     if not is_valid_group_id(group_id):
-        return web.json_response({"error": "groupId must be 1..48 printable ASCII characters"},
-                                 status=400)
+        return web.json_response(
+            {"error": f"groupId must be 1..{GROUP_ID_MAX_BYTES} printable ASCII characters"},
+            status=400)
     found = room_summary(request.app[NODE], group_id)
     if found is None:
         return web.json_response({"error": f"no room {group_id!r}"}, status=404)

@@ -4,7 +4,7 @@
 
 PREFIX is what was given to locust's ``--csv``; the run needs
 ``--csv-full-history`` so that the history has one row per request name.
-Needs matplotlib (``pip install matplotlib``; not a dependency of the kit).
+Needs matplotlib, which the kit's install brings (``pip install -e '.[loadtest]'``).
 
 Three panels over the run's time: users; messages sent per second by
 priority with the drops among them; delivery latency from the sender's

@@ -8,11 +8,15 @@ locust's events:
 - ``init`` (local runner, master): check the options, resolve the app key
   (so that the master forwards it to its workers), set the class weights from
   ``--mix`` and the number of Admins from ``--admin-users``.
-- ``test_start`` (every process that runs users): build the Config and create
-  the rooms over REST (``livecast_locust.admin.setup_rooms``).
+- ``init`` with a web UI: the kit's "livecast" tab, per-priority latency
+  chart and CSV download (``livecast_locust.webui``).
+- ``test_start``: create the rows always shown (drops, drop %, counters) in
+  locust's statistics; then, in every process that runs users, build the
+  Config and create the rooms over REST (``livecast_locust.admin.setup_rooms``).
 - ``report_to_master`` / ``worker_report``: the workers' seq-gap and
   reconnect counts reach the master.
-- ``quit`` (local runner, master): print the summary after locust's tables.
+- ``quit`` (local runner, master): print the summary after locust's tables and,
+  with ``--csv PREFIX``, write ``PREFIX_livecast.csv`` (one row per priority).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sys
 from typing import Any
 
 import gevent
-from livecast_locust import admin, options, state, summary
+from livecast_locust import admin, options, state, summary, webui
 from livecast_locust.admin import Admin
 from livecast_locust.members import Chatter, Gifter, Liker, Viewer
 from locust import events
@@ -56,10 +60,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
     for role, weight in options.parse_mix(o.mix).items():
         CLASSES[role].weight = weight
     Admin.fixed_count = o.admin_users
+    webui.register(environment)
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    summary.prepare(environment.stats)
     if isinstance(environment.runner, MasterRunner):
         return
     try:
@@ -90,3 +96,6 @@ def _on_quit(**_: Any) -> None:
     if _env is None or _env.runner is None or isinstance(_env.runner, WorkerRunner):
         return
     print(summary.render(_env.runner.stats, state.TALLY), flush=True)
+    prefix = getattr(_env.parsed_options, "csv_prefix", None)
+    if prefix:
+        summary.write_csv(f"{prefix}_livecast.csv", _env.runner.stats)

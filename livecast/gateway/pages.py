@@ -5,6 +5,10 @@ files under ``/static/``, and two small JSON endpoints the pages read:
 - ``GET /pages/config``: what the room page needs to log in (app id, whether
   the server runs on the development key, the demo room's id);
 - ``GET /dashboard/stats``: the node's numbers for the dashboard;
+- ``GET /pages/room?groupId=ID``: a room's public figures (name, online
+  count, like total), so that the room page shows them before anyone joins;
+  it needs no login, whether guests are allowed or not (the same figures
+  every member sees in the room);
 - ``POST /dev/usersig`` ``{"userId": ...}`` -> ``{sdkAppId, userId, userSig}``.
 
 Invariants:
@@ -13,8 +17,9 @@ Invariants:
   never leaves the server; only UserSigs minted with it do.
 - ``/dashboard/stats`` keeps no state and counts nothing itself: every number
   is read with ``registry.collect()`` from the registry ``/metrics`` renders
-  (``node.metrics.registry``), plus each room's online count from the node.
-  Rates are left to the page (differences between two polls).
+  (``node.metrics.registry``), plus each room's figures from the node
+  (``_online`` and the room's ``group`` and ``sched``: nothing else of the
+  node is read).  Rates are left to the page (differences between two polls).
 - Every page, static file and page JSON carries the strict
   Content-Security-Policy ``CSP``; the pages hold no inline script or style,
   so they work under it.  The WebSocket upgrade and the other endpoints are
@@ -39,7 +44,10 @@ from prometheus_client import CollectorRegistry
 
 from livecast.core import usersig
 from livecast.core.cors import allow_origin
+from livecast.core.group import Group
+from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
 from livecast.core.protocol import MAX_USER_ID_BYTES
+from livecast.core.scheduler import Priority
 from livecast.gateway.keys import NODE
 from livecast.node.metrics import PRIORITY_LABELS
 from livecast.node.node import Node
@@ -56,7 +64,10 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-PAGE_PATHS = frozenset({"/", "/dashboard", "/pages/config", "/dashboard/stats", "/dev/usersig"})
+PAGE_PATHS = frozenset({"/", "/dashboard", "/pages/config", "/pages/room", "/dashboard/stats",
+                        "/dev/usersig"})
+LIKES_KEY = "likes"          # the like total: AppDefinedData or a group counter (livecast.js)
+OWNER_HERE = "this process"  # the owner column until rooms are spread over processes
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -77,6 +88,41 @@ def _html(name: str) -> web.FileResponse:
 async def page_config(request: web.Request) -> web.Response:
     s = request.app[NODE].settings
     return web.json_response({"sdkAppId": s.sdkappid, "devKey": s.dev_key, "room": DEMO_ROOM})
+
+
+def _online(node: Node, group_id: str) -> int:
+    """A room's online count: the one place pages.py asks the node for it."""
+    return node.online(group_id)
+
+
+def like_total(group: Group) -> int:
+    """The room's like total as the page computes it (livecast.js ``likeTotal``):
+    the larger of AppDefinedData ``likes`` (digits) and the ``likes`` counter."""
+    text = group.app_defined.get(LIKES_KEY, "")
+    found = int(text) if text.isdigit() else 0
+    return max(found, group.counters.get(LIKES_KEY, 0))
+
+
+def room_summary(node: Node, group_id: str) -> dict[str, Any] | None:
+    """A room's public figures, or None when this node has no such room."""
+    room = node.rooms.get(group_id)
+    if room is None:
+        return None
+    return {"groupId": group_id, "name": room.group.name, "online": _online(node, group_id),
+            "likes": like_total(room.group)}
+
+
+async def page_room(request: web.Request) -> web.Response:
+    """``GET /pages/room?groupId=ID``: 400 for a bad id, 404 for no such room."""
+    group_id = request.query.get("groupId", "")
+    if not is_valid_group_id(group_id):
+        return web.json_response(
+            {"error": f"groupId must be 1..{GROUP_ID_MAX_BYTES} printable ASCII characters"},
+            status=400)
+    found = room_summary(request.app[NODE], group_id)
+    if found is None:
+        return web.json_response({"error": f"no room {group_id!r}"}, status=404)
+    return web.json_response(found, headers={"Cache-Control": "no-store"})
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -200,15 +246,42 @@ def webhook_stats(samples: Samples) -> dict[str, Any] | None:
     names = ("sent", "failed", "timeout", "dropped")
     out: dict[str, Any] = {n: total(samples, f"livecast_callbacks_{n}_total") for n in names}
     out["breaker"] = total(samples, "livecast_callback_breaker_state")
+    out["latency"] = callback_latency(samples)
     return out
+
+
+def callback_latency(samples: Samples) -> dict[str, dict[str, Any]]:
+    """Per callback command, the cumulative duration histogram (``le`` as text);
+    the page takes p50/p99 from the difference between two polls."""
+    out: dict[str, dict[str, Any]] = {}
+    for labels, value in samples.get("livecast_callback_seconds_bucket", ()):
+        entry = out.setdefault(labels.get("command", ""), {"count": 0.0, "buckets": []})
+        entry["buckets"].append([labels.get("le", ""), value])
+    for labels, value in samples.get("livecast_callback_seconds_count", ()):
+        if labels.get("command", "") in out:
+            out[labels.get("command", "")]["count"] = value
+    return out
+
+
+def room_row(node: Node, group_id: str) -> dict[str, Any]:
+    """One room's figures: the counters are totals (the page makes rates of them)."""
+    room = node.rooms[group_id]
+    sched = room.sched
+    return {
+        "groupId": group_id, "name": room.group.name, "online": _online(node, group_id),
+        "owner": OWNER_HERE, "likes": like_total(room.group),
+        "delivered": sched.delivered_total,
+        "dropped": dict(zip(PRIORITY_LABELS, sched.dropped_by_priority, strict=True)),
+        "pending": sched.pending,
+        "pendingBy": {p: sched.pending_of(Priority(i)) for i, p in enumerate(PRIORITY_LABELS)},
+    }
 
 
 def room_rows(node: Node, limit: int = ROOMS_SHOWN) -> list[dict[str, Any]]:
     """The rooms with the most members on this node, busiest first."""
-    rooms: Iterable[Any] = node.rooms.values()
-    top = heapq.nlargest(limit, rooms, key=lambda r: (node.online(r.group_id), r.group_id))
-    return [{"groupId": r.group_id, "name": r.group.name, "online": node.online(r.group_id)}
-            for r in top]
+    ids: Iterable[str] = node.rooms.keys()
+    top = heapq.nlargest(limit, ids, key=lambda gid: (_online(node, gid), gid))
+    return [room_row(node, gid) for gid in top]
 
 
 def stats(node: Node) -> dict[str, Any]:
@@ -244,6 +317,7 @@ def add_pages(app: web.Application) -> None:
     r.add_get("/dashboard", dashboard_page)
     r.add_get("/dashboard/stats", dashboard_stats)
     r.add_get("/pages/config", page_config)
+    r.add_get("/pages/room", page_room)
     r.add_static("/static", STATIC, show_index=False, follow_symlinks=False)
     r.add_route("OPTIONS", "/static/{name:.+}", preflight)
     if app[NODE].settings.dev_key:

@@ -17,6 +17,10 @@ Request events (locust's statistics, CSV and HTML report):
 | WS recv | the message's priority | now - the server's dispatch ``time`` | never |
 | WS e2e | priority, or system | now - the sender's own timestamp | never |
 | WS close | the close code and kick reason | 0 | always: the server ended a connection |
+| WS drop % | High, Normal, Low, Lowest | 100 if dropped, else 0 (the average: drop %) | never |
+| WS count | seq gap, missed message, seq disorder, reconnect, server close | 0 | never |
+
+(WS drop % fires once per send reply; WS count once per occurrence.)
 
 Senders put their timestamp (unix ms) in ``cloudCustomData`` as
 ``{"ts": ...}``; the Admin puts one in system notifications. Latencies are
@@ -41,6 +45,7 @@ from locust import User, constant, task
 
 from livecast_locust import state
 from livecast_locust.options import Config
+from livecast_locust.summary import DROP_PCT
 from livecast_locust.wsclient import Reply, WsClient
 
 
@@ -108,7 +113,7 @@ class Member(User):
         if self.client is not None and self.client.open:
             return True
         if self.connects:
-            state.TALLY.add("reconnects")
+            self.count("reconnects")
             gevent.sleep(random.uniform(0.5, 2.0))  # back off, as a real client should
         self.connects += 1
         self.client = self._join()
@@ -151,6 +156,12 @@ class Member(User):
             request_type=kind, name=name, response_time=max(0.0, ms),
             response_length=length, exception=exc, context={})
 
+    def count(self, name: str, n: int = 1) -> None:
+        """A counter of the summary, also as ``n`` WS count events (locust's stats and CSV)."""
+        state.TALLY.add(name, n)
+        for _ in range(n):
+            self.fire(state.COUNT_TYPE, state.COUNTED[name], 0.0)
+
     # sending
 
     def send(self, priority: str, body: list[dict[str, Any]]) -> None:
@@ -171,6 +182,7 @@ class Member(User):
             return
         self.fire("WS send", priority, ms)
         reason = reply.get("dropReason") or ""
+        self.fire(DROP_PCT, priority, 100.0 if reason else 0.0)
         if reason:
             name = priority if reason == "MsgFreqCtrl" else f"{priority} {reason}"
             self.fire("WS drop", name, ms)
@@ -195,10 +207,10 @@ class Member(User):
         if isinstance(seq, int):
             last = self.last_seq
             if last is not None and seq > last + 1:
-                state.TALLY.add("seq_gaps")
-                state.TALLY.add("seq_missed", seq - last - 1)
+                self.count("seq_gaps")
+                self.count("seq_missed", seq - last - 1)
             elif last is not None and seq <= last:
-                state.TALLY.add("seq_disorder")
+                self.count("seq_disorder")
             self.last_seq = seq if last is None else max(last, seq)
         priority = str(m.get("priority", "Normal"))
         sent_at = m.get("time")
@@ -218,7 +230,7 @@ class Member(User):
                     self.fire("WS e2e", "system", _now_ms() - ts)
 
     def _on_close(self, code: int) -> None:
-        state.TALLY.add("closes")
+        self.count("closes")
         state.VIEWERS_LOGGED_IN.discard(self.user_id)
         reason = f" {self.kick_reason}" if self.kick_reason else ""
         self.fire("WS close", f"{code}{reason}", 0.0,

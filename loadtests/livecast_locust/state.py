@@ -28,6 +28,19 @@ COUNTERS = {
 }
 
 
+# The counts that are also locust statistics: one ``WS count`` request event per
+# occurrence (a gap of n missed messages: one ``seq gap`` and n ``missed
+# message``), so they reach locust's tables, charts and CSV files.
+COUNT_TYPE = "WS count"
+COUNTED = {
+    "seq_gaps": "seq gap",
+    "seq_missed": "missed message",
+    "seq_disorder": "seq disorder",
+    "reconnects": "reconnect",
+    "closes": "server close",
+}
+
+
 class Tally:
     """Named integer counts, mergeable across processes."""
 

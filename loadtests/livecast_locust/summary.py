@@ -4,10 +4,16 @@ Everything is read from locust's own statistics (on a master they already
 hold every worker's requests) and from ``state.TALLY`` (merged from the
 workers' reports): nothing here is measured twice.
 
+``prepare`` creates the rows that must be in locust's tables and CSV from the
+start, zero or not: ``WS drop`` and ``WS drop %`` per priority, and the
+``WS count`` counters. ``write_csv`` writes ``PREFIX_livecast.csv``: one row
+per priority, always all four, with the drop percentage as a column.
+
 Columns, per priority:
 - sent: WS send replies (delivered + dropped; failures excluded)
 - failed: WS send failures (non-zero codes, no reply)
-- dropped: WS drop (the room's rate limit answered MsgFreqCtrl), and its share of sent
+- dropped: WS drop (the room's rate limit answered MsgFreqCtrl); drop%: the share
+  of sent that any drop took (rate limit or the before-send webhook: WS drop %)
 - deliveries: WS recv, messages of that priority received by all members together
 - recv p50/p99: delivery latency from the server's dispatch ``time``
 - e2e p50/p99: delivery latency from the sender's own timestamp
@@ -16,11 +22,55 @@ Columns, per priority:
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
-from livecast_locust.state import COUNTERS, Tally
+from livecast_locust.state import COUNT_TYPE, COUNTED, COUNTERS, Tally
 
 PRIORITIES = ("High", "Normal", "Low", "Lowest")
+DROP_PCT = "WS drop %"  # per send reply: 100 if dropped, else 0; the average is the drop %
+CSV_HEADER = ("Priority", "Sent", "Failed", "Dropped", "Drop %", "Deliveries",
+              "Recv p50 (ms)", "Recv p99 (ms)", "E2E p50 (ms)", "E2E p99 (ms)",
+              "Reply p50 (ms)", "Reply p99 (ms)")
+
+
+def prepare(stats: Any) -> None:
+    """Create the rows that are always shown (zero until something happens)."""
+    for prio in PRIORITIES:
+        stats.get(prio, "WS drop")
+        stats.get(prio, DROP_PCT)
+    for name in COUNTED.values():
+        stats.get(name, COUNT_TYPE)
+
+
+def drop_share(stats: Any, prio: str) -> float:
+    """The share of a priority's sends that were dropped, in percent (0 with no send)."""
+    e = _entry(stats, DROP_PCT, prio)
+    return float(e.avg_response_time) if e is not None and e.num_requests else 0.0
+
+
+def _ms(stats: Any, kind: str, name: str, q: float) -> str:
+    e = _entry(stats, kind, name)
+    return f"{e.get_response_time_percentile(q):g}" if e is not None and e.num_requests else ""
+
+
+def csv_rows(stats: Any) -> list[tuple[str, ...]]:
+    """``PREFIX_livecast.csv``: the header and one row per priority, always all four."""
+    rows = [CSV_HEADER]
+    for p in PRIORITIES:
+        rows.append((p, str(_count(stats, "WS send", p)),
+                     str(_count(stats, "WS send", p, failures=True)),
+                     str(_count(stats, "WS drop", p)), f"{drop_share(stats, p):.1f}",
+                     str(_count(stats, "WS recv", p)),
+                     _ms(stats, "WS recv", p, 0.5), _ms(stats, "WS recv", p, 0.99),
+                     _ms(stats, "WS e2e", p, 0.5), _ms(stats, "WS e2e", p, 0.99),
+                     _ms(stats, "WS send", p, 0.5), _ms(stats, "WS send", p, 0.99)))
+    return rows
+
+
+def write_csv(path: str, stats: Any) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(csv_rows(stats))
 HEADER = ("priority", "sent", "failed", "dropped", "drop%", "deliveries",
           "recv p50", "recv p99", "e2e p50", "e2e p99", "reply p50", "reply p99")
 
@@ -51,7 +101,7 @@ def row(stats: Any, prio: str) -> tuple[str, ...] | None:
     recv = _count(stats, "WS recv", prio)
     if not (sent or failed or recv):
         return None
-    share = f"{100.0 * dropped / sent:.1f}%" if sent else "-"
+    share = f"{drop_share(stats, prio):.1f}%" if sent else "-"
     return (prio, str(sent), str(failed), str(dropped), share, str(recv),
             _pct(stats, "WS recv", prio, 0.5), _pct(stats, "WS recv", prio, 0.99),
             _pct(stats, "WS e2e", prio, 0.5), _pct(stats, "WS e2e", prio, 0.99),

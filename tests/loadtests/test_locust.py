@@ -5,7 +5,10 @@ port; locust runs headless as another subprocess (locust monkey-patches the
 standard library with gevent, which must not happen inside pytest). The
 checks read locust's own CSV output: messages of every priority were sent
 and delivered, nothing failed, drops were recorded (the room's rate is set
-far below the offered load) and none of them was High.
+far below the offered load) and none of them was High; the drop percentage
+per priority and the counters (seq gaps, reconnects...) are rows of
+``PREFIX_stats.csv`` whether zero or not, and ``PREFIX_livecast.csv`` has a
+"Drop %" column for all four priorities.
 
 The option helpers are pure and are tested in-process.
 """
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = ROOT / "loadtests"
 LOCUSTFILE = LOADTESTS / "locustfile.py"
 KEY = "loadtest-key-0123456789abcdef0123456789"
+ARTIFACTS = ROOT / "artifacts" / "pages"
 
 sys.path.insert(0, str(LOADTESTS))
 from livecast_locust import options  # noqa: E402
@@ -78,7 +82,12 @@ def server(tmp_path: Path) -> Iterator[str]:
 Rows = dict[tuple[str, str], dict[str, str]]
 
 
-def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
+def livecast_csv(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_livecast.csv", newline="") as f:
+        return {r["Priority"]: r for r in csv.DictReader(f)}
+
+
+def run_locust(url: str, tmp_path: Path, *extra: str, exact: bool = True) -> tuple[Rows, str]:
     """Run the kit for 15 s; returns locust's stats rows by (Type, Name) and its output."""
     prefix = tmp_path / "run"
     args = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
@@ -95,7 +104,39 @@ def run_locust(url: str, tmp_path: Path, *extra: str) -> tuple[Rows, str]:
         rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
     with open(f"{prefix}_failures.csv", newline="") as f:
         assert list(csv.DictReader(f)) == [], output
+    check_drop_share(rows, livecast_csv(prefix), output, exact)
     return rows, output
+
+
+COUNTED = ("seq gap", "missed message", "seq disorder", "reconnect", "server close")
+
+
+def check_drop_share(rows: Rows, kit: dict[str, dict[str, str]], output: str,
+                     exact: bool) -> None:
+    """Drop % per priority: always a row of locust's CSV (its average is the
+    percentage) and a column of the kit's CSV; both agree with the counts.
+    ``exact=False`` (workers' reports merged by a master) checks the rows and
+    the kit's CSV but not that the two locust rows were merged in step."""
+    assert list(kit) == ["High", "Normal", "Low", "Lowest"], kit
+    for prio in kit:
+        row, send = rows[("WS drop %", prio)], rows.get(("WS send", prio))
+        assert ("WS drop", prio) in rows, prio
+        # one WS drop % per successful send reply
+        sent = int(send["Request Count"]) - int(send["Failure Count"]) if send else 0
+        dropped = count(rows, "WS drop", prio)
+        share = 100.0 * dropped / sent if sent else 0.0
+        assert 0.0 <= float(row["Average Response Time"]) <= 100.0, (prio, row)
+        if exact:
+            assert int(row["Request Count"]) == sent, (prio, row, send, output)
+            assert abs(float(row["Average Response Time"]) - share) < 0.1, (prio, row, share)
+        # the kit's file is written a moment later (at locust's quit): its own counts
+        k_sent, k_dropped = int(kit[prio]["Sent"]), int(kit[prio]["Dropped"])
+        k_share = 100.0 * k_dropped / k_sent if k_sent else 0.0
+        assert abs(float(kit[prio]["Drop %"]) - k_share) < 0.1, (prio, kit[prio])
+    assert float(kit["Low"]["Drop %"]) > 0 and float(kit["High"]["Drop %"]) == 0, kit
+    for name in COUNTED:
+        assert ("WS count", name) in rows, (name, output)
+        assert rows[("WS count", name)]["Failure Count"] == "0"
 
 
 def count(rows: Rows, kind: str, name: str) -> int:
@@ -120,12 +161,21 @@ def check_run(rows: Rows, output: str) -> None:
 
 
 def test_headless_run_against_a_real_server(server: str, tmp_path: Path) -> None:
-    rows, output = run_locust(server, tmp_path)
+    rows, output = run_locust(server, tmp_path, "--csv-full-history")
     check_run(rows, output)
+    # chart.py draws the run from the full history (matplotlib comes with the kit)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = ARTIFACTS / "locust-chart.png"
+    png.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(LOADTESTS / "chart.py"), str(tmp_path / "run"),
+                           str(png), "15 s, room rate 4/s"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_distributed_run_master_and_two_workers(server: str, tmp_path: Path) -> None:
-    rows, output = run_locust(server, tmp_path, "--processes", "2")
+    rows, output = run_locust(server, tmp_path, "--processes", "2", exact=False)
     check_run(rows, output)
     assert "2 workers connected" in output, output
     # the workers' own counters reached the master's summary

@@ -43,6 +43,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "pages"
 PHONE = {"width": 390, "height": 760}
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
 SDKAPPID = 1400000000
 START_TIMEOUT = 20.0
 
@@ -59,6 +60,18 @@ def screenshot(page: Page, name: str, full_page: bool = False) -> Path:
     page.screenshot(path=str(path), full_page=full_page)
     print(f"screenshot: {path}")
     return path
+
+
+def screenshots(page: Page, name: str) -> list[Path]:
+    """``name-phone.png`` and ``name-desktop.png``: the page at both viewports
+    (390×844 and 1280×800); the page is left at the desktop size."""
+    paths = []
+    for label, size in VIEWPORTS.items():
+        page.set_viewport_size(size)
+        page.evaluate("() => new Promise((ok) => requestAnimationFrame(() => "
+                      "requestAnimationFrame(() => ok(null))))")
+        paths.append(screenshot(page, f"{name}-{label}"))
+    return paths
 
 
 class Proc:

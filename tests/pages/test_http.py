@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from livecast.client import custom, text
@@ -110,9 +111,47 @@ async def test_stats_are_the_numbers_metrics_shows(live: Live) -> None:
     assert stats["rooms"] == m[("livecast_rooms", ())] == 2
     assert stats["tick"]["count"] == m[("livecast_tick_duration_seconds_count", ())] > 0
     assert stats["tick"]["buckets"][-1] == ["+Inf", stats["tick"]["count"]]
-    assert stats["roomList"] == [{"groupId": "stage", "name": "Main <stage>", "online": 2},
-                                 {"groupId": "quiet", "name": "quiet", "online": 1}]
+    assert [(r["groupId"], r["name"], r["online"]) for r in stats["roomList"]] == [
+        ("stage", "Main <stage>", 2), ("quiet", "quiet", 1)]
+    stage = stats["roomList"][0]
+    assert stage["delivered"] == 2 and stage["owner"] == "this process"
+    assert stage["dropped"] == {"High": 0, "Normal": 0, "Low": 0, "Lowest": 0}
+    assert stage["pending"] == 0 and set(stage["pendingBy"]) == set(stage["dropped"])
+    assert stage["likes"] == 0
     assert stats["webhooks"] is None
+
+
+async def test_room_rows_count_drops_per_priority_and_the_like_total(live: Live) -> None:
+    gid = await live.room("busy")
+    await live.rest("livecast_ext", "set_room_rate", {"GroupId": gid, "Rate": 1, "Burst": 1})
+    await live.rest("group_open_http_svc", "update_group_counter",
+                    {"GroupId": gid, "GroupCounter": [{"Key": "likes", "Value": 42}]})
+    alice = await live.client("alice", join=gid)
+    fates = [await alice.send(gid, text(f"m{i}"), priority="Lowest") for i in range(3)]
+    assert any(f.get("dropReason") == "MsgFreqCtrl" for f in fates)
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        row = (await resp.json())["roomList"][0]
+    dropped = sum(1 for f in fates if f.get("dropReason"))
+    assert row["dropped"]["Lowest"] == dropped and row["dropped"]["High"] == 0
+    assert row["delivered"] == 3 - dropped and row["likes"] == 42
+
+
+async def test_room_figures_before_joining(live_factory: LiveFactory) -> None:
+    """GET /pages/room: public figures, also when guests are not allowed."""
+    live = await live_factory(allow_guests=False)
+    gid = await live.room("show", Name="The <show>")
+    await live.rest("group_open_http_svc", "update_group_counter",
+                    {"GroupId": gid, "GroupCounter": [{"Key": "likes", "Value": 7}]})
+    await live.client("alice", join=gid)
+    await live.client("bob", join=gid)
+    status, headers, body = await get(live, "/pages/room?groupId=show")
+    assert status == 200 and headers["Content-Security-Policy"] == CSP
+    assert orjson.loads(body) == {"groupId": "show", "name": "The <show>", "online": 2,
+                                  "likes": 7}
+    assert (await get(live, "/pages/room?groupId=nope"))[0] == 404
+    for bad in ("", "groupId=", "groupId=" + "x" * 49, "groupId=%C3%A9"):
+        status, _, body = await get(live, f"/pages/room?{bad}")
+        assert status == 400 and b"groupId" in body, bad
 
 
 async def test_stats_show_webhook_health_when_callbacks_are_on(live_factory: LiveFactory) -> None:
@@ -124,5 +163,14 @@ async def test_stats_show_webhook_health_when_callbacks_are_on(live_factory: Liv
     hooks.breaker.set(1)
     async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
         stats = await resp.json()
+    hooks.seconds.labels("Group.CallbackBeforeSendMsg").observe(0.02)
+    hooks.seconds.labels("Group.CallbackBeforeSendMsg").observe(3.0)
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        stats = await resp.json()
+    latency = stats["webhooks"].pop("latency")
     assert stats["webhooks"] == {"sent": 5, "failed": 2, "timeout": 1, "dropped": 0,
                                  "breaker": 1}
+    before = latency["Group.CallbackBeforeSendMsg"]
+    assert before["count"] == 2
+    assert ["0.025", 1] in before["buckets"] and ["5.0", 2] in before["buckets"]
+    assert latency["Group.CallbackAfterSendMsg"]["count"] == 0

@@ -11,7 +11,16 @@ import urllib.request
 from playwright.sync_api import expect
 
 from livecast.core.usersig import mint
-from tests.pages.conftest import PHONE, OpenTab, Stack, join_room, message, screenshot, send_text
+from tests.pages.conftest import (
+    PHONE,
+    OpenTab,
+    Stack,
+    join_room,
+    message,
+    screenshot,
+    screenshots,
+    send_text,
+)
 
 # Runs in a page: a second client made with livecast.js itself, which floods the
 # room with Lowest messages so that the room delivers some and drops the rest.
@@ -127,7 +136,17 @@ def test_dashboard_shows_the_room_and_live_rates(stack: Stack, open_tab: OpenTab
                    return Number(d.delivered) > 0 && Number(d.dropped) > 0; }""",
         polling=100, timeout=10_000)
     expect(chart.locator("canvas")).to_be_visible()
-    expect(dash.page.get_by_text("Lowest")).to_be_visible()
+    expect(dash.page.get_by_text("Lowest").first).to_be_visible()
+    lowest = rows.first.locator("td").nth(7)  # room, name, online, delivered/s, High..Lowest
+    expect(lowest).to_have_attribute("title", re.compile(r"^[1-9][0-9,]* Lowest dropped"))
+    expect(rows.first.locator("td").nth(4)).to_have_attribute("title", re.compile(r"^0 High"))
+    expect(rows.first.locator("td.owner")).to_have_text("this process")
+    hook = dash.page.get_by_test_id("webhook-latency").locator(
+        "tr[data-command='Group.CallbackBeforeSendMsg']")
+    expect(hook.locator("td").nth(2)).to_have_text(re.compile(r"^≤ [0-9.]+ (ms|s)$"))
+    expect(hook.locator("td").nth(3)).to_have_text(re.compile(r"^≤ [0-9.]+ (ms|s)$"))
+    expect(dash.page.locator("#w-breaker")).to_have_text("closed")
     screenshot(dash.page, "dashboard", full_page=True)
+    screenshots(dash.page, "dashboard-under-drops")
     screenshot(alice.page, "room-desktop")
     assert dash.errors == [] and alice.errors == []

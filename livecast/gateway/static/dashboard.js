@@ -2,6 +2,8 @@
 // registry /metrics renders) every POLL_MS; rates are differences between two
 // polls divided by the time between them; charts are drawn on <canvas>.
 // Strings from the server (room ids and names) are set with textContent only.
+// When a poll fails, the page turns stale: every tile keeps its last value,
+// greyed (body[data-stale=true]), and the status says since when.
 
 const POLL_MS = 1000;
 const HISTORY = 120;  // points kept per series (two minutes at one per second)
@@ -10,7 +12,14 @@ const COLORS = { High: "#f43f5e", Normal: "#60a5fa", Low: "#34d399", Lowest: "#a
 const BREAKER = { 0: ["closed", "ok"], 1: ["open", "bad"], 2: ["half-open", "warn"] };
 
 const $ = (id) => document.getElementById(id);
-const history = { delivered: {}, dropped: {}, tick: [] };
+const WINDOW_MS = HISTORY * POLL_MS;  // the charts' time axis: the last two minutes
+const TIME_TICK_MS = 30000;           // a time label every 30 s
+const LATENCY_WINDOW_S = 60;          // webhook p50/p99 over the last minute
+const history = { time: [], delivered: {}, dropped: {}, tick: [] };
+const hookSnapshots = [];             // [{time, latency}] of the last LATENCY_WINDOW_S
+const roomsBefore = new Map();        // groupId -> {time, delivered, dropped}
+let lastGood = null;                  // Date of the last answered poll
+let failingSince = null;              // Date of the first failed poll in a row
 for (const p of PRIORITIES) { history.delivered[p] = []; history.dropped[p] = []; }
 let previous = null;
 
@@ -56,7 +65,7 @@ function update(s) {
   $("v-connections").textContent = fmt(s.connections, 0);
   $("v-rooms").textContent = fmt(s.rooms, 0);
   $("v-members").textContent = fmt(s.members, 0);
-  renderRooms(s.roomList, s.rooms);
+  renderRooms(s.roomList, s.rooms, s.time);
   if (previous) updateRates(s, previous, s.time - previous.time);
   renderWebhooks(s.webhooks, previous && previous.webhooks, previous ? s.time - previous.time : 0);
   previous = s;
@@ -80,13 +89,14 @@ function updateRates(s, p, dt) {
   $("v-dropped").textContent = fmt(dropped);
   $("v-rejected").textContent = fmt(rate(s.rejected, p.rejected, dt));
   $("v-shed").textContent = `${fmt(s.shed, 0)} (${fmt(rate(s.shed, p.shed, dt))}/s)`;
+  push(history.time, s.time * 1000);
   const tick = tickStats(s.tick, p.tick);
   push(history.tick, tick.mean ?? 0);
   $("v-tick").textContent = tick.mean === null ? "idle" : `${fmt(tick.mean, 2)} ms`;
   $("v-tick-p95").textContent = tick.p95 === null ? "" : `p95 ≤ ${tick.p95 === Infinity ? "1000+" : fmt(tick.p95, 2)} ms`;
   renderLegend(rows);
   drawRates();
-  drawChart($("tick-canvas"), [{ values: history.tick, color: "#fbbf24" }], "ms");
+  drawChart($("tick-canvas"), [{ values: history.tick, color: "#fbbf24" }], "ms", history.time);
 }
 
 function renderLegend(rows) {
@@ -109,19 +119,35 @@ function cell(text, className = "num") {
   return td;
 }
 
-function renderRooms(list, total) {
+function roomRates(r, now) {
+  const before = roomsBefore.get(r.groupId);
+  roomsBefore.set(r.groupId, { time: now, delivered: r.delivered, dropped: r.dropped });
+  if (!before) return null;
+  const dt = now - before.time;
+  const dropped = {};
+  for (const p of PRIORITIES) dropped[p] = rate(r.dropped[p], before.dropped[p], dt);
+  return { delivered: rate(r.delivered, before.delivered, dt), dropped };
+}
+
+function renderRooms(list, total, now) {
   const body = $("rooms-body");
-  const top = Math.max(1, ...list.map((r) => r.online));
+  const seen = new Set(list.map((r) => r.groupId));
+  for (const id of [...roomsBefore.keys()]) if (!seen.has(id)) roomsBefore.delete(id);
   body.replaceChildren(...list.map((r) => {
+    const rates = roomRates(r, now);
     const tr = document.createElement("tr");
     tr.dataset.room = r.groupId;
-    const barCell = cell("", "barcol");
-    const bar = document.createElement("meter");
-    bar.min = 0;
-    bar.max = top;
-    bar.value = r.online;
-    barCell.append(bar);
-    tr.append(cell(r.groupId, "id"), cell(r.name, "name"), cell(fmt(r.online, 0)), barCell);
+    tr.append(cell(r.groupId, "id"), cell(r.name, "name"), cell(fmt(r.online, 0)),
+              cell(rates ? fmt(rates.delivered) : "…"));
+    for (const p of PRIORITIES) {
+      const v = rates ? rates.dropped[p] : null;
+      const td = cell(v === null ? "…" : fmt(v), v > 0 ? "num drop-hot" : "num");
+      td.title = `${fmt(r.dropped[p], 0)} ${p} dropped since the room started`;
+      tr.append(td);
+    }
+    const queue = cell(fmt(r.pending, 0));
+    queue.title = PRIORITIES.map((p) => `${p} ${r.pendingBy[p]}`).join(" · ");
+    tr.append(queue, cell(fmt(r.likes, 0)), cell(r.owner, "owner"));
     return tr;
   }));
   $("rooms-note").textContent = total > list.length ? `(busiest ${list.length} of ${fmt(total, 0)})` : "";
@@ -139,6 +165,44 @@ function renderWebhooks(w, prev, dt) {
   const badge = $("w-breaker");
   badge.textContent = label;
   badge.className = `badge ${tone}`;
+  renderLatency(w.latency || {});
+}
+
+/** The q-quantile (a bucket's upper bound, in ms) of cumulative buckets `cur`
+ *  minus `prev` (null: since the start); null when no call was made between. */
+function quantile(cur, prev, q) {
+  const before = new Map(((prev && prev.buckets) || []).map(([le, v]) => [le, v]));
+  const count = cur.count - ((prev && prev.count) || 0);
+  if (count <= 0) return null;
+  for (const [le, v] of cur.buckets) {
+    if (v - (before.get(le) || 0) >= q * count) return le === "+Inf" ? Infinity : 1000 * Number(le);
+  }
+  return Infinity;
+}
+
+function ms(x) {
+  if (x === null) return "–";
+  if (x === Infinity) return "> 5 s";
+  return x >= 1000 ? `≤ ${fmt(x / 1000, 1)} s` : `≤ ${fmt(x, 0)} ms`;
+}
+
+function renderLatency(latency) {
+  const now = Date.now() / 1000;
+  hookSnapshots.push({ time: now, latency });
+  while (hookSnapshots.length > 1 && now - hookSnapshots[0].time > LATENCY_WINDOW_S) hookSnapshots.shift();
+  const old = hookSnapshots[0].latency;
+  const commands = Object.keys(latency).filter((c) => latency[c].count > 0).sort();
+  $("webhooks-latency").hidden = commands.length === 0;
+  $("webhooks-latency-note").hidden = commands.length === 0;
+  $("webhooks-latency-body").replaceChildren(...commands.map((c) => {
+    const prev = old === latency ? null : old[c];
+    const tr = document.createElement("tr");
+    tr.dataset.command = c;
+    const calls = latency[c].count - ((prev && prev.count) || 0);
+    tr.append(cell(c, "id"), cell(fmt(calls, 0)), cell(ms(quantile(latency[c], prev, 0.5))),
+              cell(ms(quantile(latency[c], prev, 0.99))));
+    return tr;
+  }));
 }
 
 // ------------------------------------------------------------------ charts
@@ -148,7 +212,7 @@ function drawRates() {
     series.push({ values: history.delivered[p], color: COLORS[p] });
     series.push({ values: history.dropped[p], color: COLORS[p], dash: [5, 4] });
   }
-  drawChart($("rate-canvas"), series, "/s");
+  drawChart($("rate-canvas"), series, "/s", history.time);
 }
 
 function fitCanvas(canvas) {
@@ -162,48 +226,74 @@ function fitCanvas(canvas) {
   return { ctx, width, height };
 }
 
-function niceMax(x) {
-  if (x <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(x));
-  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= x);
+/** Round y ticks: a step of 1, 2 or 5 × 10^k giving 3 to 5 intervals up to `max`. */
+function niceTicks(max) {
+  if (!(max > 0)) return { step: 0.2, top: 1 };
+  const raw = max / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((v) => v >= raw);
+  return { step, top: step * Math.ceil(max / step) };
 }
 
 function axisLabel(v, step) {
-  return v.toFixed(step >= 1 ? 0 : Math.ceil(-Math.log10(step)));
+  const digits = step >= 1 ? 0 : Math.ceil(-Math.log10(step) - 1e-9);
+  return v.toFixed(digits);
 }
 
-function drawChart(canvas, series, unit) {
+function clock(t) {
+  return new Date(t).toLocaleTimeString("en-GB", { hour12: false });
+}
+
+function drawChart(canvas, series, unit, times) {
   const { ctx, width, height } = fitCanvas(canvas);
-  const pad = { left: 44, right: 8, top: 8, bottom: 8 };
+  const pad = { left: 48, right: 10, top: 8, bottom: 22 };
   const w = width - pad.left - pad.right;
   const h = height - pad.top - pad.bottom;
-  const top = niceMax(Math.max(0, ...series.flatMap((s) => s.values)));
+  const { step, top } = niceTicks(Math.max(0, ...series.flatMap((s) => s.values)));
+  const end = times.length ? times[times.length - 1] : Date.now();
+  const x = (t) => pad.left + w * (1 - (end - t) / WINDOW_MS);
   ctx.clearRect(0, 0, width, height);
   ctx.font = "11px system-ui, sans-serif";
+  ctx.lineWidth = 1;
+  ctx.setLineDash([]);
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  for (let i = 0; i <= 4; i++) {
-    const y = pad.top + h - (h * i) / 4;
+  for (let v = 0; v <= top + step / 2; v += step) {
+    const y = pad.top + h - (h * v) / top;
     ctx.strokeStyle = "#2a2f3a";
-    ctx.setLineDash([]);
-    ctx.beginPath();
-    ctx.moveTo(pad.left, y);
-    ctx.lineTo(width - pad.right, y);
-    ctx.stroke();
+    ctx.beginPath(); ctx.moveTo(pad.left, y); ctx.lineTo(width - pad.right, y); ctx.stroke();
     ctx.fillStyle = "#9aa3b2";
-    ctx.fillText(`${axisLabel((top * i) / 4, top / 4)}${i === 4 ? unit : ""}`, pad.left - 6, y);
+    ctx.fillText(`${axisLabel(v, step)}${v + step > top + step / 2 ? unit : ""}`, pad.left - 6, y);
   }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (let t = end - (end % TIME_TICK_MS); t >= end - WINDOW_MS; t -= TIME_TICK_MS) {
+    ctx.strokeStyle = "#2a2f3a";
+    ctx.beginPath(); ctx.moveTo(x(t), pad.top + h); ctx.lineTo(x(t), pad.top + h + 4); ctx.stroke();
+    ctx.fillStyle = "#9aa3b2";
+    ctx.fillText(clock(t), Math.max(pad.left + 20, Math.min(width - 28, x(t))), pad.top + h + 6);
+  }
+  canvas.dataset.yStep = String(step);
+  canvas.dataset.yTop = String(top);
   for (const s of series) {
     ctx.strokeStyle = s.color;
     ctx.lineWidth = 2;
     ctx.setLineDash(s.dash || []);
     ctx.beginPath();
+    const offset = times.length - s.values.length;
     s.values.forEach((v, i) => {
-      const x = pad.left + (w * (i + HISTORY - s.values.length)) / (HISTORY - 1);
-      const y = pad.top + h - (h * v) / top;
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      const px = x(times[i + offset]);
+      const py = pad.top + h - (h * v) / top;
+      if (i === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
     });
     ctx.stroke();
+    if (s.values.length) {  // the latest value as a dot: visible from the first point on
+      const last = s.values[s.values.length - 1];
+      ctx.fillStyle = s.color;
+      ctx.beginPath();
+      ctx.arc(x(times[times.length - 1]), pad.top + h - (h * last) / top, 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
   }
 }
 
@@ -214,17 +304,35 @@ function setStatus(state, label) {
   status.textContent = label;
 }
 
+function markStale(err) {
+  failingSince = failingSince || new Date();
+  document.body.dataset.stale = "true";
+  const ago = Math.round((Date.now() - failingSince.getTime()) / 1000);
+  const last = lastGood ? `; figures as of ${clock(lastGood.getTime())}` : "";
+  setStatus(lastGood ? "stale" : "error",
+            `server unreachable since ${clock(failingSince.getTime())} (${ago} s)${last}: ${err.message}`);
+  $("status").dataset.since = failingSince.toISOString();
+}
+
 async function poll() {
   try {
     const resp = await fetch("/dashboard/stats", { cache: "no-store" });
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     update(await resp.json());
-    setStatus("ok", `updated ${new Date().toLocaleTimeString()}`);
+    lastGood = new Date();
+    failingSince = null;
+    delete document.body.dataset.stale;
+    delete $("status").dataset.since;
+    setStatus("ok", `live · updated ${clock(lastGood.getTime())}`);
   } catch (err) {
-    setStatus("error", `no data: ${err.message}`);
+    markStale(err);
   } finally {
     setTimeout(poll, POLL_MS);
   }
 }
 
+window.addEventListener("resize", () => {  // a stale page keeps its charts readable too
+  drawRates();
+  drawChart($("tick-canvas"), [{ values: history.tick, color: "#fbbf24" }], "ms", history.time);
+});
 poll();

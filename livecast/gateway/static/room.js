@@ -7,12 +7,21 @@
 // as one Low-priority TIMCustomElem {"type":"like","count":n}. The total shown
 // is the room's (AppDefinedData or counter "likes"), plus this page's own taps
 // that no total has included yet.
+//
+// Before joining, the header shows the room's figures from GET /pages/room.
+// Names and texts are each shown in their own direction-isolated <bdi>, names
+// on one line with an ellipsis. A message typed while disconnected stays in
+// the input and is sent once the connection is back. The user id is kept per
+// browser (localStorage), so two tabs are the same user (multi-login shows).
 
 import { LivecastClient, custom, like, likeTotal, text } from "/static/livecast.js";
 
 const LIKE_FLUSH_MS = 500;
 const LIKE_UNCONFIRMED_MS = 15000;  // own taps no total has shown by then are forgotten
 const ONLINE_POLL_MS = 5000;
+const FIGURES_POLL_MS = 5000;  // the header's figures before joining (GET /pages/room)
+const MAX_MARKS = 2;           // combining marks kept in a row in a name
+const TIP_NAMES = 3;           // ids named in a join tip, the rest counted
 const MAX_MESSAGES = 200;
 const MAX_HEARTS = 40;
 const PINNED_KEY = "pinned";  // group attribute (REST modify_group_attr) shown above the chat
@@ -23,7 +32,8 @@ const ui = {
   conn: $("connection-state"), gap: $("gap-marker"), banner: $("reconnect-banner"), toast: $("toast"),
   list: $("message-list"), hearts: $("hearts"), joinForm: $("join-form"),
   name: $("name-input"), credentials: $("credentials"), userIdInput: $("userid-input"),
-  sigInput: $("usersig-input"), joinButton: $("join-button"), joinError: $("join-error"),
+  sigInput: $("usersig-input"), sigField: $("usersig-field"), idHint: $("userid-hint"),
+  newPill: $("new-pill"), unsent: $("unsent"), joinButton: $("join-button"), joinError: $("join-error"),
   composer: $("composer"), sendForm: $("send-form"), message: $("message-input"),
   like: $("like-button"), gift: $("gift-button"),
   pinned: $("pinned-message"), pinnedText: $("pinned-text"),
@@ -33,6 +43,7 @@ const room = {
   config: null, groupId: "", client: null, me: "",
   likes: { server: 0, unconfirmed: 0, batch: 0, flushTimer: null, forgetTimer: null },
   missed: 0, gapTimer: null, toastTimer: null, onlineTimer: null, onlineSoon: null,
+  figuresTimer: null, unread: 0, unsent: "", joined: false, follow: true,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -40,6 +51,11 @@ function userIdFor(name) {
   const slug = name.normalize("NFKD").toLowerCase().replace(/[^a-z0-9_.-]/g, "").slice(0, 20);
   const tag = crypto.getRandomValues(new Uint16Array(1))[0].toString(16).padStart(4, "0");
   return `${slug || "viewer"}-${tag}`;
+}
+
+/** A name with runs of combining marks cut to MAX_MARKS (no towers of glyphs). */
+function tameMarks(s) {
+  return String(s).replace(new RegExp(`(\\p{M}{${MAX_MARKS}})\\p{M}+`, "gu"), "$1");
 }
 
 function hueOf(s) {
@@ -112,12 +128,41 @@ function giftName(data) {
   return typeof data.gift === "string" && data.gift ? data.gift.slice(0, 40) : "gift";
 }
 
-function addItem(li) {
+function atBottom() {
   const list = ui.list;
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+}
+
+/** Append to the list: followed when at the bottom; else a message (not a
+ *  join tip, `counted` false) shows the "new messages" pill. */
+function addItem(li, counted = true) {
+  const list = ui.list;
   list.append(li);
   while (list.childElementCount > MAX_MESSAGES) list.firstElementChild.remove();
-  if (atBottom) list.scrollTop = list.scrollHeight;
+  if (room.follow) list.scrollTop = list.scrollHeight;
+  else if (counted) markUnread();
+}
+
+function onScroll() {
+  room.follow = atBottom();
+  if (room.follow) clearUnread();
+}
+
+function markUnread() {
+  room.unread += 1;
+  ui.newPill.textContent = `${room.unread} new message${room.unread === 1 ? "" : "s"} ↓`;
+  ui.newPill.hidden = false;
+}
+
+function clearUnread() {
+  room.unread = 0;
+  ui.newPill.hidden = true;
+}
+
+function jumpToLatest() {
+  room.follow = true;
+  ui.list.scrollTop = ui.list.scrollHeight;
+  clearUnread();
 }
 
 function showMessage(msg) {
@@ -130,7 +175,9 @@ function showMessage(msg) {
   li.dataset.seq = String(msg.seq);
   li.dataset.from = String(msg.from);
   const body = el("div", "body");
-  body.append(el("span", "nick", msg.nick || msg.from), el("span", "text", what.text));
+  const nick = el("bdi", "nick", tameMarks(msg.nick || msg.from));
+  nick.title = String(msg.nick || msg.from);
+  body.append(nick, el("bdi", "text", what.text));
   li.append(avatar(msg), body);
   if (msg.from === room.me) li.classList.add("mine");
   addItem(li);
@@ -138,6 +185,25 @@ function showMessage(msg) {
 
 function showSystem(content) {
   addItem(el("li", "msg system", content));
+}
+
+/** "alice, bob and 3 others joined", from the server's aggregated memberJoin tip. */
+function joinedText(members, total) {
+  const ids = (Array.isArray(members) ? members : []).filter((m) => m && m !== room.me);
+  const others = Math.max(0, (Number.isInteger(total) ? total : ids.length)
+                             - (members || []).length + ids.length);
+  if (others === 0) return "";
+  const named = ids.slice(0, TIP_NAMES);
+  const rest = others - named.length;
+  const who = named.length === 0 ? `${rest} viewer${rest === 1 ? "" : "s"}`
+    : rest > 0 ? `${named.join(", ")} and ${rest} other${rest === 1 ? "" : "s"}`
+      : named.join(", ");
+  return `${who} joined`;
+}
+
+function showJoined(tip) {
+  const line = joinedText(tip.members, tip.total);
+  if (line) addItem(el("li", "msg tip", line), false);
 }
 
 // ------------------------------------------------------------------ likes
@@ -226,6 +292,7 @@ function refreshOnlineSoon() {
 
 function onTip(tip) {
   if (tip.groupId !== room.groupId) return;
+  if (tip.type === "memberJoin") showJoined(tip);
   if (tip.type === "memberJoin" || tip.type === "memberQuit") refreshOnlineSoon();
   else if (tip.type === "groupInfo") setServerLikes(likeTotal(tip.changes, null));
   else if (tip.type === "counters") setServerLikes(likeTotal(null, tip.counters));
@@ -269,7 +336,20 @@ function onState({ state, code }) {
   ui.banner.hidden = !away || ui.composer.hidden;  // only once in the room
   ui.banner.textContent = state === "closed" ? `Disconnected: ${label}.`
     : "Connection lost. Reconnecting…";
-  if (state === "open") refreshOnline();
+  if (state === "open") { refreshOnline(); sendUnsent(); }
+  if (state === "closed" && room.joined) offerRejoin();
+}
+
+/** Closed for good (kicked, signed in elsewhere, UserSig refused): the join
+ *  form comes back, a message being typed stays in the input. */
+function offerRejoin() {
+  room.joined = false;
+  clearInterval(room.onlineTimer);
+  ui.composer.hidden = true;
+  ui.joinForm.hidden = false;
+  ui.joinButton.disabled = false;
+  ui.joinButton.textContent = "Join again";
+  pollFigures();
 }
 
 // ------------------------------------------------------------------ join and send
@@ -284,7 +364,7 @@ async function devUserSig(userId) {
 
 async function credentials(name) {
   if (room.config.devKey) {
-    const userId = sessionStorage.getItem("livecast.userId") || userIdFor(name);
+    const userId = ui.userIdInput.value.trim() || userIdFor(name);
     return { userId, userSig: await devUserSig(userId), getUserSig: devUserSig };
   }
   const userId = ui.userIdInput.value.trim();
@@ -298,6 +378,11 @@ function makeClient({ userId, userSig, getUserSig }) {
   client.on("state", onState);
   client.on("message", (m) => { if (m.groupId === room.groupId) showMessage(m); });
   client.on("tip", onTip);
+  client.on("online", ({ groupId, onlineMemberNum }) => {
+    if (groupId === room.groupId && Number.isInteger(onlineMemberNum)) {
+      ui.online.textContent = String(onlineMemberNum);
+    }
+  });
   client.on("gap", onGap);
   client.on("groupAttributes", showPinned);
   client.on("rejoin", ({ groupId, reply }) => { if (groupId === room.groupId) applyRoom(reply); });
@@ -312,6 +397,7 @@ async function join(event) {
   ui.joinButton.disabled = true;
   ui.joinError.hidden = true;
   try {
+    if (room.client) room.client.close();  // a previous session, closed for good
     const creds = await credentials(name);
     const client = makeClient(creds);
     room.client = client;
@@ -320,7 +406,8 @@ async function join(event) {
     await client.setMyProfile({ nick: name });
     const reply = await client.join(room.groupId);
     if (reply.code !== 0) throw new Error(reply.info || `join failed (${reply.code})`);
-    sessionStorage.setItem("livecast.userId", creds.userId);
+    localStorage.setItem("livecast.userId", creds.userId);
+    ui.userIdInput.value = creds.userId;
     localStorage.setItem("livecast.name", name);
     entered(reply);
   } catch (err) {
@@ -332,7 +419,10 @@ async function join(event) {
 }
 
 function entered(reply) {
+  room.joined = true;
+  clearTimeout(room.figuresTimer);
   applyRoom(reply);
+  showJoinNotice(reply);
   ui.joinForm.hidden = true;
   ui.composer.hidden = false;
   document.body.classList.add("joined");
@@ -341,12 +431,60 @@ function entered(reply) {
   room.onlineTimer = setInterval(refreshOnline, ONLINE_POLL_MS);
 }
 
+function showJoinNotice(reply) {
+  const group = reply.group || {};
+  const name = group.Name || room.groupId;
+  const note = typeof group.Notification === "string" && group.Notification ? ` ${group.Notification}` : "";
+  const li = el("li", "msg joined-room", `You joined ${name}. Be kind, have fun.${note}`);
+  li.dataset.testid = "join-notice";
+  addItem(li);
+}
+
+// ------------------------------------------------------------------ unsent text
+function holdUnsent(value) {
+  room.unsent = value;
+  if (!ui.message.value.trim()) ui.message.value = value;
+  ui.message.classList.add("pending");
+  ui.unsent.textContent = "Not connected: your message is kept and will be sent when the connection is back.";
+  ui.unsent.hidden = false;
+}
+
+function releaseUnsent() {
+  room.unsent = "";
+  ui.message.classList.remove("pending");
+  ui.unsent.hidden = true;
+}
+
+async function sendUnsent() {
+  const value = room.unsent;
+  if (!value || !room.client) return;
+  releaseUnsent();
+  if (ui.message.value.trim() === value) ui.message.value = "";
+  await deliver(value);
+}
+
+async function deliver(value) {
+  let r;
+  try {
+    r = await room.client.send(room.groupId, text(value));
+  } catch (err) {
+    holdUnsent(value);  // the connection went while it was on its way
+    return;
+  }
+  if (r.code !== 0) showToast(r.info || `refused (${r.code})`);
+  else if (r.dropReason === "MsgFreqCtrl") showToast("The room is busy: your message was dropped.");
+}
+
 async function sendText(event) {
   event.preventDefault();
   const value = ui.message.value.trim();
   if (!value) return;
+  if (!room.client || room.client.state !== "open") {
+    holdUnsent(value);
+    return;
+  }
   ui.message.value = "";
-  await report(room.client.send(room.groupId, text(value)));
+  await deliver(value);
 }
 
 async function sendGift() {
@@ -364,6 +502,30 @@ async function report(pending) {
   }
 }
 
+// ------------------------------------------------------------------ figures before joining
+async function fetchFigures() {
+  try {
+    const resp = await fetch(`/pages/room?groupId=${encodeURIComponent(room.groupId)}`,
+                             { cache: "no-store" });
+    if (!resp.ok) return;
+    const f = await resp.json();
+    if (room.client && room.client.state === "open") return;  // the live figures win
+    ui.online.textContent = String(f.online);
+    setServerLikes(f.likes, true);
+    if (f.name && room.groupId !== room.config.room) ui.roomName.textContent = f.name;
+  } catch (err) {
+    // the server is away: the figures stay as they were
+  }
+}
+
+async function pollFigures() {
+  clearTimeout(room.figuresTimer);
+  await fetchFigures();
+  if (!room.client || room.client.state !== "open") {
+    room.figuresTimer = setTimeout(pollFigures, FIGURES_POLL_MS);
+  }
+}
+
 // ------------------------------------------------------------------ start
 async function start() {
   const resp = await fetch("/pages/config");
@@ -371,12 +533,20 @@ async function start() {
   const wanted = new URLSearchParams(location.search).get("room");
   room.groupId = wanted || room.config.room;
   ui.roomName.textContent = room.groupId === room.config.room ? "Demo live room" : room.groupId;
-  ui.credentials.hidden = room.config.devKey;
+  ui.sigField.hidden = room.config.devKey;
+  ui.idHint.hidden = !room.config.devKey;
+  ui.userIdInput.value = localStorage.getItem("livecast.userId") || "";
+  if (room.config.devKey) ui.userIdInput.placeholder = "chosen from your name";
   ui.name.value = localStorage.getItem("livecast.name") || "";
   ui.joinForm.addEventListener("submit", join);
   ui.sendForm.addEventListener("submit", sendText);
   ui.like.addEventListener("click", tapLike);
   ui.gift.addEventListener("click", sendGift);
+  ui.newPill.addEventListener("click", jumpToLatest);
+  ui.list.addEventListener("scroll", onScroll);
+  new ResizeObserver(() => { if (room.follow) ui.list.scrollTop = ui.list.scrollHeight; })
+    .observe(ui.list);
+  await pollFigures();
   document.body.dataset.ready = "true";
 }
 

@@ -113,13 +113,20 @@ def banner(s: Settings) -> str:
 def durable_store(s: Settings) -> Callable[[Node], Awaitable[Store]]:
     """The store ``livecast serve`` keeps its rooms in: Redis when
     LIVECAST_REDIS_URL is set, else SQLite in LIVECAST_DATA_DIR; its latency
-    and errors go to the node's metrics."""
+    and errors go to the node's metrics.  With Redis the process is also a
+    member of the cluster on it (node/cluster.py)."""
     async def open_(node: Node) -> Store:
         from livecast.store import open_store, prometheus_observer
 
         m = node.metrics
-        return await open_store(s.redis_url, s.data_dir,
-                                prometheus_observer(m.store_seconds, m.store_errors))
+        store = await open_store(s.redis_url, s.data_dir,
+                                 prometheus_observer(m.store_seconds, m.store_errors))
+        if s.redis_url:
+            from livecast.backplane.redis_broker import RedisBroker
+            from livecast.node.cluster import ClusterLink, new_node_id
+
+            node.cluster = ClusterLink(node, RedisBroker(s.redis_url, new_node_id()))
+        return store
     return open_
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from livecast.admin.table import Body, Call, array, command, strings, user
 from livecast.core.group_fields import bad, check_text, check_user
 from livecast.core.protocol import MAX_AVATAR_BYTES, MAX_NICK_BYTES
-from livecast.errors import Close, LivecastError
+from livecast.errors import LivecastError
 
 LOGIN = "im_open_login_svc"
 PROFILE = "profile"
@@ -107,8 +107,7 @@ async def kick(call: Call, body: Body) -> Body:
     account = user(body, "UserID" if "UserID" in body or "Identifier" not in body else "Identifier")
     node = call.node
     await node.record_kick(account, node.clock())  # revokes its UserSigs issued until now
-    for conn in list(node.sessions.get(account, ())):
-        node.close(conn, Close.MULTI_LOGIN, KICK_REASON, kicked=True)
+    node.kick_everywhere(account, KICK_REASON)
     return {}
 
 

@@ -158,7 +158,8 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     nick, avatar = node.profiles.get(send.sender, ("", ""))
     forbid = body.get("ForbidCallbackControl") or ()
     msg = Outgoing(send.sender, nick, avatar, send.priority, send.random, send.body,
-                   send.cloud_custom_data, Address(rest=waiter), operator=call.caller,
+                   send.cloud_custom_data, Address(rest=waiter, node=node.node_id),
+                   operator=call.caller,
                    client_ip=call.client_ip, platform=PLATFORM_REST,
                    before_callback="ForbidBeforeSendMsgCallback" not in forbid,
                    after_callback="ForbidAfterSendMsgCallback" not in forbid)

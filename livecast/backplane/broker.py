@@ -184,13 +184,13 @@ def _fate(f: Fate) -> list[Any]:
         return ["d", f.seq, f.time_ms]
     if isinstance(f, Dropped):
         return ["x", f.time_ms, f.reason]
-    return ["f", f.code]
+    return ["f", f.code, f.reason]
 
 
 _FATES: dict[str, Callable[[list[Any]], Fate]] = {
     "d": lambda v: Delivered(int(v[1]), int(v[2])),
     "x": lambda v: Dropped(int(v[1]), str(v[2])),
-    "f": lambda v: Failed(int(v[1])),
+    "f": lambda v: Failed(int(v[1]), str(v[2]) if len(v) > 2 else ""),
 }
 
 _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {

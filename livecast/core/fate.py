@@ -55,10 +55,11 @@ class Dropped:
 @dataclass(frozen=True, slots=True)
 class Failed:
     code: int
+    reason: str = ""  # overrides the code's usual info
 
     @property
     def info(self) -> str:
-        return FAILED_INFO.get(self.code, "")
+        return self.reason or FAILED_INFO.get(self.code, "")
 
 
 Fate = Delivered | Dropped | Failed

@@ -218,7 +218,8 @@ def _outgoing(node: Node, conn: Connection, req: Request) -> Outgoing:
     a = req.args
     priority = parse_priority(a["priority"])
     assert priority is not None  # validated by the protocol table
-    reply_to = None if req.id is None else Address(conn=conn.id, request=req.id)
+    reply_to = None if req.id is None else Address(conn=conn.id, request=req.id,
+                                                   node=node.node_id)
     msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
                    a["cloudCustomData"], reply_to, operator=conn.user, client_ip=conn.peer)
     node.check_send(conn, a["groupId"], msg)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -39,8 +39,8 @@ from livecast.settings import Settings
 
 log = logging.getLogger("livecast.node")
 
-KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "banned": Close.BANNED,
-              "groupDestroyed": Close.NORMAL, "slow": Close.SLOW}
+KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "adminKick": Close.MULTI_LOGIN,
+              "banned": Close.BANNED, "groupDestroyed": Close.NORMAL, "slow": Close.SLOW}
 
 
 class LocalRoom:
@@ -86,12 +86,17 @@ class LocalHub:
         self.drained = asyncio.Event()
         self._tip_rooms: dict[LocalRoom, None] = {}
         self._tip_handle: asyncio.TimerHandle | None = None
+        # told when this process gets its first member of a room (True) and
+        # loses its last (False): a cluster member subscribes to the room
+        self.watch: Callable[[str, bool], None] | None = None
 
     # ---------------------------------------------------------------- rooms
     def open_room(self, group_id: str) -> LocalRoom:
         room = self.rooms.get(group_id)
         if room is None:
             room = self.rooms[group_id] = LocalRoom(group_id, self.settings.tip_member_cap)
+            if self.watch is not None:
+                self.watch(group_id, True)
         return room
 
     def close_room(self, group_id: str, last: bytes) -> list[Connection]:
@@ -108,7 +113,8 @@ class LocalHub:
         return members
 
     def forget_room(self, group_id: str) -> None:
-        self.rooms.pop(group_id, None)
+        if self.rooms.pop(group_id, None) is not None and self.watch is not None:
+            self.watch(group_id, False)
 
     def members(self, group_id: str) -> dict[Connection, None]:
         room = self.rooms.get(group_id)
@@ -306,5 +312,5 @@ class LocalHub:
             if self.rooms.get(room.group_id) is room:
                 self.push_tips(room.group_id, room.take_member_tips())
             if not room.members and not room.fanq and self.rooms.get(room.group_id) is room:
-                del self.rooms[room.group_id]  # nobody here: the room costs nothing locally
+                self.forget_room(room.group_id)  # nobody here: the room costs nothing locally
 

@@ -35,9 +35,11 @@ from collections.abc import Callable, ValuesView
 from typing import Any, TypeVar
 
 from livecast.backplane.base import Backplane
+from livecast.backplane.broker import Destroy, Kick, Tips
 from livecast.backplane.memory import MemoryBackplane
 from livecast.core.callbacks import DROP_REASON
 from livecast.core.fate import (
+    Address,
     Delivered,
     Dropped,
     Failed,
@@ -53,6 +55,7 @@ from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.errors import Code, LivecastError
+from livecast.node.cluster import ClusterLink
 from livecast.node.connection import Connection
 from livecast.node.hooks import Hooks
 from livecast.node.hub import LocalHub
@@ -100,6 +103,7 @@ class Node:
         self.hub = LocalHub(settings, self.metrics, self.hooks)
         self.timers: Timers = timers or LoopTimers()
         self.rooms: dict[str, RoomOwner] = {}
+        self.cluster: ClusterLink | None = None  # set when this process is a cluster member
         self.epoch = int(clock() * 1000)
         # each message offered to a room that has a before-send callback (node/likes.py)
         self.on_admit: Callable[[str, Outgoing], None] | None = None
@@ -119,11 +123,15 @@ class Node:
         for user, at in snap.kicks.items():
             self.kicks.record_kick(user, at)
         self.metrics.rooms.set(len(self.rooms))
+        if self.cluster is not None:
+            self.hub.watch = self.cluster.watch
+            await self.cluster.start()
         return len(snap.groups)
 
     async def ready(self) -> bool:
         return (not self.hub.draining and await self.store.ping()
-                and await self.backplane.ready())
+                and await self.backplane.ready()
+                and (self.cluster is None or await self.cluster.broker.ready()))
 
     @property
     def settings(self) -> Settings:
@@ -188,15 +196,34 @@ class Node:
         group = Group.create(group_id, owner, self.clock(), fields)
         self._reserved.add(group_id)
         try:
+            if self.cluster is not None:
+                await self._unique(group_id, owner)
             await self._store(self.store.put_group(group_record(group)))
         finally:
             self._reserved.discard(group_id)
         self._own(group)
+        if self.cluster is not None:
+            await self.cluster.sweep_room(group_id)
+            self.cluster.announce(Tips(group_id, []))  # the others load it
         self.metrics.rooms.set(len(self.rooms))
         log.info("room created: %s", group_id)
         if operator is not None:
             self.hooks.created(group, operator, client_ip)
         return group
+
+    async def _unique(self, group_id: str, owner: str) -> None:
+        """In a cluster, a group id another process created is taken too."""
+        stored = await self._store(self.store.load_group(group_id))
+        if stored is not None:
+            taken = stored.owner == owner
+            raise LivecastError(Code.GROUP_ID_TAKEN_BY_YOU if taken else Code.GROUP_ID_TAKEN,
+                                f"group id {group_id!r} is already used")
+
+    def adopt(self, group: Group) -> RoomOwner:
+        """A room created on another process of the cluster."""
+        room = self._own(group)
+        self.metrics.rooms.set(len(self.rooms))
+        return room
 
     def _fresh_group_id(self) -> str:
         while True:
@@ -212,7 +239,9 @@ class Node:
         return room
 
     def online(self, group_id: str) -> int:
-        return self.hub.online(group_id)
+        """Members of the room on this process, and on the others of the cluster."""
+        local = self.hub.online(group_id)
+        return local if self.cluster is None else local + self.cluster.online(group_id)
 
     async def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
@@ -220,8 +249,19 @@ class Node:
             await self._store(self.store.delete_group(group_id))
         if self.rooms.get(group_id) is not room:
             return  # destroyed meanwhile
+        self.drop_room(group_id)
+        if self.cluster is not None:
+            self.cluster.announce(Destroy(group_id))
+        self.hooks.destroyed(room.group, client_ip)
+        log.info("room destroyed: %s", group_id)
+
+    def drop_room(self, group_id: str) -> None:
+        """The room ends on this process: waiting messages fail (10010), members
+        get the ``destroyed`` tip and are closed."""
+        room = self.rooms.pop(group_id, None)
+        if room is None:
+            return
         room.close(Code.GROUP_NOT_FOUND)  # waiting messages answered before the kicks below
-        del self.rooms[group_id]
         self._locks.pop(group_id, None)
         tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
         for conn in self.hub.close_room(group_id, tip):
@@ -229,8 +269,6 @@ class Node:
             self.hub.kick(conn, "groupDestroyed")
         self.hub.forget_room(group_id)
         self.metrics.rooms.set(len(self.rooms))
-        self.hooks.destroyed(room.group, client_ip)
-        log.info("room destroyed: %s", group_id)
 
     def _lock(self, group_id: str) -> asyncio.Lock:
         lock = self._locks.get(group_id)
@@ -270,7 +308,7 @@ class Node:
         now = self.clock()
         changes = await self.change(group_id, lambda g: g.modify(fields, now))
         if changes:
-            self.hub.push_tips(group_id, [{"type": "groupInfo", "changes": changes}])
+            self.push_tips(group_id, [{"type": "groupInfo", "changes": changes}])
             self.hooks.info_changed(group_id, operator, changes, client_ip)
         return changes
 
@@ -278,7 +316,7 @@ class Node:
                               mode: object) -> list[dict[str, Any]]:
         result = await self.change(group_id, lambda g: g.update_counters(items, mode))
         if result:
-            self.hub.push_tips(group_id, [{"type": "counters", "counters": result}])
+            self.push_tips(group_id, [{"type": "counters", "counters": result}])
         return result
 
     async def delete_counters(self, group_id: str,
@@ -286,7 +324,7 @@ class Node:
         result = await self.change(group_id, lambda g: g.delete_counters(keys))
         if result:
             deleted = [item["Key"] for item in result]
-            self.hub.push_tips(group_id,
+            self.push_tips(group_id,
                                [{"type": "counters", "counters": [], "deleted": deleted}])
         return result
 
@@ -294,7 +332,7 @@ class Node:
         now = self.clock()
         untils = await self.change(group_id, lambda g: [g.mute(u, seconds, now) for u in users],
                                    restrictions=True)
-        self.hub.push_tips(group_id, [{"type": "mute", "member": u, "until": wire_time(t)}
+        self.push_tips(group_id, [{"type": "mute", "member": u, "until": wire_time(t)}
                                       for u, t in zip(users, untils, strict=True)])
 
     async def ban(self, group_id: str, users: list[str], seconds: int,
@@ -302,18 +340,37 @@ class Node:
         now = self.clock()
         await self.change(group_id, lambda g: [g.ban(u, seconds, now) for u in users],
                           restrictions=True)
+        self._changed(group_id)
         kicked: list[str] = []
         for user in users:
-            conns = self.hub.user_members(user, group_id)
-            for conn in conns:
-                self.hub.remove_member(conn, group_id, report=False)
-                self.hub.kick(conn, "banned")
-            if conns:
+            if self.kick_user(user, "banned", group_id):
                 kicked.append(user)  # once, however many sessions it had
+            if self.cluster is not None:
+                self.cluster.announce(Kick(user, "banned", group_id))
         self.hooks.kicked(group_id, kicked, operator, client_ip)
+
+    def kick_everywhere(self, user: str, reason: str) -> None:
+        """Close every session of ``user``, on every process of the cluster."""
+        self.kick_user(user, reason)
+        if self.cluster is not None:
+            self.cluster.announce(Kick(user, reason))
+
+    def kick_user(self, user: str, reason: str, group_id: str = "") -> bool:
+        """Close ``user``'s sessions on this process (those in ``group_id``, or
+        all); True if there were any."""
+        if group_id:
+            conns = self.hub.user_members(user, group_id)
+        else:
+            conns = list(self.hub.sessions.get(user, ()))
+        for conn in conns:
+            if group_id:
+                self.hub.remove_member(conn, group_id, report=False)
+            self.hub.kick(conn, reason)
+        return bool(conns)
 
     async def unban(self, group_id: str, users: list[str]) -> None:
         await self.change(group_id, lambda g: [g.unban(u) for u in users], restrictions=True)
+        self._changed(group_id)
 
     async def set_rate(self, group_id: str, rate: int, burst: int) -> None:
         def apply(g: Group) -> bool:
@@ -321,10 +378,16 @@ class Node:
             return True
         await self.change(group_id, apply)
         self.room(group_id).configure(rate, burst)
+        self._changed(group_id)
+
+    def _changed(self, group_id: str) -> None:
+        """A change with no tip of its own: the other processes reload the room."""
+        if self.cluster is not None:
+            self.cluster.announce(Tips(group_id, []))
 
     def system_notification(self, group_id: str, content: str) -> None:
         self.room(group_id)
-        self.hub.push_tips(group_id, [{"type": "system", "content": content}])
+        self.push_tips(group_id, [{"type": "system", "content": content}])
 
     async def record_kick(self, user: str, at: float) -> None:
         """``user`` was kicked at ``at``: UserSigs issued until then are revoked (stored)."""
@@ -338,7 +401,7 @@ class Node:
         member as one ``groupAttributes`` tip; returns the attributes after it."""
         change = await self.change(group_id, lambda g: write(g.attrs))
         if change is not None:
-            self.hub.push_tips(group_id, [change.tip()])
+            self.push_tips(group_id, [change.tip()])
         return self.room(group_id).group.attrs
 
     async def member_write_attrs(self, conn: Connection, group_id: str, seq: int,
@@ -365,6 +428,8 @@ class Node:
 
     def login(self, conn: Connection, user: str) -> None:
         self.hub.login(conn, user)
+        if self.cluster is not None and not self.settings.multi_login:
+            self.cluster.announce(Kick(user, "multiLogin"))  # its sessions on other processes
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
         return self.hub.set_profile(user, nick, avatar)
@@ -436,6 +501,9 @@ class Node:
     def submit(self, group_id: str, msg: Outgoing) -> None:
         """Offer an admitted message to its room's owner (after webhooks)."""
         room = self.room(group_id)
+        if self.cluster is not None and not self.cluster.owns(group_id):
+            self.cluster.forward(group_id, msg)  # the owner counts, schedules, answers
+            return
         if self.on_admit is not None and msg.before_callback:
             self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
         self.metrics.admitted_by[msg.priority].inc()
@@ -455,7 +523,7 @@ class Node:
             if turn is not None:
                 await asyncio.wait([turn])
             if not go_on:  # dropped by the backend: a success with its reason
-                self._answer(msg, Dropped(int(self.clock() * 1000), DROP_REASON))
+                self.answer(msg, Dropped(int(self.clock() * 1000), DROP_REASON))
                 return
             room = self.rooms.get(group_id)
             if room is None:  # destroyed during the callback: reported (inv. 4)
@@ -477,6 +545,9 @@ class Node:
 
     # ----------------------------------------------------------- the owners' events
     def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
+        if self.cluster is not None:  # once across Redis; every subscriber fans it out
+            self.cluster.publish(owner.group_id, full, lite, owner.sched.next_seq - 1)
+            return
         self.backplane.publish(owner.group_id, full, lite)
         self.hub.fan(owner.group_id, full, lite)
 
@@ -494,7 +565,7 @@ class Node:
             reason = "GroupDestroyed" if fate.code == Code.GROUP_NOT_FOUND else "Shutdown"
             m.dropped.labels(PRIORITY_NAMES[priority], reason).inc()
         try:
-            self._answer(msg, fate)
+            self.answer(msg, fate)
             if isinstance(fate, Delivered):
                 if self.hooks.enabled:
                     self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)
@@ -504,10 +575,17 @@ class Node:
         except Exception:  # one sender's trouble never costs the others their answers
             log.exception("answering a message of %s", group_id)
 
-    def _answer(self, msg: Outgoing, fate: Fate) -> None:
+    def answer(self, msg: Outgoing, fate: Fate) -> None:
+        """A message's fate, to its sender: here, or on its process in a cluster."""
         address = msg.reply_to
         if address is None:
             return
+        if self.cluster is not None and address.node and address.node != self.cluster.node_id:
+            self.cluster.fate_elsewhere(address, fate)
+            return
+        self.answer_local(address, fate)
+
+    def answer_local(self, address: Address, fate: Fate) -> None:
         if address.rest:
             future = self.rest_waiters.pop(address.rest, None)
             if future is None or future.done():
@@ -525,7 +603,12 @@ class Node:
 
     # ----------------------------------------------------------- tips and shutdown
     def push_tips(self, group_id: str, tips: list[dict[str, Any]]) -> None:
-        self.hub.push_tips(group_id, tips)
+        """Tips for the whole room: to this process's members, and in a cluster
+        to every process's (each reloads the room from the store first)."""
+        if self.cluster is not None:
+            self.cluster.announce(Tips(group_id, tips))
+        else:
+            self.hub.push_tips(group_id, tips)
 
     def _flush_tips(self) -> None:
         self.hub.flush_tips()
@@ -537,9 +620,16 @@ class Node:
             room.settle_pending(Code.INTERNAL)
         self.hub.going_away()
 
+    @property
+    def node_id(self) -> str:
+        """This process in its cluster ("" alone): fates are addressed to it."""
+        return "" if self.cluster is None else self.cluster.node_id
+
     async def close_collaborators(self) -> None:
         for room in self.rooms.values():
             room.close(Code.INTERNAL)
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.webhooks.close()
         await self.backplane.close()
         await self.store.close()

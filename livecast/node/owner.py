@@ -151,8 +151,8 @@ class RoomOwner:
             self.handle = None
         self.settle_pending(code)
 
-    def settle_pending(self, code: int) -> None:
+    def settle_pending(self, code: int, reason: str = "") -> None:
         """Every waiting message fails with ``code`` (accounting, invariant 3)."""
         gid = self.group.group_id
         for pending in self.sched.drain():
-            self._events.settle(gid, pending.payload, pending.priority, Failed(code))
+            self._events.settle(gid, pending.payload, pending.priority, Failed(code, reason))

@@ -1,0 +1,353 @@
+"""This process as a member of a livecast cluster on Redis (docs/design.md,
+"The cluster").
+
+``ClusterLink`` is the node's ``EventHandler`` for the broker
+(backplane/broker.py) and runs the membership loop.
+
+Invariants:
+1. One owner per room: only the process holding a room's lease (with its
+   fencing token) offers messages to the room's scheduler and publishes its
+   batches; a send made on any other process is forwarded to the owner.  A
+   new owner continues the room's seq from the broker's ``last_seq``.
+2. Every forwarded send is answered: by its fate from the owner, or, if no
+   fate comes within the longest wait plus ``FORWARD_GRACE`` (the owner died
+   or was deposed), with 10002 "retry".  Nothing is lost silently.
+3. A tick's batch crosses Redis once (one publish by the owner); every process
+   with members in the room is subscribed and writes the same bytes.
+4. Room changes are stored first (node.py), then announced (``Tips`` to every
+   process): each process reloads the room from the store before it pushes
+   the tips to its members, so reads answer the same everywhere.
+5. Online counts are summed over the processes' heartbeats; a dead process's
+   members leave the count when its heartbeat expires (``HEARTBEAT_TTL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from livecast.backplane.broker import (
+    ALL,
+    Broadcast,
+    Broker,
+    BrokerError,
+    Destroy,
+    FateNotice,
+    ForwardedSend,
+    Kick,
+    Tips,
+)
+from livecast.core.fate import Address, Failed, Fate
+from livecast.core.records import restore_group
+from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.errors import Code
+from livecast.node.room import Outgoing
+from livecast.store.base import StoreError
+
+if TYPE_CHECKING:
+    from livecast.node.node import Node
+
+log = logging.getLogger("livecast.cluster")
+
+LEASE_TTL = 3.0         # seconds a room's lease lasts unless renewed
+LOOP_INTERVAL = 1.0     # the membership loop: leases, heartbeat, online counts
+HEARTBEAT_TTL = 5.0     # a process silent this long is gone (its members leave the count)
+FORWARD_GRACE = 3.0     # beyond the longest wait, a forwarded send is answered 10002
+RETRY_INFO = "the room's owner is unavailable: retry"
+
+
+def new_node_id() -> str:
+    """Unique per process start (a restarted process is a new node)."""
+    return f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def outgoing_fields(msg: Outgoing) -> dict[str, Any]:
+    return {"s": msg.sender, "n": msg.nick, "a": msg.avatar, "p": int(msg.priority),
+            "r": msg.random, "b": msg.body, "c": msg.cloud_custom_data, "o": msg.operator,
+            "i": msg.client_ip, "f": msg.platform, "bc": msg.before_callback,
+            "ac": msg.after_callback}
+
+
+def outgoing_of(fields: dict[str, Any], reply_to: Address) -> Outgoing:
+    return Outgoing(str(fields["s"]), str(fields["n"]), str(fields["a"]), Priority(fields["p"]),
+                    int(fields["r"]), list(fields["b"]), str(fields["c"]), reply_to,
+                    operator=str(fields["o"]), client_ip=str(fields["i"]),
+                    platform=str(fields["f"]), before_callback=bool(fields["bc"]),
+                    after_callback=bool(fields["ac"]))
+
+
+class ClusterLink:
+    def __init__(self, node: Node, broker: Broker) -> None:
+        self.node = node
+        self.broker = broker
+        self.node_id = broker.node_id
+        self.tokens: dict[str, int] = {}      # rooms this process owns -> fencing token
+        self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
+        self.remote_online: dict[str, int] = {}  # room -> members on the other processes
+        # forwarded sends still unanswered -> (their timeout, room, owner sent to)
+        self.forwarded: dict[Address, tuple[asyncio.TimerHandle, str, str]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        await self.broker.start(self)
+        await self.sweep()
+        self._loop_task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for gid, token in list(self.tokens.items()):
+            with contextlib.suppress(BrokerError):
+                await self.broker.release_lease(gid, self.node_id, token)
+        for handle, _gid, _owner in self.forwarded.values():
+            handle.cancel()
+        await self.broker.close()
+
+    def spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("cluster task failed: %r", task.exception())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(LOOP_INTERVAL)
+            try:
+                await self.sweep()
+            except (BrokerError, StoreError) as err:
+                log.warning("cluster sweep: %s", err)
+            except Exception:  # the loop outlives one bad sweep
+                log.exception("cluster sweep failed")
+
+    async def sweep(self) -> None:
+        """Leases (renew the held, take the ownerless), heartbeat, online counts."""
+        for gid in list(self.node.rooms):
+            await self._lease(gid)
+        hub = self.node.hub
+        online = {gid: len(room.members) for gid, room in hub.rooms.items() if room.members}
+        await self.broker.heartbeat(self.node_id, {"online": online}, HEARTBEAT_TTL)
+        remote: dict[str, int] = {}
+        for nid, info in (await self.broker.nodes()).items():
+            if nid == self.node_id:
+                continue
+            for gid, n in dict(info.get("online", {})).items():
+                remote[gid] = remote.get(gid, 0) + int(n)
+        self.remote_online = remote
+
+    async def sweep_room(self, gid: str) -> None:
+        """Take a new room's lease at once (its creator owns it when free)."""
+        try:
+            await self._lease(gid)
+        except BrokerError as err:
+            log.warning("lease of %s: %s", gid, err)
+
+    async def _lease(self, gid: str) -> None:
+        token = self.tokens.get(gid)
+        if token is not None:
+            if await self.broker.renew_lease(gid, self.node_id, token, LEASE_TTL):
+                return
+            self.lost(gid)
+        token = await self.broker.acquire_lease(gid, self.node_id, LEASE_TTL)
+        if token is None:
+            owner = await self.broker.owner_of(gid)
+            if owner is not None:
+                old = self.owners.get(gid)
+                self.owners[gid] = owner
+                if old != owner:
+                    self._owner_changed(gid, old)
+            return
+        room = self.node.rooms.get(gid)
+        if room is None:
+            await self.broker.release_lease(gid, self.node_id, token)
+            return
+        last = await self.broker.last_seq(gid)
+        s = self.node.settings
+        rate = s.room_rate if room.group.rate is None else room.group.rate
+        burst = s.room_burst if room.group.burst is None else room.group.burst
+        if room.sched.pending == 0:  # continue the room's seq: no reuse, no skip
+            room.sched = RoomScheduler(rate, burst, self.node.clock(), s.max_wait,
+                                       next_seq=max(last + 1, room.sched.next_seq))
+        self.tokens[gid] = token
+        self._owner_changed(gid, self.owners.pop(gid, None))
+        log.info("room %s: owned here (token %d, seq from %d)", gid, token, last + 1)
+
+    def lost(self, gid: str) -> None:
+        """The lease is gone: waiting messages fail with 10002 (retry), nothing is emitted."""
+        self.tokens.pop(gid, None)
+        room = self.node.rooms.get(gid)
+        if room is not None:
+            room.settle_pending(Code.INTERNAL, RETRY_INFO)
+        log.warning("room %s: lease lost", gid)
+
+    # ---------------------------------------------------------------- the node's side
+    def owns(self, gid: str) -> bool:
+        return gid in self.tokens
+
+    def forward(self, gid: str, msg: Outgoing) -> None:
+        """A send for a room owned elsewhere: to its owner; its fate comes back."""
+        address = msg.reply_to
+        owner = self.owners.get(gid)
+        if address is not None:
+            longest = max(self.node.settings.max_wait) + FORWARD_GRACE
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(longest, self._unanswered, address)
+            self.forwarded[address] = (handle, gid, owner or "")
+        if owner is not None:
+            self.spawn(self._send_control(owner, ForwardedSend(
+                gid, address or Address(node=self.node_id), outgoing_fields(msg))))
+        else:
+            self.spawn(self._find_owner(gid, msg))
+
+    async def _find_owner(self, gid: str, msg: Outgoing) -> None:
+        """No owner known here yet: the room's lease holder, or this process."""
+        try:
+            await self._lease(gid)
+        except BrokerError as err:
+            log.warning("lease of %s: %s", gid, err)
+        address = msg.reply_to
+        if self.owns(gid) and gid in self.node.rooms:
+            self._settled_here(address)
+            self.node.submit(gid, msg)
+        elif gid in self.owners:
+            if address is not None and address in self.forwarded:
+                handle, _gid, _none = self.forwarded[address]
+                self.forwarded[address] = (handle, gid, self.owners[gid])
+            await self._send_control(self.owners[gid], ForwardedSend(
+                gid, address or Address(node=self.node_id), outgoing_fields(msg)))
+        elif address is not None:
+            self._unanswered(address)
+
+    def _settled_here(self, address: Address | None) -> None:
+        entry = self.forwarded.pop(address, None) if address is not None else None
+        if entry is not None:
+            entry[0].cancel()
+
+    def _owner_changed(self, gid: str, old: str | None) -> None:
+        """Sends forwarded to a room's former owner will not be answered by it:
+        answered now with 10002 (retry), so the client retries at the new one."""
+        if old is None:
+            return
+        for address, (_handle, room, owner) in list(self.forwarded.items()):
+            if room == gid and owner == old:
+                self._unanswered(address)
+
+    async def _send_control(self, target: str, message: Any) -> None:
+        try:
+            await self.broker.control(target, message)
+        except BrokerError as err:
+            log.warning("control to %s: %s", target, err)
+            if isinstance(message, ForwardedSend):
+                self._unanswered(message.reply_to)
+
+    def _unanswered(self, address: Address) -> None:
+        entry = self.forwarded.pop(address, None)
+        if entry is not None:
+            entry[0].cancel()
+            self.node.answer_local(address, Failed(Code.INTERNAL, RETRY_INFO))
+
+    def fate_elsewhere(self, address: Address, fate: Fate) -> None:
+        self.spawn(self._send_control(address.node, FateNotice(address, fate)))
+
+    def publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int) -> None:
+        token = self.tokens.get(gid)
+        if token is None:
+            return
+        self.spawn(self._publish(gid, full, lite, seq_end, token))
+
+    async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
+                       token: int) -> None:
+        try:
+            published = await self.broker.publish(gid, full, lite, seq_end, token)
+            if not published and self.tokens.get(gid) == token:  # deposed
+                self.lost(gid)
+        except BrokerError as err:
+            log.warning("publish of %s: %s", gid, err)
+
+    def announce(self, message: Any) -> None:
+        """Tips, kicks, destroys: to every process, this one included."""
+        self.spawn(self._send_control(ALL, message))
+
+    def watch(self, gid: str, opened: bool) -> None:
+        """The first local member of a room subscribes this process; the last leaves."""
+        self.spawn(self.broker.subscribe(gid) if opened else self.broker.unsubscribe(gid))
+
+    def online(self, gid: str) -> int:
+        return self.remote_online.get(gid, 0)
+
+    # ---------------------------------------------------------------- EventHandler
+    def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
+        self.node.hub.fan(group_id, full, lite)
+
+    def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
+        msg = outgoing_of(message.message, message.reply_to)
+        if not self.owns(message.group_id) or message.group_id not in self.node.rooms:
+            self.node.answer(msg, Failed(Code.INTERNAL, RETRY_INFO))
+            return
+        self.node.submit(message.group_id, msg)
+
+    def on_fate(self, origin: str, message: FateNotice) -> None:
+        self._settled_here(message.address)
+        self.node.answer_local(message.address, message.fate)
+
+    def on_kick(self, origin: str, message: Kick) -> None:
+        if origin == self.node_id:
+            return  # done here already (a multi-login's new session is here too)
+        self.node.kick_user(message.user, message.reason, message.group_id)
+        if message.reason == "adminKick":  # its UserSigs are revoked here too
+            self.spawn(self._kick_time(message.user))
+
+    async def _kick_time(self, user: str) -> None:
+        at = await self.node.store.kick_time(user)
+        if at is not None:
+            self.node.kicks.record_kick(user, at)
+
+    def on_tips(self, origin: str, message: Tips) -> None:
+        if origin == self.node_id:
+            self.node.hub.push_tips(message.group_id, message.tips)
+        else:
+            self.spawn(self._reload_then_push(message))
+
+    async def _reload_then_push(self, message: Tips) -> None:
+        await self.reload(message.group_id)
+        self.node.hub.push_tips(message.group_id, message.tips)
+
+    async def reload(self, gid: str) -> None:
+        """The room as stored now (created, changed elsewhere)."""
+        record = await self.node.store.load_group(gid)
+        if record is None:
+            return
+        group = restore_group(record)
+        room = self.node.rooms.get(gid)
+        if room is None:
+            self.node.adopt(group)
+            return
+        group.last_msg_time = room.group.last_msg_time
+        group.attrs = copy.deepcopy(group.attrs)
+        room.group = group
+        s = self.node.settings
+        rate = s.room_rate if group.rate is None else group.rate
+        burst = s.room_burst if group.burst is None else group.burst
+        if (rate, burst) != (room.sched.rate, room.sched.burst):
+            room.sched.configure(rate, burst, self.node.clock())
+
+    def on_destroy(self, origin: str, message: Destroy) -> None:
+        if origin != self.node_id:
+            self.node.drop_room(message.group_id)
+        self.tokens.pop(message.group_id, None)
+        self.owners.pop(message.group_id, None)
+
+    def on_broadcast(self, origin: str, message: Broadcast) -> None:
+        return None  # broadcasts are offered by the room owners (send_broadcast_msg)
+

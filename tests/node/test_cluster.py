@@ -1,0 +1,144 @@
+"""A room across three ``livecast serve`` processes on one real redis-server:
+one seq stream for every member wherever it is connected, online counts
+summed over the processes, bans reaching members on other processes, and the
+room going on elsewhere when its owner is killed (``kill -9``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livecast.client import Client, text
+from tests.redis_fixtures import RedisServer, free_port, start_server
+from tests.test_restart import KEY, Server, until
+
+GID = "live-1"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
+                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
+    servers = []
+    for _ in range(3):
+        port = free_port()
+        s = Server(dict(base, LIVECAST_PORT=str(port)), port)
+        await s.start()
+        servers.append(s)
+    yield servers
+    for s in servers:
+        if s.proc is not None:
+            await s.stop(signal.SIGKILL)
+
+
+async def member(s: Server, user: str) -> Client:
+    c, code = await s.client(user)
+    assert code == 0
+    await until(lambda: _joins(c), f"{user} joined {GID} on :{s.port}")
+    return c
+
+
+async def _joins(c: Client) -> bool:
+    return bool((await c.join(GID))["code"] == 0)
+
+
+async def seqs_of(c: Client, count: int) -> list[tuple[int, str]]:
+    """The next ``count`` messages a member receives, as (seq, text)."""
+    got: list[tuple[int, str]] = []
+    while len(got) < count:
+        push = await asyncio.wait_for(c.next_push("msgs"), 15)
+        got += [(m["seq"], m["msgBody"][0]["MsgContent"]["Text"]) for m in push["msgs"]]
+    return got
+
+
+async def test_one_room_one_seq_stream_across_three_processes(cluster: list[Server]) -> None:
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "Cluster room"})
+    members = [await member(s, f"m{i}") for i, s in enumerate(cluster)]
+    senders = [await member(b, "sender-b"), await member(c, "sender-c")]
+    answers = []
+    for i in range(6):
+        r = await senders[i % 2].send(GID, text(f"t{i}"))
+        assert r["code"] == 0 and r["msgSeq"] > 0, r
+        answers.append(r["msgSeq"])
+    assert answers == sorted(answers) and len(set(answers)) == 6
+    streams = [await seqs_of(m, 6) for m in members]
+    assert streams[0] == streams[1] == streams[2]  # the same stream on every process
+    seqs = [s for s, _t in streams[0]]
+    assert seqs == list(range(seqs[0], seqs[0] + 6))  # contiguous
+    # the online count sums the three processes (5 members), on any of them
+    await until(lambda: _online_is(b, 5), "online counts summed over processes")
+    for x in members + senders:
+        await x.close()
+
+
+async def _online_is(s: Server, n: int) -> bool:
+    r = await s.ok("group_open_http_svc", "get_online_member_num", {"GroupId": GID})
+    return bool(r["OnlineMemberNum"] == n)
+
+
+async def test_a_ban_and_a_profile_change_reach_every_process(cluster: list[Server]) -> None:
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "before"})
+    watcher = await member(c, "watcher")
+    bob = await member(b, "bob")
+    await a.ok("group_open_http_svc", "modify_group_base_info", {"GroupId": GID, "Name": "after"})
+    info = await c.ok("group_open_http_svc", "get_group_info", {"GroupIdList": [GID]})
+    tip = await asyncio.wait_for(watcher.next_push("tips"), 10)
+    while not any(t["type"] == "groupInfo" for t in tip["tips"]):
+        tip = await asyncio.wait_for(watcher.next_push("tips"), 10)
+    info = await c.ok("group_open_http_svc", "get_group_info", {"GroupIdList": [GID]})
+    assert info["GroupInfo"][0]["Name"] == "after"  # read on another process, after the tip
+    await a.ok("group_open_http_svc", "ban_group_member",
+               {"GroupId": GID, "Members_Account": ["bob"], "Duration": 600})
+    assert await asyncio.wait_for(bob.wait_closed(), 10) == 4004
+    again, code = await b.client("bob")
+    assert code == 0 and (await again.join(GID))["code"] == 10007
+    for x in (watcher, bob, again):
+        await x.close()
+
+
+async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "failover"})
+    listener = await member(c, "listener")
+    sender = await member(b, "sender")
+    first = await sender.send(GID, text("before"))
+    assert first["code"] == 0 and first["msgSeq"] > 0
+    await a.stop(signal.SIGKILL)  # the creator owns the room
+    killed_at = time.monotonic()
+    later: dict[str, Any] = {}
+
+    async def delivered_again() -> bool:
+        r = await sender.send(GID, text("after"))
+        assert r["code"] in (0, 10002), r  # answered either way: delivered, or retry
+        later.update(r)
+        return bool(r["code"] == 0 and r["msgSeq"] > 0)
+
+    await until(delivered_again, "the room going on elsewhere", within=15)
+    took = time.monotonic() - killed_at
+    assert later["msgSeq"] == first["msgSeq"] + 1  # no reuse, no skip
+    got = await seqs_of(listener, 2)
+    assert [s for s, _t in got][-1] == later["msgSeq"]
+    print(f"failover took {took:.1f} s")
+    for x in (listener, sender):
+        await x.close()
+

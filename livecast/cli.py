@@ -137,6 +137,44 @@ def store_line(s: Settings) -> str:
     return f"  store     SQLite in {s.data_dir}"
 
 
+def workers(s: Settings) -> int:
+    """``serve --workers N``: N processes on one port (SO_REUSEPORT), members
+    of one cluster on Redis; restarted when one dies, stopped on SIGINT/SIGTERM."""
+    if not s.redis_url:
+        print("livecast: --workers needs LIVECAST_REDIS_URL: worker processes share rooms "
+              "through Redis (a cluster); without it, run one process", file=sys.stderr)
+        return 2
+    import signal
+    import subprocess
+
+    env = dict(os.environ)
+    children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(i: int) -> None:
+        children[i] = subprocess.Popen(
+            [sys.executable, "-m", "livecast", "serve"],
+            env=dict(env, LIVECAST_WORKER=str(i), LIVECAST_WORKERS="1",
+                     LIVECAST_HOST=s.host, LIVECAST_PORT=str(s.port)))
+
+    stopping: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    for i in range(1, s.workers + 1):
+        spawn(i)
+    log.info("%d workers on %s:%d", s.workers, s.host, s.port)
+    while not stopping:
+        time.sleep(0.2)
+        for i, child in list(children.items()):
+            if child.poll() is not None and not stopping:
+                log.warning("worker %d exited (%s): restarting it", i, child.returncode)
+                spawn(i)
+    for child in children.values():
+        child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        child.wait()
+    return 0
+
+
 def serve(s: Settings, likes: CounterSettings | None = None) -> int:
     from livecast.gateway.app import make_app
     from livecast.gateway.front import Front
@@ -149,7 +187,7 @@ def serve(s: Settings, likes: CounterSettings | None = None) -> int:
     try:
         asyncio.run(serve_app(app, s.host, s.port, banner(s),
                               s.shutdown_grace + 1,
-                              front=Front))
+                              front=Front, reuse_port=s.worker > 0))
     except StoreError as exc:
         where = "LIVECAST_REDIS_URL" if s.redis_url else f"LIVECAST_DATA_DIR ({s.data_dir})"
         print(f"livecast: the store could not be opened ({where}): {exc}", file=sys.stderr)
@@ -190,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"livecast: configuration error: {exc}", file=sys.stderr)
         return 2
+    if s.workers > 1 and not s.worker:
+        return workers(s)
     return serve(s, likes)
 
 

@@ -46,7 +46,7 @@ class Listener:
         self.host = ""
         self.port = 0
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
         await self.runner.setup()
         http = self.runner.server
         assert http is not None
@@ -55,7 +55,7 @@ class Listener:
             http if front is None else (lambda: front(self.app, http)))
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(factory, host, port, reuse_address=True,
-                                               backlog=BACKLOG)
+                                               reuse_port=reuse_port or None, backlog=BACKLOG)
         self.host, self.port = self.server.sockets[0].getsockname()[:2]
 
     async def close(self) -> None:
@@ -66,7 +66,8 @@ class Listener:
 
 
 async def serve_app(app: web.Application, host: str, port: int, banner: str,
-                    shutdown_timeout: float = 60.0, front: FrontFactory | None = None) -> None:
+                    shutdown_timeout: float = 60.0, front: FrontFactory | None = None,
+                    reuse_port: bool = False) -> None:
     """Listen, print ``banner`` once listening, serve until SIGINT/SIGTERM."""
     listener = Listener(app, front, shutdown_timeout)
     stop = asyncio.Event()
@@ -74,7 +75,7 @@ async def serve_app(app: web.Application, host: str, port: int, banner: str,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await listener.start(host, port)
+        await listener.start(host, port, reuse_port)
         print(banner, flush=True)
         await stop.wait()
         log.info("shutting down")

@@ -67,6 +67,8 @@ class Settings:
     fanout_chunk: int = 2000              # members written per loop iteration in big rooms
     data_dir: str = ""                    # the SQLite store's directory; "" = ~/.livecast/data
     max_rooms: int = 100_000              # rooms at once; past it create_group answers 10036
+    workers: int = 1                      # processes sharing the port (a cluster on Redis)
+    worker: int = 0                       # set by ``serve --workers`` for its children
     allowed_origins: tuple[str, ...] = ()  # may load livecast.js (and /dev/usersig); () same origin
     member_attrs: bool = False            # members may write group attributes (compare-and-set)
     # webhooks (docs/webhooks.md)
@@ -189,6 +191,8 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_FANOUT_CHUNK", "fanout_chunk", _int(1, 10_000_000)),
     ("LIVECAST_DATA_DIR", "data_dir", _nonempty),
     ("LIVECAST_MAX_ROOMS", "max_rooms", _int(1, 100_000_000)),
+    ("LIVECAST_WORKERS", "workers", _int(1, 256)),
+    ("LIVECAST_WORKER", "worker", _int(0, 256)),
     ("LIVECAST_ALLOWED_ORIGINS", "allowed_origins", parse_origins),
     ("LIVECAST_MEMBER_ATTRS", "member_attrs", _bool),
     ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),

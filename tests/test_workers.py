@@ -1,0 +1,77 @@
+"""``livecast serve --workers N``: N processes on one port (SO_REUSEPORT), one
+cluster on Redis; members on any worker share one room."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from livecast.cli import main
+from livecast.client import Client, text
+from tests.redis_fixtures import RedisServer, free_port, start_server
+from tests.test_restart import KEY, Server, until
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
+
+
+def test_workers_need_a_redis_url(capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
+    monkeypatch.delenv("LIVECAST_REDIS_URL", raising=False)
+    assert main(["serve", "--workers", "2"]) == 2
+    assert "LIVECAST_REDIS_URL" in capsys.readouterr().err
+
+
+async def test_two_workers_share_a_port_and_a_room(redis: RedisServer) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    port = free_port()
+    env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_REDIS_URL=redis.url, LIVECAST_PORT=str(port),
+               LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_WORKERS="2")
+    s = Server(env, port)
+    await s.start()
+    clients: list[Client] = []
+    try:
+        assert s.proc is not None
+        await until(lambda: _children(s.proc.pid, 2), "two worker processes")
+        await s.ok("group_open_http_svc", "create_group",
+                   {"Type": "AVChatRoom", "GroupId": "w", "Name": "workers"})
+        for i in range(8):  # the kernel spreads the connections over the workers
+            c, code = await s.client(f"u{i}")
+            assert code == 0
+            await until(lambda c=c: _joined(c), f"u{i} joined")
+            clients.append(c)
+        r = await clients[0].send("w", text("to all"))
+        assert r["code"] == 0, r
+        for c in clients:
+            push = await asyncio.wait_for(c.next_push("msgs"), 10)
+            assert push["msgs"][0]["seq"] == r["msgSeq"]
+        await until(lambda: _online(s, 8), "online summed over the workers")
+    finally:
+        for c in clients:
+            await c.close()
+        if s.proc is not None:
+            await s.stop(signal.SIGTERM)
+
+
+async def _children(pid: int, n: int) -> bool:
+    return len(psutil.Process(pid).children()) == n
+
+
+async def _joined(c: Client) -> bool:
+    return bool((await c.join("w"))["code"] == 0)
+
+
+async def _online(s: Server, n: int) -> bool:
+    r = await s.ok("group_open_http_svc", "get_online_member_num", {"GroupId": "w"})
+    return bool(r["OnlineMemberNum"] == n)

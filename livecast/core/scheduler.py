@@ -113,6 +113,7 @@ class RoomScheduler:
         "_burst",
         "_capacity",
         "_clock",
+        "_delivered",
         "_delivered_total",
         "_dropped",
         "_max_wait",
@@ -144,6 +145,7 @@ class RoomScheduler:
         self._next_seq = next_seq
         self._trimmed: list[Pending] = []
         self._delivered_total = 0
+        self._delivered = [0] * len(PRIORITY_NAMES)
         self._dropped = [0] * len(Priority)
 
     # -- read-only state ---------------------------------------------------
@@ -185,6 +187,11 @@ class RoomScheduler:
     @property
     def delivered_total(self) -> int:
         return self._delivered_total
+
+    @property
+    def delivered_by_priority(self) -> tuple[int, ...]:
+        """Deliveries so far per priority, index = Priority."""
+        return tuple(self._delivered)
 
     @property
     def dropped_by_priority(self) -> tuple[int, ...]:
@@ -279,11 +286,13 @@ class RoomScheduler:
     def _deliver(self, count: int) -> list[tuple[int, Pending]]:
         out: list[tuple[int, Pending]] = []
         seq = self._next_seq
-        for queue in self._queues:
+        delivered = self._delivered
+        for p, queue in enumerate(self._queues):
             while count and queue:
                 out.append((seq, queue.popleft()))
                 seq += 1
                 count -= 1
+                delivered[p] += 1
         self._next_seq = seq
         self._pending -= len(out)
         self._delivered_total += len(out)

@@ -263,14 +263,23 @@ def callback_latency(samples: Samples) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _owner(node: Node, group_id: str) -> str:
+    """The process owning the room: this one, or (in a cluster) another's node id."""
+    cluster = node.cluster
+    if cluster is None or cluster.owns(group_id):
+        return OWNER_HERE
+    return cluster.owners.get(group_id, "unknown")
+
+
 def room_row(node: Node, group_id: str) -> dict[str, Any]:
     """One room's figures: the counters are totals (the page makes rates of them)."""
     room = node.rooms[group_id]
     sched = room.sched
     return {
         "groupId": group_id, "name": room.group.name, "online": _online(node, group_id),
-        "owner": OWNER_HERE, "likes": like_total(room.group),
+        "owner": _owner(node, group_id), "likes": like_total(room.group),
         "delivered": sched.delivered_total,
+        "deliveredBy": dict(zip(PRIORITY_LABELS, sched.delivered_by_priority, strict=True)),
         "dropped": dict(zip(PRIORITY_LABELS, sched.dropped_by_priority, strict=True)),
         "pending": sched.pending,
         "pendingBy": {p: sched.pending_of(Priority(i)) for i, p in enumerate(PRIORITY_LABELS)},

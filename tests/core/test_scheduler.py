@@ -450,3 +450,12 @@ class RoomMachine(RuleBasedStateMachine):
 
 RoomMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=60, deadline=None)
 TestRoomScheduler = RoomMachine.TestCase
+
+
+def test_deliveries_are_counted_per_priority() -> None:
+    s = RoomScheduler(10, 10, 0.0)
+    for p in (Priority.HIGH, Priority.LOW, Priority.LOW, Priority.LOWEST):
+        s.offer(object(), p, 0.0)
+    s.tick(0.0)
+    assert s.delivered_by_priority == (1, 0, 2, 1)
+    assert sum(s.delivered_by_priority) == s.delivered_total

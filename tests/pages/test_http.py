@@ -134,6 +134,8 @@ async def test_room_rows_count_drops_per_priority_and_the_like_total(live: Live)
     dropped = sum(1 for f in fates if f.get("dropReason"))
     assert row["dropped"]["Lowest"] == dropped and row["dropped"]["High"] == 0
     assert row["delivered"] == 3 - dropped and row["likes"] == 42
+    assert row["deliveredBy"] == {"High": 0, "Normal": 0, "Low": 0, "Lowest": 3 - dropped}
+    assert row["owner"] == "this process"
 
 
 async def test_room_figures_before_joining(live_factory: LiveFactory) -> None:

@@ -121,12 +121,16 @@ function cell(text, className = "num") {
 
 function roomRates(r, now) {
   const before = roomsBefore.get(r.groupId);
-  roomsBefore.set(r.groupId, { time: now, delivered: r.delivered, dropped: r.dropped });
+  roomsBefore.set(r.groupId, { time: now, delivered: r.delivered, dropped: r.dropped,
+                              deliveredBy: r.deliveredBy });
   if (!before) return null;
   const dt = now - before.time;
-  const dropped = {};
-  for (const p of PRIORITIES) dropped[p] = rate(r.dropped[p], before.dropped[p], dt);
-  return { delivered: rate(r.delivered, before.delivered, dt), dropped };
+  const dropped = {}, deliveredBy = {};
+  for (const p of PRIORITIES) {
+    dropped[p] = rate(r.dropped[p], before.dropped[p], dt);
+    deliveredBy[p] = rate(r.deliveredBy[p], before.deliveredBy[p], dt);
+  }
+  return { delivered: rate(r.delivered, before.delivered, dt), dropped, deliveredBy };
 }
 
 function renderRooms(list, total, now) {
@@ -137,8 +141,11 @@ function renderRooms(list, total, now) {
     const rates = roomRates(r, now);
     const tr = document.createElement("tr");
     tr.dataset.room = r.groupId;
-    tr.append(cell(r.groupId, "id"), cell(r.name, "name"), cell(fmt(r.online, 0)),
-              cell(rates ? fmt(rates.delivered) : "…"));
+    const delivered = cell(rates ? fmt(rates.delivered) : "…");
+    delivered.dataset.by = "delivered";
+    delivered.title = PRIORITIES.map((p) => `${p} ${rates ? fmt(rates.deliveredBy[p]) : "…"}/s`)
+      .join(" · ");
+    tr.append(cell(r.groupId, "id"), cell(r.name, "name"), cell(fmt(r.online, 0)), delivered);
     for (const p of PRIORITIES) {
       const v = rates ? rates.dropped[p] : null;
       const td = cell(v === null ? "…" : fmt(v), v > 0 ? "num drop-hot" : "num");

@@ -19,7 +19,8 @@ store.  Every change is acknowledged only once stored, so the difference
 between the engines and ``memory`` is the store's share of the latency.
 
 ``--startup R`` (after the latency runs): R rooms are written into a fresh
-store directly (``put_group``), then ``livecast serve`` is started and timed
+store directly (``put_group``), then ``livecast serve`` is started (and
+stopped with SIGTERM) ``--starts`` times on that store, each start timed
 from exec until ``/readyz`` answers 200; the server's own log line
 (``R rooms loaded from the store in X s``) is printed too.
 
@@ -267,22 +268,23 @@ async def latency(livecast: str, engine: Engine, n: int, warmup: int) -> None:
 LOADED = re.compile(r"(\d+) rooms loaded from the store in ([\d.]+) s")
 
 
-async def startup(livecast: str, engine: Engine, rooms: int) -> None:
+async def startup(livecast: str, engine: Engine, rooms: int, starts: int) -> None:
     await engine.fresh()
     began = time.perf_counter()
     if rooms:
         await engine.populate(rooms)
     populated = time.perf_counter() - began
-    server = Server(livecast, engine)
-    try:
-        async with aiohttp.ClientSession() as session:
-            ready = await server.ready(session)
-    finally:
-        log = server.stop()
-    found = LOADED.search(log)
-    loaded = f"{found.group(1)} rooms in {found.group(2)} s" if found else "none"
-    print(f"startup rooms={rooms} populate_s={populated:.2f} ready_s={ready:.3f} "
-          f"log_loaded='{loaded}'", flush=True)
+    for _ in range(starts):
+        server = Server(livecast, engine)
+        try:
+            async with aiohttp.ClientSession() as session:
+                ready = await server.ready(session)
+        finally:
+            log = server.stop()
+        found = LOADED.search(log)
+        loaded = f"{found.group(1)} rooms in {found.group(2)} s" if found else "none"
+        print(f"startup rooms={rooms} populate_s={populated:.2f} ready_s={ready:.3f} "
+              f"log_loaded='{loaded}'", flush=True)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -294,7 +296,7 @@ async def run(args: argparse.Namespace) -> None:
             if args.n:
                 await latency(args.livecast, engine, args.n, args.warmup)
             for rooms in args.startup:
-                await startup(args.livecast, engine, rooms)
+                await startup(args.livecast, engine, rooms, args.starts)
         finally:
             engine.stop()
 
@@ -307,6 +309,8 @@ def main() -> None:
                     help="untimed calls per command first (default 20)")
     ap.add_argument("--startup", type=int, action="append", default=[], metavar="ROOMS",
                     help="time a start with ROOMS stored rooms (repeatable)")
+    ap.add_argument("--starts", type=int, default=1,
+                    help="starts timed on each --startup store (default 1)")
     here = Path(sys.executable).with_name("livecast")
     default = str(here) if here.exists() else (shutil.which("livecast") or "livecast")
     ap.add_argument("--livecast", default=default,

@@ -5,24 +5,13 @@ member, and member writes under LIVECAST_MEMBER_ATTRS with compare-and-set."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from livecast.client import Client
 from livecast.node.node import Node
 from tests.admin.conftest import ManualClock
+from tests.admin.test_attrs import attr_tip
 from tests.conftest import Live, LiveFactory, base_settings, start_live
-
-
-async def attr_tip(c: Client) -> dict[str, Any]:
-    """The next ``groupAttributes`` tip pushed to ``c`` (member tips are skipped)."""
-    while True:
-        push = await c.next_push("tips")
-        tips = [t for t in push["tips"] if t["type"] == "groupAttributes"]
-        if tips:
-            assert len(tips) == 1, push
-            return tips[0]
 
 
 async def test_every_member_gets_one_tip_per_change(live: Live) -> None:

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from livecast.core.bucket import TokenBucket
 from livecast.core.fate import Address
+from livecast.core.flood import FloodScore, flood_limit
 from livecast.core.group_attrs import GroupAttrs
 from livecast.core.handshake import MAX_HEAD_BYTES, joined, switching_protocols, upgrade_error
 from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
@@ -77,7 +78,7 @@ class Session:
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.limiter = TokenBucket(rate, burst, now)
         self.violations = 0
-        self.flood = 0
+        self.flood = FloodScore(flood_limit(burst))
         self.order: Order | None = None
 
 
@@ -431,7 +432,6 @@ def _outbox_full(node: Node, conn: Connection) -> bool:
 def _admit(node: Node, conn: Connection, session: Session, rid: Any) -> bool:
     """Take a request token; without one, the frame counts toward the flood."""
     if session.limiter.try_take(asyncio.get_running_loop().time()):
-        session.flood = 0
         return True
     _flood(node, conn, session, rid)
     return False
@@ -566,10 +566,10 @@ def _violation(node: Node, conn: Connection, session: Session, rid: Any, code: i
 
 
 def _flood(node: Node, conn: Connection, session: Session, rid: Any) -> None:
-    session.flood += 1
+    over = session.flood.refused(asyncio.get_running_loop().time())
     if rid is not None:
         conn.send(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down"))
-    if session.flood > node.settings.req_burst:
+    if over:  # the decaying score of refusals (core/flood.py)
         node.close(conn, Close.FLOOD, "flood")
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from livecast.store.base import Store
 
 log = logging.getLogger("livecast")
+MIN_KEY_CHARS = 16  # a secret key's least length off loopback
 
 
 def _serve_parser(sub: Any) -> None:
@@ -216,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(usersig.mint(s.sdkappid, s.secret_key.value, args.userid, time.time(), args.expire))
         return 0
+    if not s.dev_key and not is_loopback(s.host) and len(s.secret_key.value) < MIN_KEY_CHARS:
+        print(f"livecast: LIVECAST_SECRET_KEY is too short for a server reachable off "
+              f"loopback: at least {MIN_KEY_CHARS} characters (`openssl rand -hex 32` makes "
+              "a good one)", file=sys.stderr)
+        return 2
     if s.dev_key and not is_loopback(s.host):
         print(f"livecast: refusing to listen on {s.host} with the development key: anyone who "
               "can reach the server could mint UserSigs; set LIVECAST_SECRET_KEY",

@@ -7,6 +7,7 @@ a log line (``Secret``).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from livecast.core.cors import parse_origins
+
+log = logging.getLogger("livecast")
 
 
 class ConfigError(ValueError):
@@ -243,12 +246,22 @@ def default_data_dir() -> Path:
 def load_dev_key(path: Path) -> str:
     """The development key: made once, kept in ``path`` (mode 0600) so that
     ``livecast usersig`` and ``livecast serve`` agree across restarts."""
-    try:
-        key = path.read_text().strip()
-        if key:
-            return key
+    try:  # never through a link: the key file is ours alone
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        raise ConfigError(f"LIVECAST_DEV_KEY_FILE {path}: cannot be read ({exc.strerror}; "
+                          "a symbolic link is refused)") from exc
+    else:
+        with os.fdopen(fd) as f:
+            mode = os.fstat(f.fileno()).st_mode
+            key = f.read().strip()
+        if mode & 0o077:
+            log.warning("the development key file %s is readable by other users "
+                        "(mode %o): chmod 600 it", path, mode & 0o777)
+        if key:
+            return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -158,3 +158,11 @@ def test_a_bad_like_variable_stops_serve_naming_it(capsys: pytest.CaptureFixture
     monkeypatch.setenv("LIVECAST_COUNTER_TARGET", "spreadsheet")
     assert main(["serve"]) == 2
     assert "LIVECAST_COUNTER_TARGET" in capsys.readouterr().err
+
+
+def test_a_short_secret_key_is_refused_off_loopback(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "a")
+    monkeypatch.setenv("LIVECAST_HOST", "0.0.0.0")
+    assert main(["serve"]) == 2
+    assert "too short" in capsys.readouterr().err

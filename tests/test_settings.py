@@ -63,3 +63,23 @@ def test_allowed_origins_are_parsed_and_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="LIVECAST_ALLOWED_ORIGINS"):
         build({"LIVECAST_ALLOWED_ORIGINS": "https://app.example.com/page"},
               dev_key_file=tmp_path / "k")
+
+
+def test_a_dev_key_file_behind_a_link_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "elsewhere"
+    real.write_text("k" * 64)
+    link = tmp_path / "dev-key"
+    link.symlink_to(real)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        build({}, dev_key_file=link)
+
+
+def test_a_world_readable_dev_key_file_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "dev-key"
+    path.write_text("k" * 64)
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="livecast"):
+        s = build({}, dev_key_file=path)
+    assert s.secret_key.value == "k" * 64
+    assert "readable by other users" in caplog.text

@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry
 
 from livecast.core import usersig
 from livecast.core.cors import allow_origin
+from livecast.core.devsig import dev_sig_refusal
 from livecast.core.group import Group
 from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
 from livecast.core.protocol import MAX_USER_ID_BYTES
@@ -151,9 +152,10 @@ async def dev_usersig(request: web.Request) -> web.Response:
                                  status=400)
     assert isinstance(user, str)
     s = node.settings
-    if s.is_admin(user):
-        return web.json_response({"error": "no UserSig for app admins here: use "
-                                           "`livecast usersig` on the server"}, status=403)
+    refusal = dev_sig_refusal(user, s.admins, request.headers.get("Host", ""),
+                              request.headers.get("Origin"), s.allowed_origins)
+    if refusal is not None:
+        return web.json_response({"error": refusal}, status=403)
     sig = usersig.mint(s.sdkappid, s.secret_key.value, user, node.clock(), DEV_SIG_EXPIRE)
     return web.json_response({"sdkAppId": s.sdkappid, "userId": user, "userSig": sig})
 

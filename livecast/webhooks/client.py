@@ -110,6 +110,7 @@ class Webhooks:
         self.enabled = bool(settings.callback_url)
         self.clock = clock
         self.breaker = Breaker(settings.callback_breaker, settings.callback_breaker_cooldown)
+        self.probe: asyncio.Task[None] | None = None  # a before-* probe in flight
         self.metrics = WebhookMetrics(registry)
         self._url = URL(settings.callback_url)
         self._token = settings.callback_token.value
@@ -142,6 +143,9 @@ class Webhooks:
         """Stop taking events, let the queue drain for up to one timeout, then
         cancel the workers (what is left is counted as dropped)."""
         self._closing = True
+        if self.probe is not None and not self.probe.done():
+            self.probe.cancel()
+            await asyncio.gather(self.probe, return_exceptions=True)
         if self._workers:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.callback_timeout):
@@ -186,6 +190,12 @@ class Webhooks:
         if not self.enabled:
             return ALLOW
         job = _Job(body["CallbackCommand"], orjson.dumps(body), client_ip, platform)
+        if self.breaker.state is not BreakerState.CLOSED:
+            # the backend failed lately: this call is refused, or it is the
+            # probe, which goes in the background: nobody waits on a probe
+            if self._allowed(job):
+                self.probe = asyncio.create_task(self._probe_with(job))
+            return failure_verdict(self.settings.callback_fail_closed)
         raw = await self._call(job)
         if raw is None:
             return failure_verdict(self.settings.callback_fail_closed)
@@ -194,6 +204,13 @@ class Webhooks:
             self._count_failure(job.command, result)
             return failure_verdict(self.settings.callback_fail_closed)
         return result
+
+    async def _probe_with(self, job: _Job) -> None:
+        """A before-* call made while the breaker is not closed: it tells the
+        breaker whether the backend is back; its verdict is not used."""
+        raw = await self._send(job)
+        if isinstance(raw, Failure):
+            self._count_failure(job.command, raw)
 
     async def _worker(self) -> None:
         while True:
@@ -216,11 +233,21 @@ class Webhooks:
 
     async def _call(self, job: _Job) -> Raw | Failure | None:
         """Send one callback through the breaker; None when it was not sent."""
+        if not self._allowed(job):
+            return None
+        return await self._send(job)
+
+    def _allowed(self, job: _Job) -> bool:
+        """May ``job`` go out now (the breaker's decision, counted when not)?"""
         before = self.breaker.state
         if self._session is None or not self.breaker.allow(self.clock()):
             self.metrics.dropped.labels(job.command).inc()
-            return None
+            return False
         self._note_breaker(before)
+        return True
+
+    async def _send(self, job: _Job) -> Raw | Failure:
+        assert self._session is not None
         self.metrics.sent.labels(job.command).inc()
         loop = asyncio.get_running_loop()
         started = loop.time()

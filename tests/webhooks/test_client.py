@@ -388,16 +388,39 @@ async def test_breaker_probes_after_the_cooldown_and_closes(rig: RigFactory,
         await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB)
     assert (r.sent(), r.dropped(), r.breaker()) == (2, 1, BreakerState.OPEN)
     r.clock.t += 5.0
+    # the probe goes in the background: the sender gets the failure policy at once
     assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == FAIL_OPEN
+    assert r.hooks.probe is not None
+    await r.hooks.probe
     assert (r.sent(), r.breaker()) == (3, BreakerState.OPEN)  # the probe failed: open again
     backend.answer = ok(1)
     assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == FAIL_OPEN
     assert r.dropped() == 2
     r.clock.t += 5.0
+    assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == FAIL_OPEN
+    await r.hooks.probe
+    assert (r.sent(), r.breaker()) == (4, BreakerState.CLOSED)  # the backend is back
     verdict = await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB)
-    assert verdict.code == 10016 and not verdict.failed
-    assert (r.sent(), r.breaker()) == (4, BreakerState.CLOSED)
-    assert len(backend.seen) == 4
+    assert verdict.code == 10016 and not verdict.failed  # its verdicts count again
+    assert len(backend.seen) == 5
+
+
+async def test_a_probe_never_makes_a_sender_wait(rig: RigFactory, backend: Backend) -> None:
+    """A slow backend: the probe hangs until the test lets it go, and the
+    sender that triggered it has had its answer all along."""
+    backend.answer = raw(502, "bad gateway")
+    r = await rig(callback_breaker=1, callback_breaker_cooldown=5.0, callback_timeout=30.0)
+    await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB)
+    assert r.breaker() == BreakerState.OPEN
+    backend.answer = backend.hang(ok(0))
+    backend.arrived.clear()
+    r.clock.t += 5.0
+    assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == FAIL_OPEN
+    await backend.arrived.wait()  # the probe reached the backend, which holds it
+    assert r.hooks.probe is not None and not r.hooks.probe.done()
+    backend.release.set()
+    await r.hooks.probe
+    assert r.breaker() == BreakerState.CLOSED
 
 
 async def test_an_alive_backend_with_bad_replies_keeps_the_breaker_closed(

@@ -39,6 +39,8 @@ from livecast.settings import Settings
 
 log = logging.getLogger("livecast.node")
 
+MAX_PROFILES = 100_000  # profiles kept for users with no session on this process
+
 KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "adminKick": Close.MULTI_LOGIN,
               "banned": Close.BANNED, "groupDestroyed": Close.NORMAL, "slow": Close.SLOW}
 
@@ -81,6 +83,8 @@ class LocalHub:
         self.connections: dict[int, Connection] = {}  # attached: in rooms and sessions
         self.sockets: dict[Connection, None] = {}  # not lost yet (closing ones included)
         self.sessions: dict[str, dict[Connection, None]] = {}
+        # nick and avatar by user, oldest set first: at most MAX_PROFILES kept
+        # for users with no session here (per-user tables stay bounded)
         self.profiles: dict[str, tuple[str, str]] = {}
         self.draining = False
         self.drained = asyncio.Event()
@@ -185,12 +189,24 @@ class LocalHub:
         log.debug("login %s from %s", user, conn.peer)
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
-        old_nick, old_avatar = self.profiles.get(user, ("", ""))
+        old_nick, old_avatar = self.profiles.pop(user, ("", ""))
         profile = (old_nick if nick is None else nick, old_avatar if avatar is None else avatar)
-        self.profiles[user] = profile
+        self.profiles[user] = profile  # now the newest
+        if len(self.profiles) > MAX_PROFILES:
+            self._forget_profiles()
         for conn in self.sessions.get(user, ()):
             conn.nick, conn.avatar = profile
         return profile
+
+    def _forget_profiles(self) -> None:
+        """Drop the oldest profiles of users with no session here, down to the cap."""
+        excess = len(self.profiles) - MAX_PROFILES
+        for user in list(self.profiles):
+            if excess <= 0:
+                return
+            if user not in self.sessions:
+                del self.profiles[user]
+                excess -= 1
 
     def detach(self, conn: Connection) -> None:
         """The connection is gone (or going): leave every room and session."""

@@ -256,3 +256,19 @@ def _ws_frames(data: bytes) -> list[dict[str, Any]]:
             out.append(orjson.loads(payload))
         data = data[start + n:]
     return out
+
+
+async def test_profiles_stay_bounded_and_keep_those_in_session(
+        members: list[Member], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-user tables do not grow with every user ever seen (connection cycles)."""
+    monkeypatch.setattr("livecast.node.hub.MAX_PROFILES", 5)
+    node = Node(Settings())
+    online = await member(members)
+    node.attach(online.conn)
+    node.login(online.conn, "online")
+    node.set_profile("online", "Still here", "")
+    for i in range(20):
+        node.set_profile(f"gone{i}", f"nick{i}", "")
+    assert len(node.profiles) == 5
+    assert node.profiles["online"] == ("Still here", "")  # in session: kept
+    assert "gone19" in node.profiles and "gone0" not in node.profiles  # newest kept

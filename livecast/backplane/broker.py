@@ -163,6 +163,10 @@ class Broker(Protocol):
     async def ready(self) -> bool:
         """True while the backend is reachable and every subscription is in place."""
 
+    def connected(self) -> bool:
+        """Without a round trip: False while a subscription connection is known to
+        be down (a send can be refused at once instead of waiting on a timeout)."""
+
     async def close(self) -> None:
         """Stop delivering and release connections."""
 

@@ -16,24 +16,33 @@ from typing import Any
 import pytest
 
 from livecast.client import Client, text
-from tests.redis_fixtures import RedisServer, free_port, start_server
+from tests.redis_fixtures import RedisCluster, free_port, redis_cluster, start_server
 from tests.test_restart import KEY, Server, until
+
+__all__ = ["redis_cluster"]
 
 GID = "live-1"
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own ("server", the default), or the
+    session's 3-master Redis Cluster, flushed ("cluster")."""
+    if getattr(request, "param", "server") == "cluster":
+        nodes: RedisCluster = request.getfixturevalue("redis_cluster")
+        nodes.flush()
+        yield nodes.url
+        return
     server = start_server(tmp_path)
-    yield server
+    yield server.url
     server.stop()
 
 
 @pytest.fixture
-async def cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
+async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[list[Server]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
+                LIVECAST_REDIS_URL=redis_url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
     servers = []
     for _ in range(3):
         port = free_port()
@@ -66,6 +75,7 @@ async def seqs_of(c: Client, count: int) -> list[tuple[int, str]]:
     return got
 
 
+@pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
 async def test_one_room_one_seq_stream_across_three_processes(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",

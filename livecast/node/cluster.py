@@ -25,6 +25,9 @@ Invariants:
    noticed: their fates could not cross.  The broker reconnects and
    resubscribes by itself; the next successful sweep makes the process
    available again.
+7. Join and quit tips are aggregated per tip interval on each process and
+   announced once per room per interval (``MemberTips``); each process merges
+   the others' into its own next flush (hub.py, invariant 3).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MemberTips,
     Tips,
 )
 from livecast.core.fate import Address, Failed, Fate
@@ -304,6 +308,11 @@ class ClusterLink:
         """Tips, kicks, destroys: to every process, this one included."""
         self.spawn(self._send_control(ALL, message))
 
+    def announce_members(self, gid: str, joins: dict[str, Any] | None,
+                         quits: dict[str, Any] | None) -> None:
+        """This process's joins and quits of one tip interval, for the others."""
+        self.announce(MemberTips(gid, joins, quits))
+
     def watch(self, gid: str, opened: bool) -> None:
         """The first local member of a room subscribes this process; the last leaves."""
         self.spawn(self.broker.subscribe(gid) if opened else self.broker.unsubscribe(gid))
@@ -366,6 +375,10 @@ class ClusterLink:
         burst = s.room_burst if group.burst is None else group.burst
         if (rate, burst) != (room.sched.rate, room.sched.burst):
             room.sched.configure(rate, burst, self.node.clock())
+
+    def on_member_tips(self, origin: str, message: MemberTips) -> None:
+        if origin != self.node_id:  # this process's own are in its flush already
+            self.node.hub.merge_tips(message.group_id, message.joins, message.quits)
 
     def on_destroy(self, origin: str, message: Destroy) -> None:
         if origin != self.node_id:

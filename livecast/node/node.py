@@ -125,6 +125,8 @@ class Node:
         self.metrics.rooms.set(len(self.rooms))
         if self.cluster is not None:
             self.hub.watch = self.cluster.watch
+            self.hub.announce = self.cluster.announce_members
+            self.hub.online_of = self.online
             await self.cluster.start()
         return len(snap.groups)
 

@@ -152,3 +152,32 @@ async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Serve
     for x in (listener, sender):
         await x.close()
 
+
+
+async def member_tips(c: Client, kind: str, users: set[str]) -> list[str]:
+    """Every member named in ``kind`` tips until ``users`` were all seen."""
+    seen: list[str] = []
+    while not users <= set(seen):
+        push = await asyncio.wait_for(c.next_push("tips"), 15)
+        for tip in push["tips"]:
+            if tip["type"] == kind:
+                assert tip["total"] >= len(tip["members"])
+                seen += tip["members"]
+    return seen
+
+
+async def test_join_and_quit_tips_reach_every_process(cluster: list[Server]) -> None:
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "tips"})
+    watcher = await member(a, "watcher")
+    joiners = [await member(s, f"j{i}") for i, s in enumerate((b, c, b, c))]
+    seen = await member_tips(watcher, "memberJoin", {"j0", "j1", "j2", "j3"})
+    assert sorted(u for u in seen if u != "watcher") == ["j0", "j1", "j2", "j3"]  # once each
+    assert (await joiners[1].quit(GID))["code"] == 0
+    assert "j1" in await member_tips(watcher, "memberQuit", {"j1"})
+    # a member on b hears of a join on c, not of its own process only
+    late = await member(c, "late")
+    assert "late" in await member_tips(joiners[0], "memberJoin", {"late"})
+    for x in (watcher, *joiners, late):
+        await x.close()

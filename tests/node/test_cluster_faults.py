@@ -76,7 +76,7 @@ async def _while_away(pair: list[Server], clients: tuple[Client, Client, Client]
     send answered with an explicit retry."""
     for s in pair:
         await until(lambda s=s: ready_is(s, 503), f"/readyz 503 on :{s.port}", within=15)
-    listener, owner_side, forwarded = clients
+    _listener, owner_side, forwarded = clients
     for c in (owner_side, forwarded):
         started = time.monotonic()
         r = await asyncio.wait_for(c.send(GID, text("while away")), 15)

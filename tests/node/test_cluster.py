@@ -181,3 +181,17 @@ async def test_join_and_quit_tips_reach_every_process(cluster: list[Server]) -> 
     assert "late" in await member_tips(joiners[0], "memberJoin", {"late"})
     for x in (watcher, *joiners, late):
         await x.close()
+
+
+async def test_the_broadcast_limit_is_the_clusters(cluster: list[Server]) -> None:
+    """send_broadcast_msg: at most one call per second for the whole cluster;
+    two calls made at once on two processes: one is sent, one gets 10023."""
+    a, b, _c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "broadcast"})
+    body = {"From_Account": "admin", "Random": 1,
+            "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "x"}}]}
+    answers = await asyncio.gather(
+        a.rest("group_open_http_svc", "send_broadcast_msg", body),
+        b.rest("group_open_http_svc", "send_broadcast_msg", dict(body, Random=2)))
+    assert sorted(r["ErrorCode"] for r in answers) == [0, 10023], answers

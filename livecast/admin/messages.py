@@ -199,6 +199,18 @@ async def send_group_system_notification(call: Call, body: Body) -> Body:
     return {}
 
 
+async def _broadcast_elsewhere(node: Node, now: float) -> bool:
+    """In a cluster the 1/s limit is the cluster's: one key set NX with a 1 s
+    expiry in the shared store (Redis SET NX PX); True if another call took it."""
+    if node.cluster is None:
+        return False
+    try:
+        return await node.store.seen("broadcast-rate", now, BROADCAST_INTERVAL)
+    except StoreError as err:
+        raise LivecastError(Code.INTERNAL, "the broadcast limit could not be checked: "
+                                           "try again") from err
+
+
 @command(SVC, "send_broadcast_msg")
 async def send_broadcast_msg(call: Call, body: Body) -> Body:
     node, state = call.node, call.state
@@ -211,7 +223,7 @@ async def send_broadcast_msg(call: Call, body: Body) -> Body:
     earlier = state.sends.find(key, now)
     if earlier is not None:
         return await asyncio.shield(earlier)
-    if now - state.last_broadcast < BROADCAST_INTERVAL:
+    if now - state.last_broadcast < BROADCAST_INTERVAL or await _broadcast_elsewhere(node, now):
         raise LivecastError(Code.FREQ_LIMIT, "send_broadcast_msg: at most one call per second")
     state.last_broadcast = now
     state.broadcast_seq += 1

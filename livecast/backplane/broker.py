@@ -44,8 +44,9 @@ import orjson
 from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 
 __all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
-           "FateNotice", "ForwardedSend", "Kick", "RoomRefs", "Tips", "decode_control",
-           "deliver", "encode_control", "hand_batch", "pack_batch", "unpack_batch"]
+           "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "Tips",
+           "decode_control", "deliver", "encode_control", "hand_batch", "pack_batch",
+           "unpack_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,17 @@ class Tips:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberTips:
+    """One process's aggregated memberJoin/memberQuit tips of one tip interval
+    for a room (``{"type", "members", "total"}`` each, None when there were
+    none), for the members on the other processes."""
+
+    group_id: str
+    joins: dict[str, Any] | None = None
+    quits: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Destroy:
     group_id: str
 
@@ -101,7 +113,7 @@ class Broadcast:
     message: dict[str, Any]
 
 
-Control = ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast
+Control = ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast | MemberTips
 
 
 class EventHandler(Protocol):
@@ -114,6 +126,7 @@ class EventHandler(Protocol):
     def on_tips(self, origin: str, message: Tips) -> None: ...
     def on_destroy(self, origin: str, message: Destroy) -> None: ...
     def on_broadcast(self, origin: str, message: Broadcast) -> None: ...
+    def on_member_tips(self, origin: str, message: MemberTips) -> None: ...
 
 
 class Broker(Protocol):
@@ -163,16 +176,20 @@ class Broker(Protocol):
     async def ready(self) -> bool:
         """True while the backend is reachable and every subscription is in place."""
 
+    def connected(self) -> bool:
+        """Without a round trip: False while a subscription connection is known to
+        be down (a send can be refused at once instead of waiting on a timeout)."""
+
     async def close(self) -> None:
         """Stop delivering and release connections."""
 
 
 # ----------------------------------------------------------------- encoding
 _KINDS: dict[type, str] = {ForwardedSend: "send", FateNotice: "fate", Kick: "kick", Tips: "tips",
-                           Destroy: "destroy", Broadcast: "broadcast"}
+                           Destroy: "destroy", Broadcast: "broadcast", MemberTips: "members"}
 _HANDLERS: dict[str, str] = {"send": "on_forwarded_send", "fate": "on_fate", "kick": "on_kick",
                              "tips": "on_tips", "destroy": "on_destroy",
-                             "broadcast": "on_broadcast"}
+                             "broadcast": "on_broadcast", "members": "on_member_tips"}
 
 
 def _address(a: Address) -> list[Any]:
@@ -200,6 +217,7 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Tips: lambda m: {"g": m.group_id, "t": m.tips},
     Destroy: lambda m: {"g": m.group_id},
     Broadcast: lambda m: {"m": m.message},
+    MemberTips: lambda m: {"g": m.group_id, "j": m.joins, "q": m.quits},
 }
 
 _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
@@ -209,7 +227,15 @@ _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
     "tips": lambda d: Tips(str(d["g"]), list(d["t"])),
     "destroy": lambda d: Destroy(str(d["g"])),
     "broadcast": lambda d: Broadcast(dict(d["m"])),
+    "members": lambda d: MemberTips(str(d["g"]), _tip(d["j"]), _tip(d["q"])),
 }
+
+
+def _tip(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return {"type": str(value["type"]), "members": [str(u) for u in value["members"]],
+            "total": int(value["total"])}
 
 
 def encode_control(origin: str, message: Control) -> bytes:

@@ -151,6 +151,9 @@ class MemoryBroker:
     async def ready(self) -> bool:
         return True
 
+    def connected(self) -> bool:
+        return True
+
     async def close(self) -> None:
         if self.hub.brokers.get(self.node_id) is self:
             del self.hub.brokers[self.node_id]

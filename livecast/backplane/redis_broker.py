@@ -199,6 +199,9 @@ class RedisBroker:
                      password=self._url.password, ssl=self._url.scheme.startswith("rediss"),
                      **options)
 
+    def connected(self) -> bool:
+        return bool(self._shards) and all(shard.up for shard in self._shards.values())
+
     async def ready(self) -> bool:
         if not self._shards or not all(shard.up for shard in self._shards.values()):
             return False

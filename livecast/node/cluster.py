@@ -19,6 +19,15 @@ Invariants:
    the tips to its members, so reads answer the same everywhere.
 5. Online counts are summed over the processes' heartbeats; a dead process's
    members leave the count when its heartbeat expires (``HEARTBEAT_TTL``).
+6. While Redis is away (a pub/sub connection down, or the last call to Redis
+   failed), a send is answered 10002 "retry" at once (``available``), and
+   forwarded sends still unanswered are answered 10002 as soon as it is
+   noticed: their fates could not cross.  The broker reconnects and
+   resubscribes by itself; the next successful sweep makes the process
+   available again.
+7. Join and quit tips are aggregated per tip interval on each process and
+   announced once per room per interval (``MemberTips``); each process merges
+   the others' into its own next flush (hub.py, invariant 3).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MemberTips,
     Tips,
 )
 from livecast.core.fate import Address, Failed, Fate
@@ -58,6 +68,7 @@ LOOP_INTERVAL = 1.0     # the membership loop: leases, heartbeat, online counts
 HEARTBEAT_TTL = 5.0     # a process silent this long is gone (its members leave the count)
 FORWARD_GRACE = 3.0     # beyond the longest wait, a forwarded send is answered 10002
 RETRY_INFO = "the room's owner is unavailable: retry"
+AWAY_INFO = "the cluster's Redis is unavailable: retry"
 
 
 def new_node_id() -> str:
@@ -90,6 +101,7 @@ class ClusterLink:
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
         # forwarded sends still unanswered -> (their timeout, room, owner sent to)
         self.forwarded: dict[Address, tuple[asyncio.TimerHandle, str, str]] = {}
+        self.redis_ok = True  # the last call to Redis succeeded
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -128,6 +140,7 @@ class ClusterLink:
                 await self.sweep()
             except (BrokerError, StoreError) as err:
                 log.warning("cluster sweep: %s", err)
+                self.redis_away()
             except Exception:  # the loop outlives one bad sweep
                 log.exception("cluster sweep failed")
 
@@ -145,6 +158,20 @@ class ClusterLink:
             for gid, n in dict(info.get("online", {})).items():
                 remote[gid] = remote.get(gid, 0) + int(n)
         self.remote_online = remote
+        if not self.redis_ok:
+            log.info("cluster: Redis answers again")
+        self.redis_ok = True
+
+    def available(self) -> bool:
+        """False while Redis is known to be away (invariant 6): no round trip."""
+        return self.redis_ok and self.broker.connected()
+
+    def redis_away(self) -> None:
+        """A call to Redis failed: sends are refused at once until a sweep succeeds,
+        and forwarded sends waiting for a fate are answered 10002 now."""
+        self.redis_ok = False
+        for address in list(self.forwarded):
+            self._unanswered(address, AWAY_INFO)
 
     async def sweep_room(self, gid: str) -> None:
         """Take a new room's lease at once (its creator owns it when free)."""
@@ -249,13 +276,14 @@ class ClusterLink:
         except BrokerError as err:
             log.warning("control to %s: %s", target, err)
             if isinstance(message, ForwardedSend):
-                self._unanswered(message.reply_to)
+                self._unanswered(message.reply_to, AWAY_INFO)
+            self.redis_away()
 
-    def _unanswered(self, address: Address) -> None:
+    def _unanswered(self, address: Address, info: str = RETRY_INFO) -> None:
         entry = self.forwarded.pop(address, None)
         if entry is not None:
             entry[0].cancel()
-            self.node.answer_local(address, Failed(Code.INTERNAL, RETRY_INFO))
+            self.node.answer_local(address, Failed(Code.INTERNAL, info))
 
     def fate_elsewhere(self, address: Address, fate: Fate) -> None:
         self.spawn(self._send_control(address.node, FateNotice(address, fate)))
@@ -274,10 +302,16 @@ class ClusterLink:
                 self.lost(gid)
         except BrokerError as err:
             log.warning("publish of %s: %s", gid, err)
+            self.redis_away()
 
     def announce(self, message: Any) -> None:
         """Tips, kicks, destroys: to every process, this one included."""
         self.spawn(self._send_control(ALL, message))
+
+    def announce_members(self, gid: str, joins: dict[str, Any] | None,
+                         quits: dict[str, Any] | None) -> None:
+        """This process's joins and quits of one tip interval, for the others."""
+        self.announce(MemberTips(gid, joins, quits))
 
     def watch(self, gid: str, opened: bool) -> None:
         """The first local member of a room subscribes this process; the last leaves."""
@@ -341,6 +375,10 @@ class ClusterLink:
         burst = s.room_burst if group.burst is None else group.burst
         if (rate, burst) != (room.sched.rate, room.sched.burst):
             room.sched.configure(rate, burst, self.node.clock())
+
+    def on_member_tips(self, origin: str, message: MemberTips) -> None:
+        if origin != self.node_id:  # this process's own are in its flush already
+            self.node.hub.merge_tips(message.group_id, message.joins, message.quits)
 
     def on_destroy(self, origin: str, message: Destroy) -> None:
         if origin != self.node_id:

@@ -13,7 +13,10 @@ Invariants:
    chunk per loop iteration) behind any earlier frame still on its way.
 3. Join and quit tips, and the online count when it changed, are aggregated
    per room and flushed at most once per tip interval, one encoded frame per
-   room.
+   room.  In a cluster each flush announces this process's own joins and
+   quits of the interval (``announce``, one control message per room), and
+   what the others announced is merged into the next flush (``merge_tips``),
+   within the same per-tip member cap.
 4. ``connections`` holds every attached connection by id: a message's fate
    finds its sender through its address, or finds nothing once it is gone.
 """
@@ -49,13 +52,16 @@ class LocalRoom:
     """A room as this process sees it: its members here, their tips, and the
     frames still on their way to them."""
 
-    __slots__ = ("fanq", "group_id", "joins", "members", "online_sent", "quits")
+    __slots__ = ("fanq", "group_id", "joins", "members", "merged_joins", "merged_quits",
+                 "online_sent", "quits")
 
     def __init__(self, group_id: str, tip_cap: int) -> None:
         self.group_id = group_id
         self.members: dict[Connection, None] = {}
         self.joins = TipBuffer(tip_cap)
         self.quits = TipBuffer(tip_cap)
+        self.merged_joins = TipBuffer(tip_cap)  # the other processes' (cluster)
+        self.merged_quits = TipBuffer(tip_cap)
         self.online_sent = 0  # the online count last pushed in an ``online`` tip
         self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
 
@@ -65,13 +71,40 @@ class LocalRoom:
     def online(self) -> int:
         return len(self.members)
 
-    def take_member_tips(self) -> list[dict[str, Any]]:
-        tips = [t for t in (self.joins.take("memberJoin"), self.quits.take("memberQuit")) if t]
-        online = len(self.members)
+    def take_member_tips(self, announce: Announce | None = None,
+                         online: int | None = None) -> list[dict[str, Any]]:
+        """The interval's tips: this process's joins and quits (``announce``d
+        to the others in a cluster) merged with the others', then the online
+        count (``online``: the whole room's, else the members here) if it changed."""
+        joins, quits = self.joins.take("memberJoin"), self.quits.take("memberQuit")
+        if announce is not None and (joins or quits):
+            announce(self.group_id, joins, quits)
+        joins = _merged(joins, self.merged_joins.take("memberJoin"), self.joins.cap)
+        quits = _merged(quits, self.merged_quits.take("memberQuit"), self.quits.cap)
+        tips = [t for t in (joins, quits) if t]
+        online = len(self.members) if online is None else online
         if online != self.online_sent:  # joins and quits that cancel out push none
             self.online_sent = online
             tips.append({"type": "online", "onlineMemberNum": online})
         return tips
+
+
+Announce = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], None]
+
+
+def _merged(mine: dict[str, Any] | None, theirs: dict[str, Any] | None,
+            cap: int) -> dict[str, Any] | None:
+    if mine is None or theirs is None:
+        return mine or theirs
+    return {"type": mine["type"], "members": (mine["members"] + theirs["members"])[:cap],
+            "total": mine["total"] + theirs["total"]}
+
+
+def _absorb(buffer: TipBuffer, tip: dict[str, Any] | None) -> None:
+    if tip is not None:
+        room = buffer.cap - len(buffer.ids)
+        buffer.ids.extend(u for u in tip["members"][:max(room, 0)] if u)
+        buffer.total += int(tip["total"])
 
 
 class LocalHub:
@@ -93,6 +126,10 @@ class LocalHub:
         # told when this process gets its first member of a room (True) and
         # loses its last (False): a cluster member subscribes to the room
         self.watch: Callable[[str, bool], None] | None = None
+        # in a cluster: this process's joins and quits of each flush go to the
+        # other processes, and the online tip counts the whole room
+        self.announce: Announce | None = None
+        self.online_of: Callable[[str], int] | None = None
 
     # ---------------------------------------------------------------- rooms
     def open_room(self, group_id: str) -> LocalRoom:
@@ -313,6 +350,17 @@ class LocalHub:
         if tips and room is not None and room.members:
             self.fan(group_id, frame(room.encode("tips", "tips", tips)), None)
 
+    def merge_tips(self, group_id: str, joins: dict[str, Any] | None,
+                   quits: dict[str, Any] | None) -> None:
+        """Joins and quits another process announced: into this room's next
+        flush here (nothing when no member is here to see them)."""
+        room = self.rooms.get(group_id)
+        if room is None or not room.members or (joins is None and quits is None):
+            return
+        _absorb(room.merged_joins, joins)
+        _absorb(room.merged_quits, quits)
+        self._want_tips(room)
+
     def _want_tips(self, room: LocalRoom) -> None:
         self._tip_rooms[room] = None
         if self._tip_handle is None:
@@ -326,7 +374,8 @@ class LocalHub:
             self.hooks.flush_members()
         for room in rooms:
             if self.rooms.get(room.group_id) is room:
-                self.push_tips(room.group_id, room.take_member_tips())
+                total = None if self.online_of is None else self.online_of(room.group_id)
+                self.push_tips(room.group_id, room.take_member_tips(self.announce, total))
             if not room.members and not room.fanq and self.rooms.get(room.group_id) is room:
                 self.forget_room(room.group_id)  # nobody here: the room costs nothing locally
 

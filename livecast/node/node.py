@@ -55,7 +55,7 @@ from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.errors import Code, LivecastError
-from livecast.node.cluster import ClusterLink
+from livecast.node.cluster import AWAY_INFO, ClusterLink
 from livecast.node.connection import Connection
 from livecast.node.hooks import Hooks
 from livecast.node.hub import LocalHub
@@ -125,6 +125,8 @@ class Node:
         self.metrics.rooms.set(len(self.rooms))
         if self.cluster is not None:
             self.hub.watch = self.cluster.watch
+            self.hub.announce = self.cluster.announce_members
+            self.hub.online_of = self.online
             await self.cluster.start()
         return len(snap.groups)
 
@@ -501,9 +503,13 @@ class Node:
     def submit(self, group_id: str, msg: Outgoing) -> None:
         """Offer an admitted message to its room's owner (after webhooks)."""
         room = self.room(group_id)
-        if self.cluster is not None and not self.cluster.owns(group_id):
-            self.cluster.forward(group_id, msg)  # the owner counts, schedules, answers
-            return
+        if self.cluster is not None:
+            if not self.cluster.available():  # Redis away: an explicit retry, at once
+                self.answer(msg, Failed(Code.INTERNAL, AWAY_INFO))
+                return
+            if not self.cluster.owns(group_id):
+                self.cluster.forward(group_id, msg)  # the owner counts, schedules, answers
+                return
         if self.on_admit is not None and msg.before_callback:
             self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
         self.metrics.admitted_by[msg.priority].inc()

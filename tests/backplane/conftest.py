@@ -24,6 +24,7 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MemberTips,
     Tips,
 )
 from livecast.backplane.memory_broker import MemoryBroker, MemoryHub
@@ -71,6 +72,9 @@ class Recorder:
         self._control(origin, message)
 
     def on_broadcast(self, origin: str, message: Broadcast) -> None:
+        self._control(origin, message)
+
+    def on_member_tips(self, origin: str, message: MemberTips) -> None:
         self._control(origin, message)
 
     async def until(self, condition: Callable[[], bool], within: float = WAIT) -> None:

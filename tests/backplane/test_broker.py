@@ -12,6 +12,7 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MemberTips,
     RoomRefs,
     Tips,
     decode_control,
@@ -28,6 +29,8 @@ from livecast.core.fate import Address, Delivered, Dropped, Failed
     FateNotice(Address(conn=1, request={"id": 2}), Dropped(18, "MsgFreqCtrl")),
     FateNotice(Address(), Failed(10010)),
     Kick("u", "multi-login"), Tips("g", [{"op": "join"}]), Destroy("g"), Broadcast({"a": [1]}),
+    MemberTips("g", {"type": "memberJoin", "members": ["a", "b"], "total": 3}),
+    MemberTips("g", None, {"type": "memberQuit", "members": [], "total": 1}),
 ])
 def test_a_control_message_decodes_to_what_was_encoded(message: object) -> None:
     assert decode_control(encode_control("origin", message)) == ("origin", message)  # type: ignore[arg-type]

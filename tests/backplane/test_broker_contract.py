@@ -15,6 +15,7 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MemberTips,
     Tips,
 )
 from livecast.core.fate import Address, Delivered, Dropped, Failed
@@ -150,9 +151,10 @@ async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None
     Kick("alice", "multi-login"), Kick("bob", "banned", "room"),
     Tips("room", [{"op": "join", "user": "alice"}, {"op": "quit", "user": "bob"}]),
     Destroy("room"), Broadcast({"text": "to every room", "n": [1, 2.5, None]}),
+    MemberTips("room", {"type": "memberJoin", "members": ["alice"], "total": 2}),
 ])
 async def test_control_to_all_reaches_every_node_the_sender_included(
-        backend: Backend, message: Kick | Tips | Destroy | Broadcast) -> None:
+        backend: Backend, message: Kick | Tips | Destroy | Broadcast | MemberTips) -> None:
     nodes = [await backend.node(name) for name in ("a", "b", "c")]
     await nodes[1][0].control(ALL, message)
     for _, heard in nodes:

@@ -16,24 +16,33 @@ from typing import Any
 import pytest
 
 from livecast.client import Client, text
-from tests.redis_fixtures import RedisServer, free_port, start_server
+from tests.redis_fixtures import RedisCluster, free_port, redis_cluster, start_server
 from tests.test_restart import KEY, Server, until
+
+__all__ = ["redis_cluster"]
 
 GID = "live-1"
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A redis-server of the test's own ("server", the default), or the
+    session's 3-master Redis Cluster, flushed ("cluster")."""
+    if getattr(request, "param", "server") == "cluster":
+        nodes: RedisCluster = request.getfixturevalue("redis_cluster")
+        nodes.flush()
+        yield nodes.url
+        return
     server = start_server(tmp_path)
-    yield server
+    yield server.url
     server.stop()
 
 
 @pytest.fixture
-async def cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
+async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[list[Server]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
+                LIVECAST_REDIS_URL=redis_url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
     servers = []
     for _ in range(3):
         port = free_port()
@@ -66,6 +75,7 @@ async def seqs_of(c: Client, count: int) -> list[tuple[int, str]]:
     return got
 
 
+@pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
 async def test_one_room_one_seq_stream_across_three_processes(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",
@@ -142,3 +152,46 @@ async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Serve
     for x in (listener, sender):
         await x.close()
 
+
+
+async def member_tips(c: Client, kind: str, users: set[str]) -> list[str]:
+    """Every member named in ``kind`` tips until ``users`` were all seen."""
+    seen: list[str] = []
+    while not users <= set(seen):
+        push = await asyncio.wait_for(c.next_push("tips"), 15)
+        for tip in push["tips"]:
+            if tip["type"] == kind:
+                assert tip["total"] >= len(tip["members"])
+                seen += tip["members"]
+    return seen
+
+
+async def test_join_and_quit_tips_reach_every_process(cluster: list[Server]) -> None:
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "tips"})
+    watcher = await member(a, "watcher")
+    joiners = [await member(s, f"j{i}") for i, s in enumerate((b, c, b, c))]
+    seen = await member_tips(watcher, "memberJoin", {"j0", "j1", "j2", "j3"})
+    assert sorted(u for u in seen if u != "watcher") == ["j0", "j1", "j2", "j3"]  # once each
+    assert (await joiners[1].quit(GID))["code"] == 0
+    assert "j1" in await member_tips(watcher, "memberQuit", {"j1"})
+    # a member on b hears of a join on c, not of its own process only
+    late = await member(c, "late")
+    assert "late" in await member_tips(joiners[0], "memberJoin", {"late"})
+    for x in (watcher, *joiners, late):
+        await x.close()
+
+
+async def test_the_broadcast_limit_is_the_clusters(cluster: list[Server]) -> None:
+    """send_broadcast_msg: at most one call per second for the whole cluster;
+    two calls made at once on two processes: one is sent, one gets 10023."""
+    a, b, _c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "broadcast"})
+    body = {"From_Account": "admin", "Random": 1,
+            "MsgBody": [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "x"}}]}
+    answers = await asyncio.gather(
+        a.rest("group_open_http_svc", "send_broadcast_msg", body),
+        b.rest("group_open_http_svc", "send_broadcast_msg", dict(body, Random=2)))
+    assert sorted(r["ErrorCode"] for r in answers) == [0, 10023], answers

@@ -1,0 +1,136 @@
+"""Redis faults under a running cluster (docs/design.md, "The cluster"): two
+``livecast serve`` processes on one real redis-server with AOF.  Redis killed
+and started again on the same port and directory, and Redis frozen (SIGSTOP,
+a partition without a TCP reset) then thawed: while it is away ``/readyz``
+answers 503, members stay connected, a send on the owner and a forwarded send
+are answered 10002 "retry"; once it is back the processes reconnect and
+resubscribe by themselves and a send on one process reaches a member on the
+other, with no client action."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from livecast.client import Client, text
+from tests.node.test_cluster import GID, member
+from tests.redis_fixtures import RedisServer, free_port
+from tests.test_restart import KEY, Server, until
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path, ("--appendonly", "yes"))
+    server.start()
+    yield server
+    if server.process is not None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
+async def pair(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
+                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
+    servers = []
+    for _ in range(2):
+        port = free_port()
+        s = Server(dict(base, LIVECAST_PORT=str(port)), port)
+        await s.start()
+        servers.append(s)
+    yield servers
+    for s in servers:
+        if s.proc is not None:
+            await s.stop(signal.SIGKILL)
+
+
+async def ready_is(s: Server, status: int) -> bool:
+    async with aiohttp.ClientSession() as http, http.get(s.base + "/readyz") as resp:
+        return resp.status == status
+
+
+async def _setup(pair: list[Server]) -> tuple[Client, Client, Client]:
+    a, b = pair
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "faults"})  # a owns it
+    listener = await member(a, "listener")
+    owner_side = await member(a, "sender-a")
+    forwarded = await member(b, "sender-b")
+    r = await forwarded.send(GID, text("before"))
+    assert r["code"] == 0, r
+    push = await asyncio.wait_for(listener.next_push("msgs"), 10)
+    assert push["msgs"][0]["seq"] == r["msgSeq"]
+    return listener, owner_side, forwarded
+
+
+async def _while_away(pair: list[Server], clients: tuple[Client, Client, Client]) -> None:
+    """503 on both processes; every member still connected; both kinds of
+    send answered with an explicit retry."""
+    for s in pair:
+        await until(lambda s=s: ready_is(s, 503), f"/readyz 503 on :{s.port}", within=15)
+    _listener, owner_side, forwarded = clients
+    for c in (owner_side, forwarded):
+        started = time.monotonic()
+        r = await asyncio.wait_for(c.send(GID, text("while away")), 15)
+        assert r["code"] == 10002, r
+        print(f"send while Redis is away answered {r['code']} in "
+              f"{time.monotonic() - started:.3f} s")
+    for c in clients:
+        assert (await asyncio.wait_for(c.ping(), 10))["code"] == 0  # still connected
+
+
+async def _resumes(pair: list[Server], clients: tuple[Client, Client, Client],
+                   back: float) -> None:
+    """Back (since ``back``): a send on b reaches the member on a, no client action."""
+    listener, _owner_side, forwarded = clients
+    answer: dict[str, int] = {}
+
+    async def delivered() -> bool:
+        r = await forwarded.send(GID, text("after"))
+        assert r["code"] in (0, 10002), r  # answered either way
+        answer.update(r)
+        return bool(r["code"] == 0)
+
+    await until(delivered, "a send delivered again", within=20)
+    print(f"delivered again {time.monotonic() - back:.2f} s after Redis came back")
+    while True:  # sends refused meanwhile were never delivered
+        push = await asyncio.wait_for(listener.next_push("msgs"), 10)
+        bodies = [m["msgBody"][0]["MsgContent"]["Text"] for m in push["msgs"]]
+        assert "while away" not in bodies
+        if any(m["seq"] == answer["msgSeq"] for m in push["msgs"]):
+            break
+    for s in pair:
+        await until(lambda s=s: ready_is(s, 200), f"/readyz 200 on :{s.port}", within=15)
+
+
+async def test_a_redis_restart_is_survived_by_itself(pair: list[Server],
+                                                     redis: RedisServer) -> None:
+    clients = await _setup(pair)
+    redis.stop()  # killed; its AOF stays in the directory
+    await _while_away(pair, clients)
+    back = time.monotonic()
+    redis.start()  # the same port, the same directory: the fence and the seq are back
+    await _resumes(pair, clients, back)
+    for c in clients:
+        await c.close()
+
+
+async def test_redis_unreachable_for_a_while_then_back(pair: list[Server],
+                                                       redis: RedisServer) -> None:
+    clients = await _setup(pair)
+    assert redis.process is not None
+    redis.process.send_signal(signal.SIGSTOP)  # no answers and no TCP reset
+    await _while_away(pair, clients)
+    back = time.monotonic()
+    redis.process.send_signal(signal.SIGCONT)
+    await _resumes(pair, clients, back)
+    for c in clients:
+        await c.close()

@@ -83,3 +83,11 @@ def test_a_world_readable_dev_key_file_is_warned_about(
         s = build({}, dev_key_file=path)
     assert s.secret_key.value == "k" * 64
     assert "readable by other users" in caplog.text
+
+
+def test_every_variable_is_in_the_readme_configuration_table() -> None:
+    from livecast.settings import ENV
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert [name for name, _field, _parse in ENV if f"`{name}`" not in table] == []

@@ -18,6 +18,11 @@ Remote misbehaviour becomes a reply code or a close code:
   the framing is lost;
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
   answered: the connection is shed (4008), as fan-out does;
+- an outbox that does not drain at all for ``stall_timeout``: shed (4008) by
+  the heartbeat sweep;
+- a connect or login past the per-IP or node-wide rate (admission control,
+  gateway/admission.py): close 4013 "... retry after N s" (a login is
+  answered 70399 first);
 - no login (or guest join) within ``login_timeout``: close 4002;
 - nothing heard for ``HEARTBEAT`` seconds: the server pings; nothing heard for
   twice that: the socket is aborted (a dead peer).

@@ -10,13 +10,20 @@
 Replies are matched to requests by ``id``; pushes (``msgs``, ``tips``,
 ``kicked``) are queued in arrival order.  A reply with a non-zero code is
 returned, not raised: callers check ``reply["code"]``.
+
+``connect_and_login`` honours admission control (docs/protocol.md,
+"Admission control"): a close 4013 "... retry after N s" (or a login reply
+70399) is retried after N seconds plus a random share of an exponential
+backoff (``retry_delay``), a bounded number of times.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import random as _random
+import re
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +39,26 @@ def text(s: str) -> list[dict[str, Any]]:
 def custom(data: str, desc: str = "") -> list[dict[str, Any]]:
     """A msgBody holding one TIMCustomElem."""
     return [{"MsgType": "TIMCustomElem", "MsgContent": {"Data": data, "Desc": desc}}]
+
+
+TRY_LATER = 4013          # close code of admission control
+LOGIN_RATE_LIMIT = 70399  # login reply code of admission control
+_RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) s")
+
+
+def retry_after(reason: str) -> float | None:
+    """The seconds of a "retry after N s" hint in a close reason or an
+    ErrorInfo; None when there is none."""
+    found = _RETRY_AFTER.search(reason)
+    return float(found.group(1)) if found else None
+
+
+def retry_delay(attempt: int, hint: float = 0.0, base: float = 0.5, cap: float = 30.0,
+                random: Callable[[], float] = _random.random) -> float:
+    """How long to wait before retry ``attempt`` (0 first): at least ``hint``,
+    plus a random share of ``min(cap, base * 2**attempt)`` so that clients
+    refused together do not come back together."""
+    return float(hint + random() * min(cap, base * 2 ** attempt))
 
 
 class ClientClosed(Exception):
@@ -55,6 +82,7 @@ class Client:
         self._pushes: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.close_code: int | None = None
+        self.close_reason = ""
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -67,6 +95,8 @@ class Client:
     async def connect(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
+        self._pushes = asyncio.Queue()
+        self.close_code, self.close_reason = None, ""
         self._ws = await self._session.ws_connect(self.url, autoping=True, max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
 
@@ -79,13 +109,44 @@ class Client:
             self.close_code = self._ws.close_code
         if self._own_session and self._session is not None:
             await self._session.close()
+            self._session = None
+
+    async def connect_and_login(self, sdkappid: int, user_id: str, user_sig: str,
+                                attempts: int = 5) -> dict[str, Any]:
+        """Connect and log in; refused by admission control (close 4013, login
+        70399), wait ``retry_delay`` and try again, at most ``attempts`` times.
+        The last login reply is returned; ClientClosed if the last try closed."""
+        for attempt in range(attempts):
+            await self.connect()
+            try:
+                answer = await self.login(sdkappid, user_id, user_sig)
+            except ClientClosed:
+                answer = None
+            if answer is not None and answer["code"] != LOGIN_RATE_LIMIT:
+                return answer
+            await self.wait_closed()
+            await self.close()
+            if self.close_code != TRY_LATER or attempt == attempts - 1:
+                if answer is not None:
+                    return answer
+                raise ClientClosed(self.close_code)
+            hint = retry_after(self.close_reason) or 0.0
+            await asyncio.sleep(retry_delay(attempt, hint))
+        raise ClientClosed(self.close_code)
 
     async def _read(self) -> None:
         assert self._ws is not None
         try:
-            async for msg in self._ws:
+            while True:
+                msg = await self._ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     self._route(orjson.loads(msg.data))
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    self.close_reason = str(msg.extra or "")
+                    break
+                elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.ERROR):
+                    break
         finally:
             self.close_code = self._ws.close_code
             for fut in self._waiting.values():

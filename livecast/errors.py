@@ -66,6 +66,8 @@ class Code(IntEnum):
     SIG_BAD_SIGNATURE = 70009
     SIG_USER_MISMATCH = 70013
     SIG_SDKAPPID_MISMATCH = 70014
+    AUTH_LOCKED = 70398  # too many failed REST authentications from this IP: retry later
+    LOGIN_RATE_LIMIT = 70399  # too many logins (per IP or on the node): retry later
     # per-service "invalid parameter" of REST services other than groups
     LOGIN_BAD_PARAMETER = 70402     # im_open_login_svc
     PROFILE_BAD_PARAMETER = 40001   # profile
@@ -83,6 +85,7 @@ class Close(IntEnum):
     BANNED = 4004
     SLOW = 4008
     VIOLATIONS = 4009
+    TRY_LATER = 4013  # admission control: too many connects or logins; "retry after N s"
     FLOOD = 4029
 
 

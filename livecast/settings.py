@@ -83,6 +83,23 @@ class Settings:
     callback_breaker_cooldown: float = 5.0
     # likes counted in-process when no callback URL is set (docs/counter.md)
     like_counter: bool = True
+    # slow readers (docs/design.md, "Bounded outbox")
+    stall_timeout: float = 15.0           # seconds an outbox may not drain at all; then 4008
+    sndbuf_bytes: int = 0                 # SO_SNDBUF of member sockets; 0 = outbox_soft_bytes / 2
+    # admission control (docs/protocol.md, "Admission control"; docs/rest.md)
+    connect_rate: float = 20.0            # WebSocket connects per second per IP; 0 no limit
+    connect_burst: int = 200
+    connect_global_rate: float = 2000.0   # connects per second on this node; 0 no limit
+    connect_global_burst: int = 20000
+    login_rate: float = 20.0              # logins per second per IP; 0 no limit
+    login_burst: int = 200
+    login_global_rate: float = 2000.0
+    login_global_burst: int = 20000
+    admission_ips: int = 100_000          # IPs tracked by each per-IP table (least recent evicted)
+    admission_loopback: bool = False      # loopback clients are subject to per-IP limits too
+    auth_fail_limit: int = 20             # failed REST authentications per IP per window; 0 none
+    auth_fail_window: float = 60.0
+    auth_lockout: float = 60.0            # seconds an IP is refused (70398) after the limit
 
     @property
     def counts_likes(self) -> bool:
@@ -205,6 +222,21 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_CALLBACK_BREAKER", "callback_breaker", _int(0, 1_000_000)),
     ("LIVECAST_CALLBACK_BREAKER_COOLDOWN", "callback_breaker_cooldown", _float(0, 3600)),
     ("LIVECAST_LIKE_COUNTER", "like_counter", _bool),
+    ("LIVECAST_STALL_TIMEOUT", "stall_timeout", _float(0.1, 3600)),
+    ("LIVECAST_SNDBUF_KB", "sndbuf_bytes", lambda v: _int(0, 1 << 20)(v) * 1024),
+    ("LIVECAST_CONNECT_RATE", "connect_rate", _float(0, 1_000_000)),
+    ("LIVECAST_CONNECT_BURST", "connect_burst", _int(1, 10_000_000)),
+    ("LIVECAST_CONNECT_GLOBAL_RATE", "connect_global_rate", _float(0, 1_000_000)),
+    ("LIVECAST_CONNECT_GLOBAL_BURST", "connect_global_burst", _int(1, 10_000_000)),
+    ("LIVECAST_LOGIN_RATE", "login_rate", _float(0, 1_000_000)),
+    ("LIVECAST_LOGIN_BURST", "login_burst", _int(1, 10_000_000)),
+    ("LIVECAST_LOGIN_GLOBAL_RATE", "login_global_rate", _float(0, 1_000_000)),
+    ("LIVECAST_LOGIN_GLOBAL_BURST", "login_global_burst", _int(1, 10_000_000)),
+    ("LIVECAST_ADMISSION_IPS", "admission_ips", _int(1, 10_000_000)),
+    ("LIVECAST_ADMISSION_LOOPBACK", "admission_loopback", _bool),
+    ("LIVECAST_AUTH_FAIL_LIMIT", "auth_fail_limit", _int(0, 1_000_000)),
+    ("LIVECAST_AUTH_FAIL_WINDOW", "auth_fail_window", _float(1, 86400)),
+    ("LIVECAST_AUTH_LOCKOUT", "auth_lockout", _float(1, 86400)),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)

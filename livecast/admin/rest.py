@@ -6,6 +6,8 @@ Envelope (docs/rest.md, "Calling the API"): HTTP 200 always, a JSON object with
 
 Checks, in this order (docs/rest.md, "Order of checks"); the first failing one
 answers:
+0. the caller's IP is not locked out after repeated failures of 1-2
+   (docs/rest.md, "Failed authentication")                         -> 70398
 1. ``sdkappid`` is this app's                                      -> 60006
 2. ``usersig`` is a valid UserSig of ``identifier`` (core/usersig.py), not
    issued at or before a kick of ``identifier``                    -> 70xxx
@@ -23,6 +25,7 @@ and answered 10002, never an HTTP 500.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -31,8 +34,10 @@ from aiohttp import web
 # Handler modules register themselves in the table when imported.
 from livecast.admin import accounts, attrs, counters, extension, groups, members, messages
 from livecast.admin.table import BAD_PARAMETER_OF, COMMANDS, Body, Call
+from livecast.core.admission import retry_hint
 from livecast.core.usersig import verify
 from livecast.errors import Code, LivecastError
+from livecast.gateway.admission import gates, limited_ip
 from livecast.gateway.keys import ADMIN, NODE
 from livecast.node.node import Node
 
@@ -82,13 +87,50 @@ async def wrong_method(request: web.Request) -> web.Response:
 
 
 async def _serve(request: web.Request, node: Node, service: str, name: str) -> Body:
-    caller = _auth(node, request.query)
+    caller = _guarded_auth(node, request.query, request.remote or "")
     fn = COMMANDS.get((service, name))
     if fn is None:
         code = Code.BAD_COMMAND if service in GROUP_SERVICES else Code.BAD_URL
         raise LivecastError(code, f"unknown command {service}/{name}")
     body = await _read_body(request)
     return await fn(Call(node, caller, request.app[ADMIN], request.remote or ""), body)
+
+
+def _guarded_auth(node: Node, query: Any, remote: str) -> str:
+    """``_auth``, with the failures of each IP counted: the
+    ``LIVECAST_AUTH_FAIL_LIMIT``-th within ``LIVECAST_AUTH_FAIL_WINDOW`` seconds
+    and every call for ``LIVECAST_AUTH_LOCKOUT`` seconds after it answer
+    70398, checked or not (loopback exempt unless LIVECAST_ADMISSION_LOOPBACK)."""
+    ip = limited_ip(node, remote)
+    if ip is None:
+        try:
+            return _auth(node, query)
+        except LivecastError as err:
+            if err.code != Code.NEED_ADMIN:
+                node.metrics.auth_failures.inc()
+            raise
+    lockout, now = gates(node).auth, time.monotonic()
+    locked = lockout.locked(ip, now)
+    if locked:
+        node.metrics.auth_locked.inc()
+        raise LivecastError(Code.AUTH_LOCKED, _locked_info(locked))
+    try:
+        caller = _auth(node, query)
+    except LivecastError as err:
+        if err.code == Code.NEED_ADMIN:  # a valid UserSig, just not an admin's
+            raise
+        node.metrics.auth_failures.inc()
+        started = lockout.failed(ip, now)
+        if started:
+            node.metrics.auth_locked.inc()
+            raise LivecastError(Code.AUTH_LOCKED, _locked_info(started)) from None
+        raise
+    lockout.succeeded(ip)
+    return caller
+
+
+def _locked_info(seconds: float) -> str:
+    return f"too many failed attempts, retry after {retry_hint(seconds)} s"
 
 
 def _auth(node: Node, query: Any) -> str:

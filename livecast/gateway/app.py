@@ -17,7 +17,7 @@ from livecast.admin.rest import wrong_method as rest_wrong_method
 from livecast.admin.state import AdminState
 from livecast.gateway.keys import ADMIN, LIKES, NODE
 from livecast.gateway.pages import add_pages
-from livecast.gateway.ws import HEARTBEAT, WS_PATH, handle_ws, heartbeat
+from livecast.gateway.ws import WS_PATH, handle_ws, heartbeat, sweep_interval
 from livecast.node.likes import InProcessLikes
 from livecast.node.node import Node
 from livecast.settings import Settings
@@ -90,9 +90,10 @@ def _likes_ctx(
 
 
 async def _heartbeats(node: Node) -> None:
-    """Every ``HEARTBEAT / 2`` seconds, one sweep over the connections."""
+    """Every ``sweep_interval`` seconds, one sweep over the connections."""
+    interval = sweep_interval(node.settings.stall_timeout)
     while True:
-        await asyncio.sleep(HEARTBEAT / 2)
+        await asyncio.sleep(interval)
         try:
             heartbeat(node, time.monotonic())
         except Exception:  # a bug in one sweep must not end the heartbeat

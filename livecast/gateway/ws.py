@@ -18,6 +18,11 @@ Remote misbehaviour becomes a reply code or a close code:
   the framing is lost;
 - a request from a connection whose outbox is past ``outbox_hard_bytes`` is not
   answered: the connection is shed (4008), as fan-out does;
+- an outbox that does not drain at all for ``stall_timeout``: shed (4008) by
+  the heartbeat sweep;
+- a connect or login past the per-IP or node-wide rate (admission control,
+  gateway/admission.py): close 4013 "... retry after N s" (a login is
+  answered 70399 first);
 - no login (or guest join) within ``login_timeout``: close 4002;
 - nothing heard for ``HEARTBEAT`` seconds: the server pings; nothing heard for
   twice that: the socket is aborted (a dead peer).
@@ -55,8 +60,9 @@ from livecast.core.wsframe import (
     frame,
 )
 from livecast.errors import Close, Code, LivecastError
+from livecast.gateway.admission import refused, try_later
 from livecast.gateway.keys import CONNECTION, NODE
-from livecast.node.connection import Connection
+from livecast.node.connection import Connection, bound_sndbuf
 from livecast.node.node import Node
 from livecast.node.room import Outgoing
 
@@ -186,6 +192,11 @@ def op_login(node: Node, conn: Connection, req: Request) -> Result:
     s = node.settings
     if conn.logged_in:
         raise LivecastError(Code.BAD_PARAMETER, "already logged in")
+    wait = refused(node, conn.peer, "login")
+    if wait is not None:  # admission control: the client retries after ``wait``
+        conn.send(reply(req.id, Code.LOGIN_RATE_LIMIT, try_later("login", wait)))
+        node.close(conn, Close.TRY_LATER, try_later("login", wait))
+        return None
     if a["sdkAppId"] != s.sdkappid:
         code: int = Code.SIG_SDKAPPID_MISMATCH
     else:
@@ -446,12 +457,24 @@ def _echo(code: int) -> int:
     return code if code in (1000, 1001) or 3000 <= code < 5000 else 1000
 
 
+def sweep_interval(stall_timeout: float) -> float:
+    """Seconds between two ``heartbeat`` sweeps: often enough for the stall check."""
+    return min(HEARTBEAT / 2, max(0.05, stall_timeout / 2))
+
+
 def heartbeat(node: Node, now: float, ping: bytes = frame(b"", OP_PING)) -> None:
     """Ping the members not heard from for ``HEARTBEAT`` seconds, abort those
-    silent for twice that.  Run every ``HEARTBEAT / 2`` seconds (app.py)."""
+    silent for twice that, and shed (4008) those whose outbox has not drained
+    at all for ``stall_timeout`` seconds (``Connection.stalled``).  Run every
+    ``sweep_interval`` seconds (app.py)."""
     pinged = dropped = 0
+    timeout = node.settings.stall_timeout
     for conn in list(node.connections):
         if isinstance(conn, WsConnection):
+            if not conn.closing and conn.stalled(now, timeout):
+                node.metrics.stalled.inc()
+                node.shed(conn)
+                continue
             silent = now - conn.seen
             if silent >= 2 * HEARTBEAT:
                 conn.transport.abort()
@@ -589,10 +612,15 @@ def accept(node: Node, transport: asyncio.Transport, key: str, rest: bytes,
     protocol; ``rest``: the bytes that followed the request head."""
     peer = transport.get_extra_info("peername")
     conn = cls(node, transport, peer[0] if peer else "")
+    wait = refused(node, conn.peer, "connect")
+    s = node.settings
+    conn.fd = bound_sndbuf(transport, s.sndbuf_bytes or s.outbox_soft_bytes // 2)
     transport.write(switching_protocols(key))
     transport.set_protocol(conn)
     conn.connection_made(transport)
-    if rest:
+    if wait is not None:  # upgraded first, so that browsers see the code and reason
+        node.close(conn, Close.TRY_LATER, try_later("connect", wait))
+    elif rest:
         conn.data_received(rest)
     return conn
 

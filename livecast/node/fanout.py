@@ -3,8 +3,10 @@
 Per tick and room the caller builds at most two frames (full, and "lite"
 without Low/Lowest messages) and this loop writes the same bytes to every
 member's transport: no per-member serialization, coroutine or ``await``.
-A member whose transport buffer is past ``soft`` gets the lite frame, past
-``hard`` it is returned for shedding (docs/design.md, "Bounded outbox").
+A member whose outbox (asyncio's buffer plus, once that is non-empty, the
+kernel's send queue: ``Connection.buffered``) is past ``soft`` gets the lite
+frame, past ``hard`` it is returned for shedding (docs/design.md, "Bounded
+outbox").
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from livecast.node.connection import Connection
+from livecast.node.connection import Connection, kernel_queued
 
 
 @dataclass(slots=True)
@@ -57,6 +59,8 @@ def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
         if transport.is_closing():
             continue
         size = transport.get_write_buffer_size()
+        if size:  # lagging: the kernel's send buffer is full, count it too
+            size += kernel_queued(conn.fd)
         if size > soft and lite is not None:
             if size > hard:
                 shed.append(conn)

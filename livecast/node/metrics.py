@@ -48,6 +48,17 @@ class Metrics:
                              registry=r)
         self.dead = Counter("livecast_heartbeat_dropped",
                             "Connections aborted after two heartbeats of silence", registry=r)
+        self.stalled = Counter("livecast_connections_stalled",
+                               "Connections shed (4008) after LIVECAST_STALL_TIMEOUT without "
+                               "draining", registry=r)
+        self.admission_refused = Counter(
+            "livecast_admission_refused", "Connects and logins refused by admission control (4013)",
+            ["what", "scope"], registry=r)
+        self.auth_failures = Counter("livecast_rest_auth_failures",
+                                     "REST calls refused for a bad UserSig or SDKAppID",
+                                     registry=r)
+        self.auth_locked = Counter("livecast_rest_auth_locked",
+                                   "REST calls refused (70398) from an IP locked out", registry=r)
         self.tick_seconds = Histogram(
             "livecast_tick_duration_seconds", "Duration of one room dispatch (schedule+fan-out)",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

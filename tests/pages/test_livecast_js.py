@@ -248,3 +248,50 @@ def test_connect_asks_get_user_sig_when_it_has_no_usersig(
     tab = open_tab(plain.base + "/")
     assert tab.page.evaluate(f"async () => {{ {GET_SIG} }}") == {
         "asked": ["late-sig"], "state": "open"}
+
+
+TRY_LATER = IMPORT + """
+  const sig = await (await fetch("/dev/usersig", {method: "POST",
+      body: JSON.stringify({userId: "admitted-later"})})).json();
+  const c = new lc.LivecastClient({sdkAppId: sig.sdkAppId, userId: "admitted-later",
+      userSig: sig.userSig, baseDelay: 50});
+  const states = [];
+  c.on("state", (s) => states.push([s.state, s.code ?? null, s.delay ?? null]));
+  await c.connect();
+  await c.join("demo");
+  await new Promise((resolve) => c.on("state", (s) => {
+    if (s.state === "open") resolve();
+  }));
+  c.close();
+  return {states, parsed: [lc.retryAfter("too many connects: retry after 7 s"),
+                           lc.retryAfter("flood"), lc.retryAfter(undefined)]};
+"""
+
+
+def test_a_4013_close_waits_its_retry_hint_before_reconnecting(
+        plain: Served, open_tab: OpenTab) -> None:
+    """Admission control (docs/protocol.md): the reason's "retry after N s"
+    comes first, the jittered backoff on top."""
+    tab = open_tab(plain.base + "/")
+    routes: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        first = not routes
+        routes.append(ws)
+
+        def to_page(frame: str | bytes) -> None:
+            ws.send(frame)
+            if first and isinstance(frame, str) and '"onlineMemberNum"' in frame:
+                ws.close(code=4013, reason="too many logins: retry after 2 s")
+
+        server.on_message(to_page)
+
+    tab.page.route_web_socket(re.compile(r"/v1/ws$"), route)
+    got = tab.page.evaluate(f"async () => {{ {TRY_LATER} }}")
+    assert got["parsed"] == [7, 0, 0]
+    reconnecting = [s for s in got["states"] if s[0] == "reconnecting" and s[1] == 4013]
+    assert len(reconnecting) == 1
+    assert 2000 <= reconnecting[0][2] < 2050
+    assert got["states"][-2:] == [["open", None, None], ["closed", 1000, None]]
+    assert len(routes) == 2

@@ -19,11 +19,14 @@
 //   restores the profile and re-joins every room it was in ("rejoin" event);
 //   closes that a retry cannot fix (4003 kicked, 1009, 4009) stop it, and 4001
 //   (UserSig refused) retries only when `getUserSig` can mint a new one;
+//   4013 (admission control: too many connects or logins) waits the
+//   "retry after N s" of its reason first, then the jittered backoff on top;
 // - per room it remembers the last `seq` and reports a "gap" when messages were
 //   skipped (a slow connection, or messages sent while it was reconnecting);
 // - it never renders anything: strings from the server go to the caller as is.
 
 const NO_RETRY = new Set([1009, 4003, 4009]);
+const TRY_LATER = 4013;
 const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
 
 /** A one-element msgBody holding a text. */
@@ -68,6 +71,12 @@ export function backoff(attempt, baseDelay = 500, maxDelay = 15000, random = Mat
   return random() * Math.min(maxDelay, baseDelay * 2 ** attempt);
 }
 
+/** The seconds of a "retry after N s" hint in a close reason or an info; 0 if none. */
+export function retryAfter(reason) {
+  const m = /retry after (\d+(?:\.\d+)?) s/.exec(reason || "");
+  return m ? Number(m[1]) : 0;
+}
+
 /** Why connect() failed: `code` is the login reply's code (e.g. a UserSig
  *  code, 70001 expired) or, when no login reply came, the close code (1006:
  *  the server could not be reached; 4000: no answer within connectTimeout). */
@@ -78,6 +87,7 @@ export class ConnectError extends Error {
     this.code = code;
     this.info = info || "";
     this.reply = reply;  // the refused login's reply, if there was one
+    this.retryAfter = retryAfter(info);  // seconds to wait first (4013, 70399), or 0
   }
 }
 
@@ -269,7 +279,8 @@ export class LivecastClient {
     if (code === 4001) {
       try { this.userSig = await this.getUserSig(this.userId); } catch (err) { /* retry later */ }
     }
-    const delay = backoff(this.attempt, this.baseDelay, this.maxDelay);
+    const hint = code === TRY_LATER ? retryAfter(reason) * 1000 : 0;
+    const delay = hint + backoff(this.attempt, this.baseDelay, this.maxDelay);
     this.attempt += 1;
     this.setState("reconnecting", { delay, code });
     this.timer = setTimeout(() => this.open(), delay);

@@ -6,7 +6,10 @@
 
 - before-send: for every send, client or REST, before rate limiting (so
   dropped likes still reach the business backend); its verdict may reject
-  the message, drop it silently, or replace its body;
+  the message, drop it silently, or replace its body; the before-send of a
+  like (``like_rule``, the counter's rule) that the backend did not get
+  (breaker open, timeout, error) is sent again later (``Webhooks``: held
+  callbacks), so a like counter never misses it;
 - after-send: each delivered message, never a dropped one;
 - send-exception: each message dropped by the rate limit (10023), each send
   refused for mute (10017), each message still waiting (queued, or in its
@@ -32,6 +35,7 @@ from typing import Any
 from livecast.core import callbacks as cb
 from livecast.core.callbacks import Action, Verdict
 from livecast.core.group import Group
+from livecast.core.likes import LikeRule, recognise_message
 from livecast.core.scheduler import PRIORITY_NAMES
 from livecast.errors import LivecastError
 from livecast.node.room import Outgoing
@@ -41,7 +45,7 @@ MEMBER_BATCH = 500
 
 
 class Hooks:
-    __slots__ = ("clock", "enabled", "exits", "joins", "webhooks")
+    __slots__ = ("clock", "enabled", "exits", "joins", "like_rule", "webhooks")
 
     def __init__(self, webhooks: Webhooks, clock: Callable[[], float]) -> None:
         self.webhooks = webhooks
@@ -49,6 +53,7 @@ class Hooks:
         self.clock = clock
         self.joins: dict[str, dict[str, str]] = {}  # group -> {user: client ip}, in order
         self.exits: dict[str, dict[str, str]] = {}
+        self.like_rule = LikeRule()  # what a like is (the app sets the configured rule)
 
     # ----------------------------------------------------------- messages
     async def before_send(self, group_id: str, msg: Outgoing) -> bool:
@@ -58,7 +63,9 @@ class Hooks:
             return True
         body = cb.before_send(group_id, msg.sender, msg.operator, msg.random, msg.body,
                               msg.cloud_custom_data, PRIORITY_NAMES[msg.priority], self.clock())
-        verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform)
+        priority = PRIORITY_NAMES[msg.priority]
+        like = recognise_message(group_id, priority, msg.body, self.like_rule) is not None
+        verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform, like)
         return _apply(verdict, msg)
 
     def delivered(self, group_id: str, msg: Outgoing, seq: int, time_ms: int) -> None:

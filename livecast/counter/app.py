@@ -41,8 +41,8 @@ import orjson
 from aiohttp import web
 
 from livecast.core.likes import Like, LikeTally, RecentKeys, like_key, recognise
-from livecast.counter.durable import DurableError, DurableTally
 from livecast.core.signing import tencent_sign_ok
+from livecast.counter.durable import DurableError, DurableTally
 from livecast.counter.rest import TRANSPORT_ERROR, RestClient, Totals, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code

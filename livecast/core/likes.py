@@ -28,10 +28,11 @@ body (3.4) is a like when
    again meanwhile, so one room has at most one write in flight.
 
 Idempotency (docs/counter.md, "Never lost, never counted twice"): a before-send
-body's ``like_key`` -- its ``GroupId``, ``From_Account``, ``Random`` and
-``EventTime`` -- is the same when livecast sends the same callback again (a
-retry or a replay after an outage), so a counter counts each key once:
-``RecentKeys`` in memory (the last ``capacity`` keys), ``SET NX`` in Redis.
+body's ``like_key`` -- livecast's ``MsgKey``, else its ``GroupId``,
+``From_Account``, ``Random`` and ``EventTime`` -- is the same when livecast
+sends the same callback again (a retry or a replay after an outage), so a
+counter counts each key once: ``RecentKeys`` in memory (the last ``capacity``
+keys), ``SET NX`` in Redis.
 """
 
 from __future__ import annotations
@@ -139,8 +140,12 @@ def _like(group_id: object, msg_body: object, rule: LikeRule) -> Like | None:
 
 def like_key(body: Mapping[str, Any]) -> str:
     """The callback's idempotency key: equal for a resent copy of one message's
-    callback, different for two messages (their ``Random`` or ``EventTime``,
-    in ms, differ)."""
+    callback, different for two messages.  livecast's ``MsgKey`` (unique per
+    message) when present; else ``GroupId``, ``From_Account``, ``Random`` and
+    ``EventTime`` (ms), which a sender tells apart by its ``Random``."""
+    key = body.get("MsgKey")
+    if isinstance(key, str) and key:
+        return key
     parts = (body.get("GroupId"), body.get("From_Account"), body.get("Random"),
              body.get("EventTime"))
     return orjson.dumps(parts, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -9,7 +9,8 @@
   the message, drop it silently, or replace its body; the before-send of a
   like (``like_rule``, the counter's rule) that the backend did not get
   (breaker open, timeout, error) is sent again later (``Webhooks``: held
-  callbacks), so a like counter never misses it;
+  callbacks), so a like counter never misses it; it carries a ``MsgKey``
+  unique to the message, so a counter counts it once;
 - after-send: each delivered message, never a dropped one;
 - send-exception: each message dropped by the rate limit (10023), each send
   refused for mute (10017), each message still waiting (queued, or in its
@@ -29,6 +30,8 @@ With no callback URL every method returns at once and builds nothing.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,7 +48,7 @@ MEMBER_BATCH = 500
 
 
 class Hooks:
-    __slots__ = ("clock", "enabled", "exits", "joins", "like_rule", "webhooks")
+    __slots__ = ("clock", "enabled", "exits", "joins", "like_rule", "msg_keys", "webhooks")
 
     def __init__(self, webhooks: Webhooks, clock: Callable[[], float]) -> None:
         self.webhooks = webhooks
@@ -53,6 +56,9 @@ class Hooks:
         self.clock = clock
         self.joins: dict[str, dict[str, str]] = {}  # group -> {user: client ip}, in order
         self.exits: dict[str, dict[str, str]] = {}
+        # "MsgKey" of a before-send: unique per message, across restarts too
+        prefix = os.urandom(8).hex()
+        self.msg_keys = (f"{prefix}-{n}" for n in itertools.count(1))
         self.like_rule = LikeRule()  # what a like is (the app sets the configured rule)
 
     # ----------------------------------------------------------- messages
@@ -65,6 +71,8 @@ class Hooks:
                               msg.cloud_custom_data, PRIORITY_NAMES[msg.priority], self.clock())
         priority = PRIORITY_NAMES[msg.priority]
         like = recognise_message(group_id, priority, msg.body, self.like_rule) is not None
+        if like:
+            body["MsgKey"] = next(self.msg_keys)
         verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform, like)
         return _apply(verdict, msg)
 

@@ -26,12 +26,20 @@ body (3.4) is a like when
 3. Clean rooms (every like written) are never scheduled or taken.
 4. A taken room is in flight until ``written`` or ``failed``; it is not taken
    again meanwhile, so one room has at most one write in flight.
+
+Idempotency (docs/counter.md, "Never lost, never counted twice"): a before-send
+body's ``like_key`` -- livecast's ``MsgKey``, else its ``GroupId``,
+``From_Account``, ``Random`` and ``EventTime`` -- is the same when livecast
+sends the same callback again (a retry or a replay after an outage), so a
+counter counts each key once: ``RecentKeys`` in memory (the last ``capacity``
+keys), ``SET NX`` in Redis.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +136,36 @@ def _like(group_id: object, msg_body: object, rule: LikeRule) -> Like | None:
         return None
     count = _count(payload, rule)
     return Like(str(group_id), count) if count else None
+
+
+def like_key(body: Mapping[str, Any]) -> str:
+    """The callback's idempotency key: equal for a resent copy of one message's
+    callback, different for two messages.  livecast's ``MsgKey`` (unique per
+    message) when present; else ``GroupId``, ``From_Account``, ``Random`` and
+    ``EventTime`` (ms), which a sender tells apart by its ``Random``."""
+    key = body.get("MsgKey")
+    if isinstance(key, str) and key:
+        return key
+    parts = (body.get("GroupId"), body.get("From_Account"), body.get("Random"),
+             body.get("EventTime"))
+    return orjson.dumps(parts, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+@dataclass(slots=True)
+class RecentKeys:
+    """The last ``capacity`` idempotency keys seen (oldest forgotten first)."""
+
+    capacity: int = 100_000
+    _keys: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is offered (while remembered), False after."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return True
 
 
 @dataclass(slots=True)
@@ -253,6 +291,18 @@ class LikeTally:
         for gid in idle:
             del self._rooms[gid]
         return idle
+
+    def counts(self) -> dict[str, int]:
+        """Every room's ``counted``."""
+        return {gid: r.counted for gid, r in self._rooms.items()}
+
+    def restore(self, group_id: str, counted: int, base: int | None, now: float) -> None:
+        """A room read back from durable storage: ``counted`` likes over ``base``
+        (None: not read yet); dirty, so written again on schedule."""
+        if counted >= 1:
+            self.add(group_id, counted, now)
+        if base is not None and group_id in self._rooms:
+            self.set_base(group_id, base)
 
     def pending(self) -> list[str]:
         """Rooms with likes not yet written (scheduled or in flight)."""

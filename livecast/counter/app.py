@@ -19,6 +19,11 @@ Invariants:
 - Writes carry totals (``LikeTally`` invariant 1); a failed write is retried
   at the room's next flush; a room whose group is gone (10010, 10015) is
   forgotten.  At shutdown every pending room is written once more.
+- Each callback is counted once: a resent copy (same ``like_key``) is
+  acknowledged and not counted again (``RecentKeys`` in memory; with Redis,
+  ``DurableTally``, which also survives a restart).  With Redis a callback is
+  answered only once its like is in Redis; when Redis fails it gets HTTP 503,
+  so livecast sends it again later (docs/webhooks.md, "Likes are never skipped").
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from livecast.core.likes import Like, LikeTally, recognise
+from livecast.core.likes import Like, LikeTally, RecentKeys, like_key, recognise
 from livecast.core.signing import tencent_sign_ok
+from livecast.counter.durable import DurableError, DurableTally
 from livecast.counter.rest import TRANSPORT_ERROR, RestClient, Totals, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code
@@ -61,6 +67,8 @@ class Stats:
     malformed: int = 0
     writes: int = 0
     write_failures: int = 0
+    duplicates: int = 0
+    unavailable: int = 0
 
 
 class Counter:
@@ -77,6 +85,9 @@ class Counter:
         self.tally = LikeTally(rand or random.Random().random, settings.min_s, settings.max_s)
         self.stats = Stats()
         self.store: Totals | None = None  # set while the app runs (``_rest_ctx``)
+        self.durable: DurableTally | None = None  # with a Redis URL, while the app runs
+        self.recent = RecentKeys()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._failing = False
 
     # ------------------------------------------------------------ receiver
@@ -94,19 +105,54 @@ class Counter:
         return "" if ok else "Sign or RequestTime is missing or wrong"
 
     def receive(self, command: str, raw: bytes) -> int:
-        """Count the likes of one accepted callback; returns how many."""
+        """Count the likes of one accepted callback (in memory); returns how many."""
+        found = self._like_of(command, raw)
+        if found is None:
+            return 0
+        like, key = found
+        if not self.recent.first(key):
+            self.stats.duplicates += 1
+            return 0
+        return self.count(like)
+
+    async def receive_durable(self, command: str, raw: bytes) -> int:
+        """``receive`` with the count made in Redis first (raises ``DurableError``)."""
+        durable = self.durable
+        if durable is None:
+            return self.receive(command, raw)
+        found = self._like_of(command, raw)
+        if found is None:
+            return 0
+        like, key = found
+        if not await durable.count(key, like.group_id, like.count):
+            self.stats.duplicates += 1
+            return 0
+        self.recent.first(key)
+        return self.count(like)
+
+    def _like_of(self, command: str, raw: bytes) -> tuple[Like, str] | None:
         self.stats.callbacks += 1
         if command != BEFORE_SEND:
-            return 0
+            return None
         try:
             body = orjson.loads(raw) if len(raw) <= MAX_BODY else None
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
             self.stats.malformed += 1
-            return 0
+            return None
         like = recognise(body, self.rule)
-        return 0 if like is None else self.count(like)
+        return None if like is None else (like, like_key(body))
+
+    async def restore(self) -> int:
+        """Read the durable tallies back (at start); returns the rooms restored."""
+        if self.durable is None:
+            return 0
+        rooms = await self.durable.load()
+        now = self.clock()
+        for group_id, (counted, base) in rooms.items():
+            self.tally.restore(group_id, counted, base, now)
+        return len(rooms)
 
     def count(self, like: Like) -> int:
         """Add a recognised like to its room's total; returns how many it holds."""
@@ -160,7 +206,13 @@ class Counter:
             read = await store.read(group_id)
             if read.code:
                 return read.code, read.info, 0
-            self.tally.set_base(group_id, read.value)
+            base = read.value
+            if self.durable is not None:
+                try:
+                    base = await self.durable.set_base(group_id, base)
+                except DurableError as exc:
+                    return TRANSPORT_ERROR, f"Redis: {exc}", 0
+            self.tally.set_base(group_id, base)
         total = self.tally.total(group_id)
         reply = await store.write(group_id, total)
         return code_of(reply), str(reply.get("ErrorInfo", "")), total
@@ -177,6 +229,7 @@ class Counter:
         if code in GONE:
             log.info("room %s is gone (%d %s); its likes are forgotten", group_id, code, info)
             self.tally.forget(group_id)
+            self._forget_durable(group_id, None)
             return
         self.tally.failed(group_id, now)
         if not self._failing:
@@ -193,8 +246,25 @@ class Counter:
                 log.exception("flush failed")
             if self.clock() >= sweep:
                 sweep = self.clock() + SWEEP
-                self.tally.forget_idle(self.clock(), self.settings.idle_s)
+                counted = self.tally.counts()
+                for gid in self.tally.forget_idle(self.clock(), self.settings.idle_s):
+                    self._forget_durable(gid, counted[gid])
             await asyncio.sleep(self._pause())
+
+    def _forget_durable(self, group_id: str, counted: int | None) -> None:
+        """Drop a forgotten room from Redis too (in the background; a failure is logged)."""
+        if self.durable is None:
+            return
+        task = asyncio.create_task(self._forget_one(self.durable, group_id, counted))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _forget_one(durable: DurableTally, group_id: str, counted: int | None) -> None:
+        try:
+            await durable.forget(group_id, counted)
+        except DurableError as exc:
+            log.warning("room %s: not forgotten in Redis (%s)", group_id, exc)
 
     def _pause(self) -> float:
         """Until the next room is due, at most ``TICK``: a write starts on time."""
@@ -225,7 +295,14 @@ async def callback(request: web.Request) -> web.Response:
         counter.stats.refused += 1
         body = {"ActionStatus": "FAIL", "ErrorCode": 1, "ErrorInfo": reason}
         return web.Response(body=orjson.dumps(body), status=401, content_type="application/json")
-    counter.receive(request.query.get("CallbackCommand", ""), await _body(request))
+    try:
+        await counter.receive_durable(request.query.get("CallbackCommand", ""),
+                                      await _body(request))
+    except DurableError as exc:  # not counted: livecast sends the callback again later
+        counter.stats.unavailable += 1
+        log.warning("callback not counted, Redis failed: %s", exc)
+        body = {"ActionStatus": "FAIL", "ErrorCode": 1, "ErrorInfo": "like store unavailable"}
+        return web.Response(body=orjson.dumps(body), status=503, content_type="application/json")
     return web.Response(body=ACK, content_type="application/json")
 
 
@@ -247,16 +324,30 @@ def _rest_ctx(run_loop: bool) -> Callable[[web.Application], AsyncIterator[None]
         s = counter.settings
         timeout = aiohttp.ClientTimeout(total=s.timeout)
         connector = aiohttp.TCPConnector(limit=s.concurrency)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            counter.store = TotalStore(RestClient(s, session, counter.clock), s.target, s.key)
-            loop = asyncio.create_task(counter.run()) if run_loop else None
-            yield
-            if loop is not None:
-                loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
-            await counter.final_flush()
-            counter.store = None
+        if s.redis_url:
+            counter.durable = DurableTally.open(s.redis_url)
+            try:
+                log.info("like tallies in Redis: %d rooms restored", await counter.restore())
+            except DurableError:
+                await counter.durable.close()
+                counter.durable = None
+                raise
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                counter.store = TotalStore(RestClient(s, session, counter.clock), s.target, s.key)
+                loop = asyncio.create_task(counter.run()) if run_loop else None
+                yield
+                if loop is not None:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
+                await counter.final_flush()
+                counter.store = None
+        finally:
+            if counter.durable is not None:
+                await asyncio.gather(*counter._tasks, return_exceptions=True)
+                await counter.durable.close()
+                counter.durable = None
     return ctx
 
 
@@ -276,6 +367,8 @@ def banner(s: CounterSettings) -> str:
     lines = [f"livecast counter listening on http://{s.host}:{s.port}",
              f"  writes {where} {s.key!r} every {s.min_s:g}-{s.max_s:g} s via {s.api}"
              f" as {s.admin}"]
+    if s.redis_url:
+        lines.append("  tallies kept in Redis (a restart loses no like)")
     if not s.callback_token.value:
         lines.append("  no LIVECAST_CALLBACK_TOKEN: callbacks are not authenticated")
     if s.dev_key:

@@ -9,7 +9,7 @@ nothing else in the counter reads ``os.environ``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class CounterSettings:
     like_priorities: frozenset[str] = frozenset({"Low", "Lowest"})
     like_require_priority: bool = False
     log_level: str = "info"
+    redis_url: str = field(default="", repr=False)  # durable tallies; may carry credentials
 
     @property
     def rule(self) -> LikeRule:
@@ -97,6 +98,16 @@ def _priorities(v: str) -> frozenset[str]:
     return names
 
 
+def _redis_url(v: str) -> str:
+    url = v.strip()
+    if not url:
+        return ""
+    if url.startswith("redis+cluster://"):
+        raise ValueError("the counter needs one Redis server (redis://, rediss:// or unix://)")
+    checked: str = _url(("redis://", "rediss://", "unix://"))(url)
+    return checked
+
+
 ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_COUNTER_HOST", "host", str),
     ("LIVECAST_COUNTER_PORT", "port", _int(0, 65535)),
@@ -120,6 +131,8 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_LIKE_PRIORITIES", "like_priorities", _priorities),
     ("LIVECAST_LIKE_REQUIRE_PRIORITY", "like_require_priority", _bool),
     ("LIVECAST_LOG_LEVEL", "log_level", _level),
+    ("LIVECAST_REDIS_URL", "redis_url", _redis_url),
+    ("LIVECAST_COUNTER_REDIS_URL", "redis_url", _redis_url),  # wins over LIVECAST_REDIS_URL
 )
 
 FIELD_OF = {name: fld for name, fld, _ in ENV}
@@ -188,6 +201,8 @@ def in_process(env: Mapping[str, str]) -> CounterSettings:
 def add_flags(p: Any) -> None:
     """``--<field>`` flags mirroring every variable (docs/counter.md)."""
     for name, fld, _ in ENV:
+        if name == "LIVECAST_REDIS_URL":  # --redis-url is LIVECAST_COUNTER_REDIS_URL's
+            continue
         p.add_argument("--" + fld.replace("_", "-"), dest=name, metavar=name, default=None,
                        help=f"overrides ${name}")
 

@@ -121,6 +121,8 @@ def make_app(settings: Settings, node: Node | None = None,
     without it the node keeps its rooms in memory."""
     app = web.Application(client_max_size=1 << 20)
     app[NODE] = node or Node(settings)
+    if likes is not None:  # held before-sends are those of likes (docs/webhooks.md)
+        app[NODE].hooks.like_rule = likes.rule
     app[ADMIN] = AdminState()
     app.router.add_route("*", WS_PATH, handle_ws)
     app.router.add_get("/healthz", healthz)

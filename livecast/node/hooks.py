@@ -6,7 +6,11 @@
 
 - before-send: for every send, client or REST, before rate limiting (so
   dropped likes still reach the business backend); its verdict may reject
-  the message, drop it silently, or replace its body;
+  the message, drop it silently, or replace its body; the before-send of a
+  like (``like_rule``, the counter's rule) that the backend did not get
+  (breaker open, timeout, error) is sent again later (``Webhooks``: held
+  callbacks), so a like counter never misses it; it carries a ``MsgKey``
+  unique to the message, so a counter counts it once;
 - after-send: each delivered message, never a dropped one;
 - send-exception: each message dropped by the rate limit (10023), each send
   refused for mute (10017), each message still waiting (queued, or in its
@@ -26,12 +30,15 @@ With no callback URL every method returns at once and builds nothing.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from livecast.core import callbacks as cb
 from livecast.core.callbacks import Action, Verdict
 from livecast.core.group import Group
+from livecast.core.likes import LikeRule, recognise_message
 from livecast.core.scheduler import PRIORITY_NAMES
 from livecast.errors import LivecastError
 from livecast.node.room import Outgoing
@@ -41,7 +48,7 @@ MEMBER_BATCH = 500
 
 
 class Hooks:
-    __slots__ = ("clock", "enabled", "exits", "joins", "webhooks")
+    __slots__ = ("clock", "enabled", "exits", "joins", "like_rule", "msg_keys", "webhooks")
 
     def __init__(self, webhooks: Webhooks, clock: Callable[[], float]) -> None:
         self.webhooks = webhooks
@@ -49,6 +56,10 @@ class Hooks:
         self.clock = clock
         self.joins: dict[str, dict[str, str]] = {}  # group -> {user: client ip}, in order
         self.exits: dict[str, dict[str, str]] = {}
+        # "MsgKey" of a before-send: unique per message, across restarts too
+        prefix = os.urandom(8).hex()
+        self.msg_keys = (f"{prefix}-{n}" for n in itertools.count(1))
+        self.like_rule = LikeRule()  # what a like is (the app sets the configured rule)
 
     # ----------------------------------------------------------- messages
     async def before_send(self, group_id: str, msg: Outgoing) -> bool:
@@ -58,7 +69,11 @@ class Hooks:
             return True
         body = cb.before_send(group_id, msg.sender, msg.operator, msg.random, msg.body,
                               msg.cloud_custom_data, PRIORITY_NAMES[msg.priority], self.clock())
-        verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform)
+        priority = PRIORITY_NAMES[msg.priority]
+        like = recognise_message(group_id, priority, msg.body, self.like_rule) is not None
+        if like:
+            body["MsgKey"] = next(self.msg_keys)
+        verdict = await self.webhooks.before_send(body, msg.client_ip, msg.platform, like)
         return _apply(verdict, msg)
 
     def delivered(self, group_id: str, msg: Outgoing, seq: int, time_ms: int) -> None:

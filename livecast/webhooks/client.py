@@ -23,6 +23,12 @@ rooms' webhooks):
   ``failed`` counts sent calls that failed (after-events: transport, timeout
   or a non-200 status; before-*: also an unusable reply); ``timeout`` is the
   part of ``failed`` that timed out; ``dropped`` counts calls never sent.
+- held before-sends (docs/webhooks.md, "Likes are never skipped"): a
+  before-send asked with ``hold=True`` (a like) that the backend did not
+  answer with HTTP 200 -- breaker open, timeout, transport error, 5xx -- while
+  the policy let the message through, is kept (at most ``callback_queue``, the
+  oldest dropped and counted) and sent again, marked ``"Replayed": 1``, by one
+  task, in order, until the backend answers 200; its verdict is ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +127,9 @@ class Webhooks:
         self._session: aiohttp.ClientSession | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._closing = False
+        self._held: deque[_Job] = deque()
+        self._held_event = asyncio.Event()
+        self._replayer: asyncio.Task[None] | None = None
 
     @property
     def worker_count(self) -> int:
@@ -135,6 +145,7 @@ class Webhooks:
             timeout=aiohttp.ClientTimeout(total=s.callback_timeout))
         self._workers = [asyncio.create_task(self._worker(), name=f"webhooks-{i}")
                          for i in range(self.worker_count)]
+        self._replayer = asyncio.create_task(self._replay(), name="webhooks-replay")
         log.info("webhooks to %s: timeout %gs, %d in flight, queue %d, fail %s",
                  self._url.host, s.callback_timeout, s.callback_concurrency, s.callback_queue,
                  "closed" if s.callback_fail_closed else "open")
@@ -143,6 +154,15 @@ class Webhooks:
         """Stop taking events, let the queue drain for up to one timeout, then
         cancel the workers (what is left is counted as dropped)."""
         self._closing = True
+        if self._replayer is not None:
+            self._replayer.cancel()
+            await asyncio.gather(self._replayer, return_exceptions=True)
+            self._replayer = None
+        for job in self._held:
+            self.metrics.dropped.labels(job.command).inc()
+        if self._held:
+            log.warning("webhooks: %d held before-send callbacks not sent", len(self._held))
+        self._held.clear()
         if self.probe is not None and not self.probe.done():
             self.probe.cancel()
             await asyncio.gather(self.probe, return_exceptions=True)
@@ -161,9 +181,16 @@ class Webhooks:
             self._session = None
 
     # ----------------------------------------------------------- the API
-    async def before_send(self, body: dict[str, Any], client_ip: str, platform: str) -> Verdict:
-        """Group.CallbackBeforeSendMsg: the verdict on one message."""
-        return await self._before(body, client_ip, platform, parse_before_send)
+    async def before_send(self, body: dict[str, Any], client_ip: str, platform: str,
+                          hold: bool = False) -> Verdict:
+        """Group.CallbackBeforeSendMsg: the verdict on one message; with ``hold``,
+        a callback the backend did not get is sent again later (invariants)."""
+        return await self._before(body, client_ip, platform, parse_before_send, hold)
+
+    @property
+    def held(self) -> int:
+        """Before-send callbacks waiting to be sent again."""
+        return len(self._held)
 
     async def before_join(self, body: dict[str, Any], client_ip: str, platform: str) -> Verdict:
         """Group.CallbackBeforeApplyJoinGroup: the verdict on one join."""
@@ -186,7 +213,7 @@ class Webhooks:
 
     # ----------------------------------------------------------- internals
     async def _before(self, body: dict[str, Any], client_ip: str, platform: str,
-                      parse: Parse) -> Verdict:
+                      parse: Parse, hold: bool = False) -> Verdict:
         if not self.enabled:
             return ALLOW
         job = _Job(body["CallbackCommand"], orjson.dumps(body), client_ip, platform)
@@ -195,8 +222,12 @@ class Webhooks:
             # probe, which goes in the background: nobody waits on a probe
             if self._allowed(job):
                 self.probe = asyncio.create_task(self._probe_with(job))
+            if hold:  # sent again once the backend answers (a probe's copy is a duplicate)
+                self._hold(body, job)
             return failure_verdict(self.settings.callback_fail_closed)
         raw = await self._call(job)
+        if hold and (raw is None or isinstance(raw, Failure) or raw[0] != 200):
+            self._hold(body, job)
         if raw is None:
             return failure_verdict(self.settings.callback_fail_closed)
         result = raw if isinstance(raw, Failure) else parse(raw[0], raw[1], body)
@@ -204,6 +235,38 @@ class Webhooks:
             self._count_failure(job.command, result)
             return failure_verdict(self.settings.callback_fail_closed)
         return result
+
+    def _hold(self, body: dict[str, Any], job: _Job) -> None:
+        if self.settings.callback_fail_closed or self._closing:
+            return  # the message was refused (80003), or the node is stopping
+        if len(self._held) >= self.settings.callback_queue:
+            self.metrics.dropped.labels(self._held.popleft().command).inc()
+        data = orjson.dumps({**body, "Replayed": 1})
+        self._held.append(_Job(job.command, data, job.client_ip, job.platform))
+        self._held_event.set()
+
+    async def _replay(self) -> None:
+        """Send held callbacks, oldest first, until each gets HTTP 200."""
+        pause = min(1.0, max(0.05, self.settings.callback_timeout))
+        while True:
+            await self._held_event.wait()
+            while self._held:
+                wait = self.breaker.cooldown if self.breaker.blocked(self.clock()) else 0.0
+                if wait:
+                    await asyncio.sleep(min(pause, wait))
+                    continue
+                job = self._held[0]
+                try:
+                    raw = await self._call(job)
+                except Exception:  # a bug must not stop the replays
+                    log.exception("webhook replay failed")
+                    raw = None
+                if raw is not None and not isinstance(raw, Failure) and raw[0] == 200:
+                    if self._held and self._held[0] is job:
+                        self._held.popleft()
+                else:
+                    await asyncio.sleep(pause)
+            self._held_event.clear()
 
     async def _probe_with(self, job: _Job) -> None:
         """A before-* call made while the breaker is not closed: it tells the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -78,6 +79,9 @@ OK = {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""}
 Start = Callable[..., Awaitable[Running]]
 
 
+RANDOMS = itertools.count(1)  # each body is another message (the counter dedups resends)
+
+
 def like_body(group: str, count: int | None = None, priority: str | None = "Low",
               kind: str = "like") -> dict[str, Any]:
     payload: dict[str, Any] = {"type": kind}
@@ -85,7 +89,8 @@ def like_body(group: str, count: int | None = None, priority: str | None = "Low"
         payload["count"] = count
     body: dict[str, Any] = {
         "CallbackCommand": BEFORE, "GroupId": group, "Type": "AVChatRoom",
-        "From_Account": "alice", "Operator_Account": "alice", "Random": 1, "OnlineOnlyFlag": 0,
+        "From_Account": "alice", "Operator_Account": "alice", "Random": next(RANDOMS),
+        "OnlineOnlyFlag": 0,
         "MsgBody": [{"MsgType": "TIMCustomElem",
                      "MsgContent": {"Data": json.dumps(payload), "Desc": "", "Ext": ""}}],
         "CloudCustomData": "", "EventTime": int(time.time() * 1000),
@@ -206,9 +211,11 @@ async def test_callbacks_as_livecast_sends_them_are_counted(
     gid = await live.room("r1")
     c = await start_counter(live.url("/"))
     now = time.time()
-    for priority, data in (("Low", '{"type":"like","count":3}'), ("Lowest", '{"type":"like"}'),
-                           ("Normal", '{"type":"like"}')):
-        body = callbacks.before_send(gid, "alice", "alice", 1, custom(data), "", priority, now)
+    for rnd, (priority, data) in enumerate((("Low", '{"type":"like","count":3}'),
+                                            ("Lowest", '{"type":"like"}'),
+                                            ("Normal", '{"type":"like"}'))):
+        body = callbacks.before_send(gid, "alice", "alice", rnd, custom(data), "", priority,
+                                     now)
         params = callbacks.query(SDKAPPID, BEFORE, "127.0.0.1", "Web", TOKEN, int(now))
         async with c.http.post(c.server.make_url("/callback"), params=params,
                                data=json.dumps(body).encode()) as resp:

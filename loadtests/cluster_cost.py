@@ -19,8 +19,9 @@ running server: the bench sums the CPU of every listed process over its
 publishing window (``/proc/<pid>/stat``), here the serving processes (the
 supervisor and its workers) and the redis-server.  While the bench publishes,
 ``INFO commandstats`` is read at each of its progress lines (these reads left out); the difference
-between the first and the last reading over the time between them, divided
-by the dispatch tick, is the Redis commands per room per tick (one room).
+between the first and the last reading while publishing (not draining) over
+the time between them, divided by the dispatch tick, is the Redis commands
+per room per tick (one room).
 
 Printed: one JSON line per run on stdout (``config``, ``members``, the
 bench's figures, ``redis_cpu_s`` in the window between the first and last
@@ -168,9 +169,10 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
                                      text=True)
             assert bench.stderr is not None and bench.stdout is not None
             readings: list[tuple[float, dict[str, int], float]] = []
+            publishing = args.duration + 0.5  # progress lines after it are the drain's
             for line in bench.stderr:
                 m = PROGRESS.search(line)
-                if m is not None and config != "single":
+                if m is not None and config != "single" and float(m.group(1)) <= publishing:
                     readings.append((float(m.group(1)), commandstats(client),
                                      cpu_seconds(redis_proc.pid)))
                 if m is None or float(m.group(1)) % 5 < 1:

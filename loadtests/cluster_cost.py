@@ -90,8 +90,8 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def start_livecast(config: str, key: str, redis_port: int, data: Path,
-                   tick_ms: int) -> tuple[subprocess.Popen[bytes], int, list[int]]:
+def start_livecast(config: str, key: str, redis_port: int, data: Path, tick_ms: int,
+                   log_path: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
     """The server of one configuration: (process, port, every serving pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
@@ -104,7 +104,12 @@ def start_livecast(config: str, key: str, redis_port: int, data: Path,
         env["LIVECAST_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
     if workers > 1:
         argv += ["--workers", str(workers)]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+    finally:
+        if not isinstance(log, int):
+            log.close()
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
@@ -154,7 +159,8 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     client.flushall()
     client.config_resetstat()
     with tempfile.TemporaryDirectory() as data:
-        proc, port, pids = start_livecast(config, key, redis_port, Path(data), args.tick_ms)
+        proc, port, pids = start_livecast(config, key, redis_port, Path(data), args.tick_ms,
+                                          args.server_log)
         if config != "single":
             pids.append(redis_proc.pid)
         try:
@@ -204,6 +210,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=15)
     ap.add_argument("--tick-ms", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--server-log", default="", help="append the servers' output to this file")
     ap.add_argument("bench", nargs="*", help="more `livecast bench` flags (after --)")
     args = ap.parse_args()
     configs = args.configs.split(",")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -139,13 +140,20 @@ def start_livecast(config: str, key: str, redis_port: int, data: Path, tick_ms: 
     return proc, port, [proc.pid, *children(proc.pid)]
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes], workers: list[int]) -> None:
+    """SIGTERM to the server; past 20 s, SIGKILL to it and to any worker left."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
+        print(f"   the server did not stop in 20 s: killed (workers {workers})",
+              file=sys.stderr, flush=True)
         proc.kill()
         proc.wait()
+    for pid in workers:
+        if Path(f"/proc/{pid}").exists():  # a worker its supervisor left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def commandstats(client: redis.Redis) -> dict[str, int]:
@@ -187,7 +195,7 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
             if bench.wait() != 0:
                 raise RuntimeError(f"bench failed ({config}, {members})")
         finally:
-            stop(proc)
+            stop(proc, [p for p in pids if p not in (proc.pid, redis_proc.pid)])
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     row: dict[str, Any] = {"config": config, "members": members, "pids": len(pids),
                            "bench": result["rounds"][0]}

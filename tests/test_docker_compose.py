@@ -94,13 +94,31 @@ def test_nginx_sends_to_both_nodes_and_passes_websocket_upgrades() -> None:
     assert servers == [f"{n}:{dockerfile_port()}" for n in NODES]
     server = block(http, "server")
     assert directives(server, "listen") == [["8080"]]
-    location = block(server, "location /")
-    assert directives(location, "proxy_pass") == [["http://livecast"]]
-    assert directives(location, "proxy_http_version") == [["1.1"]]
-    headers = {d[0]: d[1] for d in directives(location, "proxy_set_header")}
+    assert directives(server, "proxy_http_version") == [["1.1"]]
+    headers = {d[0]: d[1] for d in directives(server, "proxy_set_header")}
     assert headers["Upgrade"] == "$http_upgrade"
     variable = headers["Connection"]
     mapping = block(http, f"map $http_upgrade {variable}")
     assert re.search(r"default\s+upgrade;", mapping)  # an Upgrade request says so upstream
-    reads = directives(location, "proxy_read_timeout")
+    reads = directives(server, "proxy_read_timeout")
     assert reads and int(reads[0][0].rstrip("s")) >= 60  # quiet sockets outlive nginx's 60 s
+    for path in ("location /v1/ws", "location /"):
+        location = block(server, path)
+        assert directives(location, "proxy_pass") == [["http://livecast"]]
+        # a location with its own proxy_set_header would drop the server's (Upgrade)
+        assert directives(location, "proxy_set_header") == []
+        assert directives(location, "proxy_http_version") == []
+
+
+def test_per_ip_limits_move_from_the_nodes_to_the_load_balancer() -> None:
+    services = compose()["services"]
+    for name in NODES:  # every client arrives from nginx's one address
+        env = services[name]["environment"]
+        assert env["LIVECAST_CONNECT_RATE"] == env["LIVECAST_LOGIN_RATE"] == "0"
+        assert env["LIVECAST_AUTH_FAIL_LIMIT"] == "0"
+    http = block(nginx(), "http")
+    zones = directives(http, "limit_req_zone")
+    assert zones and zones[0][0] == "$binary_remote_addr"
+    zone = zones[0][1].removeprefix("zone=").split(":")[0]
+    ws = block(block(http, "server"), "location /v1/ws")
+    assert directives(ws, "limit_req")[0][0] == f"zone={zone}"

@@ -51,7 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--rounds", type=int, default=0,
       help="rounds per server (default: 2 with --baseline, else 1)")
     a("--url", help="bench a running server (ws://host:port/v1/ws) instead of starting one")
-    a("--pid", type=int, help="the running server's process id (with --url)")
+    a("--pid", help="the running server's process id (with --url); PID,PID,...: the CPU of "
+                    "all of them is the server's (workers, their redis-server)")
     a("--secret-key", help="the server's LIVECAST_SECRET_KEY (default: $LIVECAST_SECRET_KEY, "
                            "or a fresh one for a server the bench starts)")
     a("--sdkappid", type=int, default=DEFAULT_SDKAPPID)
@@ -96,7 +97,9 @@ def _config(args: argparse.Namespace,
             raise ValueError("--url needs host and port (ws://host:port/v1/ws) and --pid")
         if not key:
             raise ValueError("--url needs --secret-key or $LIVECAST_SECRET_KEY")
-        external = ServerProc("external", u.hostname, u.port, args.pid, u.path or "/v1/ws")
+        pids = parse_pids(args.pid)
+        external = ServerProc("external", u.hostname, u.port, pids[0], u.path or "/v1/ws",
+                              also=pids[1:])
     if any("=" not in kv for kv in args.server_env):
         raise ValueError("--server-env takes NAME=VALUE")
     extra = tuple((kv.split("=", 1)[0], kv.split("=", 1)[1]) for kv in args.server_env)
@@ -106,6 +109,17 @@ def _config(args: argparse.Namespace,
                  max(1, round(1 / args.sample)), max(1, args.concurrency), args.guests,
                  drain_max=args.drain_max)
     return w, Access(args.sdkappid, key or secrets.token_hex(16), args.admin, extra), external
+
+
+def parse_pids(text: str) -> tuple[int, ...]:
+    """``--pid``: one process id, or several separated by commas."""
+    try:
+        pids = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(f"--pid takes PID or PID,PID,...: {text!r}") from None
+    if any(p <= 0 for p in pids):
+        raise ValueError(f"--pid takes positive process ids: {text!r}")
+    return pids
 
 
 def run(args: argparse.Namespace) -> int:

@@ -208,7 +208,7 @@ class RoundState:
     def publish_line(self, workers: Workers) -> str:
         led = self.ledger
         t = time.monotonic() - self.t0
-        cpu = srv.cpu_seconds(self.server.pid) - self.cpu0
+        cpu = self.server.cpu_seconds() - self.cpu0
         drops = sum(led.drops.values())
         return (f"{self.tag} t={t:5.1f}s sent {sum(led.sent):,} delivered "
                 f"{sum(led.delivered):,} drops {drops:,} | received "
@@ -273,7 +273,7 @@ async def _publish(st: RoundState, workers: Workers, senders: list[list[Sender]]
     w, pid = st.w, st.server.pid
     st.result.rss_after_kb = srv.rss_kb(pid)
     bench_pids = [os.getpid(), *(p.pid for p in workers.procs)]
-    st.cpu0 = srv.cpu_seconds(pid)
+    st.cpu0 = st.server.cpu_seconds()
     st.bench0 = sum(srv.cpu_seconds(p) for p in bench_pids)
     st.machine0 = srv.machine_seconds()
     st.t0 = time.monotonic()
@@ -285,7 +285,7 @@ async def _publish(st: RoundState, workers: Workers, senders: list[list[Sender]]
     finally:
         ticker.cancel()
     r = st.result
-    r.cpu_s = round(srv.cpu_seconds(pid) - st.cpu0, 3)
+    r.cpu_s = round(st.server.cpu_seconds() - st.cpu0, 3)
     r.bench_cpu_s = round(sum(srv.cpu_seconds(p) for p in bench_pids) - st.bench0, 3)
     busy, softirq = (b - a for a, b in zip(st.machine0, srv.machine_seconds(), strict=True))
     r.machine_busy_s, r.softirq_s = round(busy, 3), round(softirq, 3)

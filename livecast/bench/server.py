@@ -41,6 +41,11 @@ class ServerProc:
     dialect: str = "livecast"      # livecast.bench.dialects
     proc: asyncio.subprocess.Process | None = None
     log: Path | None = None
+    also: tuple[int, ...] = ()     # more processes whose CPU is the server's (--pid A,B,...)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server's processes so far."""
+        return sum(cpu_seconds(p) for p in (self.pid, *self.also))
 
     @property
     def output(self) -> str:

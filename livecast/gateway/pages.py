@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from livecast.backplane.broker import BrokerError
 from livecast.core import usersig
 from livecast.core.cors import allow_origin
 from livecast.core.devsig import dev_sig_refusal
@@ -295,8 +296,36 @@ def room_rows(node: Node, limit: int = ROOMS_SHOWN) -> list[dict[str, Any]]:
     return [room_row(node, gid) for gid in top]
 
 
-def stats(node: Node) -> dict[str, Any]:
-    """The dashboard's JSON: totals and gauges as /metrics shows them, at ``time``."""
+def node_row(node_id: str, info: dict[str, Any], here: str) -> dict[str, Any]:
+    """One cluster process from its heartbeat: its members online (summed over its
+    rooms) and the rooms it owns (the first ``ROOMS_SHOWN`` by id, and how many)."""
+    online = info.get("online")
+    counts = [int(n) for n in online.values()] if isinstance(online, dict) else []
+    owns = info.get("owns")
+    owned = sorted(str(g) for g in owns) if isinstance(owns, list) else []
+    return {"node": node_id, "here": node_id == here, "members": sum(counts),
+            "rooms": len(counts), "owned": len(owned), "owns": owned[:ROOMS_SHOWN]}
+
+
+async def cluster_nodes(node: Node) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """Every live process of the cluster, this one first, and an error text when
+    the broker cannot be asked; ``(None, None)`` on a single process."""
+    cluster = node.cluster
+    if cluster is None:
+        return None, None
+    try:
+        beats = await cluster.broker.nodes()
+    except BrokerError as err:
+        return [], f"the cluster's broker is unreachable: {err}"
+    here = cluster.node_id
+    ids = sorted(beats, key=lambda nid: (nid != here, nid))
+    return [node_row(nid, beats[nid], here) for nid in ids], None
+
+
+def stats(node: Node, nodes: list[dict[str, Any]] | None = None,
+          cluster_error: str | None = None) -> dict[str, Any]:
+    """The dashboard's JSON: totals and gauges as /metrics shows them, at ``time``;
+    ``nodes``: the cluster's processes (None on a single process)."""
     m = collect(node.metrics.registry)
     return {
         "time": node.clock(),
@@ -313,11 +342,15 @@ def stats(node: Node) -> dict[str, Any]:
         "tick": histogram(m, "livecast_tick_duration_seconds"),
         "webhooks": webhook_stats(m) if node.webhooks.enabled else None,
         "roomList": room_rows(node),
+        "nodes": nodes,
+        "clusterError": cluster_error,
     }
 
 
 async def dashboard_stats(request: web.Request) -> web.Response:
-    return web.json_response(stats(request.app[NODE]), headers={"Cache-Control": "no-store"})
+    node = request.app[NODE]
+    nodes, error = await cluster_nodes(node)
+    return web.json_response(stats(node, nodes, error), headers={"Cache-Control": "no-store"})
 
 
 # ------------------------------------------------------------------ wiring

@@ -150,7 +150,8 @@ class ClusterLink:
             await self._lease(gid)
         hub = self.node.hub
         online = {gid: len(room.members) for gid, room in hub.rooms.items() if room.members}
-        await self.broker.heartbeat(self.node_id, {"online": online}, HEARTBEAT_TTL)
+        await self.broker.heartbeat(self.node_id, {"online": online, "owns": sorted(self.tokens)},
+                                    HEARTBEAT_TTL)
         remote: dict[str, int] = {}
         for nid, info in (await self.broker.nodes()).items():
             if nid == self.node_id:

@@ -66,6 +66,7 @@ function update(s) {
   $("v-rooms").textContent = fmt(s.rooms, 0);
   $("v-members").textContent = fmt(s.members, 0);
   renderRooms(s.roomList, s.rooms, s.time);
+  renderCluster(s.nodes, s.clusterError);
   if (previous) updateRates(s, previous, s.time - previous.time);
   renderWebhooks(s.webhooks, previous && previous.webhooks, previous ? s.time - previous.time : 0);
   previous = s;
@@ -158,6 +159,33 @@ function renderRooms(list, total, now) {
     return tr;
   }));
   $("rooms-note").textContent = total > list.length ? `(busiest ${list.length} of ${fmt(total, 0)})` : "";
+}
+
+/** The cluster's processes (from their heartbeats); hidden on a single process. */
+function renderCluster(nodes, error) {
+  const card = $("cluster");
+  card.hidden = nodes === null || nodes === undefined;
+  if (card.hidden) return;
+  $("cluster-error").hidden = !error;
+  $("cluster-error").textContent = error || "";
+  $("cluster-note").textContent = `(${nodes.length} process${nodes.length === 1 ? "" : "es"})`;
+  $("cluster-body").replaceChildren(...nodes.map((n) => {
+    const tr = document.createElement("tr");
+    tr.dataset.node = n.node;
+    if (n.here) tr.className = "here";
+    const name = cell(n.node, "id");
+    if (n.here) {
+      const tag = document.createElement("span");
+      tag.className = "badge ok";
+      tag.textContent = "this process";
+      name.append(" ", tag);
+    }
+    const more = n.owned > n.owns.length ? ` … (${fmt(n.owned, 0)})` : "";
+    const owns = cell(n.owns.join(", ") + more, "owns");
+    owns.title = owns.textContent;
+    tr.append(name, cell(fmt(n.members, 0)), cell(fmt(n.rooms, 0)), cell(fmt(n.owned, 0)), owns);
+    return tr;
+  }));
 }
 
 function renderWebhooks(w, prev, dt) {

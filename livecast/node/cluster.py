@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("livecast.cluster")
 
+Held = tuple[str, Outgoing, Priority, Fate]  # a Delivered fate waiting for its publish
 LEASE_TTL = 3.0         # seconds a room's lease lasts unless renewed
 LOOP_INTERVAL = 1.0     # the membership loop: leases, heartbeat, online counts
 HEARTBEAT_TTL = 5.0     # a process silent this long is gone (its members leave the count)
@@ -289,14 +290,20 @@ class ClusterLink:
     def fate_elsewhere(self, address: Address, fate: Fate) -> None:
         self.spawn(self._send_control(address.node, FateNotice(address, fate)))
 
-    def publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int) -> None:
+    def publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
+                held: list[Held]) -> None:
+        """One tick's batch, once across Redis; ``held``: its messages' Delivered
+        fates, answered only once the publish is accepted under this process's
+        lease (else they fail with 10002 "retry": nothing acknowledged is lost)."""
         token = self.tokens.get(gid)
         if token is None:
+            self.spawn(self._answer_held(held, False))
             return
-        self.spawn(self._publish(gid, full, lite, seq_end, token))
+        self.spawn(self._publish(gid, full, lite, seq_end, token, held))
 
     async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
-                       token: int) -> None:
+                       token: int, held: list[Held]) -> None:
+        published = False
         try:
             published = await self.broker.publish(gid, full, lite, seq_end, token)
             if not published and self.tokens.get(gid) == token:  # deposed
@@ -304,6 +311,13 @@ class ClusterLink:
         except BrokerError as err:
             log.warning("publish of %s: %s", gid, err)
             self.redis_away()
+        finally:
+            await self._answer_held(held, published)
+
+    async def _answer_held(self, held: list[Held], published: bool) -> None:
+        for gid, msg, priority, fate in held:
+            self.node.settle_now(gid, msg, priority,
+                                 fate if published else Failed(Code.INTERNAL, RETRY_INFO))
 
     def announce(self, message: Any) -> None:
         """Tips, kicks, destroys: to every process, this one included."""

@@ -110,6 +110,7 @@ class Node:
         self.rest_waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_waiter = 0
         self._locks: dict[str, asyncio.Lock] = {}
+        self._held: dict[str, list[Any]] = {}  # cluster: a tick's deliveries, per room
         self._reserved: set[str] = set()
         self._group_counter = 0
         self._salt = os.urandom(8)
@@ -265,6 +266,7 @@ class Node:
             return
         room.close(Code.GROUP_NOT_FOUND)  # waiting messages answered before the kicks below
         self._locks.pop(group_id, None)
+        self._held.pop(group_id, None)
         tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
         for conn in self.hub.close_room(group_id, tip):
             self.hub.remove_member(conn, group_id, report=False)  # after-destroyed covers it
@@ -552,7 +554,9 @@ class Node:
     # ----------------------------------------------------------- the owners' events
     def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
         if self.cluster is not None:  # once across Redis; every subscriber fans it out
-            self.cluster.publish(owner.group_id, full, lite, owner.sched.next_seq - 1)
+            held: list[Any] = []  # this tick's Delivered fates, answered once published
+            self._held[owner.group_id] = held
+            self.cluster.publish(owner.group_id, full, lite, owner.sched.next_seq - 1, held)
             return
         self.backplane.publish(owner.group_id, full, lite)
         self.hub.fan(owner.group_id, full, lite)
@@ -561,7 +565,16 @@ class Node:
         self.metrics.tick_seconds.observe(seconds)
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
-        """A message's fate: counted, answered at its address, reported."""
+        """A message's fate: counted, answered at its address, reported.  In a
+        cluster a delivery waits for its tick's publish (cluster.py)."""
+        if isinstance(fate, Delivered):
+            held = self._held.get(group_id)
+            if held is not None:
+                held.append((group_id, msg, priority, fate))
+                return
+        self.settle_now(group_id, msg, priority, fate)
+
+    def settle_now(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
         m = self.metrics
         if isinstance(fate, Delivered):
             m.delivered_by[priority].inc()

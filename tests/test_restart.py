@@ -41,6 +41,50 @@ def sig(user: str, at: float | None = None) -> str:
     return mint(SDKAPPID, KEY, user, time.time() if at is None else at, 3600)
 
 
+async def start_ready(command: str, env: dict[str, str],
+                      ready_url: str) -> asyncio.subprocess.Process:
+    """``livecast <command>`` as a process, once ``ready_url`` answers 200."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecast", command, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + READY_TIMEOUT
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert proc.returncode is None, f"livecast {command} exited at start"
+            try:
+                async with http.get(ready_url) as resp:
+                    if resp.status == 200:
+                        return proc
+            except aiohttp.ClientConnectionError:
+                pass
+            assert time.monotonic() < deadline, f"livecast {command} never became ready"
+            await asyncio.sleep(0.05)  # polling a process for readiness, not a sync stand-in
+
+
+def cluster_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a cluster member on ``redis_url`` (no caller's LIVECAST_*)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
+               LIVECAST_REDIS_URL=redis_url, LIVECAST_DATA_DIR=str(tmp_path / "unused"),
+               **extra)
+    return env
+
+
+async def start_servers(env: dict[str, str], n: int, started: list[Server]) -> None:
+    """``n`` servers on free ports, appended to ``started`` as each is ready."""
+    for _ in range(n):
+        port = free_port()
+        s = Server(dict(env, LIVECAST_PORT=str(port)), port)
+        await s.start()
+        started.append(s)
+
+
+async def kill_servers(servers: list[Server]) -> None:
+    for s in servers:
+        if s.proc is not None:
+            await s.stop(signal.SIGKILL)
+
+
 @dataclass
 class Server:
     """One ``livecast serve`` process on a fixed port and settings (restartable)."""
@@ -54,21 +98,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "livecast", "serve", env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + READY_TIMEOUT
-        async with aiohttp.ClientSession() as http:
-            while True:
-                assert self.proc.returncode is None, "livecast serve exited at start"
-                try:
-                    async with http.get(self.base + "/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "livecast serve never became ready"
-                await asyncio.sleep(0.05)  # polling a process for readiness, not a sync stand-in
+        self.proc = await start_ready("serve", self.env, self.base + "/readyz")
 
     async def stop(self, how: signal.Signals) -> None:
         assert self.proc is not None

@@ -567,7 +567,7 @@ class Node:
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
         """A message's fate: counted, answered at its address, reported.  In a
         cluster a delivery waits for its tick's publish (cluster.py)."""
-        if isinstance(fate, Delivered):
+        if self.cluster is not None and isinstance(fate, Delivered):
             held = self._held.get(group_id)
             if held is not None:
                 held.append((group_id, msg, priority, fate))

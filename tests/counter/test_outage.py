@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +31,15 @@ import pytest
 from livecast.client import custom
 from livecast.core import callbacks
 from tests.redis_fixtures import RedisServer, free_port, redis_server
-from tests.test_restart import KEY, SDKAPPID, Server, app_data, group_info, until
+from tests.test_restart import (
+    KEY,
+    SDKAPPID,
+    Server,
+    app_data,
+    group_info,
+    start_ready,
+    until,
+)
 
 __all__ = ["redis_server"]
 
@@ -41,7 +47,6 @@ LIKES = 120  # sent in all
 RATE = 60.0  # likes per second
 KILL_AT = LIKES // 3
 LIKE = custom(json.dumps({"type": "like"}))
-READY_TIMEOUT = 30.0
 
 
 @dataclass
@@ -57,21 +62,7 @@ class CounterProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "livecast", "counter", env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + READY_TIMEOUT
-        async with aiohttp.ClientSession() as http:
-            while True:
-                assert self.proc.returncode is None, "livecast counter exited at start"
-                try:
-                    async with http.get(self.base + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "livecast counter never became ready"
-                await asyncio.sleep(0.05)  # polling a process for readiness
+        self.proc = await start_ready("counter", self.env, self.base + "/healthz")
 
     async def kill(self) -> None:
         assert self.proc is not None

@@ -6,7 +6,6 @@ room going on elsewhere when its owner is killed (``kill -9``)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from livecast.client import Client, text
-from tests.redis_fixtures import RedisCluster, free_port, redis_cluster, start_server
-from tests.test_restart import KEY, Server, until
+from tests.redis_fixtures import RedisCluster, redis_cluster, start_server
+from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
 
 __all__ = ["redis_cluster"]
 
@@ -40,19 +39,10 @@ def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[list[Server]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
-    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis_url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
-    servers = []
-    for _ in range(3):
-        port = free_port()
-        s = Server(dict(base, LIVECAST_PORT=str(port)), port)
-        await s.start()
-        servers.append(s)
+    servers: list[Server] = []
+    await start_servers(cluster_env(redis_url, tmp_path), 3, servers)
     yield servers
-    for s in servers:
-        if s.proc is not None:
-            await s.stop(signal.SIGKILL)
+    await kill_servers(servers)
 
 
 async def member(s: Server, user: str) -> Client:

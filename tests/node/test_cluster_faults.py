@@ -10,7 +10,6 @@ other, with no client action."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +21,7 @@ import pytest
 from livecast.client import Client, text
 from tests.node.test_cluster import GID, member
 from tests.redis_fixtures import RedisServer, free_port
-from tests.test_restart import KEY, Server, until
+from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
 
 
 @pytest.fixture
@@ -37,19 +36,10 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def pair(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
-    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
-    servers = []
-    for _ in range(2):
-        port = free_port()
-        s = Server(dict(base, LIVECAST_PORT=str(port)), port)
-        await s.start()
-        servers.append(s)
+    servers: list[Server] = []
+    await start_servers(cluster_env(redis.url, tmp_path), 2, servers)
     yield servers
-    for s in servers:
-        if s.proc is not None:
-            await s.stop(signal.SIGKILL)
+    await kill_servers(servers)
 
 
 async def ready_is(s: Server, status: int) -> bool:

@@ -10,8 +10,6 @@ duplicate still on its way would have had the same time to arrive."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,8 +25,8 @@ from livecast.core.callbacks import (
     BEFORE_SEND,
 )
 from tests.node.test_cluster import GID, member
-from tests.redis_fixtures import free_port, start_server
-from tests.test_restart import KEY, Server
+from tests.redis_fixtures import start_server
+from tests.test_restart import Server, cluster_env, kill_servers, start_servers
 from tests.webhooks.conftest import Backend, serve_callbacks
 
 CREATE = ("group_open_http_svc", "create_group")
@@ -46,22 +44,13 @@ async def business() -> AsyncIterator[Backend]:
 @pytest.fixture
 async def hooked(business: Backend, tmp_path: Path) -> AsyncIterator[list[Server]]:
     redis = start_server(tmp_path)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
-    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis.url, LIVECAST_CALLBACK_URL=business.url,
-                LIVECAST_DATA_DIR=str(tmp_path / "unused"))
-    servers = []
+    servers: list[Server] = []
     try:
-        for _ in range(3):
-            port = free_port()
-            s = Server(dict(base, LIVECAST_PORT=str(port)), port)
-            await s.start()
-            servers.append(s)
+        env = cluster_env(redis.url, tmp_path, LIVECAST_CALLBACK_URL=business.url)
+        await start_servers(env, 3, servers)
         yield servers
     finally:
-        for s in servers:
-            if s.proc is not None:
-                await s.stop(signal.SIGKILL)
+        await kill_servers(servers)
         redis.stop()
 
 

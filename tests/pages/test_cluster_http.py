@@ -5,8 +5,6 @@ rooms table names the owner.  On a single process there is no cluster."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,8 @@ import pytest
 from livecast.client import Client
 from tests.conftest import Live
 from tests.node.test_cluster import member
-from tests.redis_fixtures import RedisServer, free_port, start_server
-from tests.test_restart import KEY, Server, until
+from tests.redis_fixtures import RedisServer, start_server
+from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
 
 GID = "live-1"  # the room tests.node.test_cluster.member joins
 
@@ -32,19 +30,10 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def pair(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[Server]]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
-    base.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SHUTDOWN_GRACE="1",
-                LIVECAST_REDIS_URL=redis.url, LIVECAST_DATA_DIR=str(tmp_path / "unused"))
-    servers = []
-    for _ in range(2):
-        port = free_port()
-        s = Server(dict(base, LIVECAST_PORT=str(port)), port)
-        await s.start()
-        servers.append(s)
+    servers: list[Server] = []
+    await start_servers(cluster_env(redis.url, tmp_path), 2, servers)
     yield servers
-    for s in servers:
-        if s.proc is not None:
-            await s.stop(signal.SIGKILL)
+    await kill_servers(servers)
 
 
 async def stats_of(s: Server) -> dict[str, Any]:

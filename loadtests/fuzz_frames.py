@@ -297,7 +297,7 @@ def server_env(port: int, data_dir: str) -> dict[str, str]:
     env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_SDKAPPID=str(SDKAPPID), LIVECAST_PORT=str(port),
                LIVECAST_HOST="127.0.0.1", LIVECAST_DATA_DIR=data_dir,
                LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_ROOM_RATE="100000",
-               LIVECAST_ROOM_BURST="100000", LIVECAST_MAX_WAIT_MS="20,20,20,20",
+               LIVECAST_ROOM_BURST="100000", LIVECAST_MAX_WAIT_MS="5000,5000,5000,5000",
                LIVECAST_CONNECT_GLOBAL_RATE="0", LIVECAST_LOGIN_GLOBAL_RATE="0",
                LIVECAST_MEMBER_ATTRS="1")
     return env

@@ -46,6 +46,7 @@ class Case:
     replies: dict[str, frozenset[int]] = field(default_factory=dict)
     pongs: list[bytes] = field(default_factory=list)
     closes: frozenset[int] = frozenset()                  # non-empty: terminal
+    frames: int = 1                                       # WebSocket frames in ``chunks``
 
     def __post_init__(self) -> None:
         if self.closes:
@@ -165,7 +166,8 @@ class Draw:
         self.n += 1
         return f"t:{self.worker}.{self.n}"
 
-    def request(self, codes: frozenset[int] = DOCUMENTED_CODES) -> tuple[bytes, dict[str, frozenset[int]]]:
+    def request(self, codes: frozenset[int] = DOCUMENTED_CODES
+                ) -> tuple[bytes, dict[str, frozenset[int]]]:
         """A tracked, valid-shaped or mutated request frame's payload."""
         req = _template(self.rng, self.worker, self.sig, self.room)
         rid = self.tid()
@@ -245,7 +247,7 @@ class Draw:
                 pongs.append(self.rng.randbytes(8))
                 frames.append(masked(0x9, pongs[-1]))
         return Case("fragmented", [b"".join(frames)], {rid: frozenset({0, 10007}) | BUSY},
-                    pongs)
+                    pongs, frames=len(frames))
 
     def session(self) -> Case:
         """A valid login and join in one write: what a fresh connection mostly starts with."""
@@ -255,7 +257,7 @@ class Draw:
                                       "userId": user, "userSig": self.sig(user)})),
                   masked(0x1, _dumps({"op": "join", "id": join, "groupId": self.room}))]
         return Case("login-join", [b"".join(frames)],
-                    {login: frozenset({0}) | BUSY, join: frozenset({0}) | BUSY})
+                    {login: frozenset({0}) | BUSY, join: frozenset({0}) | BUSY}, frames=2)
 
     def split_writes(self) -> Case:
         payload, replies = self.request()
@@ -271,7 +273,13 @@ class Draw:
             rid = self.tid()
             replies[rid] = frozenset({0}) | BUSY
             frames.append(masked(0x1, _dumps({"op": "ping", "id": rid})))
-        return Case("burst", [b"".join(frames)], replies)
+        return Case("burst", [b"".join(frames)], replies, frames=len(frames))
+
+    def flood(self) -> Case:
+        """600 requests in one write: past the burst (400 by default) the
+        refusals (10023) pass the flood limit (about 100): close 4029."""
+        frames = [masked(0x1, _dumps({"op": "ping", "id": f"fl{i}"})) for i in range(600)]
+        return Case("flood", [b"".join(frames)], closes=frozenset({4029}), frames=600)
 
     def wide_length(self) -> Case:
         rid = self.tid()
@@ -302,7 +310,7 @@ class Draw:
     # -- frames that break RFC 6455
     def broken(self) -> Case:
         rng, ping = self.rng, _dumps({"op": "ping"})
-        kind, data, code = rng.choice([
+        kind, data, code, *count = rng.choice([
             ("unmasked", lambda: masked(0x1, ping, mask=False), 1002),
             ("reserved-bits", lambda: masked(0x1, ping, rsv=rng.randrange(1, 8)), 1002),
             ("unknown-opcode", lambda: masked(rng.choice([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]),
@@ -317,11 +325,11 @@ class Draw:
             ("oversized", lambda: masked(0x1, b'"' + b"x" * rng.randrange(65535, 70000) + b'"'),
              1009),
             ("oversized-fragments", lambda: masked(0x1, b"x" * 40000, fin=False)
-             + masked(0x0, b"x" * 30000), 1009),
+             + masked(0x0, b"x" * 30000), 1009, 2),
             ("too-many-fragments", lambda: masked(0x1, b"[", fin=False)
-             + masked(0x0, b" ", fin=False) * 1024 + masked(0x0, b"]"), 1008),
+             + masked(0x0, b" ", fin=False) * 1024 + masked(0x0, b"]"), 1008, 1026),
             ("message-inside-fragments", lambda: masked(0x1, b"[", fin=False)
-             + masked(rng.choice([0x1, 0x2]), b"1"), 1002),
+             + masked(rng.choice([0x1, 0x2]), b"1"), 1002, 2),
             ("invalid-utf8", lambda: masked(0x1, b'{"op":"ping","x":"\xff\xfe"}'), 1007),
             ("invalid-utf8-fragment", lambda: masked(0x1, b'{"x":"\xc3\x28', fin=False), 1007),
             ("close-empty", lambda: masked(0x8, b""), 1000),
@@ -336,7 +344,7 @@ class Draw:
             echo = code if code in (1000, 1001) or 3000 <= code < 5000 else 1000
             return Case("close", [masked(0x8, struct.pack("!H", code) + b"bye")],
                         closes=frozenset({echo}))
-        return Case(kind, [data()], closes=frozenset({code}))
+        return Case(kind, [data()], closes=frozenset({code}), frames=count[0] if count else 1)
 
 
 def _closes_for(payload: bytes) -> frozenset[int]:
@@ -351,7 +359,7 @@ WEIGHTS: list[tuple[Callable[[Draw], Case], int]] = [
     (Draw.mutated, 30), (Draw.valid, 10), (Draw.surrogate, 4), (Draw.json_value, 5),
     (Draw.random_text, 4), (Draw.corrupted, 8), (Draw.binary, 3), (Draw.ping, 3),
     (Draw.pong, 3), (Draw.fragmented, 5), (Draw.split_writes, 3), (Draw.burst, 3),
-    (Draw.wide_length, 2), (Draw.bad_key, 2), (Draw.broken, 12),
+    (Draw.wide_length, 2), (Draw.bad_key, 2), (Draw.broken, 12), (Draw.flood, 1),
 ]
 _CHOICES = [fn for fn, _ in WEIGHTS]
 _WEIGHTS = [w for _, w in WEIGHTS]

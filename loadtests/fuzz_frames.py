@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -75,7 +76,8 @@ def sig(user: str) -> str:
 class Tally:
     """What the run saw, over every connection."""
 
-    frames: int = 0
+    frames: int = 0                  # cases, each checked on its own
+    written: int = 0                 # WebSocket frames written, the sync pings included
     cases: Counter[str] = field(default_factory=Counter)
     replies: Counter[int] = field(default_factory=Counter)
     closes: Counter[int] = field(default_factory=Counter)
@@ -217,6 +219,7 @@ class Worker:
             fresh = self.conn is None
             case = self.draw.session() if fresh and self.rng.random() < 0.7 else self.draw.case()
             self.tally.frames += 1
+            self.tally.written += case.frames + (0 if case.closes else 1)
             self.tally.cases[case.kind] += 1
             if self.conn is None:
                 self.conn = await RawConn.open(self.port)
@@ -233,10 +236,9 @@ class Worker:
     async def _one(self, conn: RawConn, case: Case) -> None:
         conn.pending.update(case.replies)
         conn.pongs.extend(case.pongs)
-        try:
+        # the server may close while we write: its close frame is still readable
+        with contextlib.suppress(ConnectionError):
             await conn.send(case.chunks)
-        except ConnectionError:
-            pass  # the server closed while we wrote: its close frame is still readable
         if case.closes:
             await read_until(conn, self.tally, None)
             self.tally.problem(f"{case.kind}: no close")  # not reached: read_until raises
@@ -245,10 +247,8 @@ class Worker:
     async def _sync(self, conn: RawConn) -> None:
         self.syncs += 1
         sid = f"s:{self.index}.{self.syncs}"
-        try:
+        with contextlib.suppress(ConnectionError):
             await conn.send([masked(0x1, orjson.dumps({"op": "ping", "id": sid}))])
-        except ConnectionError:
-            pass
         await read_until(conn, self.tally, sid)
         if conn.pongs:
             self.tally.problem(f"no pong for {conn.pongs[:3]!r}")
@@ -303,16 +303,22 @@ def server_env(port: int, data_dir: str) -> dict[str, str]:
     return env
 
 
-async def start_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[bytes]:
+def spawn_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[bytes]:
+    """``livecast serve`` as a child process, its output in ``log``."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "livecast", "serve"],
+        return subprocess.Popen([sys.executable, "-m", "livecast", "serve"],
                                 env=server_env(port, data_dir), stdout=out,
                                 stderr=subprocess.STDOUT)
+
+
+async def start_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[bytes]:
+    """``spawn_server`` once it is ready, with the fuzz room created."""
+    proc = spawn_server(port, data_dir, log)
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"livecast serve exited: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"livecast serve exited with {proc.returncode}: see {log}")
             try:
                 async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
                     if resp.status == 200:
@@ -365,7 +371,8 @@ class Report:
     def lines(self) -> list[str]:
         t = self.tally
         return [
-            f"frames: {t.frames} in {self.seconds:.1f} s ({t.frames / self.seconds:.0f}/s)",
+            f"frames: {t.frames} cases in {self.seconds:.1f} s ({t.frames / self.seconds:.0f}/s), "
+            f"{t.written} WebSocket frames written (sync pings included)",
             f"cases: {dict(sorted(t.cases.items()))}",
             f"replies by code: {dict(sorted(t.replies.items()))}",
             f"closes by code: {dict(sorted(t.closes.items()))}",

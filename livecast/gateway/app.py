@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from livecast.admin.openapi import OPENAPI_PATH
+from livecast.admin.openapi import serve as openapi_serve
 from livecast.admin.rest import handle as rest_handle
 from livecast.admin.rest import wrong_method as rest_wrong_method
 from livecast.admin.state import AdminState
@@ -128,6 +130,7 @@ def make_app(settings: Settings, node: Node | None = None,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get(OPENAPI_PATH, openapi_serve)
     app.router.add_post("/v4/{service}/{command}", rest_handle)
     app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
     add_pages(app)

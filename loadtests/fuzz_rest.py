@@ -80,7 +80,7 @@ def fuzz_operations(base: str, examples: int, tally: RestTally) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     runs = [(op, mode) for op in operations
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)]
-    per_run = max(1, examples // len(runs))
+    per_run = -(-examples // len(runs))   # at least ``examples`` in all
     with requests.Session() as http:
         for op, mode in runs:
             _fuzz_one(base, http, op.as_strategy(mode, query=auth_query()), str(mode), per_run,

@@ -163,3 +163,66 @@ async def test_a_failing_backend_never_costs_a_message(
     finally:
         backend.release.set()
         await server.close()
+
+
+async def until_answered(s: Server) -> None:
+    """Until the server has read the before-send's answer (its duration observed)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not await metric(s, "livecast_callback_seconds_count",
+                           'command="Group.CallbackBeforeSendMsg"'):
+        assert asyncio.get_running_loop().time() < deadline, "the answer was never read"
+        await asyncio.sleep(0.05)  # polling the server's /metrics, bounded by WAIT
+
+
+class GatedBackend:
+    """Holds every before-send until ``release``; answers everything else OK at once."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("CallbackCommand") == "Group.CallbackBeforeSendMsg":
+            self.held.set()
+            await self.release.wait()
+        return web.json_response({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("how", "close"), [("ban", 4004), ("kick", 4003)])
+async def test_a_sender_removed_during_its_before_send_is_not_delivered(
+        tmp_path: Path, started: list[Server], how: str, close: int) -> None:
+    backend = GatedBackend()
+    server = await serve_callbacks(backend.handle)
+    try:
+        env = serve_env(tmp_path, LIVECAST_CALLBACK_URL=str(server.make_url("/im/callback")),
+                        LIVECAST_CALLBACK_TIMEOUT="30")
+        s = await start(env, started)
+        await s.ok("group_open_http_svc", "create_group",
+                   {"Type": "AVChatRoom", "GroupId": "live", "Name": "live"})
+        alice, _, _ = await member(s, "alice")
+        viewer, _, _ = await member(s, "viewer")
+        held = asyncio.ensure_future(alice.send("live", text("held back"), random=1))
+        await asyncio.wait_for(backend.held.wait(), WAIT)
+        if how == "ban":
+            await s.ok("group_open_http_svc", "ban_group_member",
+                       {"GroupId": "live", "Members_Account": ["alice"], "Duration": 600})
+        else:
+            await s.ok("im_open_login_svc", "kick", {"UserID": "alice"})
+        assert await alice.wait_closed(WAIT) == close
+        backend.release.set()                      # the callback allows, too late
+        await asyncio.gather(held, return_exceptions=True)
+        await until_answered(s)                    # its fate is decided before the marker
+        await s.ok("group_open_http_svc", "send_group_msg",
+                   {"GroupId": "live", "Random": 2, "MsgBody": text("marker"),
+                    "ForbidCallbackControl": ["ForbidBeforeSendMsgCallback"]})
+        seen: list[str] = []
+        while "marker" not in seen:
+            push = await viewer.next_push("msgs", within=WAIT)
+            seen += [m["msgBody"][0]["MsgContent"]["Text"] for m in push["msgs"]]
+        assert seen == ["marker"]
+        await viewer.close()
+        await alice.close()
+    finally:
+        backend.release.set()
+        await server.close()

@@ -303,17 +303,19 @@ def server_env(port: int, data_dir: str) -> dict[str, str]:
     return env
 
 
-def spawn_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[bytes]:
-    """``livecast serve`` as a child process, its output in ``log``."""
-    with log.open("wb") as out:
+def spawn_server(port: int, data_dir: str, log: Path,
+                 extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``livecast serve`` as a child process, its output appended to ``log``."""
+    with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "livecast", "serve"],
-                                env=server_env(port, data_dir), stdout=out,
+                                env={**server_env(port, data_dir), **(extra or {})}, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 
-async def start_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[bytes]:
-    """``spawn_server`` once it is ready, with the fuzz room created."""
-    proc = spawn_server(port, data_dir, log)
+async def start_server(port: int, data_dir: str, log: Path, extra: dict[str, str] | None = None,
+                       create: bool = True) -> subprocess.Popen[bytes]:
+    """``spawn_server`` once it is ready, with the fuzz room created (``create``)."""
+    proc = spawn_server(port, data_dir, log, extra)
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as http:
         while True:
@@ -328,6 +330,8 @@ async def start_server(port: int, data_dir: str, log: Path) -> subprocess.Popen[
             if time.monotonic() > deadline:
                 raise RuntimeError("livecast serve never became ready")
             await asyncio.sleep(0.05)  # polling a process for readiness
+        if not create:
+            return proc
         params = {"sdkappid": str(SDKAPPID), "identifier": ADMIN, "usersig": sig(ADMIN),
                   "random": "1", "contenttype": "json"}
         body = {"Type": "AVChatRoom", "Name": ROOM, "GroupId": ROOM}

@@ -73,5 +73,5 @@ def test_the_text_exposition_has_every_family() -> None:
                  'livecast_tick_duration_seconds_bucket{le="0.0025"} 1.0',
                  "livecast_tick_duration_seconds_count 1.0",
                  "# TYPE livecast_tick_duration_seconds histogram",
-                 "# TYPE livecast_messages_dropped counter"):
+                 "# TYPE livecast_messages_dropped_total counter"):
         assert line in text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
 from collections.abc import Sequence
@@ -66,6 +67,22 @@ class CountingTransport:
     abort = close
 
 
+class _GcTime:
+    """The garbage collector's runs and their time (a ``gc.callbacks`` entry)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.runs = [0, 0, 0]  # by generation
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.runs[info["generation"]] += 1
+
+
 def _conn(node: Node, user: str, room: str) -> WsConnection:
     conn = WsConnection(node, CountingTransport(), "127.0.0.1")  # type: ignore[arg-type]
     conn.connection_made(conn.transport)
@@ -103,11 +120,16 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, float]:
     for f in frames[:rooms]:  # warm up every room's code path
         senders[frames.index(f) % rooms].data_received(f)
     await asyncio.sleep(0)
+    gc_time = _GcTime()
+    gc.callbacks.append(gc_time)
     started, wall = time.process_time(), time.perf_counter()
-    for i in range(messages):
-        senders[i % rooms].data_received(frames[i % len(frames)])
-        await asyncio.sleep(0)  # one loop iteration: the room's dispatch
-    cpu = time.process_time() - started
+    try:
+        for i in range(messages):
+            senders[i % rooms].data_received(frames[i % len(frames)])
+            await asyncio.sleep(0)  # one loop iteration: the room's dispatch
+        cpu = time.process_time() - started
+    finally:
+        gc.callbacks.remove(gc_time)
     await asyncio.sleep(0.05)  # any dispatch still due (none when every room was quiet)
     delivered = sum(r.sched.delivered_total for r in node.rooms.values()) - rooms
     frames = sum(c.transport.frames for c in node.connections)
@@ -115,6 +137,7 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, float]:
     return {"messages": messages, "members": members, "rooms": rooms,
             "delivered": delivered, "member_frames": frames, "cpu_s": round(cpu, 4),
             "wall_s": round(time.perf_counter() - wall, 4),
+            "gc_s": round(gc_time.seconds, 4), "gc_runs": gc_time.runs,
             "us_per_message": round(cpu / messages * 1e6, 2),
             "us_per_delivery": round(cpu / (messages * members) * 1e6, 3)}
 

@@ -36,7 +36,6 @@ from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.node.room import Outgoing
 
-
 _NORMAL = Priority.NORMAL
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from livecast.bench.wire import client_frame
+from livecast.bench.wire import MSGS_PREFIX, client_frame
 from livecast.core.usersig import mint
 from livecast.gateway.ws import WsConnection
 from livecast.node.node import Node
@@ -36,18 +36,22 @@ KEY = "bench-path-key"
 
 
 class CountingTransport:
-    """A transport that takes every write at once and only counts it."""
+    """A transport that takes every write at once and only counts it (and
+    the ``msgs`` frames among the writes)."""
 
-    __slots__ = ("closing", "frames", "written")
+    __slots__ = ("closing", "frames", "msgs", "written")
 
     def __init__(self) -> None:
         self.written = 0
         self.frames = 0
+        self.msgs = 0
         self.closing = False
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
         self.frames += 1
+        if MSGS_PREFIX in data[:16]:
+            self.msgs += 1
 
     def is_closing(self) -> bool:
         return self.closing
@@ -81,6 +85,10 @@ class _GcTime:
         else:
             self.seconds += time.perf_counter() - self._start
             self.runs[info["generation"]] += 1
+
+
+def _msgs_frames(node: Node) -> int:
+    return sum(c.transport.msgs for c in node.connections)
 
 
 def _conn(node: Node, user: str, room: str) -> WsConnection:
@@ -120,7 +128,7 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
     for r in range(rooms):  # warm up every room's code path
         senders[r].data_received(frames[r])
     await asyncio.sleep(0)
-    frames0 = node.metrics.hot.frames
+    msgs0 = _msgs_frames(node)
     gc_time = _GcTime()
     gc.callbacks.append(gc_time)
     started, wall = time.process_time(), time.perf_counter()
@@ -133,7 +141,7 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
         gc.callbacks.remove(gc_time)
     await asyncio.sleep(0.05)  # any dispatch still due (none when every room was quiet)
     delivered = sum(r.sched.delivered_total for r in node.rooms.values()) - rooms
-    written = node.metrics.hot.frames - frames0  # frames written to members
+    written = _msgs_frames(node) - msgs0  # msgs frames written to members
     await node.close_collaborators()
     return {"messages": messages, "members": members, "rooms": rooms,
             "delivered": delivered,

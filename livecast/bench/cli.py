@@ -26,13 +26,34 @@ if TYPE_CHECKING:  # the heavy modules load only when the bench runs
 
 DEFAULT_SDKAPPID = 1400000000
 
+# The shape flags' defaults, and the named shapes (``--preset``) that replace
+# them: a flag given on the command line always wins over its preset value.
+SHAPE_DEFAULTS: dict[str, float | int | bool] = {
+    "members": 1000, "rooms": 1, "rate": 40.0, "duration": 20.0, "baseline": False}
+PRESETS: dict[str, dict[str, float | int | bool]] = {
+    # one big room: ~4 messages share each 100 ms frame (docs/benchmarks.md)
+    "big-room": {"members": 5000, "rooms": 1, "rate": 40.0, "duration": 20.0,
+                 "baseline": True},
+    # many small rooms (10 members and 2 senders each): every message its own frame
+    "small-rooms": {"members": 5000, "rooms": 500, "rate": 5.0, "duration": 15.0,
+                    "baseline": True},
+    # rooms of 5 (3 members and 2 senders): the per-message cost at its largest share
+    "tiny-rooms": {"members": 10000, "rooms": 2000, "rate": 5.0, "duration": 15.0,
+                   "baseline": True},
+}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
-    a("--members", type=int, default=1000, help="member connections (default 1000)")
-    a("--rooms", type=int, default=1, help="rooms; member i joins room i %% rooms (default 1)")
-    a("--rate", type=float, default=40.0, help="messages per second per room (default 40)")
-    a("--duration", type=float, default=20.0, help="seconds of publishing (default 20)")
+    a("--preset", choices=sorted(PRESETS),
+      help="a named workload: big-room (5,000 members in one room, 40 msg/s, 20 s), "
+           "small-rooms (5,000 members in 500 rooms, 5 msg/s each, 15 s), tiny-rooms "
+           "(10,000 in 2,000 rooms, 5 msg/s each, 15 s); each with --baseline; flags given "
+           "as well override it")
+    a("--members", type=int, help="member connections (default 1000)")
+    a("--rooms", type=int, help="rooms; member i joins room i %% rooms (default 1)")
+    a("--rate", type=float, help="messages per second per room (default 40)")
+    a("--duration", type=float, help="seconds of publishing (default 20)")
     a("--drain-max", type=float, default=0.0,
       help="longest wait for a saturated server's backlog after publishing (default: --duration)")
     a("--mix", default="1:6:2:1", help="priority weights High:Normal:Low:Lowest (default 1:6:2:1)")
@@ -45,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--sample", type=float, default=0.02, help="share of members that sample latency")
     a("--concurrency", type=int, default=100, help="connects in flight (default 100)")
     a("--guests", action="store_true", help="members join without login (receive-only)")
-    a("--baseline", action="store_true", help="interleave rounds of the raw writer server")
+    a("--baseline", action="store_true", default=None,
+      help="interleave rounds of the raw writer server")
     a("--peers", default="", metavar="NAME,...",
       help="also run peer servers from loadtests/peers/: socketio-node, socketio-py")
     a("--rounds", type=int, default=0,
@@ -59,6 +81,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--admin", default="administrator", help="app admin identifier for create_group")
     a("--server-env", action="append", default=[], metavar="NAME=VALUE",
       help="extra environment for the livecast server the bench starts (repeatable)")
+
+
+def apply_preset(args: argparse.Namespace) -> None:
+    """Fill the shape flags not given: from ``--preset``, else their defaults."""
+    preset = PRESETS[args.preset] if args.preset else {}
+    for name, default in SHAPE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, preset.get(name, default))
 
 
 def parse_mix(text: str) -> tuple[int, int, int, int]:
@@ -126,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     """The ``livecast bench`` command."""
     from livecast.bench.report import json_line, table
 
+    apply_preset(args)
     try:
         w, acc, external = _config(args, dict(os.environ))
         peers = parse_peers(args.peers)
@@ -150,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     print(table(results), flush=True)
     config = {"members": w.members, "rooms": w.rooms, "senders": w.senders, "rate": w.rate,
               "duration": w.duration, "mix": list(w.mix), "size": w.size,
-              "tick_ms": w.tick_ms, "procs": w.procs, "guests": w.guests}
+              "tick_ms": w.tick_ms, "procs": w.procs, "guests": w.guests,
+              "preset": args.preset or ""}
     print(json_line(config, results), flush=True)
     return 0
 

@@ -83,7 +83,11 @@ class TokenBucket:
         """Take as many whole tokens as are available, at most ``limit``."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit!r}")
-        taken = min(limit, self.available(now))
+        if now > self._last:  # ``refill``, inlined: this runs once per room and tick
+            self._tokens = min(self._burst, self._tokens + self._rate * (now - self._last))
+            self._last = now
+        whole = math.floor(self._tokens + EPSILON)
+        taken = limit if limit < whole else max(0, whole)
         self._tokens -= taken
         return taken
 
@@ -91,7 +95,9 @@ class TokenBucket:
         """Take ``n`` tokens if the bucket holds them; else take nothing."""
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n!r}")
-        self.refill(now)
+        if now > self._last:  # ``refill``, inlined: this runs once per request
+            self._tokens = min(self._burst, self._tokens + self._rate * (now - self._last))
+            self._last = now
         if self._tokens + EPSILON < n:
             return False
         self._tokens -= n

@@ -190,7 +190,7 @@ def _validate_element(i: int, elem: object) -> str:
     if not isinstance(content, dict):
         raise _bad(f"MsgBody[{i}].MsgContent is not an object")
     problem = _fields_ok(content, _FIELDS[msg_type])
-    if problem is None:
+    if problem is None and len(elem) > 2:  # fields beside MsgType and MsgContent
         extra = {k: v for k, v in elem.items() if k not in ("MsgType", "MsgContent")}
         problem = _fields_ok(extra, {})
     if problem is not None:

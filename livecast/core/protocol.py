@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -198,6 +198,13 @@ class OpSpec:
 
     fields: tuple[Field, ...] = ()
     post: Callable[[dict[str, Any]], None] | None = None
+    # the fields as plain tuples, read once per request (``_parse_args``)
+    rows: tuple[tuple[str, Check, bool, object], ...] = field(init=False, repr=False,
+                                                              compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", tuple((f.name, f.check, f.required, f.default)
+                                               for f in self.fields))
 
 
 _GROUP = (Field("groupId", _group_id),)
@@ -302,14 +309,14 @@ def _valid_id(v: object) -> bool:
 
 def _parse_args(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
     args: dict[str, Any] = {}
-    for field in spec.fields:
-        value = frame.get(field.name)
+    for name, check, required, default in spec.rows:
+        value = frame.get(name)
         if value is not None:
-            args[field.name] = field.check(field.name, value)
-        elif field.required:
-            raise _Violation(Code.BAD_PARAMETER, f"missing {field.name}")
-        elif field.default is not OMIT:
-            args[field.name] = field.default
+            args[name] = check(name, value)
+        elif required:
+            raise _Violation(Code.BAD_PARAMETER, f"missing {name}")
+        elif default is not OMIT:
+            args[name] = default
     if spec.post is not None:
         spec.post(args)
     return args

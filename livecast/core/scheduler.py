@@ -58,6 +58,8 @@ class Priority(IntEnum):
 #: Wire names (``MsgPriority`` / ``priority``), index = ``Priority`` value.
 PRIORITY_NAMES: tuple[str, ...] = ("High", "Normal", "Low", "Lowest")
 _BY_NAME: dict[str, Priority] = {name: Priority(i) for i, name in enumerate(PRIORITY_NAMES)}
+_PRIORITIES: tuple[Priority, ...] = tuple(Priority)  # iterating the enum itself is slower
+_INDEXES = range(len(_PRIORITIES))
 
 #: Longest wait in seconds per priority (High, Normal, Low, Lowest), docs/design.md invariant 3.
 DEFAULT_MAX_WAIT: tuple[float, float, float, float] = (5.0, 2.0, 1.0, 1.0)
@@ -218,7 +220,9 @@ class RoomScheduler:
 
     def offer(self, payload: Any, priority: Priority, now: float) -> list[Pending]:
         """Admit a message; return what this offer dropped (maybe the message itself)."""
-        msg = Pending(Priority(priority), self._advance(now), payload)
+        if type(priority) is not Priority:
+            priority = Priority(priority)
+        msg = Pending(priority, self._advance(now), payload)
         if self._pending >= self._capacity:
             victim = self._evict_tail(below=msg.priority)
             if victim is None:
@@ -233,8 +237,11 @@ class RoomScheduler:
         """Expire messages past their max wait, then deliver one per whole token."""
         now = self._advance(now)
         dropped, self._trimmed = self._trimmed, []
-        for p in Priority:
-            self._expire(p, now, dropped)
+        queues, waits = self._queues, self._max_wait
+        for p in _INDEXES:  # plain ints: indexing with the enum, or zip, costs more
+            queue = queues[p]
+            if queue and now - queue[0].enqueued > waits[p]:  # the oldest is past its wait
+                self._expire(_PRIORITIES[p], now, dropped)
         if self._rate == 0:  # a paused room delivers nothing
             return TickResult([], dropped)
         count = self._bucket.take_whole(now, self._pending)

@@ -59,8 +59,11 @@ def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
         if transport.is_closing():
             continue
         size = transport.get_write_buffer_size()
-        if size:  # lagging: the kernel's send buffer is full, count it too
-            size += kernel_queued(conn.fd)
+        if not size:  # the common case: nothing waiting in asyncio's buffer
+            transport.write(full)
+            written += 1
+            continue
+        size += kernel_queued(conn.fd)  # lagging: the kernel's send buffer is full, count it too
         if size > soft and lite is not None:
             if size > hard:
                 shed.append(conn)

@@ -333,9 +333,10 @@ class LocalHub:
         s = self.settings
         written, degraded, shed = fanout(members, full, lite, s.outbox_soft_bytes,
                                          s.outbox_hard_bytes)
-        self.metrics.frames.inc(written)
+        hot = self.metrics.hot
+        hot.frames += written
         if degraded:
-            self.metrics.frames_lite.inc(degraded)
+            hot.frames_lite += degraded
         for conn in shed:
             self.shed(conn)
 

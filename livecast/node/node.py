@@ -52,7 +52,7 @@ from livecast.core.group import Group, new_group_id, wire_time
 from livecast.core.group_attrs import AttrChange, GroupAttrs
 from livecast.core.protocol import reply
 from livecast.core.records import group_record, restore_group
-from livecast.core.scheduler import PRIORITY_NAMES, Priority, RoomScheduler
+from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.errors import Code, LivecastError
 from livecast.node.cluster import AWAY_INFO, ClusterLink
@@ -514,7 +514,7 @@ class Node:
                 return
         if self.on_admit is not None and msg.before_callback:
             self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
-        self.metrics.admitted_by[msg.priority].inc()
+        self.metrics.hot.admitted[msg.priority] += 1
         room.offer(msg)
 
     async def send(self, group_id: str, msg: Outgoing, turn: asyncio.Future[Any] | None = None,
@@ -562,7 +562,7 @@ class Node:
         self.hub.fan(owner.group_id, full, lite)
 
     def ticked(self, seconds: float) -> None:
-        self.metrics.tick_seconds.observe(seconds)
+        self.metrics.hot.ticked(seconds)
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
         """A message's fate: counted, answered at its address, reported.  In a
@@ -575,14 +575,7 @@ class Node:
         self.settle_now(group_id, msg, priority, fate)
 
     def settle_now(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
-        m = self.metrics
-        if isinstance(fate, Delivered):
-            m.delivered_by[priority].inc()
-        elif isinstance(fate, Dropped):
-            m.dropped_freq[priority].inc()
-        else:
-            reason = "GroupDestroyed" if fate.code == Code.GROUP_NOT_FOUND else "Shutdown"
-            m.dropped.labels(PRIORITY_NAMES[priority], reason).inc()
+        self.metrics.hot.settled(priority, fate)
         try:
             self.answer(msg, fate)
             if isinstance(fate, Delivered):

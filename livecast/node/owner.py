@@ -36,6 +36,8 @@ from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.node.room import Outgoing
 
+_NORMAL = Priority.NORMAL
+
 
 class Handle(Protocol):
     def cancel(self) -> None: ...
@@ -113,9 +115,9 @@ class RoomOwner:
     def _deliver(self, batch: list[tuple[int, Pending]], time_ms: int) -> None:
         wires = [p.payload.wire(seq, time_ms) for seq, p in batch]
         full = frame(self.encode("msgs", "msgs", wires))
-        keep = [w for (_s, p), w in zip(batch, wires, strict=True) if p.priority <= Priority.NORMAL]
         lite: bytes | None = None
-        if len(keep) < len(wires):
+        if any(p.priority > _NORMAL for _s, p in batch):  # a lite frame, without Low/Lowest
+            keep = [w for (_s, p), w in zip(batch, wires, strict=True) if p.priority <= _NORMAL]
             lite = frame(self.encode("msgs", "msgs", keep)) if keep else b""
         self._events.publish(self, full, lite)
         settle, gid = self._events.settle, self.group.group_id

@@ -143,3 +143,21 @@ def test_bench_command_counts_every_delivery_for_both_servers() -> None:
         assert r["gaps"] == 0 and r["disorder"] == 0
         assert r["latency_ms"]["samples"] > 0
     assert report["summary"]["multiple"] > 0
+
+
+def test_a_preset_runs_its_shape_with_the_baseline_and_names_itself() -> None:
+    """``--preset small-rooms`` with fewer members and rooms (flags given win):
+    its rate (5 msg/s per room) and its baseline rounds come from the preset."""
+    cmd = [sys.executable, "-m", "livecast", "bench", "--preset", "small-rooms",
+           "--members", "40", "--rooms", "8", "--duration", "2", "--rounds", "1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    config = report["config"]
+    assert config["preset"] == "small-rooms"
+    assert (config["members"], config["rooms"], config["rate"]) == (40, 8, 5.0)
+    assert [r["target"] for r in report["rounds"]] == ["livecast", "baseline"]
+    for r in report["rounds"]:
+        assert r["members_by_room"] == [5 + 2] * 8
+        assert r["sent"] == 2 * 5 * 8
+        assert r["received"] == r["expected"] > 0 and r["gaps"] == 0

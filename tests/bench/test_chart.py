@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,8 +32,8 @@ def rnd(target: str, index: int, members: int, cpu_s: float, received: int,
     return r
 
 
-def line(members: int, rounds: list[Round]) -> str:
-    return json_line({"members": members, "rooms": 1, "rate": 40.0, "tick_ms": 100}, rounds)
+def line(members: int, rounds: list[Round], rooms: int = 1) -> str:
+    return json_line({"members": members, "rooms": rooms, "rate": 40.0, "tick_ms": 100}, rounds)
 
 
 def test_only_the_result_lines_are_read() -> None:
@@ -67,8 +68,8 @@ def test_points_are_medians_per_server_and_member_count() -> None:
     assert lc5.deliveries_per_cpu_s == (500_000 + 400_000) / 2
     assert lc5.p99_ms == 500 and lc5.complete
     assert not by["socketio-py"][0].complete
-    assert math.isclose(multiples(by)[5000], 2.25 / 1.625, rel_tol=1e-3)
-    assert math.isclose(multiples(by)[1000], 1.25)
+    assert math.isclose(multiples(by)[(1, 5000)], 2.25 / 1.625, rel_tol=1e-3)
+    assert math.isclose(multiples(by)[(1, 1000)], 1.25)
 
 
 def test_a_gap_makes_a_point_incomplete_and_latency_may_be_missing() -> None:
@@ -105,7 +106,8 @@ def test_the_table_has_a_row_per_point_and_the_multiple() -> None:
         rnd("socketio-py", 1, 1000, 30.0, 400_000, expected=800_000)])]))
     rows = table(by).splitlines()
     assert len(rows) == 2 + 3
-    assert rows[2].startswith("| 1,000 | livecast | 1 | 333,333 | 1.20 | 75 ms | 150 ms | all |")
+    assert rows[2].startswith(
+        "| 1,000 | 1 | livecast | 1 | 333,333 | 1.20 | 75 ms | 150 ms | all |")
     assert "| raw baseline | 1 | 400,000 | 1.00 |" in rows[3] and "| 20.5 s |" in rows[3]
     assert "| 50.0 % |" in rows[4]
 
@@ -124,6 +126,22 @@ def test_every_round_lands_in_exactly_one_point(rows: list[tuple[str, int, float
     for p in points:
         mine = [got / cpu for t, n, cpu, got in rows if (t, n) == (p.server, p.requested)]
         assert min(mine) * 0.999 <= p.deliveries_per_cpu_s <= max(mine) * 1.001
+
+
+def test_one_room_and_many_rooms_of_the_same_members_are_two_shapes() -> None:
+    small = [rnd("livecast", 1, 5000, 5.0, 450_000), rnd("baseline", 1, 5000, 4.0, 450_000)]
+    for r in small:
+        r.members_by_room = [12] * 500
+    by = series(parse_lines([
+        line(5000, [rnd("livecast", 1, 5000, 8.0, 4_000_000),
+                    rnd("baseline", 1, 5000, 8.0, 4_000_000)]),
+        line(5000, small, rooms=500)]))
+    assert [(p.rooms, p.requested) for p in by["livecast"]] == [(1, 5000), (500, 5000)]
+    assert by["livecast"][1].per_room == 12 and by["livecast"][1].rounds == 1
+    assert multiples(by) == pytest.approx({(1, 5000): 1.0, (500, 5000): 1.25}, rel=1e-3)
+    rows = table(by).splitlines()
+    assert rows[4].startswith("| 5,000 | 500 | livecast | 1 | 90,000 | 1.25 |")
+    assert rows[5].startswith("| 5,000 | 500 | raw baseline | 1 | 112,500 | 1.00 |")
 
 
 def test_the_module_loads_without_matplotlib() -> None:

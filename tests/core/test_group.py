@@ -608,3 +608,11 @@ def test_modify_either_applies_everything_or_nothing(fields: dict[str, Any],
     assert bool(changes) == changed
     assert g.info_seq == before.info_seq + int(changed)
     assert g.last_info_time == (T0 + 1 if changed else before.last_info_time)
+
+
+def test_a_valid_group_id_is_exactly_printable_ascii_per_character() -> None:
+    """Every code point, alone and inside an id: valid exactly in 0x20-0x7E."""
+    for c in range(0x110000):
+        printable = 0x20 <= c <= 0x7E
+        assert is_valid_group_id(chr(c)) is printable
+        assert is_valid_group_id("room-" + chr(c) + "-1") is printable

@@ -114,6 +114,24 @@ async def cycle(port: int, user: str) -> bool:
         writer.close()
 
 
+async def run_round(port: int, proc: int, first: int, cycles: int,
+                    conc: int) -> Counter[bool]:
+    """Cycles ``first`` .. ``first + cycles - 1`` of client process ``proc``,
+    ``conc`` at once; how many succeeded (True) and failed (False)."""
+    todo = iter(range(first, first + cycles))
+    done = Counter[bool]()
+
+    async def worker() -> None:
+        for i in todo:
+            try:
+                done[await cycle(port, f"u{proc}-{i}")] += 1
+            except (OSError, asyncio.IncompleteReadError):
+                done[False] += 1
+
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return done
+
+
 async def clients(port: int, proc: int, cycles: int, conc: int) -> None:
     """Wait for a line on stdin, run ``cycles`` cycles (``conc`` at once), print
     ``ok failed``; again per line until stdin closes."""
@@ -121,20 +139,10 @@ async def clients(port: int, proc: int, cycles: int, conc: int) -> None:
     stdin = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     print("up", flush=True)
-    n = 0
+    first = 0
     while await stdin.readline():
-        todo = iter(range(n, n + cycles))
-        n += cycles
-        done = Counter[bool]()
-
-        async def worker() -> None:
-            for i in todo:
-                try:
-                    done[await cycle(port, f"u{proc}-{i}")] += 1
-                except (OSError, asyncio.IncompleteReadError):
-                    done[False] += 1
-
-        await asyncio.gather(*(worker() for _ in range(conc)))
+        done = await run_round(port, proc, first, cycles, conc)
+        first += cycles
         print(done[True], done[False], flush=True)
 
 

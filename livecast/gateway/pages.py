@@ -4,7 +4,10 @@ files under ``/static/``, and two small JSON endpoints the pages read:
 
 - ``GET /pages/config``: what the room page needs to log in (app id, whether
   the server runs on the development key, the demo room's id);
-- ``GET /dashboard/stats``: the node's numbers for the dashboard;
+- ``GET /dashboard/stats``: the node's numbers for the dashboard (with
+  ``/dashboard`` behind the ops gate, ``livecast.gateway.ops``: open on
+  loopback, 403 off loopback, the token when one is set; on the separate
+  ops listener only when ``LIVECAST_OPS_LISTEN`` is set);
 - ``GET /pages/room?groupId=ID``: a room's public figures (name, online
   count, like total), so that the room page shows them before anyone joins;
   it needs no login, whether guests are allowed or not (the same figures

@@ -99,7 +99,7 @@ def make_ops_app(node: Node) -> web.Application:
     chose this address), behind the token when one is set."""
     app = web.Application(client_max_size=64 * 1024)
     app[NODE] = node
-    gate = Gate(node.settings.ops_token.value, open_without_token=True)
+    gate = Gate.of(node.settings, open_without_token=True)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", guarded(metrics))
@@ -157,8 +157,7 @@ def make_app(settings: Settings, node: Node | None = None,
     app.router.add_route("*", WS_PATH, handle_ws)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    gate = None if settings.ops_listen else Gate(settings.ops_token.value,
-                                                 is_loopback_host(settings.host))
+    gate = None if settings.ops_listen else Gate.of(settings, is_loopback_host(settings.host))
     if gate is not None:
         app.router.add_get("/metrics", guarded(metrics))
     app.router.add_post("/v4/{service}/{command}", rest_handle)

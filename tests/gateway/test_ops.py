@@ -165,3 +165,23 @@ async def test_a_separate_ops_address_with_a_token_requires_it(start: Start) -> 
     assert (await status(ops_port, "/metrics"))[0] == 401
     assert (await status(ops_port, "/metrics",
                          headers={"Authorization": f"Bearer {TOKEN}"}))[0] == 200
+
+
+async def test_wrong_tokens_lock_the_ip_out_like_failed_rest_logins(start: Start) -> None:
+    server = await start("0.0.0.0", ops_token=Secret(TOKEN), admission_loopback=True,
+                         auth_fail_limit=2, auth_lockout=600)
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert (await status(server.port, "/metrics", headers=right))[0] == 200
+    assert (await status(server.port, "/metrics"))[0] == 401  # no token: not a failure
+    assert (await status(server.port, "/metrics"))[0] == 401
+    wrong = {"Authorization": "Bearer not-the-token-0123456789"}
+    assert (await status(server.port, "/metrics", headers=wrong))[0] == 401
+    code, headers, body = await status(server.port, "/dashboard/stats", headers=wrong)
+    assert code == 429 and headers["Retry-After"] == "600" and b"retry after 600 s" in body
+    for path in OPS:  # locked out: even the right token is not checked
+        assert (await status(server.port, path, headers=right))[0] == 429, path
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{server.port}/dashboard/login", data={"token": TOKEN},
+            allow_redirects=False) as resp:
+        assert resp.status == 429
+    assert (await status(server.port, "/healthz"))[0] == 200

@@ -209,11 +209,18 @@ def wait_idle(port: int, timeout: float = 60.0) -> tuple[float, float]:
         time.sleep(0.2)  # polling a remote process's gauges: nothing to wait on
 
 
-def sample(label: str, pid: int, port: int, extra: str = "") -> int:
+def sample(label: str, pid: int, port: int, extra: str = "", settle: float = 0.0) -> int:
+    """Print the server's RSS once it is idle, and again ``settle`` seconds
+    later (the timers of the last connections' login deadline and close
+    have fired by then)."""
     conns, members = wait_idle(port)
     rss = rss_kb(pid)
     print(f"{label:<14} rss_mb={rss / 1024:7.1f} connections={conns:.0f} "
           f"members={members:.0f}{extra}", flush=True)
+    if settle > 0:
+        time.sleep(settle)  # a timer in the server, not an event this process can see
+        rss = rss_kb(pid)
+        print(f"{label:<14} rss_mb={rss / 1024:7.1f} {settle:g} s later", flush=True)
     return rss
 
 
@@ -229,7 +236,7 @@ def run_rounds(args: argparse.Namespace, pid: int, port: int,
             ok, failed = crowd.round()
             rate = (ok + failed) / (time.monotonic() - t0)
             sample(f"after round {r}", pid, port,
-                   f" cycles={ok + failed} failed={failed} cycles_per_s={rate:.0f}")
+                   f" cycles={ok + failed} failed={failed} cycles_per_s={rate:.0f}", args.settle)
             if inside is not None:
                 asyncio.run_coroutine_threadsafe(inside(f"round {r}"), args.loop).result()
     finally:
@@ -301,6 +308,8 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=3, help="client processes")
     ap.add_argument("--conc", type=int, default=64, help="cycles at once per client process")
     ap.add_argument("--port", type=int, default=18790)
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="also sample the RSS this many seconds after each round")
     ap.add_argument("--inprocess", action="store_true", help="the server in this process")
     ap.add_argument("--trim", action="store_true", help="--inprocess: malloc_trim(0) per sample")
     ap.add_argument("--trace", action="store_true", help="--inprocess: tracemalloc by line")

@@ -6,12 +6,12 @@ after connection churn")."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 
 from livecast.gateway.ws import WsConnection
 from livecast.node.node import Node
 from tests.conftest import LiveFactory
+from tests.gateway.test_stall import until
 
 CYCLES = 20
 
@@ -19,14 +19,6 @@ CYCLES = 20
 def held(node: Node) -> int:
     gc.collect()
     return sum(1 for o in gc.get_objects() if isinstance(o, WsConnection) and o.node is node)
-
-
-async def until(condition: object, timeout: float = 10.0) -> None:
-    """Wait (bounded) until ``condition()`` holds: the server's side of a close
-    ends when its transport does, which no client event reports."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.01)
 
 
 async def test_closed_connections_are_freed_before_their_login_deadline(
@@ -39,5 +31,9 @@ async def test_closed_connections_are_freed_before_their_login_deadline(
         await c.close()
     guest = await live.client()        # never logs in: its deadline is still 600 s away
     await guest.close()
-    await until(lambda: not live.node.sockets)
+
+    async def all_lost() -> bool:  # the server's side ends with its transport: no event
+        return not live.node.sockets
+
+    await until(all_lost)
     assert held(live.node) == 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from livecast.core import usersig
+from livecast.core.ops import is_loopback_host as is_loopback
 from livecast.runner import raise_fd_limit
 from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
 
@@ -83,15 +83,6 @@ def counter(args: argparse.Namespace) -> int:
 
 def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     return build(with_flags(env, args, FIELD_OF))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def banner(s: Settings) -> str:

@@ -100,6 +100,9 @@ class Settings:
     auth_fail_limit: int = 20             # failed REST authentications per IP per window; 0 none
     auth_fail_window: float = 60.0
     auth_lockout: float = 60.0            # seconds an IP is refused (70398) after the limit
+    # the ops endpoints (README, "Protecting the ops endpoints"; livecast/core/ops.py)
+    ops_token: Secret = Secret("")        # Bearer token for /dashboard, /dashboard/stats, /metrics
+    ops_listen: tuple[str, int] | None = None  # a separate listener serving only the ops endpoints
 
     @property
     def counts_likes(self) -> bool:
@@ -183,6 +186,30 @@ def _url(prefixes: tuple[str, ...]) -> Any:
     return parse
 
 
+OPS_TOKEN_MIN_CHARS = 16
+
+
+def _ops_token(v: str) -> Secret:
+    token = v.strip()
+    if token and (len(token) < OPS_TOKEN_MIN_CHARS or not token.isascii()
+                  or not token.isprintable() or " " in token):
+        raise ValueError(f"at least {OPS_TOKEN_MIN_CHARS} printable ASCII characters without "
+                         "spaces (`openssl rand -hex 32` makes a good one), or empty")
+    return Secret(token)
+
+
+def _listen(v: str) -> tuple[str, int] | None:
+    """``host:port`` (``[::1]:9100`` for IPv6), or empty for none."""
+    if not v.strip():
+        return None
+    host, sep, port = v.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isascii() or not port.isdigit() \
+            or not 0 < int(port) < 65536:
+        raise ValueError("host:port, e.g. 127.0.0.1:9100 or [::1]:9100")
+    return host, int(port)
+
+
 ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_HOST", "host", str),
     ("LIVECAST_PORT", "port", _int(0, 65535)),
@@ -237,6 +264,8 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_AUTH_FAIL_LIMIT", "auth_fail_limit", _int(0, 1_000_000)),
     ("LIVECAST_AUTH_FAIL_WINDOW", "auth_fail_window", _float(1, 86400)),
     ("LIVECAST_AUTH_LOCKOUT", "auth_lockout", _float(1, 86400)),
+    ("LIVECAST_OPS_TOKEN", "ops_token", _ops_token),
+    ("LIVECAST_OPS_LISTEN", "ops_listen", _listen),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)
@@ -320,4 +349,6 @@ def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
     settings = Settings(**values)
     if settings.outbox_soft_bytes >= settings.outbox_hard_bytes:
         raise ConfigError("LIVECAST_OUTBOX_SOFT_KB must be below LIVECAST_OUTBOX_HARD_KB")
+    if settings.ops_listen == (settings.host, settings.port):
+        raise ConfigError("LIVECAST_OPS_LISTEN must differ from LIVECAST_HOST:LIVECAST_PORT")
     return settings

@@ -122,3 +122,12 @@ def test_per_ip_limits_move_from_the_nodes_to_the_load_balancer() -> None:
     zone = zones[0][1].removeprefix("zone=").split(":")[0]
     ws = block(block(http, "server"), "location /v1/ws")
     assert directives(ws, "limit_req")[0][0] == f"zone={zone}"
+
+
+def test_the_ops_token_comes_from_the_shell_and_is_optional() -> None:
+    """Unset, the nodes' ops endpoints answer 403 (they listen on 0.0.0.0);
+    set, every node takes the same token, so a dashboard login holds on both."""
+    services = compose()["services"]
+    tokens = {services[name]["environment"]["LIVECAST_OPS_TOKEN"] for name in NODES}
+    assert tokens == {"${LIVECAST_OPS_TOKEN:-}"}
+    assert "LIVECAST_OPS_LISTEN" not in services[NODES[0]]["environment"]  # through nginx

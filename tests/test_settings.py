@@ -91,3 +91,22 @@ def test_every_variable_is_in_the_readme_configuration_table() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     assert [name for name, _field, _parse in ENV if f"`{name}`" not in table] == []
+
+
+def test_ops_token_and_listen_are_parsed_and_checked(tmp_path: Path) -> None:
+    key = {"LIVECAST_SECRET_KEY": "k" * 32}
+    s = build({**key, "LIVECAST_OPS_TOKEN": " ops-token-0123456789 ",
+               "LIVECAST_OPS_LISTEN": "127.0.0.1:9100"})
+    assert s.ops_token.value == "ops-token-0123456789" and s.ops_listen == ("127.0.0.1", 9100)
+    assert "ops-token-0123456789" not in repr(s)
+    assert build({**key, "LIVECAST_OPS_LISTEN": "[::1]:9100"}).ops_listen == ("::1", 9100)
+    unset = build({**key, "LIVECAST_OPS_TOKEN": "", "LIVECAST_OPS_LISTEN": ""})
+    assert unset.ops_token.value == "" and unset.ops_listen is None
+    for bad in ("short", "has space in it 0123456789", "t\u00e9l\u00e9phone-0123456789"):
+        with pytest.raises(ConfigError, match="LIVECAST_OPS_TOKEN"):
+            build({**key, "LIVECAST_OPS_TOKEN": bad})
+    for bad in ("9100", ":9100", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:70000", "h:\u00b2"):
+        with pytest.raises(ConfigError, match="LIVECAST_OPS_LISTEN"):
+            build({**key, "LIVECAST_OPS_LISTEN": bad})
+    with pytest.raises(ConfigError, match="LIVECAST_OPS_LISTEN must differ"):
+        build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:8080"})

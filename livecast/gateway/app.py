@@ -17,11 +17,14 @@ from livecast.admin.openapi import serve as openapi_serve
 from livecast.admin.rest import handle as rest_handle
 from livecast.admin.rest import wrong_method as rest_wrong_method
 from livecast.admin.state import AdminState
+from livecast.core.ops import is_loopback_host
 from livecast.gateway.keys import ADMIN, LIKES, NODE
-from livecast.gateway.pages import add_pages
+from livecast.gateway.ops import Gate, guarded
+from livecast.gateway.pages import add_ops_pages, add_pages
 from livecast.gateway.ws import WS_PATH, handle_ws, heartbeat, sweep_interval
 from livecast.node.likes import InProcessLikes
 from livecast.node.node import Node
+from livecast.runner import Listener
 from livecast.settings import Settings
 from livecast.store.base import Store
 
@@ -32,6 +35,7 @@ log = logging.getLogger("livecast.gateway")
 
 DEMO_ROOM = "demo"
 StoreFactory = Callable[[Node], Awaitable[Store]]
+OPS_LISTENER: web.AppKey[Listener] = web.AppKey("ops_listener", Listener)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -91,6 +95,32 @@ def _likes_ctx(
     return ctx
 
 
+def make_ops_app(node: Node) -> web.Application:
+    """The ops endpoints alone, for ``LIVECAST_OPS_LISTEN``: the dashboard,
+    ``/metrics`` and the health checks; open without a token (the operator
+    chose this address), behind the token when one is set."""
+    app = web.Application(client_max_size=64 * 1024)
+    app[NODE] = node
+    gate = Gate.of(node.settings, open_without_token=True)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", guarded(metrics))
+    add_ops_pages(app, gate)
+    return app
+
+
+def _ops_listener(where: tuple[str, int],
+                  reuse_port: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The separate ops listener, from the node's start to its cleanup."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        listener = app[OPS_LISTENER] = Listener(make_ops_app(app[NODE]), shutdown_timeout=1.0)
+        await listener.start(where[0], where[1], reuse_port)
+        log.info("ops endpoints on http://%s:%d", where[0], listener.port)
+        yield
+        await listener.close()
+    return ctx
+
+
 async def _heartbeats(node: Node) -> None:
     """Every ``sweep_interval`` seconds, one sweep over the connections."""
     interval = sweep_interval(node.settings.stall_timeout)
@@ -129,12 +159,16 @@ def make_app(settings: Settings, node: Node | None = None,
     app.router.add_route("*", WS_PATH, handle_ws)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    gate = None if settings.ops_listen else Gate.of(settings, is_loopback_host(settings.host))
+    if gate is not None:
+        app.router.add_get("/metrics", guarded(metrics))
     app.router.add_get(OPENAPI_PATH, openapi_serve)
     app.router.add_post("/v4/{service}/{command}", rest_handle)
     app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
-    add_pages(app)
+    add_pages(app, gate)
     app.cleanup_ctx.append(_lifecycle(open_store))
+    if settings.ops_listen:
+        app.cleanup_ctx.append(_ops_listener(settings.ops_listen, settings.worker > 0))
     if settings.counts_likes:
         app.cleanup_ctx.append(_likes_ctx(likes))
     app.on_shutdown.append(_on_shutdown)

@@ -4,7 +4,10 @@ files under ``/static/``, and two small JSON endpoints the pages read:
 
 - ``GET /pages/config``: what the room page needs to log in (app id, whether
   the server runs on the development key, the demo room's id);
-- ``GET /dashboard/stats``: the node's numbers for the dashboard;
+- ``GET /dashboard/stats``: the node's numbers for the dashboard (with
+  ``/dashboard`` behind the ops gate, ``livecast.gateway.ops``: open on
+  loopback, 403 off loopback, the token when one is set; on the separate
+  ops listener only when ``LIVECAST_OPS_LISTEN`` is set);
 - ``GET /pages/room?groupId=ID``: a room's public figures (name, online
   count, like total), so that the room page shows them before anyone joins;
   it needs no login, whether guests are allowed or not (the same figures
@@ -51,6 +54,7 @@ from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
 from livecast.core.protocol import MAX_USER_ID_BYTES
 from livecast.core.scheduler import Priority
 from livecast.gateway.keys import NODE
+from livecast.gateway.ops import Gate, add_dashboard_routes
 from livecast.node.metrics import PRIORITY_LABELS
 from livecast.node.node import Node
 
@@ -67,7 +71,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 PAGE_PATHS = frozenset({"/", "/dashboard", "/pages/config", "/pages/room", "/dashboard/stats",
-                        "/dev/usersig"})
+                        "/dev/usersig", "/dashboard/login"})
 LIKES_KEY = "likes"          # the like total: AppDefinedData or a group counter (livecast.js)
 OWNER_HERE = "this process"  # the owner column until rooms are spread over processes
 
@@ -266,6 +270,21 @@ def callback_latency(samples: Samples) -> dict[str, dict[str, Any]]:
     return out
 
 
+def admission_stats(samples: Samples) -> dict[str, Any]:
+    """Admission control's refusals (totals): connects and logins refused (4013)
+    per scope ("ip", "global"), REST authentication failures and calls refused
+    while their IP was locked out (70398)."""
+    refused: dict[str, dict[str, float]] = {w: {"ip": 0.0, "global": 0.0}
+                                            for w in ("connect", "login")}
+    for labels, value in samples.get("livecast_admission_refused_total", ()):
+        what, scope = labels.get("what", ""), labels.get("scope", "")
+        if what in refused:
+            refused[what][scope] = refused[what].get(scope, 0.0) + value
+    return {"connectRefused": refused["connect"], "loginRefused": refused["login"],
+            "authFailures": total(samples, "livecast_rest_auth_failures_total") or 0.0,
+            "authLocked": total(samples, "livecast_rest_auth_locked_total") or 0.0}
+
+
 def _owner(node: Node, group_id: str) -> str:
     """The process owning the room: this one, or (in a cluster) another's node id."""
     cluster = node.cluster
@@ -341,6 +360,7 @@ def stats(node: Node, nodes: list[dict[str, Any]] | None = None,
         "degraded": total(m, "livecast_frames_degraded_total") or 0.0,
         "tick": histogram(m, "livecast_tick_duration_seconds"),
         "webhooks": webhook_stats(m) if node.webhooks.enabled else None,
+        "admission": admission_stats(m),
         "roomList": room_rows(node),
         "nodes": nodes,
         "clusterError": cluster_error,
@@ -354,18 +374,31 @@ async def dashboard_stats(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------ wiring
-def add_pages(app: web.Application) -> None:
-    """Register the pages, their files and JSON, and the CSP hook on ``app``."""
+def add_pages(app: web.Application, gate: Gate | None) -> None:
+    """Register the pages, their files and JSON, and the CSP hook on ``app``;
+    the dashboard behind ``gate`` (None: the dashboard is served elsewhere,
+    on the ops listener)."""
     r = app.router
     r.add_get("/", room_page)
-    r.add_get("/dashboard", dashboard_page)
-    r.add_get("/dashboard/stats", dashboard_stats)
+    if gate is not None:
+        add_dashboard_routes(app, gate, dashboard_page, dashboard_stats)
     r.add_get("/pages/config", page_config)
     r.add_get("/pages/room", page_room)
-    r.add_static("/static", STATIC, show_index=False, follow_symlinks=False)
-    r.add_route("OPTIONS", "/static/{name:.+}", preflight)
     if app[NODE].settings.dev_key:
         r.add_post(DEV_USERSIG, dev_usersig)
         r.add_route("OPTIONS", DEV_USERSIG, preflight)
+    add_static(app)
+
+
+def add_ops_pages(app: web.Application, gate: Gate) -> None:
+    """The dashboard alone (and its files), for the separate ops listener."""
+    add_dashboard_routes(app, gate, dashboard_page, dashboard_stats)
+    add_static(app)
+
+
+def add_static(app: web.Application) -> None:
+    """``/static/`` and the response hooks (CSP, CORS)."""
+    app.router.add_static("/static", STATIC, show_index=False, follow_symlinks=False)
+    app.router.add_route("OPTIONS", "/static/{name:.+}", preflight)
     app.on_response_prepare.append(_security_headers)
     app.on_response_prepare.append(_cors_headers)

@@ -354,10 +354,11 @@ class WsConnection(Connection, asyncio.Protocol):
     frame (``closing``) input is drained unread, because closing a socket that
     still has unread input resets it, and the reset would discard the frame."""
 
-    __slots__ = ("node", "reader", "seen", "session")
+    __slots__ = ("deadline", "node", "reader", "seen", "session")
 
     def __init__(self, node: Node, transport: asyncio.Transport, peer: str) -> None:
         super().__init__(transport, peer)
+        self.deadline: asyncio.TimerHandle | None = None  # the login deadline's timer
         self.node = node
         self.reader = Reader(MAX_FRAME_BYTES)
         self.seen = time.monotonic()
@@ -366,11 +367,14 @@ class WsConnection(Connection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.node.attach(self)
-        asyncio.get_running_loop().call_later(self.node.settings.login_timeout,
-                                              _login_deadline, self.node, self)
+        self.deadline = asyncio.get_running_loop().call_later(
+            self.node.settings.login_timeout, _login_deadline, self.node, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.deadline is not None:  # a pending timer would hold the connection for
+            self.deadline.cancel()     # LIVECAST_LOGIN_TIMEOUT (docs/benchmarks.md, churn)
+            self.deadline = None
         self.node.lost(self)
 
     def data_received(self, data: bytes) -> None:

@@ -122,6 +122,8 @@ class LocalHub:
         self.draining = False
         self.drained = asyncio.Event()
         self._tip_rooms: dict[LocalRoom, None] = {}
+        # close timers (abort after shutdown_grace), cancelled once the socket is lost
+        self._aborts: dict[Connection, asyncio.TimerHandle] = {}
         self._tip_handle: asyncio.TimerHandle | None = None
         # told when this process gets its first member of a room (True) and
         # loses its last (False): a cluster member subscribes to the room
@@ -261,6 +263,9 @@ class LocalHub:
         """The connection's socket is closed: nothing more can be written to it."""
         self.detach(conn)
         self.sockets.pop(conn, None)
+        abort = self._aborts.pop(conn, None)
+        if abort is not None:
+            abort.cancel()
         if self.draining and not self.sockets:
             self.drained.set()
 
@@ -282,7 +287,12 @@ class LocalHub:
         self.metrics.closes.labels(close_label(code)).inc()
         self.detach(conn)
         loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.shutdown_grace or 0.1, conn.transport.abort)
+        self._aborts[conn] = loop.call_later(self.settings.shutdown_grace or 0.1,
+                                             self._abort, conn)
+
+    def _abort(self, conn: Connection) -> None:
+        self._aborts.pop(conn, None)
+        conn.transport.abort()
 
     def going_away(self) -> None:
         """Close every connection with 1001 (graceful shutdown, drain)."""

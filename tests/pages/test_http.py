@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from livecast.client import custom, text
 from livecast.core.usersig import verify
 from livecast.gateway.pages import CSP, STATIC
-from tests.conftest import KEY, SDKAPPID, Live, LiveFactory
+from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, sig
 
 PAGES = {"/": "text/html", "/dashboard": "text/html",
          "/static/livecast.js": "application/javascript", "/static/room.js":
@@ -176,3 +176,32 @@ async def test_stats_show_webhook_health_when_callbacks_are_on(live_factory: Liv
     assert before["count"] == 2
     assert ["0.025", 1] in before["buckets"] and ["5.0", 2] in before["buckets"]
     assert latency["Group.CallbackAfterSendMsg"]["count"] == 0
+
+
+async def test_stats_show_admission_refusals_as_metrics_counts_them(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(admission_loopback=True, connect_rate=0.01, connect_burst=2,
+                              login_rate=0.01, login_burst=1, auth_fail_limit=2,
+                              auth_lockout=600)
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        before = (await resp.json())["admission"]
+    assert before == {"connectRefused": {"ip": 0, "global": 0},
+                      "loginRefused": {"ip": 0, "global": 0},
+                      "authFailures": 0, "authLocked": 0}
+    await live.client("alice")                         # a connect and a login admitted
+    bob = await live.client()                          # a second connect admitted
+    assert (await bob.login(SDKAPPID, "bob", sig("bob")))["code"] != 0  # login refused
+    await (await live.client()).wait_closed()          # a third connect refused
+    for _ in range(3):                                 # 2 failures (the 2nd locks), 1 locked
+        await live.rest("group_open_http_svc", "get_group_info", {"GroupIdList": ["x"]},
+                        usersig="not-a-usersig")
+    _, _, raw = await get(live, "/metrics")
+    m = scrape(raw.decode())
+    async with aiohttp.ClientSession() as http, http.get(live.url("/dashboard/stats")) as resp:
+        adm = (await resp.json())["admission"]
+    assert adm["connectRefused"] == {"ip": 1, "global": 0}
+    assert adm["loginRefused"] == {"ip": 1, "global": 0}
+    assert adm["authFailures"] == m[("livecast_rest_auth_failures_total", ())] == 2
+    assert adm["authLocked"] == m[("livecast_rest_auth_locked_total", ())] == 2
+    assert adm["connectRefused"]["ip"] == m[("livecast_admission_refused_total",
+                                             (("scope", "ip"), ("what", "connect")))]

@@ -69,6 +69,7 @@ function update(s) {
   renderCluster(s.nodes, s.clusterError);
   if (previous) updateRates(s, previous, s.time - previous.time);
   renderWebhooks(s.webhooks, previous && previous.webhooks, previous ? s.time - previous.time : 0);
+  renderAdmission(s.admission, previous && previous.admission, previous ? s.time - previous.time : 0);
   previous = s;
 }
 
@@ -201,6 +202,20 @@ function renderWebhooks(w, prev, dt) {
   badge.textContent = label;
   badge.className = `badge ${tone}`;
   renderLatency(w.latency || {});
+}
+
+/** Admission control's refusals: totals, with the rate since the last poll. */
+function renderAdmission(a, prev, dt) {
+  if (!a) return;
+  const withRate = (cur, before) => `${fmt(cur, 0)}${before === undefined ? "" : ` (${fmt(rate(cur, before, dt))}/s)`}`;
+  const scopes = (cur, before) => {
+    const total = withRate(cur.ip + cur.global, before ? before.ip + before.global : undefined);
+    return `${total} · per IP ${fmt(cur.ip, 0)} · node ${fmt(cur.global, 0)}`;
+  };
+  $("a-connect").textContent = scopes(a.connectRefused, prev && prev.connectRefused);
+  $("a-login").textContent = scopes(a.loginRefused, prev && prev.loginRefused);
+  $("a-auth-failures").textContent = withRate(a.authFailures, prev ? prev.authFailures : undefined);
+  $("a-auth-locked").textContent = withRate(a.authLocked, prev ? prev.authLocked : undefined);
 }
 
 /** The q-quantile (a bucket's upper bound, in ms) of cumulative buckets `cur`
@@ -352,6 +367,10 @@ function markStale(err) {
 async function poll() {
   try {
     const resp = await fetch("/dashboard/stats", { cache: "no-store" });
+    if (resp.status === 401) {  // the login expired (or the token changed): to the login form
+      window.location.reload();
+      return;
+    }
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     update(await resp.json());
     lastGood = new Date();

@@ -100,6 +100,11 @@ class Settings:
     auth_fail_limit: int = 20             # failed REST authentications per IP per window; 0 none
     auth_fail_window: float = 60.0
     auth_lockout: float = 60.0            # seconds an IP is refused (70398) after the limit
+    # recent history and recovery (docs/design.md, "History and recovery")
+    history_size: int = 100               # messages kept per room; 0 turns history off
+    history_ttl: float = 86400.0          # seconds a message is kept
+    history_bytes: int = 256 * 1024       # bytes of messages kept per room
+    join_history_max: int = 20            # most messages a join may ask for (``history``)
 
     @property
     def counts_likes(self) -> bool:
@@ -237,6 +242,10 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_AUTH_FAIL_LIMIT", "auth_fail_limit", _int(0, 1_000_000)),
     ("LIVECAST_AUTH_FAIL_WINDOW", "auth_fail_window", _float(1, 86400)),
     ("LIVECAST_AUTH_LOCKOUT", "auth_lockout", _float(1, 86400)),
+    ("LIVECAST_HISTORY_SIZE", "history_size", _int(0, 100_000)),
+    ("LIVECAST_HISTORY_TTL", "history_ttl", _float(1, 30 * 86400)),
+    ("LIVECAST_HISTORY_KB", "history_bytes", lambda v: _int(1, 1 << 20)(v) * 1024),
+    ("LIVECAST_JOIN_HISTORY_MAX", "join_history_max", _int(0, 1000)),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)

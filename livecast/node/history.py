@@ -18,10 +18,10 @@ Invariants:
 2. Single flight: concurrent ``ready`` calls for one room share one store
    read; a ring, once seeded, answers every later join without a read while
    this process stays subscribed to the room.
-3. No gap: a ring is seeded only after this process is subscribed to the
-   room, and batches received while the read is on its way are merged after
-   it (the owner writes a batch to the stream before publishing it, so a read
-   that misses a batch precedes its publication).  A batch that does not
+3. No gap: a ring exists only while the book holds its own subscription to
+   the room (taken before the seed's read, released by ``forget``), and
+   batches received while the read is on its way are merged after it (the
+   owner writes a batch to the stream before publishing it, so a read that misses a batch precedes its publication).  A batch that does not
    continue the ring (a lost publication) drops the ring: the next join seeds
    it again.
 4. Fenced: a store append is refused unless the writer holds the room's
@@ -31,7 +31,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -87,6 +86,8 @@ class HistoryBook:
         self.unsubscribe: Callable[[str], Awaitable[None]] | None = None
         self._seeding: dict[str, asyncio.Future[None]] = {}
         self._arrived: dict[str, list[bytes]] = {}
+        self._followed: set[str] = set()  # rooms the book holds a subscription of
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -133,9 +134,22 @@ class HistoryBook:
             log.warning("history of %s not written: %s", group_id, exc)
 
     def forget(self, group_id: str) -> None:
-        """The room is no longer followed here (or is gone)."""
+        """The room is no longer followed here (or is gone): its ring goes,
+        and with it the book's subscription."""
         self.rings.pop(group_id, None)
         self.epochs.pop(group_id, None)
+        if group_id in self._followed and self.unsubscribe is not None:
+            self._followed.discard(group_id)
+            task = asyncio.get_running_loop().create_task(self._release(group_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, group_id: str) -> None:
+        assert self.unsubscribe is not None
+        try:
+            await self.unsubscribe(group_id)
+        except Exception as exc:
+            log.warning("unsubscribe %s: %s", group_id, exc)
 
     # ---------------------------------------------------------------- reads
     def epoch_of(self, group_id: str) -> int:
@@ -159,11 +173,10 @@ class HistoryBook:
 
     async def _seed(self, group_id: str, flight: asyncio.Future[None]) -> None:
         assert self.store is not None
-        subscribed = False
         try:
-            if self.subscribe is not None:
+            if self.subscribe is not None and group_id not in self._followed:
                 await self.subscribe(group_id)
-                subscribed = True
+                self._followed.add(group_id)
             self._arrived[group_id] = []
             self.reads += 1
             epoch, batches = await self.store.read(group_id, self.epoch)
@@ -178,9 +191,10 @@ class HistoryBook:
             self._arrived.pop(group_id, None)
             del self._seeding[group_id]
             flight.set_result(None)
-            if subscribed and self.unsubscribe is not None:  # the members' own ref remains
-                with contextlib.suppress(Exception):
-                    await self.unsubscribe(group_id)
+
+    def last_seq(self, group_id: str) -> int:
+        ring = self.rings.get(group_id)
+        return 0 if ring is None else ring.last_seq
 
     def last(self, group_id: str, n: int) -> list[bytes]:
         ring = self.rings.get(group_id)
@@ -188,10 +202,10 @@ class HistoryBook:
 
     def since(self, group_id: str, seq: int, epoch: int | None) -> Recovery:
         ring = self.rings.get(group_id)
-        if ring is None:
-            return Recovery(False, [], 0)
         if epoch is not None and epoch != self.epoch_of(group_id):
-            return Recovery(False, [], ring.last_seq)
+            return Recovery(False, [], 0 if ring is None else ring.last_seq)
+        if ring is None:  # one process: nothing delivered yet; a cluster: not followed
+            return Recovery(self.store is None and seq == 0, [], 0)
         return ring.since(seq, self.now_ms())
 
 

@@ -392,6 +392,26 @@ class Node:
         self.room(group_id).configure(rate, burst)
         self._changed(group_id)
 
+    async def set_join_history(self, group_id: str, on: bool) -> None:
+        """The room's join history (``join`` with ``history``) on or off, stored."""
+        def apply(g: Group) -> bool:
+            g.join_history = on
+            return True
+        await self.change(group_id, apply)
+        self._changed(group_id)
+
+    async def read_history(self, group_id: str, count: int) -> tuple[int, int, list[bytes]]:
+        """The room's newest ``count`` messages held (REST): (historyEpoch,
+        lastSeq, messages oldest first).  In a cluster one read seeds this
+        process's ring, kept only while the room has members here."""
+        room, book = self.room(group_id), self.history
+        await book.ready(group_id)
+        last = book.last_seq(group_id) if self.cluster is not None else room.sched.next_seq - 1
+        answer = book.epoch_of(group_id), last, book.last(group_id, count)
+        if self.cluster is not None and not self.hub.online(group_id):
+            book.forget(group_id)
+        return answer
+
     def _changed(self, group_id: str) -> None:
         """A change with no tip of its own: the other processes reload the room."""
         if self.cluster is not None:
@@ -457,9 +477,13 @@ class Node:
             if room.group.is_banned(conn.user, self.clock()):
                 raise LivecastError(Code.NO_PERMISSION, "banned from this group")
             await self.hooks.before_join(group_id, conn.user, conn.peer)
-        if conn.closing:
-            raise LivecastError(Code.NO_PERMISSION, "connection closed")
-        return self.join(conn, group_id, args)
+        try:
+            if conn.closing:
+                raise LivecastError(Code.NO_PERMISSION, "connection closed")
+            return self.join(conn, group_id, args)
+        finally:  # a cluster follows a room's history only while it has members here
+            if self.cluster is not None and not self.hub.online(group_id):
+                self.history.forget(group_id)
 
     def join_waits(self, args: Mapping[str, Any]) -> bool:
         """Whether a join must first read the room's history (a cluster whose
@@ -486,25 +510,25 @@ class Node:
         answer = {"group": group.profile(), "counters": group.counter_list(),
                   "onlineMemberNum": self.hub.online(group_id), "epoch": self.epoch,
                   "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
-        if args:
+        if args is not None:
             answer.update(self._history_answer(room, args))
         return answer
 
     def _history_answer(self, room: RoomOwner, args: Mapping[str, Any]) -> dict[str, Any]:
         """A join's history (``history: N``) and recovery (``sinceSeq``) fields."""
         gid, book = room.group_id, self.history
+        last_seq = book.last_seq(gid) if self.cluster is not None else room.sched.next_seq - 1
+        out: dict[str, Any] = {"historyEpoch": book.epoch_of(gid), "lastSeq": last_seq}
         want = min(int(args.get("history") or 0), self.settings.join_history_max)
         since = args.get("sinceSeq")
-        out: dict[str, Any] = {"historyEpoch": book.epoch_of(gid)}
         msgs: list[bytes] = []
         if since is not None:
             rec = book.since(gid, int(since), args.get("historyEpoch"))
-            if not rec.recovered and self.cluster is None and room.sched.next_seq > 1:
-                rec = type(rec)(False, [], room.sched.next_seq - 1)
-            out["recovered"], out["lastSeq"], msgs = rec.recovered, rec.last_seq, rec.msgs
-        if not msgs and want > 0 and room.group.join_history and not out.get("recovered"):
+            out["recovered"], msgs = rec.recovered, rec.msgs
+        if want > 0 and not out.get("recovered") and room.group.join_history:
             msgs = book.last(gid, want)
-        out["msgs"] = [orjson.Fragment(m) for m in msgs]
+        if since is not None or want > 0:
+            out["msgs"] = [orjson.Fragment(m) for m in msgs]
         return out
 
     def _follow_history(self, cluster: ClusterLink) -> None:

@@ -21,9 +21,9 @@ Invariants:
 3. No gap: a ring exists only while the book holds its own subscription to
    the room (taken before the seed's read, released by ``forget``), and
    batches received while the read is on its way are merged after it (the
-   owner writes a batch to the stream before publishing it, so a read that misses a batch precedes its publication).  A batch that does not
-   continue the ring (a lost publication) drops the ring: the next join seeds
-   it again.
+   owner writes a batch to the stream before publishing it, so a read that
+   misses a batch precedes its publication).  A batch that does not continue
+   the ring (a lost publication) drops the ring: the next join seeds it again.
 4. Fenced: a store append is refused unless the writer holds the room's
    latest fencing token (a deposed owner writes nothing).
 """

@@ -261,7 +261,9 @@ class Client:
             await self._reader
         await self.connect()
         if user_id is not None:
-            await self.login(sdkappid, user_id, user_sig)
+            answer = await self.login(sdkappid, user_id, user_sig)
+            if answer["code"] != 0:
+                return {"": answer}
         return {gid: await self.rejoin(gid) for gid in list(self.positions)}
 
     def drop(self) -> None:

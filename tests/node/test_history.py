@@ -10,6 +10,7 @@ from livecast.client import Client, text
 from livecast.errors import Code
 from livecast.node.history import HistoryBook, MemoryHistoryStore
 from tests.conftest import SDKAPPID, Live, LiveFactory, base_settings, sig
+from tests.gateway.test_ws_closes import RawWs, login_raw, metric
 
 ROOM = "hist-1"
 
@@ -199,3 +200,42 @@ async def test_one_process_book_needs_no_read() -> None:
     assert not book.needs_read(ROOM)
     assert book.since(ROOM, 0, 7).recovered
     assert not book.since(ROOM, 0, 8).recovered
+
+
+async def test_messages_a_lagging_member_was_not_sent_are_recoverable(
+        live_factory: LiveFactory) -> None:
+    """A member that stops reading gets the lite frames (no Low messages); once
+    it reads again it sees the gaps, and a join with ``sinceSeq`` (while still
+    a member) brings back the Low messages it was not sent."""
+    live = await live_factory(outbox_soft_bytes=64 * 1024, outbox_hard_bytes=64 << 20,
+                              room_rate=400, room_burst=400, req_rate=10_000,
+                              req_burst=10_000, history_size=5000, history_bytes=64 << 20,
+                              stall_timeout=600.0)
+    await live.room(ROOM)
+    sender = await live.client("sender", ROOM)
+    slow = await RawWs.connect(live, rcvbuf=4096)
+    try:
+        await login_raw(slow, "slow")
+        assert (await slow.request("join", "j", groupId=ROOM))["code"] == 0
+        last = last_normal = 0
+        while not await metric(live, "livecast_frames_degraded_total"):  # it reads nothing
+            assert last < 5000, "the member was never degraded"
+            low, normal = await asyncio.gather(sender.send(ROOM, text("z" * 12_000), "Low"),
+                                               sender.send(ROOM, text("n"), "Normal"))
+            assert low["code"] == 0 and normal["code"] == 0
+            last, last_normal = max(low["msgSeq"], normal["msgSeq"]), normal["msgSeq"]
+        seen: list[int] = []
+        while last_normal not in seen:  # now it reads (a Low one may be left out)
+            frame = await asyncio.wait_for(slow.recv_json(), 10)
+            if frame["op"] == "msgs":
+                seen.extend(m["seq"] for m in frame["msgs"])
+        missing = sorted(set(range(1, last + 1)) - set(seen))
+        assert missing, "a degraded member misses Low messages"
+        r = await slow.request("join", "again", groupId=ROOM, sinceSeq=missing[0] - 1,
+                               historyEpoch=live.node.epoch)
+        assert r["code"] == 0 and r["recovered"] is True
+        got = {m["seq"]: m for m in r["msgs"]}
+        assert set(missing) <= set(got)
+        assert all(got[s]["priority"] == "Low" for s in missing)
+    finally:
+        slow.close()

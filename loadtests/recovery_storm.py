@@ -76,6 +76,7 @@ class Tally:
     gaps: int = 0
     duplicates: int = 0
     failed: int = 0
+    why: dict[str, int] = field(default_factory=dict)  # failed joins by reason
     live_at: list[float] = field(default_factory=list)
 
 
@@ -99,8 +100,7 @@ class Member(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        if self.joined is not None and not self.joined.done():
-            self.joined.set_result(False)
+        self._fail("lost")
 
     def data_received(self, data: bytes) -> None:
         data, self.buf = self.buf + data, b""
@@ -120,9 +120,16 @@ class Member(asyncio.Protocol):
             elif op == OP_PING and self.transport is not None:
                 self.transport.write(client_frame(data[start:pos], OP_PONG))
             elif op == OP_CLOSE:
+                code = int.from_bytes(data[start:start + 2], "big") if pos - start >= 2 else 1005
+                self._fail(f"close {code}")
                 self.abort()
                 return
         self.buf = data[pos:]
+
+    def _fail(self, why: str) -> None:
+        if self.joined is not None and not self.joined.done():
+            self.tally.why[why] = self.tally.why.get(why, 0) + 1
+            self.joined.set_result(False)
 
     def _join(self) -> None:
         req: dict[str, Any] = {"op": "join", "id": 1, "groupId": self.room}
@@ -159,6 +166,8 @@ class Member(asyncio.Protocol):
             else:
                 self.last_seq = int(r.get("lastSeq", 0))
             self.epoch = int(r["historyEpoch"])
+        if not ok:
+            self._fail(f"code {r.get('code')}")
         if self.joined is not None and not self.joined.done():
             self.joined.set_result(ok)
 
@@ -187,10 +196,12 @@ async def _open(m: Member, host: str, port: int, sem: asyncio.Semaphore) -> bool
             except OSError:
                 await asyncio.sleep(0.1 * 2 ** min(attempt, 4))  # backlog full: back off
         else:
+            m.tally.why["connect"] = m.tally.why.get("connect", 0) + 1
             return False
         try:
             return await asyncio.wait_for(m.joined, 30)
         except TimeoutError:
+            m.tally.why["timeout"] = m.tally.why.get("timeout", 0) + 1
             return False
 
 
@@ -211,7 +222,8 @@ async def _client(targets: list[tuple[str, int, str]], concurrency: int,
 
     ok = await asyncio.gather(*(_open(m, h, p, sem) for m, (h, p, _r) in zip(members, targets,
                                                                             strict=True)))
-    pipe.send(("ready", sum(ok)))
+    pipe.send(("ready", (sum(ok), dict(tally.why))))
+    tally.why.clear()
     assert await command() == "drop"
     for m in members:
         m.abort()
@@ -230,7 +242,7 @@ async def _client(targets: list[tuple[str, int, str]], concurrency: int,
             break
     pipe.send(("result", {"recovered": tally.recovered, "not_recovered": tally.not_recovered,
                           "gaps": tally.gaps, "duplicates": tally.duplicates,
-                          "failed": tally.failed,
+                          "failed": tally.failed, "why": tally.why,
                           "behind": sum(m.last_seq < last[m.room] for m in members)}))
     for m in members:
         m.abort()
@@ -379,7 +391,12 @@ async def _storm(a: argparse.Namespace, key: str, stack: Stack) -> dict[str, Any
 
     stop = asyncio.Event()
     sending = asyncio.create_task(senders(stack.ports[-1], key, rooms, a.rate, stop))
-    joined = sum(await each("ready"))
+    ready = await each("ready")
+    joined = sum(n for n, _why in ready)
+    first_failures: dict[str, int] = {}
+    for _n, why in ready:
+        for k, v in why.items():
+            first_failures[k] = first_failures.get(k, 0) + v
     await asyncio.sleep(a.warm)  # members follow the rooms for a while
     for p in pipes:
         p.send("drop")
@@ -403,10 +420,15 @@ async def _storm(a: argparse.Namespace, key: str, stack: Stack) -> dict[str, Any
     results = await each("result")
     for p in procs:
         p.join(10)
-    total = {k: sum(r[k] for r in results) for k in results[0]}
+    total = {k: sum(r[k] for r in results) for k in results[0] if k != "why"}
+    why_rejoin: dict[str, int] = {}
+    for r in results:
+        for k, v in r["why"].items():
+            why_rejoin[k] = why_rejoin.get(k, 0) + v
     calls = {k: redis1.get(k, 0) - redis0.get(k, 0) for k in redis1}
     return {"members": a.members, "joined": joined, "rooms": a.rooms, "servers": a.servers,
-            "rate": a.rate, "away_s": a.away, **total,
+            "rate": a.rate, "away_s": a.away, "join_failures": first_failures,
+            "rejoin_failures": why_rejoin, **total,
             "live_s": round(live_at - started, 3) if live_at else None,
             "window_s": round(window, 3), "server_cpu_s": round(cpu, 3),
             "redis_calls": sum(calls.values()),

@@ -117,3 +117,18 @@ def test_the_demo_page_shows_what_it_missed_after_a_server_restart(
         expect(message(viewer.page, "first")).to_have_count(1)  # not shown twice
     finally:
         server.stop()
+
+
+def test_a_new_viewer_sees_the_chat_so_far(plain: Served, open_tab: OpenTab) -> None:
+    """The demo page joins with ``history: 20``: what was said before shows, once."""
+    host = open_tab(plain.base + "/")
+    join_room(host, "Host")
+    send_text(host.page, "said before you came")
+    expect(message(host.page, "said before you came")).to_have_count(1)
+    late = open_tab(plain.base + "/")
+    join_room(late, "Late")
+    expect(message(late.page, "said before you came")).to_have_count(1)
+    send_text(host.page, "and after")
+    expect(message(late.page, "and after")).to_have_count(1)
+    expect(message(late.page, "said before you came")).to_have_count(1)
+    assert late.errors == []

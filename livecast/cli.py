@@ -118,6 +118,10 @@ def durable_store(s: Settings) -> Callable[[Node], Awaitable[Store]]:
             from livecast.node.cluster import ClusterLink, new_node_id
 
             node.cluster = ClusterLink(node, RedisBroker(s.redis_url, new_node_id()))
+            if s.history_size:
+                from livecast.node.history import RedisHistoryStore
+
+                node.history.store = RedisHistoryStore(s.redis_url, s)
         return store
     return open_
 

@@ -11,6 +11,15 @@ Replies are matched to requests by ``id``; pushes (``msgs``, ``tips``,
 ``kicked``) are queued in arrival order.  A reply with a non-zero code is
 returned, not raised: callers check ``reply["code"]``.
 
+Recovery (docs/protocol.md, "Recent messages and recovery"): the client
+keeps, per joined room, the last seq it saw and the room's ``historyEpoch``.
+``reconnect`` connects, logs in and joins every room again with ``sinceSeq``:
+the messages missed meanwhile are queued as one ``msgs`` push (marked
+``"recovered": true``) before any live push, so the stream of seqs goes on
+with no gap and no duplicate; ``recovered: false`` in the join reply says
+they could not all be had (the app reloads what it needs).  The messages a
+join's reply carries (``history`` or ``sinceSeq``) are queued the same way.
+
 ``connect_and_login`` honours admission control (docs/protocol.md,
 "Admission control"): a close 4013 "... retry after N s" (or a login reply
 70399) is retried after N seconds plus a random share of an exponential
@@ -83,6 +92,9 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        # per joined room: (historyEpoch, last seq seen), for recovery
+        self.positions: dict[str, tuple[int, int]] = {}
+        self._joins: dict[int | str, str] = {}  # join requests in flight -> room
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -155,12 +167,47 @@ class Client:
             self._pushes.put_nowait(None)
 
     def _route(self, frame: dict[str, Any]) -> None:
-        if frame.get("op") == "reply":
-            fut = self._waiting.pop(frame.get("id"), None)  # type: ignore[arg-type]
+        op = frame.get("op")
+        if op == "reply":
+            rid = frame.get("id")
+            gid = self._joins.pop(rid, None)  # type: ignore[arg-type]
+            if gid is not None and frame.get("code") == 0:
+                self._joined(gid, frame)
+            fut = self._waiting.pop(rid, None)  # type: ignore[arg-type]
             if fut is not None and not fut.done():
                 fut.set_result(frame)
                 return
+        elif op == "msgs" and not self._seen(frame):
+            return
         self._pushes.put_nowait(frame)
+
+    def _joined(self, gid: str, reply: dict[str, Any]) -> None:
+        """A join's reply: the room's position, and its messages as the first push."""
+        if "historyEpoch" not in reply:
+            return
+        msgs = reply.get("msgs") or []
+        last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs])
+        self.positions[gid] = (int(reply["historyEpoch"]), last)
+        if msgs:
+            self._pushes.put_nowait({"op": "msgs", "groupId": gid, "msgs": msgs,
+                                     "recovered": bool(reply.get("recovered"))})
+
+    def _seen(self, push: dict[str, Any]) -> bool:
+        """Keep only messages newer than the room's position; False if none is left."""
+        gid = push.get("groupId")
+        msgs = push.get("msgs")
+        if not isinstance(gid, str) or not isinstance(msgs, list) or not msgs:
+            return True
+        position = self.positions.get(gid)
+        if position is None:
+            return True
+        epoch, last = position
+        fresh = [m for m in msgs if int(m.get("seq", 0)) > last]
+        if len(fresh) < len(msgs):
+            push["msgs"] = fresh
+        if fresh:
+            self.positions[gid] = (epoch, int(fresh[-1]["seq"]))
+        return bool(fresh)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         assert self._ws is not None, "connect() first"
@@ -173,14 +220,58 @@ class Client:
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
+        if op == "join":
+            self._joins[rid] = str(fields.get("groupId"))
         await self.send_frame({"op": op, "id": rid, **fields})
         return await asyncio.wait_for(fut, self.timeout)
 
     async def login(self, sdkappid: int, user_id: str, user_sig: str) -> dict[str, Any]:
         return await self.request("login", sdkAppId=sdkappid, userId=user_id, userSig=user_sig)
 
-    async def join(self, group_id: str) -> dict[str, Any]:
-        return await self.request("join", groupId=group_id)
+    async def join(self, group_id: str, history: int = 0,
+                   since_seq: int | None = None,
+                   history_epoch: int | None = None) -> dict[str, Any]:
+        """Join; ``history``: that many recent messages first; ``since_seq``
+        (and ``history_epoch``): every message after it (recovery)."""
+        fields: dict[str, Any] = {"groupId": group_id}
+        if history:
+            fields["history"] = history
+        if since_seq is not None:
+            fields["sinceSeq"] = since_seq
+            if history_epoch is not None:
+                fields["historyEpoch"] = history_epoch
+        return await self.request("join", **fields)
+
+    async def rejoin(self, group_id: str, history: int = 0) -> dict[str, Any]:
+        """Join again from the last seq seen in the room (recovery)."""
+        position = self.positions.get(group_id)
+        if position is None:
+            return await self.join(group_id, history)
+        epoch, last = position
+        return await self.join(group_id, history, last, epoch)
+
+    async def reconnect(self, sdkappid: int, user_id: str | None = None,
+                        user_sig: str = "") -> dict[str, dict[str, Any]]:
+        """A new connection after a lost one: log in again (unless a guest,
+        ``user_id`` None) and rejoin every room joined before; the join
+        replies by room."""
+        if self._ws is not None and not self._ws.closed:
+            await self.close()
+        elif self._reader is not None:
+            await self._reader
+        await self.connect()
+        if user_id is not None:
+            answer = await self.login(sdkappid, user_id, user_sig)
+            if answer["code"] != 0:
+                return {"": answer}
+        return {gid: await self.rejoin(gid) for gid in list(self.positions)}
+
+    def drop(self) -> None:
+        """Cut the connection at once, as a lost network would (tests, demos)."""
+        if self._ws is not None:
+            transport = self._ws._writer.transport
+            if transport is not None:
+                transport.abort()
 
     async def quit(self, group_id: str) -> dict[str, Any]:
         return await self.request("quit", groupId=group_id)

@@ -103,6 +103,11 @@ class Settings:
     # the ops endpoints (README, "Protecting the ops endpoints"; livecast/core/ops.py)
     ops_token: Secret = Secret("")        # Bearer token for /dashboard, /dashboard/stats, /metrics
     ops_listen: tuple[str, int] | None = None  # a separate listener serving only the ops endpoints
+    # recent history and recovery (docs/design.md, "History and recovery")
+    history_size: int = 100               # messages kept per room; 0 turns history off
+    history_ttl: float = 86400.0          # seconds a message is kept
+    history_bytes: int = 256 * 1024       # bytes of messages kept per room
+    join_history_max: int = 20            # most messages a join may ask for (``history``)
 
     @property
     def counts_likes(self) -> bool:
@@ -266,6 +271,10 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_AUTH_LOCKOUT", "auth_lockout", _float(1, 86400)),
     ("LIVECAST_OPS_TOKEN", "ops_token", _ops_token),
     ("LIVECAST_OPS_LISTEN", "ops_listen", _listen),
+    ("LIVECAST_HISTORY_SIZE", "history_size", _int(0, 100_000)),
+    ("LIVECAST_HISTORY_TTL", "history_ttl", _float(1, 30 * 86400)),
+    ("LIVECAST_HISTORY_KB", "history_bytes", lambda v: _int(1, 1 << 20)(v) * 1024),
+    ("LIVECAST_JOIN_HISTORY_MAX", "join_history_max", _int(0, 1000)),
 )
 
 ENV_NAMES = frozenset(name for name, _, _ in ENV)

@@ -112,6 +112,7 @@ class Group:
     last_msg_time: float = 0.0
     rate: int | None = None  # per-room overrides; None = server default
     burst: int | None = None
+    join_history: bool = True  # new members may ask for recent messages (livecast_ext)
     attrs: GroupAttrs = field(default_factory=GroupAttrs)  # custom attributes (group_attrs.py)
     _mute_mark: int = field(default=_PURGE_FLOOR, init=False, repr=False, compare=False)
     _ban_mark: int = field(default=_PURGE_FLOOR, init=False, repr=False, compare=False)

@@ -102,6 +102,13 @@ def _int(name: str, v: object) -> int:
     return v
 
 
+def _ranged_int(name: str, v: object, lo: int, hi: int) -> int:
+    n = _int(name, v)
+    if not lo <= n <= hi:
+        raise _Violation(Code.BAD_PARAMETER, f"{name} must be in {lo}..{hi}")
+    return n
+
+
 def _printable_ascii(s: str, max_bytes: int) -> bool:
     return 0 < len(s) <= max_bytes and s.isascii() and s.isprintable()
 
@@ -208,6 +215,11 @@ class OpSpec:
 
 
 _GROUP = (Field("groupId", _group_id),)
+# recent messages and recovery (docs/protocol.md, join): both optional
+_JOIN_HISTORY = (Field("history", lambda n, v: _ranged_int(n, v, 0, 1000), required=False),
+                 Field("sinceSeq", lambda n, v: _ranged_int(n, v, 0, 2**53), required=False),
+                 Field("historyEpoch", lambda n, v: _ranged_int(n, v, 0, 2**63),
+                       required=False))
 _ATTR_SEQ = Field("attrSeq", _int)  # compare-and-set: the attrSeq the member last saw
 _ATTR_WRITE = OpSpec((*_GROUP, Field("groupAttributes", _attr_map), _ATTR_SEQ))
 
@@ -216,7 +228,7 @@ OPS: Mapping[str, OpSpec] = MappingProxyType(
         "login": OpSpec(
             (Field("sdkAppId", _int), Field("userId", _user_id), Field("userSig", _str))
         ),
-        "join": OpSpec(_GROUP),
+        "join": OpSpec((*_GROUP, *_JOIN_HISTORY)),
         "quit": OpSpec(_GROUP),
         "send": OpSpec(
             (

@@ -49,6 +49,7 @@ class GroupRecord:
     last_msg_time: float = 0.0
     rate: int | None = None
     burst: int | None = None
+    join_history: bool = True
     app_defined: Mapping[str, str] = field(default_factory=dict)
     counters: Mapping[str, int] = field(default_factory=dict)
     attributes: Mapping[str, str] = field(default_factory=dict)
@@ -76,6 +77,7 @@ def group_record(
         last_msg_time=group.last_msg_time,
         rate=group.rate,
         burst=group.burst,
+        join_history=group.join_history,
         app_defined=dict(group.app_defined),
         counters=dict(group.counters),
         attributes=dict(own_values if attributes is None else attributes),
@@ -105,6 +107,7 @@ def restore_group(record: GroupRecord) -> Group:
         last_msg_time=record.last_msg_time,
         rate=record.rate,
         burst=record.burst,
+        join_history=record.join_history,
     )
     _set_attrs(group, record.attributes, record.attrs_seq)
     return group

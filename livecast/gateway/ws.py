@@ -211,11 +211,11 @@ def op_login(node: Node, conn: Connection, req: Request) -> Result:
 
 
 def op_join(node: Node, conn: Connection, req: Request) -> Result:
-    return node.join(conn, req.args["groupId"])
+    return node.join(conn, req.args["groupId"], req.args)
 
 
 async def op_join_hooked(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
-    return await node.enter(conn, req.args["groupId"])
+    return await node.enter(conn, req.args["groupId"], req.args)
 
 
 def op_quit(node: Node, conn: Connection, req: Request) -> Result:
@@ -508,7 +508,8 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
     kind = KINDS.get(parsed.op, Kind.CHANGE)
     order = session.order
     after, turn = order.waits_for(kind) if order is not None else ([], Turn(None, None))
-    if after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled):
+    if after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled) or (
+            parsed.op == "join" and node.join_waits(parsed.args)):  # a cluster's history read
         _chain(node, conn, session, parsed, kind, after, turn)
         return
     try:
@@ -550,7 +551,7 @@ async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn
             return
         try:
             hooked = STORED_OPS.get(req.op) or (
-                HOOKED_OPS.get(req.op) if node.hooks.enabled else None)
+                HOOKED_OPS.get(req.op) if node.hooks.enabled or req.op == "join" else None)
             if hooked is not None:
                 result = await hooked(node, conn, req, turn)
             else:

@@ -305,6 +305,7 @@ class ClusterLink:
                        token: int, held: list[Held]) -> None:
         published = False
         try:
+            await self.node.history.write(gid, token, full)  # the stream, then the publish
             published = await self.broker.publish(gid, full, lite, seq_end, token)
             if not published and self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
@@ -338,6 +339,7 @@ class ClusterLink:
     # ---------------------------------------------------------------- EventHandler
     def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
         self.node.hub.fan(group_id, full, lite)
+        self.node.history.on_batch(group_id, full)
 
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
         msg = outgoing_of(message.message, message.reply_to)

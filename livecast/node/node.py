@@ -31,8 +31,10 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Callable, ValuesView
+from collections.abc import Callable, Mapping, ValuesView
 from typing import Any, TypeVar
+
+import orjson
 
 from livecast.backplane.base import Backplane
 from livecast.backplane.broker import Destroy, Kick, Tips
@@ -57,6 +59,7 @@ from livecast.core.wsframe import frame
 from livecast.errors import Code, LivecastError
 from livecast.node.cluster import AWAY_INFO, ClusterLink
 from livecast.node.connection import Connection
+from livecast.node.history import HistoryBook
 from livecast.node.hooks import Hooks
 from livecast.node.hub import LocalHub
 from livecast.node.kicks import KickTimes, MemoryKickTimes
@@ -105,6 +108,7 @@ class Node:
         self.rooms: dict[str, RoomOwner] = {}
         self.cluster: ClusterLink | None = None  # set when this process is a cluster member
         self.epoch = int(clock() * 1000)
+        self.history = HistoryBook(settings, clock, self.epoch)  # node/history.py
         # each message offered to a room that has a before-send callback (node/likes.py)
         self.on_admit: Callable[[str, Outgoing], None] | None = None
         self.rest_waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -128,6 +132,7 @@ class Node:
             self.hub.watch = self.cluster.watch
             self.hub.announce = self.cluster.announce_members
             self.hub.online_of = self.online
+            self._follow_history(self.cluster)
             await self.cluster.start()
         return len(snap.groups)
 
@@ -179,6 +184,8 @@ class Node:
         burst = s.room_burst if group.burst is None else group.burst
         sched = RoomScheduler(rate, burst, self.clock(), s.max_wait)
         owner = RoomOwner(group, sched, self, self.timers, self.clock, s.tick)
+        if self.cluster is None and self.history.enabled:
+            owner.record = self.history.record
         self.rooms[group.group_id] = owner
         return owner
 
@@ -267,6 +274,7 @@ class Node:
         room.close(Code.GROUP_NOT_FOUND)  # waiting messages answered before the kicks below
         self._locks.pop(group_id, None)
         self._held.pop(group_id, None)
+        self.history.forget(group_id)
         tip = frame(room.encode("tips", "tips", [{"type": "destroyed"}]))
         for conn in self.hub.close_room(group_id, tip):
             self.hub.remove_member(conn, group_id, report=False)  # after-destroyed covers it
@@ -384,6 +392,26 @@ class Node:
         self.room(group_id).configure(rate, burst)
         self._changed(group_id)
 
+    async def set_join_history(self, group_id: str, on: bool) -> None:
+        """The room's join history (``join`` with ``history``) on or off, stored."""
+        def apply(g: Group) -> bool:
+            g.join_history = on
+            return True
+        await self.change(group_id, apply)
+        self._changed(group_id)
+
+    async def read_history(self, group_id: str, count: int) -> tuple[int, int, list[bytes]]:
+        """The room's newest ``count`` messages held (REST): (historyEpoch,
+        lastSeq, messages oldest first).  In a cluster one read seeds this
+        process's ring, kept only while the room has members here."""
+        room, book = self.room(group_id), self.history
+        await book.ready(group_id)
+        last = book.last_seq(group_id) if self.cluster is not None else room.sched.next_seq - 1
+        answer = book.epoch_of(group_id), last, book.last(group_id, count)
+        if self.cluster is not None and not self.hub.online(group_id):
+            book.forget(group_id)
+        return answer
+
     def _changed(self, group_id: str) -> None:
         """A change with no tip of its own: the other processes reload the room."""
         if self.cluster is not None:
@@ -438,19 +466,38 @@ class Node:
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
         return self.hub.set_profile(user, nick, avatar)
 
-    async def enter(self, conn: Connection, group_id: str) -> dict[str, Any]:
+    async def enter(self, conn: Connection, group_id: str,
+                    args: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A join asked by a client: the before-join callback first (logged-in
         users only; guests have no account to report), then ``join``."""
         room = self.room(group_id)
+        if args is not None and self.join_waits(args):
+            await self.history.ready(group_id)  # cluster: one read per room (node/history.py)
         if self.hooks.enabled and conn.logged_in and not self.hub.is_member(conn, group_id):
             if room.group.is_banned(conn.user, self.clock()):
                 raise LivecastError(Code.NO_PERMISSION, "banned from this group")
             await self.hooks.before_join(group_id, conn.user, conn.peer)
-        if conn.closing:
-            raise LivecastError(Code.NO_PERMISSION, "connection closed")
-        return self.join(conn, group_id)
+        try:
+            if conn.closing:
+                raise LivecastError(Code.NO_PERMISSION, "connection closed")
+            return self.join(conn, group_id, args)
+        finally:  # a cluster follows a room's history only while it has members here
+            if self.cluster is not None and not self.hub.online(group_id):
+                self.history.forget(group_id)
 
-    def join(self, conn: Connection, group_id: str) -> dict[str, Any]:
+    def join_waits(self, args: Mapping[str, Any]) -> bool:
+        """Whether a join must first read the room's history (a cluster whose
+        process does not follow the room yet): then it runs as ``enter``."""
+        gid = args.get("groupId")
+        return (isinstance(gid, str) and gid in self.rooms
+                and self.history.needs_read(gid))
+
+    def join(self, conn: Connection, group_id: str,
+             args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``conn`` joins (or is in already); ``args``: the join's optional
+        ``history`` and ``sinceSeq``/``historyEpoch`` (docs/protocol.md, join).
+        Registering the member and reading the history are one synchronous
+        step: no live batch can fall between the reply's messages and the next push."""
         room = self.room(group_id)
         if not conn.logged_in:
             if not self.settings.allow_guests:
@@ -460,9 +507,40 @@ class Node:
             raise LivecastError(Code.NO_PERMISSION, "banned from this group")
         self.hub.add_member(conn, group_id)
         group = room.group
-        return {"group": group.profile(), "counters": group.counter_list(),
-                "onlineMemberNum": self.hub.online(group_id), "epoch": self.epoch,
-                "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
+        answer = {"group": group.profile(), "counters": group.counter_list(),
+                  "onlineMemberNum": self.hub.online(group_id), "epoch": self.epoch,
+                  "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
+        if args is not None:
+            answer.update(self._history_answer(room, args))
+        return answer
+
+    def _history_answer(self, room: RoomOwner, args: Mapping[str, Any]) -> dict[str, Any]:
+        """A join's history (``history: N``) and recovery (``sinceSeq``) fields."""
+        gid, book = room.group_id, self.history
+        last_seq = book.last_seq(gid) if self.cluster is not None else room.sched.next_seq - 1
+        out: dict[str, Any] = {"historyEpoch": book.epoch_of(gid), "lastSeq": last_seq}
+        want = min(int(args.get("history") or 0), self.settings.join_history_max)
+        since = args.get("sinceSeq")
+        msgs: list[bytes] = []
+        if since is not None:
+            rec = book.since(gid, int(since), args.get("historyEpoch"))
+            out["recovered"], msgs = rec.recovered, rec.msgs
+        if want > 0 and not out.get("recovered") and room.group.join_history:
+            msgs = book.last(gid, want)
+        if since is not None or want > 0:
+            out["msgs"] = [orjson.Fragment(m) for m in msgs]
+        return out
+
+    def _follow_history(self, cluster: ClusterLink) -> None:
+        """Cluster: the rings follow this process's subscriptions (node/history.py)."""
+        book, watch = self.history, cluster.watch
+        book.subscribe, book.unsubscribe = cluster.broker.subscribe, cluster.broker.unsubscribe
+
+        def follow(gid: str, opened: bool) -> None:
+            if not opened:
+                book.forget(gid)
+            watch(gid, opened)
+        self.hub.watch = follow
 
     def quit(self, conn: Connection, group_id: str, report: bool = True) -> None:
         self.hub.remove_member(conn, group_id, report)
@@ -643,5 +721,7 @@ class Node:
         if self.cluster is not None:
             await self.cluster.close()
         await self.webhooks.close()
+        if self.history.store is not None:
+            await self.history.store.close()
         await self.backplane.close()
         await self.store.close()

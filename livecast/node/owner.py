@@ -66,7 +66,7 @@ class RoomEvents(Protocol):
 
 class RoomOwner:
     __slots__ = ("_clock", "_events", "_tick", "_timers", "closed", "group", "handle",
-                 "last_dispatch", "sched")
+                 "last_dispatch", "record", "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, events: RoomEvents, timers: Timers,
                  clock: Callable[[], float], tick: float) -> None:
@@ -79,6 +79,8 @@ class RoomOwner:
         self._timers = timers
         self._clock = clock
         self._tick = tick
+        # one process: the room's history gets each tick's batch (node/history.py)
+        self.record: Callable[[str, list[dict[str, Any]], int], None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -120,6 +122,8 @@ class RoomOwner:
             keep = [w for (_s, p), w in zip(batch, wires, strict=True) if p.priority <= _NORMAL]
             lite = frame(self.encode("msgs", "msgs", keep)) if keep else b""
         self._events.publish(self, full, lite)
+        if self.record is not None:
+            self.record(self.group.group_id, wires, time_ms)
         settle, gid = self._events.settle, self.group.group_id
         for seq, pending in batch:
             settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))

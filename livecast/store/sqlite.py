@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS groups (
   info_seq INTEGER NOT NULL, last_info_time REAL NOT NULL, last_msg_time REAL NOT NULL,
   rate INTEGER, burst INTEGER,
   app_defined TEXT NOT NULL, counters TEXT NOT NULL, attributes TEXT NOT NULL,
-  attrs_seq INTEGER NOT NULL);
+  attrs_seq INTEGER NOT NULL, join_history INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS mutes (group_id TEXT NOT NULL, user TEXT NOT NULL,
   until REAL NOT NULL, PRIMARY KEY (group_id, user));
 CREATE TABLE IF NOT EXISTS bans (group_id TEXT NOT NULL, user TEXT NOT NULL,
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT N
 _GROUP_COLUMNS = (
     "group_id", "type", "owner", "created", "name", "introduction", "notification", "face_url",
     "max_member_num", "mute_all", "info_seq", "last_info_time", "last_msg_time", "rate", "burst",
-    "app_defined", "counters", "attributes", "attrs_seq",
+    "app_defined", "counters", "attributes", "attrs_seq", "join_history",
 )
 _UPSERT_GROUP = (
     f"INSERT INTO groups ({', '.join(_GROUP_COLUMNS)}) "
@@ -208,6 +208,9 @@ def _connect(directory: str | os.PathLike[str], synchronous: str) -> tuple[Path,
 
 def _migrate(conn: Conn) -> None:
     _create(conn)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
+    if "join_history" not in columns:  # a database made before recent history
+        conn.execute("ALTER TABLE groups ADD COLUMN join_history INTEGER NOT NULL DEFAULT 1")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if row[0] is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -254,18 +257,19 @@ def _group_row(r: GroupRecord) -> tuple[Any, ...]:
     return (r.group_id, r.type, r.owner, r.created, r.name, r.introduction, r.notification,
             r.face_url, r.max_member_num, int(r.mute_all), r.info_seq, r.last_info_time,
             r.last_msg_time, r.rate, r.burst, _json(r.app_defined), _json(r.counters),
-            _json(r.attributes), r.attrs_seq)
+            _json(r.attributes), r.attrs_seq, int(r.join_history))
 
 
 def _record(row: tuple[Any, ...], mutes: dict[str, float], bans: dict[str, float]) -> GroupRecord:
     (gid, kind, owner, created, name, intro, notif, face, max_num, mute_all, info_seq,
-     info_time, msg_time, rate, burst, app, counters, attrs, attrs_seq) = row
+     info_time, msg_time, rate, burst, app, counters, attrs, attrs_seq, join_history) = row
     return GroupRecord(
         group_id=gid, owner=owner, created=created, type=kind, name=name, introduction=intro,
         notification=notif, face_url=face, max_member_num=max_num, mute_all=bool(mute_all),
         info_seq=info_seq, last_info_time=info_time, last_msg_time=msg_time, rate=rate,
         burst=burst, app_defined=orjson.loads(app), counters=orjson.loads(counters),
-        attributes=orjson.loads(attrs), attrs_seq=attrs_seq, mutes=mutes, bans=bans)
+        attributes=orjson.loads(attrs), attrs_seq=attrs_seq, mutes=mutes, bans=bans,
+        join_history=bool(join_history))
 
 
 def _put_group(conn: Conn, record: GroupRecord, restrictions: bool) -> None:

@@ -109,3 +109,27 @@ async def test_seen_follows_the_callers_clock_and_purges_expired_keys(tmp_path: 
     with sqlite3.connect(tmp_path / DB_FILE) as conn:
         assert sorted(k for (k,) in conn.execute("SELECT key FROM dedup")) == ["fresh", "k"]
     conn.close()
+
+
+async def test_a_database_from_before_join_history_gets_the_column(tmp_path: Path) -> None:
+    """A database made before rooms had ``join_history`` opens, its rooms
+    with join history on, and the setting is stored from then on."""
+    from dataclasses import replace
+
+    from livecast.core.records import GroupRecord
+
+    store = await SqliteStore.open(tmp_path)
+    await store.put_group(GroupRecord("old-room", "owner", 1.0, name="old"))
+    await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("ALTER TABLE groups DROP COLUMN join_history")
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        snap = await store.load_all(2.0)
+        (record,) = snap.groups
+        assert record.join_history is True
+        await store.put_group(replace(record, join_history=False))
+        assert (await store.load_group("old-room")).join_history is False  # type: ignore[union-attr]
+    finally:
+        await store.close()

@@ -21,8 +21,11 @@
 //   (UserSig refused) retries only when `getUserSig` can mint a new one;
 //   4013 (admission control: too many connects or logins) waits the
 //   "retry after N s" of its reason first, then the jittered backoff on top;
-// - per room it remembers the last `seq` and reports a "gap" when messages were
-//   skipped (a slow connection, or messages sent while it was reconnecting);
+// - per room it remembers the last `seq` (and the room's `historyEpoch`) and
+//   re-joins with `sinceSeq`: the messages sent while it was away come first, as
+//   "message" events (marked `recovered: true`), then live ones, with no gap and
+//   no duplicate; when the server no longer holds them all, or a live batch
+//   skips seqs (a slow connection), it reports a "gap";
 // - it never renders anything: strings from the server go to the caller as is.
 
 const NO_RETRY = new Set([1009, 4003, 4009]);
@@ -109,6 +112,8 @@ export class LivecastClient {
     this.connectTimeout = opts.connectTimeout ?? 10000;  // ms for connect()'s one attempt
     this.state = "idle";
     this.rooms = new Map();      // groupId -> last seq seen (0: none yet)
+    this.epochs = new Map();     // groupId -> historyEpoch of that seq (recovery)
+    this.history = new Map();    // groupId -> recent messages asked for at join
     this.attrs = new Map();      // groupId -> {groupAttributes, attrSeq} last seen
     this.profile = null;         // {nick, avatar} to restore after a reconnect
     this.ws = null;
@@ -313,22 +318,53 @@ export class LivecastClient {
     });
   }
 
-  /** Join a room (kept across reconnects). Resolves with the reply. */
-  async join(groupId) {
+  /** Join a room (kept across reconnects). Resolves with the reply.
+   *  `history`: that many recent messages first, as "message" events. */
+  async join(groupId, { history = 0 } = {}) {
     this.rooms.set(groupId, this.rooms.get(groupId) || 0);
+    if (history > 0) this.history.set(groupId, history);
     return this.joinNow(groupId);
   }
 
   async joinNow(groupId) {
-    const r = await this.request("join", { groupId });
-    if (r.code !== 0) this.rooms.delete(groupId);
-    else if (r.groupAttributes) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq, true);
+    const fields = { groupId };
+    const last = this.rooms.get(groupId) || 0;
+    const since = this.epochs.has(groupId);
+    if (since) Object.assign(fields, { sinceSeq: last, historyEpoch: this.epochs.get(groupId) });
+    else if (this.history.get(groupId)) fields.history = this.history.get(groupId);
+    const r = await this.request("join", fields);
+    if (r.code !== 0) {
+      this.rooms.delete(groupId);
+      return r;
+    }
+    if (r.groupAttributes) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq, true);
+    this.caughtUp(groupId, r, since ? last : null);
     return r;
+  }
+
+  /** A join's reply: its messages (history, or recovered) before any live one;
+   *  recovery refused: a gap up to the newest seq. */
+  caughtUp(groupId, r, last) {
+    if (typeof r.historyEpoch !== "number") return;
+    const sameRun = this.epochs.get(groupId) === r.historyEpoch;
+    this.epochs.set(groupId, r.historyEpoch);
+    const msgs = r.msgs || [];
+    if (last !== null && sameRun && r.recovered === false && r.lastSeq > last) {
+      this.emit("gap", { groupId, expected: last + 1, got: r.lastSeq + 1,
+                         missed: r.lastSeq - last });
+    }
+    if (!r.recovered || !sameRun) {  // count from the reply's messages, else the newest seq
+      this.rooms.set(groupId, msgs.length ? msgs[0].seq - 1 : (r.lastSeq || 0));
+    }
+    const mark = r.recovered ? { recovered: true } : {};
+    this.messages(groupId, msgs.map((m) => ({ ...m, ...mark })));
   }
 
   async quit(groupId) {
     this.rooms.delete(groupId);
     this.attrs.delete(groupId);
+    this.epochs.delete(groupId);
+    this.history.delete(groupId);
     return this.request("quit", { groupId });
   }
 
@@ -414,6 +450,8 @@ export class LivecastClient {
 
   messages(groupId, msgs) {
     for (const m of msgs) {
+      const last = this.rooms.get(groupId) || 0;
+      if (this.epochs.has(groupId) && typeof m.seq === "number" && m.seq <= last) continue;
       this.checkSeq(groupId, m.seq);
       this.emit("message", { groupId, ...m });
     }

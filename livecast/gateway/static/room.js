@@ -404,7 +404,7 @@ async function join(event) {
     room.me = creds.userId;
     await client.connect();
     await client.setMyProfile({ nick: name });
-    const reply = await client.join(room.groupId);
+    const reply = await client.join(room.groupId, { history: 20 });  // the chat so far
     if (reply.code !== 0) throw new Error(reply.info || `join failed (${reply.code})`);
     localStorage.setItem("livecast.userId", creds.userId);
     ui.userIdInput.value = creds.userId;

@@ -1,0 +1,291 @@
+"""Recent history of this process's rooms, and where a cluster keeps it
+(docs/design.md, "History and recovery").
+
+- ``HistoryBook``: one ``HistoryRing`` (core/history.py) per room, the cache
+  joins and recoveries are answered from, synchronously.  On one process the
+  room's owner appends each tick's batch (``record``); the book is the
+  history.  In a cluster every process keeps the rings of the rooms it is
+  subscribed to, fed by the batches it receives (``on_batch``) and seeded
+  once from the ``HistoryStore`` (``ready``).
+- ``HistoryStore``: where a cluster's history lives, ``RedisHistoryStore``
+  (a stream per room) or ``MemoryHistoryStore`` (processes sharing one
+  event loop, as the in-memory broker's).
+
+Invariants:
+1. Once per tick batch: the owner appends a batch once (``record`` or the
+   store's ``append``), never per member; a process decodes a received batch
+   once, whatever its number of members.
+2. Single flight: concurrent ``ready`` calls for one room share one store
+   read; a ring, once seeded, answers every later join without a read while
+   this process stays subscribed to the room.
+3. No gap: a ring exists only while the book holds its own subscription to
+   the room (taken before the seed's read, released by ``forget``), and
+   batches received while the read is on its way are merged after it (the
+   owner writes a batch to the stream before publishing it, so a read that
+   misses a batch precedes its publication).  A batch that does not continue
+   the ring (a lost publication) drops the ring: the next join seeds it again.
+4. Fenced: a store append is refused unless the writer holds the room's
+   latest fencing token (a deposed owner writes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+
+from livecast.core.history import Entry, HistoryRing, Recovery, frame_payload
+from livecast.settings import Settings
+
+log = logging.getLogger("livecast.history")
+
+__all__ = ["HistoryBook", "HistoryStore", "MemoryHistoryStore", "RedisHistoryStore"]
+
+Stored = tuple[int, list[bytes]]  # (the room's epoch, its batches' payloads, oldest first)
+
+
+class HistoryStore(Protocol):
+    async def append(self, group_id: str, token: int, payload: bytes) -> bool:
+        """One tick's batch (the ``msgs`` frame's JSON), under fencing token ``token``."""
+
+    async def read(self, group_id: str, epoch: int) -> Stored:
+        """The room's epoch (``epoch`` if it had none) and its batches held."""
+
+    async def close(self) -> None: ...
+
+
+def decode_batch(payload: bytes) -> list[Entry]:
+    """The messages of one ``msgs`` frame's JSON, each re-encoded alone."""
+    try:
+        msgs = orjson.loads(payload)["msgs"]
+        return [Entry(int(m["seq"]), int(m["time"]), orjson.dumps(m)) for m in msgs]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("skipped a malformed history batch")
+        return []
+
+
+class HistoryBook:
+    """The rings of this process's rooms (module docstring)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float], epoch: int,
+                 store: HistoryStore | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.epoch = epoch
+        self.store = store
+        self.rings: dict[str, HistoryRing] = {}
+        self.epochs: dict[str, int] = {}  # cluster: each room's stream epoch
+        self.reads = 0  # store reads made (single flight: one per room and seed)
+        # cluster: held around a seed so that nothing is missed (invariant 3)
+        self.subscribe: Callable[[str], Awaitable[None]] | None = None
+        self.unsubscribe: Callable[[str], Awaitable[None]] | None = None
+        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._arrived: dict[str, list[bytes]] = {}
+        self._followed: set[str] = set()  # rooms the book holds a subscription of
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.history_size > 0
+
+    def _ring(self, last_seq: int = 0) -> HistoryRing:
+        s = self.settings
+        return HistoryRing(s.history_size, s.history_bytes, int(s.history_ttl * 1000), last_seq)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---------------------------------------------------------------- writes
+    def record(self, group_id: str, wires: list[dict[str, Any]], time_ms: int) -> None:
+        """One process: a tick's delivered messages, appended by the room's owner."""
+        ring = self.rings.get(group_id)
+        if ring is None:
+            ring = self.rings[group_id] = self._ring()
+        dumps = orjson.dumps
+        ring.append([Entry(w["seq"], time_ms, dumps(w)) for w in wires])
+
+    def on_batch(self, group_id: str, full: bytes) -> None:
+        """Cluster: a batch this process received, for the room's ring."""
+        if not self.enabled:
+            return
+        arrived = self._arrived.get(group_id)
+        if arrived is not None:  # a seed is on its way: merged after it
+            arrived.append(frame_payload(full))
+            return
+        ring = self.rings.get(group_id)
+        if ring is not None and not ring.append(decode_batch(frame_payload(full))):
+            log.info("room %s: a batch was missed; its history is read again", group_id)
+            self.forget(group_id)
+
+    async def write(self, group_id: str, token: int, full: bytes) -> None:
+        """Cluster, the room's owner: a tick's batch to the store, before it is
+        published (invariant 3).  A failed write is logged: the stream then
+        has a hole, which a ring seeded from it detects (recovered false)."""
+        if self.store is None or not self.enabled:
+            return
+        try:
+            await self.store.append(group_id, token, frame_payload(full))
+        except Exception as exc:
+            log.warning("history of %s not written: %s", group_id, exc)
+
+    def forget(self, group_id: str) -> None:
+        """The room is no longer followed here (or is gone): its ring goes,
+        and with it the book's subscription."""
+        self.rings.pop(group_id, None)
+        self.epochs.pop(group_id, None)
+        if group_id in self._followed and self.unsubscribe is not None:
+            self._followed.discard(group_id)
+            task = asyncio.get_running_loop().create_task(self._release(group_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, group_id: str) -> None:
+        assert self.unsubscribe is not None
+        try:
+            await self.unsubscribe(group_id)
+        except Exception as exc:
+            log.warning("unsubscribe %s: %s", group_id, exc)
+
+    # ---------------------------------------------------------------- reads
+    def epoch_of(self, group_id: str) -> int:
+        return self.epochs.get(group_id, self.epoch)
+
+    def needs_read(self, group_id: str) -> bool:
+        """Cluster: whether a join must wait for ``ready`` to answer with history."""
+        return self.store is not None and self.enabled and group_id not in self.rings
+
+    async def ready(self, group_id: str) -> None:
+        """Cluster: the room's ring, seeded from the store (single flight)."""
+        if not self.needs_read(group_id):
+            return
+        flight = self._seeding.get(group_id)
+        if flight is None:
+            flight = asyncio.get_running_loop().create_future()
+            self._seeding[group_id] = flight
+            task = asyncio.create_task(self._seed(group_id, flight))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        await asyncio.shield(flight)
+
+    async def _seed(self, group_id: str, flight: asyncio.Future[None]) -> None:
+        assert self.store is not None
+        try:
+            if self.subscribe is not None and group_id not in self._followed:
+                await self.subscribe(group_id)
+                self._followed.add(group_id)
+            self._arrived[group_id] = []
+            self.reads += 1
+            epoch, batches = await self.store.read(group_id, self.epoch)
+            ring = self._ring()
+            for payload in (*batches, *self._arrived.pop(group_id, [])):
+                ring.append(decode_batch(payload))
+            self.rings[group_id] = ring
+            self.epochs[group_id] = epoch
+        except Exception as exc:  # the join is answered without history: recovered false
+            log.warning("history of %s: %s", group_id, exc)
+        finally:
+            self._arrived.pop(group_id, None)
+            del self._seeding[group_id]
+            flight.set_result(None)
+
+    def last_seq(self, group_id: str) -> int:
+        ring = self.rings.get(group_id)
+        return 0 if ring is None else ring.last_seq
+
+    def last(self, group_id: str, n: int) -> list[bytes]:
+        ring = self.rings.get(group_id)
+        return [] if ring is None else ring.last(n, self.now_ms())
+
+    def since(self, group_id: str, seq: int, epoch: int | None) -> Recovery:
+        ring = self.rings.get(group_id)
+        if epoch is not None and epoch != self.epoch_of(group_id):
+            return Recovery(False, [], 0 if ring is None else ring.last_seq)
+        if ring is None:  # one process: nothing delivered yet; a cluster: not followed
+            return Recovery(self.store is None and seq == 0, [], 0)
+        return ring.since(seq, self.now_ms())
+
+
+# -------------------------------------------------------------------- stores
+class MemoryHistoryStore:
+    """The store of processes sharing one event loop (tests, the memory broker)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.rooms: dict[str, tuple[int, deque[bytes]]] = {}
+        self.fences: dict[str, int] = {}
+
+    async def append(self, group_id: str, token: int, payload: bytes) -> bool:
+        if token < self.fences.get(group_id, 0):
+            return False
+        self.fences[group_id] = token
+        _epoch, batches = self.rooms.setdefault(group_id, (_epoch_candidate(),
+                                                           deque(maxlen=self.size)))
+        batches.append(payload)
+        return True
+
+    async def read(self, group_id: str, epoch: int) -> Stored:
+        held, batches = self.rooms.setdefault(group_id, (epoch, deque(maxlen=self.size)))
+        return held, list(batches)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS fence, stream, epoch; ARGV token, payload, maxlen, ttl ms, epoch if none yet
+_APPEND = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[3], ARGV[5], 'NX')
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'p', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+# KEYS stream, epoch; ARGV epoch if none yet
+_READ = """
+redis.call('SET', KEYS[2], ARGV[1], 'NX')
+return {redis.call('GET', KEYS[2]), redis.call('XRANGE', KEYS[1], '-', '+')}
+"""
+
+
+class RedisHistoryStore:
+    """A stream per room, ``lc:{g:<gid>}:history`` (one entry per tick batch,
+    trimmed to ``history_size`` entries, expiring ``history_ttl`` after the
+    last), and its epoch ``lc:{g:<gid>}:hepoch``, beside the room's fence."""
+
+    def __init__(self, url: str, settings: Settings, prefix: str = "lc") -> None:
+        from livecast.store.redis import connect
+
+        self._client = connect(url, decode_responses=False, socket_timeout=2.0,
+                               socket_connect_timeout=2.0)
+        self.prefix = prefix
+        self.maxlen = settings.history_size
+        self.ttl_ms = max(1, int(settings.history_ttl * 1000))
+        self._append = self._client.register_script(_APPEND)
+        self._read = self._client.register_script(_READ)
+
+    def _key(self, group_id: str, part: str) -> str:
+        return f"{self.prefix}:{{g:{group_id}}}:{part}"
+
+    async def append(self, group_id: str, token: int, payload: bytes) -> bool:
+        keys = [self._key(group_id, "fence"), self._key(group_id, "history"),
+                self._key(group_id, "hepoch")]
+        args: list[bytes | int] = [token, payload, self.maxlen, self.ttl_ms, _epoch_candidate()]
+        return bool(await self._append(keys=keys, args=args))
+
+    async def read(self, group_id: str, epoch: int) -> Stored:
+        keys = [self._key(group_id, "history"), self._key(group_id, "hepoch")]
+        held, entries = await self._read(keys=keys, args=[epoch])
+        batches = [dict(zip(fields[::2], fields[1::2], strict=True))[b"p"]
+                   for _id, fields in entries]
+        return int(held), batches
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _epoch_candidate() -> int:
+    """A new stream's epoch when its first batch is written: wall time in ms."""
+    return int(time.time() * 1000)

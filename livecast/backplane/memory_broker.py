@@ -17,6 +17,7 @@ for the Redis broker (fence, seq, lease and node entries).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,6 +35,8 @@ from livecast.backplane.broker import (
 )
 
 __all__ = ["MemoryBroker", "MemoryHub"]
+
+log = logging.getLogger(__name__)
 
 
 class MemoryHub:
@@ -92,13 +95,16 @@ class MemoryBroker:
             return False
         hub.seqs[group_id] = seq_end
         hub.published += 1
-        for broker in hub.brokers.values():
-            if group_id not in broker.refs:
+        for broker in hub.brokers.values():  # few calls: this is every tick's path
+            if group_id not in broker.refs.counts:
                 continue
-            if broker is self:
-                self._batch(group_id, full, lite)
-            else:
+            if broker is not self:
                 asyncio.get_running_loop().call_soon(broker._batch, group_id, full, lite)
+            elif self._handler is not None:
+                try:
+                    self._handler.on_batch(group_id, full, lite)
+                except Exception:
+                    log.exception("the handler failed on a batch of %s", group_id)
         return True
 
     def _batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:

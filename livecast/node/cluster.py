@@ -52,6 +52,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from livecast.backplane.broker import (
@@ -121,6 +122,8 @@ class ClusterLink:
         # forwarded sends still unanswered -> (their timeout, room, owner sent to)
         self.forwarded: dict[Address, tuple[asyncio.TimerHandle, str, str]] = {}
         self.redis_ok = True  # the last call to Redis succeeded
+        # a batch goes straight to the hub's fan-out (no call in between: every tick)
+        self.on_batch: Callable[[str, bytes, bytes | None], None] = node.hub.fan
         self.renewed_at = time.monotonic()  # the start of the last lease round that answered
         self._misses: OrderedDict[str, float] = OrderedDict()  # group id -> until (monotonic)
         self._lookups: dict[str, asyncio.Task[bool]] = {}
@@ -399,8 +402,7 @@ class ClusterLink:
         return self.remote_online.get(gid, 0)
 
     # ---------------------------------------------------------------- EventHandler
-    def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
-        self.node.hub.fan(group_id, full, lite)
+    # on_batch: the hub's ``fan`` itself (set in __init__)
 
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
         msg = outgoing_of(message.message, message.reply_to)

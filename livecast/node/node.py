@@ -508,10 +508,10 @@ class Node:
         """Offer an admitted message to its room's owner (after webhooks)."""
         room = self.room(group_id)
         link = self.link
-        if not link.available():  # Redis away: an explicit retry, at once
-            self.answer(msg, Failed(Code.INTERNAL, AWAY_INFO))
-            return
-        if not link.owns(group_id):
+        if group_id not in link.tokens or not (link.redis_ok and link.broker.connected()):
+            if not link.available():  # Redis away: an explicit retry, at once
+                self.answer(msg, Failed(Code.INTERNAL, AWAY_INFO))
+                return
             link.forward(group_id, msg)  # the owner counts, schedules, answers
             return
         if self.on_admit is not None and msg.before_callback:

@@ -115,9 +115,9 @@ def durable_store(s: Settings) -> Callable[[Node], Awaitable[Store]]:
                                  prometheus_observer(m.store_seconds, m.store_errors))
         if s.redis_url:
             from livecast.backplane.redis_broker import RedisBroker
-            from livecast.node.cluster import ClusterLink, new_node_id
+            from livecast.node.cluster import new_node_id
 
-            node.cluster = ClusterLink(node, RedisBroker(s.redis_url, new_node_id()))
+            node.join_cluster(RedisBroker(s.redis_url, new_node_id()))
             if s.history_size:
                 from livecast.node.history import RedisHistoryStore
 

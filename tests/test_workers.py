@@ -75,3 +75,51 @@ async def _joined(c: Client) -> bool:
 async def _online(s: Server, n: int) -> bool:
     r = await s.ok("group_open_http_svc", "get_online_member_num", {"GroupId": "w"})
     return bool(r["OnlineMemberNum"] == n)
+
+
+@pytest.mark.parametrize("gone", ["killed", "frozen"])
+async def test_sigterm_with_redis_gone_stops_every_worker(redis: RedisServer, gone: str) -> None:
+    """Redis killed (refusing connections) or frozen (SIGSTOP: a partition, every
+    call waits for its timeout) under a running cluster owning many rooms, then
+    SIGTERM to the supervisor: every worker exits by itself within the drain
+    bound (not one command timeout per room), none is left behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    port = free_port()
+    env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_REDIS_URL=redis.url, LIVECAST_PORT=str(port),
+               LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_WORKERS="2")
+    s = Server(env, port)
+    await s.start()
+    assert s.proc is not None
+    supervisor = psutil.Process(s.proc.pid)
+    clients: list[Client] = []
+    try:
+        await until(lambda: _children(s.proc.pid, 2), "two worker processes")
+        workers = supervisor.children()
+        for i in range(24):  # rooms with leases, members on both workers
+            await s.ok("group_open_http_svc", "create_group",
+                       {"Type": "AVChatRoom", "GroupId": f"w{i}", "Name": "workers"})
+        for i in range(6):
+            c, code = await s.client(f"u{i}")
+            assert code == 0
+            assert (await c.join(f"w{i}"))["code"] == 0
+            clients.append(c)
+        assert redis.process is not None
+        if gone == "killed":
+            redis.stop()  # kill -9
+        else:
+            redis.process.send_signal(signal.SIGSTOP)
+        s.proc.send_signal(signal.SIGTERM)
+        # the drain bound: shutdown grace (1 s) + giving leases up (2 s at most)
+        # + closing; one 2 s command timeout per room would be 48 s
+        await asyncio.wait_for(s.proc.wait(), 30)
+        _gone, alive = psutil.wait_procs(workers, timeout=5)
+        assert alive == [], f"workers left running: {alive}"
+    finally:
+        if redis.process is not None:
+            redis.process.send_signal(signal.SIGCONT)
+        for c in clients:
+            await c.close()
+        if s.proc is not None and s.proc.returncode is None:
+            for child in supervisor.children():
+                child.kill()
+            s.proc.kill()

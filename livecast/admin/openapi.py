@@ -142,6 +142,9 @@ BODIES: dict[str, Schema] = {
     "set_room_rate": _obj(("GroupId", "Rate"), GroupId=GROUP_ID, Rate=_int(0, 100000),
                           Burst=_int(1, 100000)),
     "get_room_rate": GROUP,
+    "set_room_history": _obj(("GroupId", "JoinHistory"), GroupId=GROUP_ID,
+                             JoinHistory=_str(enum=["On", "Off"])),
+    "get_room_history": _obj(("GroupId",), GroupId=GROUP_ID, Count=_int(1, 100000)),
 }
 
 ENVELOPE: Schema = {

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -142,6 +142,13 @@ class Broker(Protocol):
         ``token`` is the room's latest fencing token and ``seq_end`` is not below
         the recorded seq (invariant 2)."""
 
+    def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
+                    token: int) -> bool | None:
+        """``publish`` done synchronously when the backend allows it (the
+        in-memory broker: this process's own handler gets the batch before
+        this returns, so one process fans a tick out within the tick with no
+        task, future or await); None when it must be awaited (``publish``)."""
+
     async def subscribe(self, group_id: str) -> None:
         """One more local reference to the room (invariant 1)."""
 
@@ -156,7 +163,21 @@ class Broker(Protocol):
         holder's own token again if ``node_id`` holds it); None while another holds it."""
 
     async def renew_lease(self, group_id: str, node_id: str, token: int, ttl: float) -> bool:
-        """Extend a held lease; False if it expired or was taken over."""
+        """Extend a held lease; False if it was taken over (an expired one nobody
+        took since is taken again: see ``renew_leases``)."""
+
+    async def renew_leases(self, node_id: str, held: Mapping[str, int],
+                           ttl: float) -> set[str]:
+        """``renew_lease`` for many rooms in one round trip per backend server:
+        the rooms renewed.  A lease that expired but was taken by nobody since
+        (the room's fence is still ``token``) is taken again with the same token:
+        a late renewal does not flap, and fencing stays exact (invariant 2)."""
+
+    async def acquire_leases(self, node_id: str, group_ids: Sequence[str],
+                             ttl: float) -> dict[str, int | str | None]:
+        """``acquire_lease`` for many rooms in one round trip per backend server:
+        per room its fencing token (held here now), the node holding it, or None
+        (the holder could not be read)."""
 
     async def release_lease(self, group_id: str, node_id: str, token: int) -> bool:
         """Give a held lease up (the token stays spent)."""

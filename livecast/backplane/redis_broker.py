@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,12 +78,12 @@ redis.call(ARGV[4], KEYS[3], ARGV[3])
 return 1
 """
 
-# KEYS lease, fence; ARGV node, ttl ms -> the token, or false while another holds it
+# KEYS lease, fence; ARGV node, ttl ms -> the token, or the node holding it
 _ACQUIRE = """
 local held = redis.call('GET', KEYS[1])
 if held then
   local space = string.find(held, ' ', 1, true)
-  if string.sub(held, space + 1) ~= ARGV[1] then return false end
+  if string.sub(held, space + 1) ~= ARGV[1] then return string.sub(held, space + 1) end
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return tonumber(string.sub(held, 1, space - 1))
 end
@@ -92,10 +92,15 @@ redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return token
 """
 
-# KEYS lease; ARGV "<token> <node>", ttl ms (0: release)
+# KEYS lease, fence; ARGV "<token> <node>", ttl ms (0: release), token.  An expired
+# lease whose fence is still the token (nobody took it since) is taken again.
 _RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local held = redis.call('GET', KEYS[1])
+if held ~= ARGV[1] then
+  if held or ARGV[2] == '0' or redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1]) else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1
 """
 
@@ -235,6 +240,10 @@ class RedisBroker:
             else:
                 self._order[group_id] = (lock, users - 1)
 
+    def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
+                    token: int) -> None:
+        return None  # a round trip to Redis: ``publish`` is awaited
+
     async def subscribe(self, group_id: str) -> None:
         await self.refs.add(group_id, self._subscribe)
 
@@ -281,20 +290,54 @@ class RedisBroker:
             raise BrokerError(f"control to {target}: {exc}") from exc
 
     # ----------------------------------------------------------- leases
+    def _lease_keys(self, group_id: str) -> list[bytes]:
+        return [self._room(group_id, "lease"), self._room(group_id, "fence")]
+
     async def acquire_lease(self, group_id: str, node_id: str, ttl: float) -> int | None:
-        keys = [self._room(group_id, "lease"), self._room(group_id, "fence")]
-        token = await self._call(f"lease of {group_id}", "acquire", keys, [node_id, _ms(ttl)])
-        return None if token is None else int(token)
+        got = await self._call(f"lease of {group_id}", "acquire", self._lease_keys(group_id),
+                               [node_id, _ms(ttl)])
+        return got if isinstance(got, int) else None
 
     async def renew_lease(self, group_id: str, node_id: str, token: int, ttl: float) -> bool:
-        keys = [self._room(group_id, "lease")]
-        held = f"{token} {node_id}"
-        return bool(await self._call(f"lease of {group_id}", "renew", keys, [held, _ms(ttl)]))
+        return bool(await self._call(f"lease of {group_id}", "renew", self._lease_keys(group_id),
+                                     [f"{token} {node_id}", _ms(ttl), token]))
 
     async def release_lease(self, group_id: str, node_id: str, token: int) -> bool:
-        keys = [self._room(group_id, "lease")]
-        return bool(await self._call(f"lease of {group_id}", "renew", keys,
-                                     [f"{token} {node_id}", 0]))
+        return bool(await self._call(f"lease of {group_id}", "renew", self._lease_keys(group_id),
+                                     [f"{token} {node_id}", 0, token]))
+
+    async def renew_leases(self, node_id: str, held: Mapping[str, int],
+                           ttl: float) -> set[str]:
+        calls = [(self._lease_keys(gid), [f"{token} {node_id}", _ms(ttl), token])
+                 for gid, token in held.items()]
+        answers = await self._pipelined("renew", _RENEW, calls)
+        return {gid for gid, ok in zip(held, answers, strict=True) if ok}
+
+    async def acquire_leases(self, node_id: str, group_ids: Sequence[str],
+                             ttl: float) -> dict[str, int | str | None]:
+        calls = [(self._lease_keys(gid), [node_id, _ms(ttl)]) for gid in group_ids]
+        answers = await self._pipelined("acquire", _ACQUIRE, calls)
+        return {gid: got if isinstance(got, int) else None if got is None else _text(got)
+                for gid, got in zip(group_ids, answers, strict=True)}
+
+    async def _pipelined(self, what: str, lua: str,
+                         calls: list[tuple[list[bytes], list[Any]]]) -> list[Any]:
+        """One script over many rooms: one pipeline, so one round trip per server
+        (a Redis Cluster's pipeline groups the rooms by the master of their slot;
+        each room's keys share one slot, so each call stays on one server)."""
+        if not calls:
+            return []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.eval(lua, len(keys), *keys, *args)
+            answers = await pipe.execute(raise_on_error=False)
+        except _ERRORS as exc:
+            raise BrokerError(f"{what} of {len(calls)} leases: {exc}") from exc
+        failed = [a for a in answers if isinstance(a, Exception)]
+        if failed:
+            raise BrokerError(f"{what} of {len(calls)} leases: {failed[0]}")
+        return list(answers)
 
     async def owner_of(self, group_id: str) -> str | None:
         held = await self._get(self._room(group_id, "lease"))

@@ -508,8 +508,9 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
     kind = KINDS.get(parsed.op, Kind.CHANGE)
     order = session.order
     after, turn = order.waits_for(kind) if order is not None else ([], Turn(None, None))
-    if after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled) or (
-            parsed.op == "join" and node.join_waits(parsed.args)):  # a cluster's history read
+    if (after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled)
+            or _unknown_room(node, parsed)
+            or (parsed.op == "join" and node.join_waits(parsed.args))):  # a cluster's history read
         _chain(node, conn, session, parsed, kind, after, turn)
         return
     try:
@@ -518,6 +519,12 @@ def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> Non
         _failed(node, conn, parsed, exc)
         return
     _answer(conn, parsed, result)
+
+
+def _unknown_room(node: Node, req: Request) -> bool:
+    """A join to a room not known on this process: it may have just been
+    created on another, so it is looked up first (``Node.enter``), off the reader."""
+    return req.op == "join" and req.args["groupId"] not in node.rooms
 
 
 def _chain(node: Node, conn: Connection, session: Session, req: Request, kind: Kind,

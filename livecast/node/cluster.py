@@ -1,8 +1,9 @@
-"""This process as a member of a livecast cluster on Redis (docs/design.md,
-"The cluster").
+"""This process as a member of a livecast cluster (docs/design.md, "The cluster").
 
 ``ClusterLink`` is the node's ``EventHandler`` for the broker
-(backplane/broker.py) and runs the membership loop.
+(backplane/broker.py) and runs the membership loop.  Every process has one:
+alone, on the in-memory broker (``MemoryBroker``: the process is a cluster
+of one, on the same code path), or on Redis (``RedisBroker``).
 
 Invariants:
 1. One owner per room: only the process holding a room's lease (with its
@@ -28,6 +29,18 @@ Invariants:
 7. Join and quit tips are aggregated per tip interval on each process and
    announced once per room per interval (``MemberTips``); each process merges
    the others' into its own next flush (hub.py, invariant 3).
+8. Leases cost one round trip per loop per backend server, whatever the
+   number of rooms (``renew_leases``/``acquire_leases``), and are renewed
+   every third of ``LEASE_TTL`` on the monotonic clock.  A loop that ran late
+   (a starved process) keeps its rooms when nobody took them meanwhile (the
+   fence is still its token); a room taken over is lost at once.
+9. A tick's publish on a broker that publishes synchronously (in memory)
+   costs no task, future or await: the batch is fanned out within the tick
+   and its senders answered at once.
+10. A group id not known here is looked up in the store before a join is
+    answered 10010 (a room just created on another process); one lookup per
+    id at a time, and a miss is remembered for ``MISS_TTL`` (a flood of joins
+    to absent rooms costs one store read per id and interval).
 """
 
 from __future__ import annotations
@@ -37,6 +50,9 @@ import contextlib
 import copy
 import logging
 import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from livecast.backplane.broker import (
@@ -65,11 +81,14 @@ log = logging.getLogger("livecast.cluster")
 
 Held = tuple[str, Outgoing, Priority, Fate]  # a Delivered fate waiting for its publish
 LEASE_TTL = 3.0         # seconds a room's lease lasts unless renewed
-LOOP_INTERVAL = 1.0     # the membership loop: leases, heartbeat, online counts
+LOOP_INTERVAL = LEASE_TTL / 3  # the membership loop: leases, heartbeat, online counts
 HEARTBEAT_TTL = 5.0     # a process silent this long is gone (its members leave the count)
 FORWARD_GRACE = 3.0     # beyond the longest wait, a forwarded send is answered 10002
 RETRY_INFO = "the room's owner is unavailable: retry"
 AWAY_INFO = "the cluster's Redis is unavailable: retry"
+CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most (Redis away)
+MISS_TTL = 1.0          # a group id found nowhere is not looked up again for this long
+MAX_MISSES = 10_000     # group ids remembered as missing
 
 
 def new_node_id() -> str:
@@ -103,6 +122,11 @@ class ClusterLink:
         # forwarded sends still unanswered -> (their timeout, room, owner sent to)
         self.forwarded: dict[Address, tuple[asyncio.TimerHandle, str, str]] = {}
         self.redis_ok = True  # the last call to Redis succeeded
+        # a batch goes straight to the hub's fan-out (no call in between: every tick)
+        self.on_batch: Callable[[str, bytes, bytes | None], None] = node.hub.fan
+        self.renewed_at = time.monotonic()  # the start of the last lease round that answered
+        self._misses: OrderedDict[str, float] = OrderedDict()  # group id -> until (monotonic)
+        self._lookups: dict[str, asyncio.Task[bool]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -117,11 +141,17 @@ class ClusterLink:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for gid, token in list(self.tokens.items()):
-            with contextlib.suppress(BrokerError):
-                await self.broker.release_lease(gid, self.node_id, token)
+        try:  # bounded: Redis may be gone (the leases then expire by themselves)
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                for gid, token in list(self.tokens.items()):
+                    with contextlib.suppress(BrokerError):
+                        await self.broker.release_lease(gid, self.node_id, token)
+        except TimeoutError:
+            log.warning("cluster: leases not given up within %.0f s", CLOSE_TIMEOUT)
         for handle, _gid, _owner in self.forwarded.values():
             handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         await self.broker.close()
 
     def spawn(self, work: Any) -> None:
@@ -135,8 +165,12 @@ class ClusterLink:
             log.warning("cluster task failed: %r", task.exception())
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(LOOP_INTERVAL)
+        while True:  # every third of the lease's life, from the last round's start
+            await asyncio.sleep(max(0.0, self.renewed_at + LOOP_INTERVAL - time.monotonic()))
+            late = time.monotonic() - self.renewed_at
+            if late > LEASE_TTL:
+                log.warning("cluster: the membership loop ran %.1f s late: leases kept "
+                            "unless taken over", late - LOOP_INTERVAL)
             try:
                 await self.sweep()
             except (BrokerError, StoreError) as err:
@@ -147,8 +181,9 @@ class ClusterLink:
 
     async def sweep(self) -> None:
         """Leases (renew the held, take the ownerless), heartbeat, online counts."""
-        for gid in list(self.node.rooms):
-            await self._lease(gid)
+        started = time.monotonic()
+        await self._leases()
+        self.renewed_at = started
         hub = self.node.hub
         online = {gid: len(room.members) for gid, room in hub.rooms.items() if room.members}
         await self.broker.heartbeat(self.node_id, {"online": online, "owns": sorted(self.tokens)},
@@ -182,6 +217,22 @@ class ClusterLink:
         except BrokerError as err:
             log.warning("lease of %s: %s", gid, err)
 
+    async def _leases(self) -> None:
+        """Every room's lease in two round trips at most (invariant 8): renew
+        those held here, then try to take the others."""
+        rooms = list(self.node.rooms)
+        held = {gid: self.tokens[gid] for gid in rooms if gid in self.tokens}
+        if held:
+            renewed = await self.broker.renew_leases(self.node_id, held, LEASE_TTL)
+            for gid, token in held.items():
+                if gid not in renewed and self.tokens.get(gid) == token:
+                    self.lost(gid)
+        free = [gid for gid in rooms if gid not in self.tokens]
+        if free:
+            got = await self.broker.acquire_leases(self.node_id, free, LEASE_TTL)
+            for gid, answer in got.items():
+                await self._answered(gid, answer)
+
     async def _lease(self, gid: str) -> None:
         token = self.tokens.get(gid)
         if token is not None:
@@ -189,14 +240,19 @@ class ClusterLink:
                 return
             self.lost(gid)
         token = await self.broker.acquire_lease(gid, self.node_id, LEASE_TTL)
-        if token is None:
-            owner = await self.broker.owner_of(gid)
-            if owner is not None:
+        await self._answered(gid, token if token is not None
+                             else await self.broker.owner_of(gid))
+
+    async def _answered(self, gid: str, answer: int | str | None) -> None:
+        """An acquire's answer: our token, or the node holding the lease."""
+        if not isinstance(answer, int):
+            if answer is not None:
                 old = self.owners.get(gid)
-                self.owners[gid] = owner
-                if old != owner:
+                self.owners[gid] = answer
+                if old != answer:
                     self._owner_changed(gid, old)
             return
+        token = answer
         room = self.node.rooms.get(gid)
         if room is None:
             await self.broker.release_lease(gid, self.node_id, token)
@@ -290,16 +346,26 @@ class ClusterLink:
     def fate_elsewhere(self, address: Address, fate: Fate) -> None:
         self.spawn(self._send_control(address.node, FateNotice(address, fate)))
 
-    def publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
-                held: list[Held]) -> None:
-        """One tick's batch, once across Redis; ``held``: its messages' Delivered
-        fates, answered only once the publish is accepted under this process's
-        lease (else they fail with 10002 "retry": nothing acknowledged is lost)."""
+    def publish(self, gid: str, full: bytes, lite: bytes | None,
+                seq_end: int) -> list[Held] | None:
+        """One tick's batch, once across the broker.  None: published at once
+        (invariant 9), its fates are answered as they come.  Else the list
+        where its messages' Delivered fates are to be held: answered only once
+        the publish is accepted under this process's lease (else they fail
+        with 10002 "retry": nothing acknowledged is lost)."""
         token = self.tokens.get(gid)
-        if token is None:
-            self.spawn(self._answer_held(held, False))
-            return
-        self.spawn(self._publish(gid, full, lite, seq_end, token, held))
+        held: list[Held] = []
+        if token is not None:
+            done = self.broker.publish_now(gid, full, lite, seq_end, token)
+            if done:
+                return None
+            if done is None:
+                self.spawn(self._publish(gid, full, lite, seq_end, token, held))
+                return held
+            if self.tokens.get(gid) == token:  # deposed
+                self.lost(gid)
+        asyncio.get_running_loop().call_soon(self._answer_held, held, False)
+        return held
 
     async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
                        token: int, held: list[Held]) -> None:
@@ -313,9 +379,9 @@ class ClusterLink:
             log.warning("publish of %s: %s", gid, err)
             self.redis_away()
         finally:
-            await self._answer_held(held, published)
+            self._answer_held(held, published)
 
-    async def _answer_held(self, held: list[Held], published: bool) -> None:
+    def _answer_held(self, held: list[Held], published: bool) -> None:
         for gid, msg, priority, fate in held:
             self.node.settle_now(gid, msg, priority,
                                  fate if published else Failed(Code.INTERNAL, RETRY_INFO))
@@ -337,9 +403,7 @@ class ClusterLink:
         return self.remote_online.get(gid, 0)
 
     # ---------------------------------------------------------------- EventHandler
-    def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
-        self.node.hub.fan(group_id, full, lite)
-        self.node.history.on_batch(group_id, full)
+    # on_batch: the hub's ``fan`` itself (set in __init__)
 
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
         msg = outgoing_of(message.message, message.reply_to)
@@ -365,9 +429,7 @@ class ClusterLink:
             self.node.kicks.record_kick(user, at)
 
     def on_tips(self, origin: str, message: Tips) -> None:
-        if origin == self.node_id:
-            self.node.hub.push_tips(message.group_id, message.tips)
-        else:
+        if origin != self.node_id:  # pushed at once where it was made (node.push_tips)
             self.spawn(self._reload_then_push(message))
 
     async def _reload_then_push(self, message: Tips) -> None:
@@ -392,6 +454,35 @@ class ClusterLink:
         burst = s.room_burst if group.burst is None else group.burst
         if (rate, burst) != (room.sched.rate, room.sched.burst):
             room.sched.configure(rate, burst, self.node.clock())
+
+    async def find(self, gid: str) -> bool:
+        """True once the room is known here, loaded from the store if another
+        process just created it (invariant 10)."""
+        if gid in self.node.rooms:
+            return True
+        until = self._misses.get(gid)
+        if until is not None:
+            if until > time.monotonic():
+                return False
+            del self._misses[gid]
+        lookup = self._lookups.get(gid)
+        if lookup is None:
+            lookup = self._lookups[gid] = asyncio.create_task(self._look_up(gid))
+            lookup.add_done_callback(lambda _t: self._lookups.pop(gid, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, gid: str) -> bool:
+        try:
+            await self.reload(gid)
+        except StoreError as err:
+            log.warning("looking %s up: %s", gid, err)
+            return gid in self.node.rooms
+        if gid in self.node.rooms:
+            return True
+        self._misses[gid] = time.monotonic() + MISS_TTL
+        if len(self._misses) > MAX_MISSES:
+            self._misses.popitem(last=False)
+        return False
 
     def on_member_tips(self, origin: str, message: MemberTips) -> None:
         if origin != self.node_id:  # this process's own are in its flush already

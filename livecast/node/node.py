@@ -6,8 +6,11 @@
   here.
 - ``hub``: ``LocalHub`` (hub.py): this process's connections, sessions,
   members, fan-out and tips.
+- ``link``: ``ClusterLink`` (cluster.py) on this process's broker: the
+  in-memory one when the process is alone, Redis in a cluster (then also
+  ``cluster``).  One code path either way: leases, publish, controls, tips.
 - collaborators, injected and owned by the app's lifecycle (gateway/app.py):
-  ``store`` (durable room state), ``backplane``, ``webhooks``, ``clock``.
+  ``store`` (durable room state), ``broker``, ``webhooks``, ``clock``.
 
 Invariants:
 1. Stored before acknowledged: a change of a room's state (profile, custom
@@ -36,9 +39,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from livecast.backplane.base import Backplane
-from livecast.backplane.broker import Destroy, Kick, Tips
-from livecast.backplane.memory import MemoryBackplane
+from livecast.backplane.broker import Broker, Destroy, Kick, Tips
+from livecast.backplane.memory_broker import MemoryBroker
 from livecast.core.callbacks import DROP_REASON
 from livecast.core.fate import (
     Address,
@@ -93,20 +95,21 @@ class LoopTimers:
 class Node:
     def __init__(self, settings: Settings, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.time, kicks: KickTimes | None = None, *,
-                 store: Store | None = None, backplane: Backplane | None = None,
+                 store: Store | None = None, broker: Broker | None = None,
                  webhooks: Webhooks | None = None, timers: Timers | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.kicks: KickTimes = kicks or MemoryKickTimes()  # UserSig revocation
         self.store: Store = store or MemoryStore()
-        self.backplane: Backplane = backplane or MemoryBackplane()
         self.webhooks = webhooks or Webhooks(settings, self.metrics.registry, clock)
         self.hooks = Hooks(self.webhooks, clock)
         self.hub = LocalHub(settings, self.metrics, self.hooks)
         self.timers: Timers = timers or LoopTimers()
         self.rooms: dict[str, RoomOwner] = {}
-        self.cluster: ClusterLink | None = None  # set when this process is a cluster member
+        # this process's link to its broker; ``cluster`` too when it is shared
+        self.link = ClusterLink(self, broker or MemoryBroker(node_id=""))
+        self.cluster: ClusterLink | None = None
         self.epoch = int(clock() * 1000)
         self.history = HistoryBook(settings, clock, self.epoch)  # node/history.py
         # each message offered to a room that has a before-send callback (node/likes.py)
@@ -128,18 +131,27 @@ class Node:
         for user, at in snap.kicks.items():
             self.kicks.record_kick(user, at)
         self.metrics.rooms.set(len(self.rooms))
+        self.hub.watch = self.link.watch
+        self.hub.announce = self.link.announce_members
+        self.hub.online_of = self.online
         if self.cluster is not None:
-            self.hub.watch = self.cluster.watch
-            self.hub.announce = self.cluster.announce_members
-            self.hub.online_of = self.online
             self._follow_history(self.cluster)
-            await self.cluster.start()
+        await self.link.start()
         return len(snap.groups)
+
+    def join_cluster(self, broker: Broker) -> None:
+        """This process is a member of a cluster on ``broker`` (before ``start``)."""
+        self.link = self.cluster = ClusterLink(self, broker)
+        fan, keep = self.hub.fan, self.history.on_batch
+
+        def on_batch(group_id: str, full: bytes, lite: bytes | None) -> None:
+            fan(group_id, full, lite)
+            keep(group_id, full)  # every process's ring follows the batches (node/history.py)
+        self.link.on_batch = on_batch
 
     async def ready(self) -> bool:
         return (not self.hub.draining and await self.store.ping()
-                and await self.backplane.ready()
-                and (self.cluster is None or await self.cluster.broker.ready()))
+                and await self.link.broker.ready())
 
     @property
     def settings(self) -> Settings:
@@ -206,15 +218,13 @@ class Node:
         group = Group.create(group_id, owner, self.clock(), fields)
         self._reserved.add(group_id)
         try:
-            if self.cluster is not None:
-                await self._unique(group_id, owner)
+            await self._unique(group_id, owner)
             await self._store(self.store.put_group(group_record(group)))
         finally:
             self._reserved.discard(group_id)
         self._own(group)
-        if self.cluster is not None:
-            await self.cluster.sweep_room(group_id)
-            self.cluster.announce(Tips(group_id, []))  # the others load it
+        await self.link.sweep_room(group_id)
+        self.link.announce(Tips(group_id, []))  # the others load it
         self.metrics.rooms.set(len(self.rooms))
         log.info("room created: %s", group_id)
         if operator is not None:
@@ -250,8 +260,7 @@ class Node:
 
     def online(self, group_id: str) -> int:
         """Members of the room on this process, and on the others of the cluster."""
-        local = self.hub.online(group_id)
-        return local if self.cluster is None else local + self.cluster.online(group_id)
+        return self.hub.online(group_id) + self.link.online(group_id)
 
     async def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
@@ -260,8 +269,7 @@ class Node:
         if self.rooms.get(group_id) is not room:
             return  # destroyed meanwhile
         self.drop_room(group_id)
-        if self.cluster is not None:
-            self.cluster.announce(Destroy(group_id))
+        self.link.announce(Destroy(group_id))
         self.hooks.destroyed(room.group, client_ip)
         log.info("room destroyed: %s", group_id)
 
@@ -357,15 +365,13 @@ class Node:
         for user in users:
             if self.kick_user(user, "banned", group_id):
                 kicked.append(user)  # once, however many sessions it had
-            if self.cluster is not None:
-                self.cluster.announce(Kick(user, "banned", group_id))
+            self.link.announce(Kick(user, "banned", group_id))
         self.hooks.kicked(group_id, kicked, operator, client_ip)
 
     def kick_everywhere(self, user: str, reason: str) -> None:
         """Close every session of ``user``, on every process of the cluster."""
         self.kick_user(user, reason)
-        if self.cluster is not None:
-            self.cluster.announce(Kick(user, reason))
+        self.link.announce(Kick(user, reason))
 
     def kick_user(self, user: str, reason: str, group_id: str = "") -> bool:
         """Close ``user``'s sessions on this process (those in ``group_id``, or
@@ -414,8 +420,7 @@ class Node:
 
     def _changed(self, group_id: str) -> None:
         """A change with no tip of its own: the other processes reload the room."""
-        if self.cluster is not None:
-            self.cluster.announce(Tips(group_id, []))
+        self.link.announce(Tips(group_id, []))
 
     def system_notification(self, group_id: str, content: str) -> None:
         self.room(group_id)
@@ -460,8 +465,8 @@ class Node:
 
     def login(self, conn: Connection, user: str) -> None:
         self.hub.login(conn, user)
-        if self.cluster is not None and not self.settings.multi_login:
-            self.cluster.announce(Kick(user, "multiLogin"))  # its sessions on other processes
+        if not self.settings.multi_login:
+            self.link.announce(Kick(user, "multiLogin"))  # its sessions on other processes
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
         return self.hub.set_profile(user, nick, avatar)
@@ -469,7 +474,11 @@ class Node:
     async def enter(self, conn: Connection, group_id: str,
                     args: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A join asked by a client: the before-join callback first (logged-in
-        users only; guests have no account to report), then ``join``."""
+        users only; guests have no account to report), then ``join``.  A room
+        not known here may have just been created on another process: looked up
+        first (cluster.py, invariant 10)."""
+        if group_id not in self.rooms:
+            await self.link.find(group_id)
         room = self.room(group_id)
         if args is not None and self.join_waits(args):
             await self.history.ready(group_id)  # cluster: one read per room (node/history.py)
@@ -583,13 +592,13 @@ class Node:
     def submit(self, group_id: str, msg: Outgoing) -> None:
         """Offer an admitted message to its room's owner (after webhooks)."""
         room = self.room(group_id)
-        if self.cluster is not None:
-            if not self.cluster.available():  # Redis away: an explicit retry, at once
+        link = self.link
+        if group_id not in link.tokens or not (link.redis_ok and link.broker.connected()):
+            if not link.available():  # Redis away: an explicit retry, at once
                 self.answer(msg, Failed(Code.INTERNAL, AWAY_INFO))
                 return
-            if not self.cluster.owns(group_id):
-                self.cluster.forward(group_id, msg)  # the owner counts, schedules, answers
-                return
+            link.forward(group_id, msg)  # the owner counts, schedules, answers
+            return
         if self.on_admit is not None and msg.before_callback:
             self.on_admit(group_id, msg)  # before rate limiting, as before-send sees it
         self.metrics.hot.admitted[msg.priority] += 1
@@ -631,13 +640,15 @@ class Node:
 
     # ----------------------------------------------------------- the owners' events
     def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
-        if self.cluster is not None:  # once across Redis; every subscriber fans it out
-            held: list[Any] = []  # this tick's Delivered fates, answered once published
-            self._held[owner.group_id] = held
-            self.cluster.publish(owner.group_id, full, lite, owner.sched.next_seq - 1, held)
-            return
-        self.backplane.publish(owner.group_id, full, lite)
-        self.hub.fan(owner.group_id, full, lite)
+        """Once across the broker; every subscriber (this process too) fans it
+        out.  Published at once (in memory): nothing held, the batch is written
+        already.  Else this tick's Delivered fates wait for the publish."""
+        gid = owner.group_id
+        held = self.link.publish(gid, full, lite, owner.sched.next_seq - 1)
+        if held is not None:
+            self._held[gid] = held
+        elif self._held:
+            self._held.pop(gid, None)
 
     def ticked(self, seconds: float) -> None:
         self.metrics.hot.ticked(seconds)
@@ -645,7 +656,7 @@ class Node:
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
         """A message's fate: counted, answered at its address, reported.  In a
         cluster a delivery waits for its tick's publish (cluster.py)."""
-        if self.cluster is not None and isinstance(fate, Delivered):
+        if self._held and isinstance(fate, Delivered):
             held = self._held.get(group_id)
             if held is not None:
                 held.append((group_id, msg, priority, fate))
@@ -670,8 +681,8 @@ class Node:
         address = msg.reply_to
         if address is None:
             return
-        if self.cluster is not None and address.node and address.node != self.cluster.node_id:
-            self.cluster.fate_elsewhere(address, fate)
+        if address.node and address.node != self.link.node_id:
+            self.link.fate_elsewhere(address, fate)
             return
         self.answer_local(address, fate)
 
@@ -695,10 +706,8 @@ class Node:
     def push_tips(self, group_id: str, tips: list[dict[str, Any]]) -> None:
         """Tips for the whole room: to this process's members, and in a cluster
         to every process's (each reloads the room from the store first)."""
-        if self.cluster is not None:
-            self.cluster.announce(Tips(group_id, tips))
-        else:
-            self.hub.push_tips(group_id, tips)
+        self.hub.push_tips(group_id, tips)  # here at once; the others reload first
+        self.link.announce(Tips(group_id, tips))
 
     def _flush_tips(self) -> None:
         self.hub.flush_tips()
@@ -713,15 +722,13 @@ class Node:
     @property
     def node_id(self) -> str:
         """This process in its cluster ("" alone): fates are addressed to it."""
-        return "" if self.cluster is None else self.cluster.node_id
+        return self.link.node_id
 
     async def close_collaborators(self) -> None:
         for room in self.rooms.values():
             room.close(Code.INTERNAL)
-        if self.cluster is not None:
-            await self.cluster.close()
+        await self.link.close()
         await self.webhooks.close()
         if self.history.store is not None:
             await self.history.store.close()
-        await self.backplane.close()
         await self.store.close()

@@ -191,3 +191,63 @@ async def test_ready_and_close(backend: Backend) -> None:
     assert token is not None and await b.publish("room", b"after close", None, 1, token)
     await b.control(ALL, Destroy("room"))
     assert heard.batches == [] and heard.controls == []
+
+
+async def test_many_leases_are_taken_and_renewed_at_once(backend: Backend) -> None:
+    a, _ = await backend.node("a")
+    b, _ = await backend.node("b")
+    rooms = [f"room-{i}" for i in range(12)]  # over every master of a cluster
+    got = await a.acquire_leases("a", rooms, TTL)
+    assert set(got) == set(rooms) and all(isinstance(t, int) for t in got.values())
+    tokens = {gid: int(t) for gid, t in got.items() if isinstance(t, int)}
+    assert await a.acquire_leases("a", rooms[:2], TTL) == {g: tokens[g] for g in rooms[:2]}
+    assert await b.acquire_leases("b", rooms, TTL) == dict.fromkeys(rooms, "a")  # the holder
+    assert await a.renew_leases("a", tokens, TTL) == set(rooms)
+    assert await b.renew_leases("b", tokens, TTL) == set()  # not its leases
+    assert await a.release_lease(rooms[0], "a", tokens[rooms[0]])
+    took = await b.acquire_leases("b", rooms[:1], TTL)
+    assert isinstance(took[rooms[0]], int)
+    assert await a.renew_leases("a", tokens, TTL) == set(rooms[1:])  # taken over: not renewed
+    assert await a.renew_leases("a", {}, TTL) == set()
+    assert await a.acquire_leases("a", [], TTL) == {}
+
+
+async def test_a_late_renewal_keeps_a_lease_nobody_took_with_its_token(
+        backend: Backend) -> None:
+    """A starved owner renews after its lease expired: kept if nobody took the
+    room meanwhile (the fence is still its token), lost if somebody did."""
+    a, _ = await backend.node("a")
+    b, _ = await backend.node("b")
+    first = await a.acquire_lease("room", "a", 0.2)
+    assert first is not None
+
+    async def expired() -> bool:
+        return await a.owner_of("room") is None
+
+    await until_true(expired)
+    assert await a.renew_leases("a", {"room": first}, TTL) == {"room"}
+    assert await b.owner_of("room") == "a"
+    assert await b.acquire_lease("room", "b", TTL) is None
+    assert await a.publish("room", b"kept", None, 1, first)  # the same token still fences
+    assert await a.renew_lease("room", "a", first, 0.2)
+    await until_true(expired)
+    second = await b.acquire_lease("room", "b", TTL)
+    assert second is not None and second > first
+    assert await a.renew_leases("a", {"room": first}, TTL) == set()
+    assert not await a.renew_lease("room", "a", first, TTL)
+    assert await a.owner_of("room") == "b"
+
+
+async def test_publish_now_is_done_at_once_in_memory_and_declined_on_redis(
+        backend: Backend) -> None:
+    a, heard = await backend.node("a")
+    await a.subscribe("room")
+    token = await a.acquire_lease("room", "a", TTL)
+    assert token is not None
+    done = a.publish_now("room", b"now", None, 1, token)
+    if backend.target is None:  # in memory: handed to this process before it returns
+        assert done is True and [full for _, full, _ in heard.batches] == [b"now"]
+        assert a.publish_now("room", b"stale", None, 2, token + 1) is False
+        assert await a.last_seq("room") == 1
+    else:  # a round trip: the caller awaits ``publish`` instead
+        assert done is None and await a.last_seq("room") == 0

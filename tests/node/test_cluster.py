@@ -185,3 +185,23 @@ async def test_the_broadcast_limit_is_the_clusters(cluster: list[Server]) -> Non
         a.rest("group_open_http_svc", "send_broadcast_msg", body),
         b.rest("group_open_http_svc", "send_broadcast_msg", dict(body, Random=2)))
     assert sorted(r["ErrorCode"] for r in answers) == [0, 10023], answers
+
+
+async def test_a_room_created_on_one_process_is_joined_at_once_on_another(
+        cluster: list[Server]) -> None:
+    """No 10010 in the moment before the other processes hear of a new room:
+    a join on another process looks the room up in the store."""
+    a, b, c = cluster
+    joiners = [(await s.client(f"j{s.port}"))[0] for s in (b, c)]
+    try:
+        for i in range(5):
+            gid = f"fresh-{i}"
+            await a.ok("group_open_http_svc", "create_group",
+                       {"Type": "AVChatRoom", "GroupId": gid, "Name": "fresh"})
+            answers = await asyncio.gather(*(j.join(gid) for j in joiners))
+            assert [r["code"] for r in answers] == [0, 0], answers
+        missing = await asyncio.gather(*(j.join("absent") for j in joiners))
+        assert [r["code"] for r in missing] == [10010, 10010], missing
+    finally:
+        for j in joiners:
+            await j.close()

@@ -189,6 +189,14 @@ def _ws_frames(data: bytes) -> list[dict[str, Any]]:
 
 async def test_node_degrades_a_lagging_member_then_sheds_it(members: list[Member]) -> None:
     node = Node(replace(Settings(), room_rate=100, room_burst=100))
+    await node.start()  # its broker delivers the room's batches to this process
+    try:
+        await _degrade_then_shed(node, members)
+    finally:
+        await node.close_collaborators()
+
+
+async def _degrade_then_shed(node: Node, members: list[Member]) -> None:
     await node.create_group("administrator", {"Name": "r"}, "r")
     fast, lagging = await member(members), await member(members)
     for m, user in ((fast, "fast"), (lagging, "lagging")):

@@ -160,8 +160,8 @@ def _echo(code: int) -> int:
 class Session:
     """One connection's protocol state, budgets and rules (module docstring)."""
 
-    __slots__ = ("deadline", "failure", "flood", "inbox", "limiter", "limits", "ops", "phase",
-                 "reader", "violations")
+    __slots__ = ("closing", "deadline", "failure", "flood", "inbox", "limiter", "limits", "ops",
+                 "phase", "reader", "violations")
 
     def __init__(self, limits: Limits, ops: Mapping[str, HasSpec], now: float) -> None:
         self.limits = limits
@@ -174,6 +174,7 @@ class Session:
         self.deadline = now + limits.login_timeout  # for a login or a guest join
         self.inbox: list[tuple[int, bytes]] | None = None  # received, newest first
         self.failure: WsError | None = None  # broken framing, acted on after the inbox
+        self.closing = False  # this object decided to close (the node may have, too)
 
     # ---------------------------------------------------------------- input
     def receive_data(self, data: bytes) -> None:
@@ -194,7 +195,7 @@ class Session:
             opcode, payload = inbox.pop()
             if opcode == OP_CLOSE:
                 return self._peer_closed(payload)
-            if closing:
+            if closing or self.closing:
                 return []
             return self.on_frame(opcode, payload, now, outbox)
         if self.failure is not None:
@@ -220,6 +221,7 @@ class Session:
     def login_expired(self, now: float) -> list[Action]:
         """At ``deadline``: close 4002 when neither logged in nor a guest."""
         if self.phase is Phase.OPEN and now >= self.deadline - DEADLINE_SLACK:
+            self.closing = True
             return [CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
         return []
 
@@ -238,7 +240,7 @@ class Session:
 
     def _on_text(self, payload: bytes, now: float, outbox: Outbox) -> list[Action]:
         if outbox() > self.limits.outbox_hard_bytes:
-            return [SHED]
+            return self._shed()
         parsed = parse_frame(payload, self.ops)
         if isinstance(parsed, Request):
             return [parsed] if self.limiter.try_take(now) else self._flood(now, parsed.id)
@@ -252,7 +254,7 @@ class Session:
         """A ping costs a token like any request; its pong shares the outbox."""
         size = outbox()
         if size > self.limits.outbox_hard_bytes:
-            return [SHED]
+            return self._shed()
         if not self.limiter.try_take(now):
             return self._flood(now, None)
         return [Write(frame(payload, OP_PONG))] if size <= self.limits.outbox_soft_bytes else []
@@ -263,6 +265,7 @@ class Session:
         if rid is not None:
             actions.append(Reply(reply(rid, code, info)))
         if self.violations >= self.limits.violation_limit:
+            self.closing = True
             actions.append(CloseWith(Close.VIOLATIONS, "too many protocol violations"))
         return actions
 
@@ -272,14 +275,21 @@ class Session:
         if rid is not None:
             actions.append(Reply(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down")))
         if over:
+            self.closing = True
             actions.append(CloseWith(Close.FLOOD, "flood"))
         return actions
 
     # ---------------------------------------------------------------- endings
+    def _shed(self) -> list[Action]:
+        """Answers share the bounded outbox: a client past the hard limit (one
+        that sends but never reads) is shed, as fan-out does."""
+        self.closing = True
+        return [SHED]
+
     def _peer_closed(self, payload: bytes) -> list[Action]:
         """RFC 6455 section 7.1.1: the close is echoed and, the server closing
         first, the TCP connection closed; nothing after it is read."""
-        self.inbox, self.failure = None, None
+        self.inbox, self.failure, self.closing = None, None, True
         try:
             code = close_code(payload)
         except WsError:  # checked by the reader already; a Drain gives b""
@@ -292,7 +302,7 @@ class Session:
         finds it in the broken stream), at once when the framing is lost.
         Input is read until then, not left unread: closing a socket with
         unread input resets it, and the reset could discard the close frame."""
-        self.failure = None
+        self.failure, self.closing = None, True
         self.reader = Drain()
         self.receive_data(err.rest)
         return [CloseWith(err.code, err.reason)]

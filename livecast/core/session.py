@@ -13,8 +13,8 @@ Inputs, all from the shell (``gateway/ws.py``):
   (its handler answered); a login or a guest's join moves the phase;
 - ``refusal(needs)``: asked when a request is carried out, what its op needs
   of the phase;
-- ``login_expired(now)``: the login deadline the object reported
-  (``deadline``) has come.
+- ``opened(now)`` / ``login_expired()``: the object reports the login
+  deadline, the shell arms a timer for it and says when it has come.
 
 Outputs (actions, in the order they are to be carried out): a ``Request`` to
 dispatch to the node, a ``Reply`` to send, a ``Write`` of a frame (a pong),
@@ -42,8 +42,13 @@ Invariants:
    1007, 1008, 1009) and the rest is only walked for the peer's close
    (``wsframe.Drain``).
 8. The phase only moves forward: OPEN (upgraded) -> GUEST (joined a room
-   without a login) -> USER (logged in); OPEN -> USER.  Rooms are the
-   node's (``Connection.rooms``).  In OPEN at ``deadline``: close 4002.
+   without a login) -> USER (logged in), OPEN -> USER, and any phase ->
+   CLOSING once this object decides to close (CLOSING is the last).  Rooms
+   are the node's (``Connection.rooms``).  Still OPEN at the login deadline
+   (``opened``): close 4002.
+9. Idle, a session holds its reader, its bucket and nothing it does not need
+   yet: the flood score is made at the first refusal (docs/benchmarks.md,
+   "Memory").
 
 Pure: no clock reads, no I/O; ``now`` is passed in.
 """
@@ -79,9 +84,6 @@ from livecast.core.wsframe import (
 )
 from livecast.errors import Close, Code
 
-#: Timers may fire this much before the deadline they were armed for.
-DEADLINE_SLACK = 0.01
-
 
 class Limits(Protocol):
     """The settings a session reads (``livecast.settings.Settings`` has them)."""
@@ -106,6 +108,7 @@ class Phase(Enum):
     OPEN = "open"  # upgraded (the 101 is written), not logged in, in no room
     GUEST = "guest"  # joined a room without a login
     USER = "user"  # logged in
+    CLOSING = "closing"  # this object decided to close (the node may close it too)
 
 
 # the phase after a request carried out (invariant 8), as h11 draws its
@@ -160,21 +163,19 @@ def _echo(code: int) -> int:
 class Session:
     """One connection's protocol state, budgets and rules (module docstring)."""
 
-    __slots__ = ("closing", "deadline", "failure", "flood", "inbox", "limiter", "limits", "ops",
-                 "phase", "reader", "violations")
+    __slots__ = ("failure", "flood", "inbox", "limiter", "limits", "ops", "phase", "reader",
+                 "violations")
 
     def __init__(self, limits: Limits, ops: Mapping[str, HasSpec], now: float) -> None:
         self.limits = limits
         self.ops = ops
         self.reader = Reader(MAX_FRAME_BYTES)
         self.limiter = TokenBucket(limits.req_rate, limits.req_burst, now)
-        self.flood = FloodScore(flood_limit(limits.req_burst))
+        self.flood: FloodScore | None = None  # made at the first refusal: none while idle
         self.violations = 0
         self.phase = Phase.OPEN
-        self.deadline = now + limits.login_timeout  # for a login or a guest join
         self.inbox: list[tuple[int, bytes]] | None = None  # received, newest first
         self.failure: WsError | None = None  # broken framing, acted on after the inbox
-        self.closing = False  # this object decided to close (the node may have, too)
 
     # ---------------------------------------------------------------- input
     def receive_data(self, data: bytes) -> None:
@@ -195,7 +196,7 @@ class Session:
             opcode, payload = inbox.pop()
             if opcode == OP_CLOSE:
                 return self._peer_closed(payload)
-            if closing or self.closing:
+            if closing or self.phase is Phase.CLOSING:
                 return []
             return self.on_frame(opcode, payload, now, outbox)
         if self.failure is not None:
@@ -218,10 +219,17 @@ class Session:
             return Code.NO_PERMISSION, "guests are not allowed: login first"
         return None
 
-    def login_expired(self, now: float) -> list[Action]:
-        """At ``deadline``: close 4002 when neither logged in nor a guest."""
-        if self.phase is Phase.OPEN and now >= self.deadline - DEADLINE_SLACK:
-            self.closing = True
+    def opened(self, now: float) -> float:
+        """The login deadline of a connection upgraded at ``now``: the time by
+        which it must have logged in or joined as a guest.  The shell arms a
+        timer for it, and calls ``login_expired`` when it fires."""
+        return now + self.limits.login_timeout
+
+    def login_expired(self) -> list[Action]:
+        """The login deadline has come: close 4002 when neither logged in nor
+        a guest."""
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.CLOSING
             return [CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
         return []
 
@@ -265,17 +273,20 @@ class Session:
         if rid is not None:
             actions.append(Reply(reply(rid, code, info)))
         if self.violations >= self.limits.violation_limit:
-            self.closing = True
+            self.phase = Phase.CLOSING
             actions.append(CloseWith(Close.VIOLATIONS, "too many protocol violations"))
         return actions
 
     def _flood(self, now: float, rid: int | str | None) -> list[Action]:
-        over = self.flood.refused(now)
+        flood = self.flood
+        if flood is None:
+            flood = self.flood = FloodScore(flood_limit(self.limits.req_burst))
+        over = flood.refused(now)
         actions: list[Action] = []
         if rid is not None:
             actions.append(Reply(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down")))
         if over:
-            self.closing = True
+            self.phase = Phase.CLOSING
             actions.append(CloseWith(Close.FLOOD, "flood"))
         return actions
 
@@ -283,13 +294,13 @@ class Session:
     def _shed(self) -> list[Action]:
         """Answers share the bounded outbox: a client past the hard limit (one
         that sends but never reads) is shed, as fan-out does."""
-        self.closing = True
+        self.phase = Phase.CLOSING
         return [SHED]
 
     def _peer_closed(self, payload: bytes) -> list[Action]:
         """RFC 6455 section 7.1.1: the close is echoed and, the server closing
         first, the TCP connection closed; nothing after it is read."""
-        self.inbox, self.failure, self.closing = None, None, True
+        self.inbox, self.failure, self.phase = None, None, Phase.CLOSING
         try:
             code = close_code(payload)
         except WsError:  # checked by the reader already; a Drain gives b""
@@ -302,7 +313,7 @@ class Session:
         finds it in the broken stream), at once when the framing is lost.
         Input is read until then, not left unread: closing a socket with
         unread input resets it, and the reset could discard the close frame."""
-        self.failure, self.closing = None, True
+        self.failure, self.phase = None, Phase.CLOSING
         self.reader = Drain()
         self.receive_data(err.rest)
         return [CloseWith(err.code, err.reason)]

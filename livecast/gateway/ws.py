@@ -322,7 +322,8 @@ class WsConnection(Connection, asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.node.attach(self)
-        asyncio.get_running_loop().call_at(self.session.deadline, _login_deadline, self)
+        loop = asyncio.get_running_loop()
+        loop.call_at(self.session.opened(loop.time()), _login_deadline, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -339,7 +340,7 @@ class WsConnection(Connection, asyncio.Protocol):
 
 
 def _login_deadline(conn: WsConnection) -> None:
-    for action in conn.session.login_expired(asyncio.get_running_loop().time()):
+    for action in conn.session.login_expired():
         _APPLY[type(action)](conn, action)
 
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from livecast.core.flood import flood_limit
 from livecast.core.protocol import Needs, Request
 from livecast.core.session import (
-    DEADLINE_SLACK,
     HANG_UP,
     SHED,
     VIOLATION,
@@ -261,14 +260,22 @@ def test_what_each_op_needs_of_the_phase() -> None:
 
 def test_the_login_deadline_closes_4002_only_in_the_open_phase() -> None:
     session = new(now=5.0)
-    assert session.deadline == 5.0 + LIMITS.login_timeout
-    assert session.login_expired(session.deadline - 2 * DEADLINE_SLACK) == []
-    assert session.login_expired(session.deadline) == [
-        CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
+    assert session.opened(5.0) == 5.0 + LIMITS.login_timeout
+    assert session.login_expired() == [CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
+    assert session.phase is Phase.CLOSING
+    assert run(session, PING) == []  # closing: nothing more is acted on
     for op in ("join", "login"):
         other = new(now=5.0)
         other.carried_out(op)
-        assert other.login_expired(other.deadline) == []
+        assert other.login_expired() == []
+
+
+def test_an_idle_session_has_no_flood_score_until_a_refusal() -> None:
+    session = new(replace(LIMITS, req_burst=1, req_rate=0.0))
+    run(session, PING)
+    assert session.flood is None
+    run(session, PING)
+    assert session.flood is not None and session.flood.score == 1.0
 
 
 # ------------------------------------------------------------------ properties

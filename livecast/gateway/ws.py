@@ -1,15 +1,22 @@
 """The WebSocket endpoint ``/v1/ws`` (docs/protocol.md): each upgraded socket
 is served by a ``WsConnection``, an asyncio protocol that is also the node's
-``Connection``.  Frames are read in ``data_received`` (livecast.core.wsframe),
-ops are dispatched through a table, and every reply is written through the
-transport (no await on the write path).  An idle member costs one object and
-its transport: no task, no queue, no timer (docs/design.md, "Connections").
+``Connection``, and a thin adapter around the connection's sans-I/O
+``core.session.Session``, which holds the rules (docs/design.md, "The
+connection, sans I/O"): bytes read go in with the loop's time, the actions
+that come out are carried out here, and the requests among them are
+dispatched through the op table ``OPS`` (one row per op).  Every reply is
+written through the transport (no await on the write path).  An idle member
+costs one object, its session and its transport: no task, no queue, no
+timer (docs/design.md, "Connections").
 
-Remote misbehaviour becomes a reply code or a close code:
+Remote misbehaviour becomes a reply code or a close code (the session
+decides all of them but 10006, the stall, admission control and the
+heartbeat, which are the shell's):
 - binary frames, non-JSON, unknown ops, wrong types: error reply (when the id
   can be told) and a violation; ``violation_limit`` of them close with 4009;
-- requests beyond the per-connection rate: reply 10023, and a connection that
-  keeps flooding past a second budget is closed with 4029;
+- frames beyond the per-connection rate, pings and pongs included: reply
+  10023, and a connection whose decaying flood score passes its limit
+  (core/flood.py) is closed with 4029;
 - more than ``MAX_WAITING`` requests waiting for earlier ones (webhooks on,
   see "Order of requests" below): reply 10006;
 - frames over 64 KiB: close 1009; broken framing: 1002; text that is not

@@ -236,7 +236,7 @@ _GROUP = (Field("groupId", _group_id),)
 _ATTR_SEQ = Field("attrSeq", _int)  # compare-and-set: the attrSeq the member last saw
 LOGIN = OpSpec((Field("sdkAppId", _int), Field("userId", _user_id), Field("userSig", _str)))
 GROUP = OpSpec(_GROUP)  # join, quit, getGroupInfo, getOnlineMemberNum
-JOIN = GROUP
+JOIN = GROUP  # a name of its own: join may take fields the others do not
 SEND = OpSpec(
     (
         *_GROUP,

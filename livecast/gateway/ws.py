@@ -340,8 +340,8 @@ class WsConnection(Connection, asyncio.Protocol):
         self.seen = time.monotonic()
         session = self.session
         session.receive_data(data)
-        now = asyncio.get_running_loop().time()
-        while (actions := session.next_actions(now, self.buffered, self.closing)) is not None:
+        now, outbox = asyncio.get_running_loop().time(), self.buffered
+        while (actions := session.next_actions(now, outbox, self.closing)) is not None:
             for action in actions:
                 _APPLY[type(action)](self, action)
 
@@ -382,12 +382,16 @@ def _dispatch(conn: WsConnection, req: Request) -> None:
         _chain(node, conn, req, row, after, turn)
         return
     try:
-        _allowed(conn, row)
+        if row.needs is not _ANY:
+            _allowed(conn, row)
         result = row.handler(node, conn, req)
     except Exception as exc:
         _failed(node, conn, req, exc)
         return
     _answer(conn, req, result)
+
+
+_ANY = Needs.ANY
 
 
 def _allowed(conn: WsConnection, row: Op) -> None:

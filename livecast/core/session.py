@@ -200,6 +200,7 @@ class Session:
             if closing or self.phase is _CLOSING:
                 return []
             return self.on_frame(opcode, payload, now, outbox)
+        self.inbox = None  # an idle session keeps no empty list
         if self.failure is not None:
             return self._fail(self.failure)
         return None

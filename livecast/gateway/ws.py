@@ -317,11 +317,12 @@ class WsConnection(Connection, asyncio.Protocol):
     frame (``closing``) input is drained unread, because closing a socket that
     still has unread input resets it, and the reset would discard the frame."""
 
-    __slots__ = ("node", "order", "seen", "session")
+    __slots__ = ("deadline", "node", "order", "seen", "session")
     session_type: type[Session] = Session
 
     def __init__(self, node: Node, transport: asyncio.Transport, peer: str) -> None:
         super().__init__(transport, peer)
+        self.deadline: asyncio.TimerHandle | None = None  # the login deadline's timer
         self.node = node
         self.seen = time.monotonic()
         self.session = self.session_type(node.settings, OPS, asyncio.get_running_loop().time())
@@ -330,10 +331,13 @@ class WsConnection(Connection, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.node.attach(self)
         loop = asyncio.get_running_loop()
-        loop.call_at(self.session.opened(loop.time()), _login_deadline, self)
+        self.deadline = loop.call_at(self.session.opened(loop.time()), _login_deadline, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.deadline is not None:  # a pending timer would hold the connection for
+            self.deadline.cancel()     # LIVECAST_LOGIN_TIMEOUT (docs/benchmarks.md, churn)
+            self.deadline = None
         self.node.lost(self)
 
     def data_received(self, data: bytes) -> None:

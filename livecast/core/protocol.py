@@ -4,7 +4,9 @@
 args with defaults filled in) or a ``FrameError`` (the reply code, and
 whether the frame counts toward the 4009 protocol-violation limit). It never
 raises, whatever the input: remote misbehaviour is a value (STYLE.md habit 1).
-Ops are dispatched through the ``OPS`` table (op -> field specs), not a ladder.
+The fields of each op are ``OpSpec`` values here; the one op table that
+holds them, row by row with the handlers (``livecast.gateway.ws.OPS``), is
+passed in, so a table, not a ladder, says which ops exist.
 
 Invariants and decisions (the contract page leaves these open):
 
@@ -15,7 +17,7 @@ Invariants and decisions (the contract page leaves these open):
   not bool) or a str of at most ``MAX_ID_CHARS`` characters. Any other id:
   10004, violation, ``id`` None. A frame without ``id`` parses normally but
   its ``FrameError`` has ``id`` None: only requests with an id get a reply.
-* No known ``op`` (missing, not a string, or not in ``OPS``): 10003
+* No known ``op`` (missing, not a string, or not in the op table): 10003
   BAD_COMMAND, violation, with the id.
 * Shape errors are violations, because a correct client never sends them:
   a missing required field, a field of the wrong JSON type (``null`` for a
@@ -40,8 +42,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Final
+from enum import Enum
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -214,6 +216,36 @@ class OpSpec:
                                                for f in self.fields))
 
 
+class Kind(Enum):
+    """An op's place in the order of a connection's requests (docs/protocol.md,
+    "Order of requests"; the rules are carried out by ``gateway.ws.Order``)."""
+
+    FREE = "free"  # answered at once (ping)
+    READ = "read"  # waits for the CHANGE and the READ before it
+    SEND = "send"  # waits for the CHANGE before it; sends reach the room in order
+    CHANGE = "change"  # waits for every earlier request; every later one waits for it
+
+
+class Needs(Enum):
+    """What an op needs of the connection's phase when it is carried out
+    (``core.session.Session.refusal``)."""
+
+    ANY = "any"
+    NO_LOGIN = "no login"  # login: not logged in yet
+    LOGIN = "login"  # the user's own profile: logged in
+    READER = "reader"  # a room's public reads: logged in, or guests allowed
+
+
+class HasSpec(Protocol):
+    """A row of an op table as ``parse_frame`` reads it: the op's fields."""
+
+    @property
+    def spec(self) -> OpSpec: ...
+
+
+# The fields of each op.  The op table itself (one row per op: these fields,
+# the handler, the hooked handler, the kind, what it needs) is
+# ``livecast.gateway.ws.OPS``; ``parse_frame`` takes it as an argument.
 _GROUP = (Field("groupId", _group_id),)
 # recent messages and recovery (docs/protocol.md, join): both optional
 _JOIN_HISTORY = (Field("history", lambda n, v: _ranged_int(n, v, 0, 1000), required=False),
@@ -221,43 +253,29 @@ _JOIN_HISTORY = (Field("history", lambda n, v: _ranged_int(n, v, 0, 1000), requi
                  Field("historyEpoch", lambda n, v: _ranged_int(n, v, 0, 2**63),
                        required=False))
 _ATTR_SEQ = Field("attrSeq", _int)  # compare-and-set: the attrSeq the member last saw
-_ATTR_WRITE = OpSpec((*_GROUP, Field("groupAttributes", _attr_map), _ATTR_SEQ))
-
-OPS: Mapping[str, OpSpec] = MappingProxyType(
-    {
-        "login": OpSpec(
-            (Field("sdkAppId", _int), Field("userId", _user_id), Field("userSig", _str))
-        ),
-        "join": OpSpec((*_GROUP, *_JOIN_HISTORY)),
-        "quit": OpSpec(_GROUP),
-        "send": OpSpec(
-            (
-                *_GROUP,
-                Field("msgBody", _msg_body),
-                Field("priority", _priority, required=False, default="Normal"),
-                Field("random", _uint32, required=False, default=0),
-                Field("cloudCustomData", _str, required=False, default=""),
-            ),
-            post=_send_size,
-        ),
-        "getGroupInfo": OpSpec(_GROUP),
-        "getOnlineMemberNum": OpSpec(_GROUP),
-        "setMyProfile": OpSpec(
-            (
-                Field("nick", _utf8_at_most(MAX_NICK_BYTES), required=False),
-                Field("avatar", _utf8_at_most(MAX_AVATAR_BYTES), required=False),
-            )
-        ),
-        "getMyProfile": OpSpec(),
-        "getGroupAttributes": OpSpec((*_GROUP, Field("keyList", _attr_keys, required=False))),
-        "setGroupAttributes": _ATTR_WRITE,
-        "initGroupAttributes": _ATTR_WRITE,
-        "deleteGroupAttributes": OpSpec(
-            (*_GROUP, Field("keyList", _attr_keys, required=False), _ATTR_SEQ)
-        ),
-        "ping": OpSpec(),
-    }
+LOGIN = OpSpec((Field("sdkAppId", _int), Field("userId", _user_id), Field("userSig", _str)))
+GROUP = OpSpec(_GROUP)  # join, quit, getGroupInfo, getOnlineMemberNum
+JOIN = OpSpec((*_GROUP, *_JOIN_HISTORY))  # join's own: the history fields
+SEND = OpSpec(
+    (
+        *_GROUP,
+        Field("msgBody", _msg_body),
+        Field("priority", _priority, required=False, default="Normal"),
+        Field("random", _uint32, required=False, default=0),
+        Field("cloudCustomData", _str, required=False, default=""),
+    ),
+    post=_send_size,
 )
+SET_PROFILE = OpSpec(
+    (
+        Field("nick", _utf8_at_most(MAX_NICK_BYTES), required=False),
+        Field("avatar", _utf8_at_most(MAX_AVATAR_BYTES), required=False),
+    )
+)
+NO_FIELDS = OpSpec()  # getMyProfile, ping
+GET_ATTRS = OpSpec((*_GROUP, Field("keyList", _attr_keys, required=False)))
+ATTR_WRITE = OpSpec((*_GROUP, Field("groupAttributes", _attr_map), _ATTR_SEQ))
+ATTR_DELETE = OpSpec((*_GROUP, Field("keyList", _attr_keys, required=False), _ATTR_SEQ))
 
 
 # -- parsing --------------------------------------------------------------------
@@ -334,8 +352,9 @@ def _parse_args(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def parse_frame(data: str | bytes) -> Request | FrameError:
-    """Parse one client frame; never raises (module docstring)."""
+def parse_frame(data: str | bytes, ops: Mapping[str, HasSpec]) -> Request | FrameError:
+    """Parse one client frame against the op table ``ops``; never raises
+    (module docstring)."""
     frame = _decode(data)
     if isinstance(frame, FrameError):
         return frame
@@ -344,10 +363,10 @@ def parse_frame(data: str | bytes) -> Request | FrameError:
         info = f"id must be an integer or a string of at most {MAX_ID_CHARS} characters"
         return FrameError(Code.BAD_PARAMETER, info, None, True)
     op = frame.get("op")
-    if not isinstance(op, str) or op not in OPS:
+    if not isinstance(op, str) or (row := ops.get(op)) is None:
         return FrameError(Code.BAD_COMMAND, "unknown op", rid, True)
     try:
-        args = _parse_args(OPS[op], frame)
+        args = _parse_args(row.spec, frame)
     except LivecastError as exc:
         return FrameError(exc.code, exc.info, rid, isinstance(exc, _Violation))
     return Request(op, rid, args)

@@ -1,15 +1,22 @@
 """The WebSocket endpoint ``/v1/ws`` (docs/protocol.md): each upgraded socket
 is served by a ``WsConnection``, an asyncio protocol that is also the node's
-``Connection``.  Frames are read in ``data_received`` (livecast.core.wsframe),
-ops are dispatched through a table, and every reply is written through the
-transport (no await on the write path).  An idle member costs one object and
-its transport: no task, no queue, no timer (docs/design.md, "Connections").
+``Connection``, and a thin adapter around the connection's sans-I/O
+``core.session.Session``, which holds the rules (docs/design.md, "The
+connection, sans I/O"): bytes read go in with the loop's time, the actions
+that come out are carried out here, and the requests among them are
+dispatched through the op table ``OPS`` (one row per op).  Every reply is
+written through the transport (no await on the write path).  An idle member
+costs one object, its session and its transport: no task, no queue, no
+timer (docs/design.md, "Connections").
 
-Remote misbehaviour becomes a reply code or a close code:
+Remote misbehaviour becomes a reply code or a close code (the session
+decides all of them but 10006, the stall, admission control and the
+heartbeat, which are the shell's):
 - binary frames, non-JSON, unknown ops, wrong types: error reply (when the id
   can be told) and a violation; ``violation_limit`` of them close with 4009;
-- requests beyond the per-connection rate: reply 10023, and a connection that
-  keeps flooding past a second budget is closed with 4029;
+- frames beyond the per-connection rate, pings and pongs included: reply
+  10023, and a connection whose decaying flood score passes its limit
+  (core/flood.py) is closed with 4029;
 - more than ``MAX_WAITING`` requests waiting for earlier ones (webhooks on,
   see "Order of requests" below): reply 10006;
 - frames over 64 KiB: close 1009; broken framing: 1002; text that is not
@@ -33,32 +40,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from enum import Enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import web
 
-from livecast.core.bucket import TokenBucket
+from livecast.core import protocol as spec
 from livecast.core.fate import Address
-from livecast.core.flood import FloodScore, flood_limit
 from livecast.core.group_attrs import GroupAttrs
 from livecast.core.handshake import MAX_HEAD_BYTES, joined, switching_protocols, upgrade_error
-from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame, reply
+from livecast.core.protocol import Kind, Needs, OpSpec, Request, reply
 from livecast.core.scheduler import parse_priority
+from livecast.core.session import CloseWith, Reply, Session, Signal, Write
 from livecast.core.usersig import verify
-from livecast.core.wsframe import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_PING,
-    OP_PONG,
-    OP_TEXT,
-    Drain,
-    Reader,
-    WsError,
-    close_code,
-    frame,
-)
+from livecast.core.wsframe import OP_PING, frame
 from livecast.errors import Close, Code, LivecastError
 from livecast.gateway.admission import refused, try_later
 from livecast.gateway.keys import CONNECTION, NODE
@@ -75,27 +72,15 @@ Handler = Callable[[Node, Connection, Request], Result]
 HookedHandler = Callable[[Node, Connection, Request, "Turn"], Awaitable[Result]]
 
 
-class Session:
-    """Per-connection request accounting (flood and violation budgets), and the
-    requests carried out off the reader (``order``, made on first use)."""
-
-    __slots__ = ("flood", "limiter", "order", "violations")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.limiter = TokenBucket(rate, burst, now)
-        self.violations = 0
-        self.flood = FloodScore(flood_limit(burst))
-        self.order: Order | None = None
-
-
 # Order of requests (docs/protocol.md, "Order of requests").  With webhooks on,
 # a join or a send may wait for the business backend's before-* callback (up to
 # LIVECAST_CALLBACK_TIMEOUT): it then runs off the reader, which goes on reading
 # (pings, the flood budget) and never waits, so a slow backend never stalls
 # this connection's reader nor any other connection.  Every request of the
-# connection still takes effect in the order it was sent; by ``Kind``:
-# 1. CHANGE (login, join, quit, setMyProfile, and any op not listed in
-#    ``KINDS``) waits for every earlier request still waiting; every later
+# connection still takes effect in the order it was sent; by its op's
+# ``Kind`` (a column of ``OPS``):
+# 1. CHANGE (login, join, quit, setMyProfile, the group attribute writes)
+#    waits for every earlier request still waiting; every later
 #    request but a FREE one waits for it;
 # 2. SEND waits for the CHANGE before it; consecutive sends are checked
 #    (member, ban, mute) one after the other, ask the before-send callback
@@ -107,21 +92,6 @@ class Session:
 # A request with nothing to wait for (and no callback to ask) runs at once, on
 # the reader.  A request refused before it is carried out (malformed, 10023
 # flood, 10006 too many waiting) is answered at once.
-class Kind(Enum):
-    FREE = "free"
-    READ = "read"
-    SEND = "send"
-    CHANGE = "change"
-
-
-KINDS: dict[str, Kind] = {
-    "ping": Kind.FREE,
-    "getGroupInfo": Kind.READ,
-    "getOnlineMemberNum": Kind.READ,
-    "getMyProfile": Kind.READ,
-    "getGroupAttributes": Kind.READ,
-    "send": Kind.SEND,
-}
 MAX_WAITING = 32  # requests off the reader per connection; past it: 10006
 _background: set[asyncio.Task[None]] = set()
 
@@ -190,8 +160,6 @@ def _pending(*futures: asyncio.Future[None] | None) -> list[asyncio.Future[None]
 def op_login(node: Node, conn: Connection, req: Request) -> Result:
     a = req.args
     s = node.settings
-    if conn.logged_in:
-        raise LivecastError(Code.BAD_PARAMETER, "already logged in")
     wait = refused(node, conn.peer, "login")
     if wait is not None:  # admission control: the client retries after ``wait``
         conn.send(reply(req.id, Code.LOGIN_RATE_LIMIT, try_later("login", wait)))
@@ -252,37 +220,22 @@ async def op_send_hooked(node: Node, conn: Connection, req: Request, turn: Turn)
     return None
 
 
-def _guest_read(node: Node, conn: Connection) -> None:
-    """Room reads need a login when guests are not allowed (LIVECAST_ALLOW_GUESTS=0)."""
-    if not conn.logged_in and not node.settings.allow_guests:
-        raise LivecastError(Code.NO_PERMISSION, "guests are not allowed: login first")
-
-
 def op_group_info(node: Node, conn: Connection, req: Request) -> Result:
-    _guest_read(node, conn)
     group = node.room(req.args["groupId"]).group
     return {"group": group.profile(), "counters": group.counter_list(), "epoch": node.epoch}
 
 
 def op_online(node: Node, conn: Connection, req: Request) -> Result:
-    _guest_read(node, conn)
     node.room(req.args["groupId"])
     return {"onlineMemberNum": node.online(req.args["groupId"])}
 
 
-def _need_login(conn: Connection) -> None:
-    if not conn.logged_in:
-        raise LivecastError(Code.NO_PERMISSION, "login first")
-
-
 def op_set_profile(node: Node, conn: Connection, req: Request) -> Result:
-    _need_login(conn)
     node.set_profile(conn.user, req.args.get("nick"), req.args.get("avatar"))
     return {}
 
 
 def op_get_profile(node: Node, conn: Connection, req: Request) -> Result:
-    _need_login(conn)
     return {"nick": conn.nick, "avatar": conn.avatar}
 
 
@@ -319,56 +272,66 @@ def op_ping(node: Node, conn: Connection, req: Request) -> Result:
     return {}
 
 
-OPS: dict[str, Handler] = {
-    "login": op_login,
-    "join": op_join,
-    "quit": op_quit,
-    "send": op_send,
-    "getGroupInfo": op_group_info,
-    "getOnlineMemberNum": op_online,
-    "setMyProfile": op_set_profile,
-    "getMyProfile": op_get_profile,
-    "getGroupAttributes": op_get_attrs,
-    "ping": op_ping,
-}
-# these write to the store, always off the reader (``_chain``), in their turn
-STORED_OPS: dict[str, HookedHandler] = {
-    "setGroupAttributes": op_set_attrs,
-    "initGroupAttributes": op_init_attrs,
-    "deleteGroupAttributes": op_delete_attrs,
-}
-# with webhooks on, these ask the backend first, off the reader (``_chain``),
-# where any other op is run by its ``OPS`` handler
-HOOKED_OPS: dict[str, HookedHandler] = {
-    "send": op_send_hooked,
-    "join": op_join_hooked,
-}
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One row of the op table: all there is to know about an op."""
+
+    spec: OpSpec  # its fields (core/protocol.py)
+    kind: Kind  # its place in the order of requests (above ``Order``)
+    handler: Handler | None = None  # carried out on the reader; None: always ``hooked``
+    hooked: HookedHandler | None = None  # off the reader: with webhooks on, or always
+    needs: Needs = Needs.ANY  # of the connection's phase (``Session.refusal``)
+
+
+# Every op of the protocol (docs/protocol.md), one row each.  An op with a
+# ``hooked`` handler and a ``handler`` (send, join) asks the business backend
+# first when webhooks are on; one with only a ``hooked`` handler writes to the
+# store, always off the reader; either way in its turn (``_chain``).
+OPS: Mapping[str, Op] = MappingProxyType({
+    "login": Op(spec.LOGIN, Kind.CHANGE, op_login, needs=Needs.NO_LOGIN),
+    "join": Op(spec.JOIN, Kind.CHANGE, op_join, op_join_hooked),
+    "quit": Op(spec.GROUP, Kind.CHANGE, op_quit),
+    "send": Op(spec.SEND, Kind.SEND, op_send, op_send_hooked),
+    "getGroupInfo": Op(spec.GROUP, Kind.READ, op_group_info, needs=Needs.READER),
+    "getOnlineMemberNum": Op(spec.GROUP, Kind.READ, op_online, needs=Needs.READER),
+    "setMyProfile": Op(spec.SET_PROFILE, Kind.CHANGE, op_set_profile, needs=Needs.LOGIN),
+    "getMyProfile": Op(spec.NO_FIELDS, Kind.READ, op_get_profile, needs=Needs.LOGIN),
+    "getGroupAttributes": Op(spec.GET_ATTRS, Kind.READ, op_get_attrs),
+    "setGroupAttributes": Op(spec.ATTR_WRITE, Kind.CHANGE, hooked=op_set_attrs),
+    "initGroupAttributes": Op(spec.ATTR_WRITE, Kind.CHANGE, hooked=op_init_attrs),
+    "deleteGroupAttributes": Op(spec.ATTR_DELETE, Kind.CHANGE, hooked=op_delete_attrs),
+    "ping": Op(spec.NO_FIELDS, Kind.FREE, op_ping),
+})
 
 
 # ------------------------------------------------------------------ the connection
 class WsConnection(Connection, asyncio.Protocol):
-    """An upgraded socket: the transport's protocol and a member of the node.
+    """An upgraded socket: the transport's protocol and a member of the node,
+    a thin adapter around its sans-I/O ``Session`` (core/session.py): bytes
+    read go in with the loop's time, the actions that come out are carried
+    out here (``_APPLY``), and requests are dispatched to the node through
+    ``OPS``.
 
     The 101 is already written when it takes over (``gateway.front``).  The
     reader stays on until the peer closes: once the server has sent its close
     frame (``closing``) input is drained unread, because closing a socket that
     still has unread input resets it, and the reset would discard the frame."""
 
-    __slots__ = ("deadline", "node", "reader", "seen", "session")
+    __slots__ = ("deadline", "node", "order", "seen", "session")
+    session_type: type[Session] = Session
 
     def __init__(self, node: Node, transport: asyncio.Transport, peer: str) -> None:
         super().__init__(transport, peer)
         self.deadline: asyncio.TimerHandle | None = None  # the login deadline's timer
         self.node = node
-        self.reader = Reader(MAX_FRAME_BYTES)
         self.seen = time.monotonic()
-        s = node.settings
-        self.session = Session(s.req_rate, s.req_burst, asyncio.get_running_loop().time())
+        self.session = self.session_type(node.settings, OPS, asyncio.get_running_loop().time())
+        self.order: Order | None = None  # requests off the reader, made on first use
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.node.attach(self)
-        self.deadline = asyncio.get_running_loop().call_later(
-            self.node.settings.login_timeout, _login_deadline, self.node, self)
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_at(self.session.opened(loop.time()), _login_deadline, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -379,86 +342,89 @@ class WsConnection(Connection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
-        try:
-            messages, failed = self.reader.feed(data), None
-        except WsError as err:  # the messages before the violation still count
-            messages, failed = err.messages, err
-        for opcode, payload in messages:
-            if opcode == OP_CLOSE:
-                code = close_code(payload)
-                self.node.close(self, Close.NORMAL if code is None else _echo(code))
-                self.transport.close()  # RFC 6455 section 7.1.1: the server closes first
-                return
-            if not self.closing:
-                self.on_message(opcode, payload)
-        if failed is not None:
-            self._fail(failed)
-
-    def on_message(self, opcode: int, payload: bytes) -> None:
-        """One whole message, or a ping or pong, from the peer (a close is
-        handled by ``data_received``)."""
-        handler = _ON_FRAME.get(opcode)
-        if handler is not None:
-            handler(self.node, self, self.session, payload)
-
-    def _fail(self, err: WsError) -> None:
-        """RFC 6455 section 7.1.7: send the close frame, process nothing more,
-        and close the TCP connection as soon as the peer's Close arrives (a
-        ``Drain`` still finds it in the broken stream), at once when the
-        framing is lost; the abort after ``shutdown_grace`` is the backstop.
-        Input is read until then, not left unread: closing a socket with
-        unread input resets it, and the reset could discard the close frame."""
-        self.reader = Drain()
-        self.node.close(self, err.code, err.reason)
-        if err.rest:
-            self.data_received(err.rest)
+        session = self.session
+        session.receive_data(data)
+        now, outbox = asyncio.get_running_loop().time(), self.buffered
+        while (actions := session.next_actions(now, outbox, self.closing)) is not None:
+            for action in actions:
+                _APPLY[type(action)](self, action)
 
 
-def _on_binary(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
-    _violation(node, conn, session, None, Code.BAD_PARAMETER, "binary frames are refused")
+def _login_deadline(conn: WsConnection) -> None:
+    for action in conn.session.login_expired():
+        _APPLY[type(action)](conn, action)
 
 
-def _on_pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
-    """A pong proves the peer alive (``seen``) and, like every frame, costs a
-    request token: unsolicited pongs are a flood like any other (4029)."""
-    _admit(node, conn, session, None)
+def _reply(conn: WsConnection, action: Reply) -> None:
+    conn.send(action.body)
 
 
-def _pong(node: Node, conn: Connection, session: Session, payload: bytes) -> None:
-    """A ping costs a request token like any request (a ping flood ends in
-    4029), and its pong shares the bounded outbox: past the soft limit pings
-    go unanswered (RFC 6455 section 5.5.3 asks only for the latest), past
-    the hard limit the connection is shed."""
-    if _outbox_full(node, conn) or not _admit(node, conn, session, None):
+def _write(conn: WsConnection, action: Write) -> None:
+    conn.write(action.data)
+
+
+def _close(conn: WsConnection, action: CloseWith) -> None:
+    conn.node.close(conn, action.code, action.reason)
+
+
+def _signal(conn: WsConnection, action: Signal) -> None:
+    if action is Signal.SHED:  # answers share the bounded outbox, as fan-out does
+        conn.node.shed(conn)
+    elif action is Signal.HANG_UP:
+        conn.transport.close()
+    else:
+        conn.node.metrics.violations.inc()
+
+
+def _dispatch(conn: WsConnection, req: Request) -> None:
+    """Carry a request out: at once on the reader when nothing comes before
+    it, else in its turn off the reader (rule above ``Order``)."""
+    node, row = conn.node, OPS[req.op]
+    order = conn.order
+    after, turn = order.waits_for(row.kind) if order is not None else ([], Turn(None, None))
+    if (after or row.handler is None or (row.hooked is not None and node.hooks.enabled)
+            or _off_reader(node, req)):
+        _chain(node, conn, req, row, after, turn)
         return
-    if conn.buffered() <= node.settings.outbox_soft_bytes:
-        conn.write(frame(payload, OP_PONG))
+    try:
+        if row.needs is not _ANY:
+            _allowed(conn, row)
+        result = row.handler(node, conn, req)
+    except Exception as exc:
+        _failed(node, conn, req, exc)
+        return
+    _answer(conn, req, result)
 
 
-def _outbox_full(node: Node, conn: Connection) -> bool:
-    """Answers share the bounded outbox: a client past the hard limit (one
-    that sends but never reads) is shed, as fan-out does."""
-    if conn.buffered() > node.settings.outbox_hard_bytes:
-        node.shed(conn)
-        return True
-    return False
+_ANY = Needs.ANY
 
 
-def _admit(node: Node, conn: Connection, session: Session, rid: Any) -> bool:
-    """Take a request token; without one, the frame counts toward the flood."""
-    if session.limiter.try_take(asyncio.get_running_loop().time()):
-        return True
-    _flood(node, conn, session, rid)
-    return False
+def _off_reader(node: Node, req: Request) -> bool:
+    """A join that must look something up first runs off the reader, through
+    its hooked handler (``Node.enter``): a room not known on this process (it
+    may have just been created on another) or, in a cluster, the room's
+    history not read yet on this process."""
+    if req.op != "join":
+        return False
+    return req.args["groupId"] not in node.rooms or node.join_waits(req.args)
 
 
-def _login_deadline(node: Node, conn: Connection) -> None:
-    if not conn.logged_in and not conn.guest:
-        node.close(conn, Close.LOGIN_TIMEOUT, "no login in time")
+def _allowed(conn: WsConnection, row: Op) -> None:
+    """Raise the refusal when the session's phase does not allow the op now
+    (``Op.needs``): checked when the request is carried out, not received."""
+    refused = conn.session.refusal(row.needs)
+    if refused is not None:
+        raise LivecastError(*refused)
 
 
-def _echo(code: int) -> int:
-    return code if code in (1000, 1001) or 3000 <= code < 5000 else 1000
+# actions of the session (core/session.py), by type
+_APPLY: dict[type, Callable[[WsConnection, Any], None]] = {
+    Request: _dispatch,
+    Reply: _reply,
+    Write: _write,
+    CloseWith: _close,
+    Signal: _signal,
+}
 
 
 def sweep_interval(stall_timeout: float) -> float:
@@ -492,63 +458,28 @@ def heartbeat(node: Node, now: float, ping: bytes = frame(b"", OP_PING)) -> None
         log.info("heartbeat: %d silent connections dropped", dropped)
 
 
-def _on_text(node: Node, conn: Connection, session: Session, data: bytes) -> None:
-    if _outbox_full(node, conn):
-        return
-    parsed = parse_frame(data)
-    if isinstance(parsed, FrameError) and parsed.violation:
-        _violation(node, conn, session, parsed.id, parsed.code, parsed.info)
-        return
-    if not _admit(node, conn, session, parsed.id):  # refused values cost a token too
-        return
-    if isinstance(parsed, FrameError):
-        if parsed.id is not None:
-            conn.send(reply(parsed.id, parsed.code, parsed.info))
-        return
-    kind = KINDS.get(parsed.op, Kind.CHANGE)
-    order = session.order
-    after, turn = order.waits_for(kind) if order is not None else ([], Turn(None, None))
-    if (after or parsed.op in STORED_OPS or (parsed.op in HOOKED_OPS and node.hooks.enabled)
-            or _unknown_room(node, parsed)
-            or (parsed.op == "join" and node.join_waits(parsed.args))):  # a cluster's history read
-        _chain(node, conn, session, parsed, kind, after, turn)
-        return
-    try:
-        result = OPS[parsed.op](node, conn, parsed)
-    except Exception as exc:
-        _failed(node, conn, parsed, exc)
-        return
-    _answer(conn, parsed, result)
-
-
-def _unknown_room(node: Node, req: Request) -> bool:
-    """A join to a room not known on this process: it may have just been
-    created on another, so it is looked up first (``Node.enter``), off the reader."""
-    return req.op == "join" and req.args["groupId"] not in node.rooms
-
-
-def _chain(node: Node, conn: Connection, session: Session, req: Request, kind: Kind,
+def _chain(node: Node, conn: WsConnection, req: Request, row: Op,
            after: list[asyncio.Future[None]], turn: Turn) -> None:
-    """Run ``req`` off the reader once ``after`` is done (rule above ``Kind``)."""
-    order = session.order
+    """Run ``req`` off the reader once ``after`` is done (rule above ``Order``)."""
+    order = conn.order
     if order is None:
-        order = session.order = Order()
+        order = conn.order = Order()
     if len(order.waiting) >= MAX_WAITING:
         if req.id is not None:
             conn.send(reply(req.id, Code.TOO_MANY_WAITING,
                             f"too many requests waiting on this connection (at most "
                             f"{MAX_WAITING}): wait for their replies"))
         return
-    if kind is Kind.SEND:
+    if row.kind is Kind.SEND:
         turn.checked = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(_after(after, turn, node, conn, req))
-    order.add(task, kind, turn)
+    task = asyncio.create_task(_after(after, turn, node, conn, req, row))
+    order.add(task, row.kind, turn)
     _background.add(task)
     task.add_done_callback(_background.discard)
 
 
-async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn: Connection,
-                 req: Request) -> None:
+async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn: WsConnection,
+                 req: Request, row: Op) -> None:
     """Wait for ``after``, then carry ``req`` out and answer it; nothing is
     carried out once the connection is closing."""
     try:
@@ -557,12 +488,14 @@ async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn
         if conn.closing:
             return
         try:
-            hooked = STORED_OPS.get(req.op) or (
-                HOOKED_OPS.get(req.op) if node.hooks.enabled or req.op == "join" else None)
+            _allowed(conn, row)
+            hooked = row.hooked if (row.handler is None or node.hooks.enabled
+                                    or req.op == "join") else None  # join: Node.enter
             if hooked is not None:
                 result = await hooked(node, conn, req, turn)
             else:
-                result = OPS[req.op](node, conn, req)
+                assert row.handler is not None  # a row has one handler at least
+                result = row.handler(node, conn, req)
         except Exception as exc:
             _failed(node, conn, req, exc)
             return
@@ -571,9 +504,13 @@ async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn
         turn.release()
 
 
-def _answer(conn: Connection, req: Request, result: Result) -> None:
-    if result is not None and req.id is not None:
-        conn.send(reply(req.id, 0, "", **result))
+def _answer(conn: WsConnection, req: Request, result: Result) -> None:
+    """A request carried out: the session learns of it (its phase may move
+    on), and the request is answered when it has an id and a result."""
+    if result is not None:
+        conn.session.carried_out(req.op)
+        if req.id is not None:
+            conn.send(reply(req.id, 0, "", **result))
 
 
 def _failed(node: Node, conn: Connection, req: Request, exc: Exception) -> None:
@@ -588,33 +525,6 @@ def _failed(node: Node, conn: Connection, req: Request, exc: Exception) -> None:
         code, info = Code.INTERNAL, "internal error"
     if req.id is not None:
         conn.send(reply(req.id, code, info))
-
-
-def _violation(node: Node, conn: Connection, session: Session, rid: Any, code: int,
-               info: str) -> None:
-    node.metrics.violations.inc()
-    session.violations += 1
-    if rid is not None:
-        conn.send(reply(rid, code, info))
-    if session.violations >= node.settings.violation_limit:
-        node.close(conn, Close.VIOLATIONS, "too many protocol violations")
-
-
-def _flood(node: Node, conn: Connection, session: Session, rid: Any) -> None:
-    over = session.flood.refused(asyncio.get_running_loop().time())
-    if rid is not None:
-        conn.send(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down"))
-    if over:  # the decaying score of refusals (core/flood.py)
-        node.close(conn, Close.FLOOD, "flood")
-
-
-# frames a connection acts on, by opcode (a close ends it: ``data_received``)
-_ON_FRAME: dict[int, Callable[[Node, Connection, Session, bytes], None]] = {
-    OP_TEXT: _on_text,
-    OP_BINARY: _on_binary,
-    OP_PING: _pong,
-    OP_PONG: _on_pong,
-}
 
 
 # ------------------------------------------------------------------ the HTTP side

@@ -28,6 +28,7 @@ from livecast.core.group_attrs import (
 )
 from livecast.core.protocol import FrameError, Request, parse_frame
 from livecast.errors import LivecastError
+from livecast.gateway.ws import OPS
 
 
 def code_of(fn: object, *args: object) -> int:
@@ -174,7 +175,7 @@ def test_any_sequence_keeps_the_invariants(ops: list[tuple[str, object]]) -> Non
      {"groupId": "g", "attrSeq": 0}),
 ])
 def test_protocol_parses_the_attribute_ops(frame: str, expected: dict[str, object]) -> None:
-    parsed = parse_frame(frame)
+    parsed = parse_frame(frame, OPS)
     assert isinstance(parsed, Request) and parsed.args == expected
 
 
@@ -190,6 +191,6 @@ def test_protocol_parses_the_attribute_ops(frame: str, expected: dict[str, objec
     ('{"op":"deleteGroupAttributes","id":1,"groupId":"g","attrSeq":"0"}', 10004, True),
 ])
 def test_protocol_refuses_bad_attribute_frames(frame: str, code: int, violation: bool) -> None:
-    parsed = parse_frame(frame)
+    parsed = parse_frame(frame, OPS)
     assert isinstance(parsed, FrameError)
     assert (parsed.code, parsed.violation, parsed.id) == (code, violation, 1)

@@ -9,22 +9,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livecast.core import protocol
 from livecast.core.messages import MAX_MSG_BYTES, message_size
 from livecast.core.protocol import (
     MAX_FRAME_BYTES,
-    OPS,
     FrameError,
     Request,
     error_reply,
     kicked,
-    parse_frame,
     reply,
 )
 from livecast.errors import Code
+from livecast.gateway.ws import OPS
 from tests.strategies import json_values
 
 TEXT = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
 CODES = {int(c) for c in Code}
+
+
+def parse_frame(data: str | bytes) -> Request | FrameError:
+    """The parse against the served op table (``gateway.ws.OPS``)."""
+    return protocol.parse_frame(data, OPS)
 
 
 def frame(**fields: Any) -> bytes:
@@ -364,7 +369,7 @@ def test_kicked_builder() -> None:
 
 # -- no input can raise -------------------------------------------------------------
 
-FIELD_NAMES = sorted({f.name for spec in OPS.values() for f in spec.fields})
+FIELD_NAMES = sorted({f.name for row in OPS.values() for f in row.spec.fields})
 element = st.fixed_dictionaries(
     {
         "MsgType": st.sampled_from(["TIMTextElem", "TIMCustomElem", "TIMFaceElem"]) | st.text(),
@@ -389,8 +394,8 @@ random_frames = st.fixed_dictionaries(
 def check_outcome(result: Request | FrameError) -> None:
     if isinstance(result, Request):
         assert result.op in OPS
-        names = {f.name for f in OPS[result.op].fields}
-        required = {f.name for f in OPS[result.op].fields if f.required}
+        names = {f.name for f in OPS[result.op].spec.fields}
+        required = {f.name for f in OPS[result.op].spec.fields if f.required}
         assert required <= set(result.args) <= names
         orjson.dumps(reply(result.id, **result.args))
     else:

@@ -28,6 +28,7 @@ import kosoku
 import pytest
 from aiohttp import web
 
+from livecast.core.session import Action, Outbox, Session, Write
 from livecast.core.wsframe import OP_BINARY, OP_TEXT, frame
 from livecast.gateway.app import make_app
 from livecast.gateway.front import Front
@@ -39,17 +40,23 @@ EXPECTED = Path(__file__).with_name("autobahn_expected.json")
 SKIPPED = ["9.*", "12.*", "13.*"]
 
 
-class EchoConnection(WsConnection):
+class EchoSession(Session):
     """Text and binary messages come back as they came; pings, pongs and
-    closes go through ``WsConnection``."""
+    closes go through ``Session``."""
 
     __slots__ = ()
 
-    def on_message(self, opcode: int, payload: bytes) -> None:
+    def on_frame(self, opcode: int, payload: bytes, now: float, outbox: Outbox) -> list[Action]:
         if opcode in (OP_TEXT, OP_BINARY):
-            self.write(frame(payload, opcode))
-        else:
-            super().on_message(opcode, payload)
+            return [Write(frame(payload, opcode))]
+        return super().on_frame(opcode, payload, now, outbox)
+
+
+class EchoConnection(WsConnection):
+    """A ``WsConnection`` whose session echoes (``EchoSession``)."""
+
+    __slots__ = ()
+    session_type = EchoSession
 
 
 async def echo_server() -> Listener:

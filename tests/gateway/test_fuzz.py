@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livecast.client import custom, text
-from livecast.core.protocol import MAX_FRAME_BYTES, OPS
+from livecast.core.protocol import MAX_FRAME_BYTES
+from livecast.gateway.ws import OPS
 from tests.conftest import SDKAPPID, Live, LiveFactory, sig
 from tests.strategies import json_trees
 

@@ -20,6 +20,7 @@ import pytest
 from livecast.client import Client, custom, text
 from livecast.core.usersig import mint
 from livecast.errors import Code
+from livecast.gateway.ws import OPS
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, sig
 from tests.gateway.test_ws_closes import OP_TEXT, RawWs, metric
 
@@ -538,6 +539,56 @@ async def test_pipelined_requests_take_effect_in_order_without_webhooks(live: Li
     assert all(r["code"] == 0 for r in got.values()), got
     assert [got[f"send{i}"]["msgSeq"] for i in range(3)] == [1, 2, 3]
     assert (got["in"]["onlineMemberNum"], got["out"]["onlineMemberNum"]) == (1, 0)
+
+
+def test_every_op_is_one_row_with_its_kind_handlers_and_needs() -> None:
+    """The op table: each op carried out on the reader, off it, or both (with
+    webhooks on), in the order rules of its kind (docs/protocol.md)."""
+    table = {name: (row.kind.value, row.handler is not None, row.hooked is not None,
+                    row.needs.value) for name, row in OPS.items()}
+    assert table == {
+        "login": ("change", True, False, "no login"),
+        "join": ("change", True, True, "any"),
+        "quit": ("change", True, False, "any"),
+        "send": ("send", True, True, "any"),
+        "getGroupInfo": ("read", True, False, "reader"),
+        "getOnlineMemberNum": ("read", True, False, "reader"),
+        "setMyProfile": ("change", True, False, "login"),
+        "getMyProfile": ("read", True, False, "login"),
+        "getGroupAttributes": ("read", True, False, "any"),
+        "setGroupAttributes": ("change", False, True, "any"),
+        "initGroupAttributes": ("change", False, True, "any"),
+        "deleteGroupAttributes": ("change", False, True, "any"),
+        "ping": ("free", True, False, "any"),
+    }
+
+
+async def test_what_an_op_needs_is_checked_when_it_is_carried_out_not_received(
+        live: Live) -> None:
+    """A store write goes off the reader, the login after it waits for it, and
+    the profile read after the login waits for the login: received before
+    the connection is logged in, the read is carried out after, and answered."""
+    gid = await live.room("r1")
+    guest = await live.client()
+    frames: list[dict[str, Any]] = [
+        {"op": "setGroupAttributes", "id": "attrs", "groupId": gid,
+         "groupAttributes": {"k": "v"}, "attrSeq": 0},
+        {"op": "login", "id": "login", "sdkAppId": SDKAPPID, "userId": "alice",
+         "userSig": sig("alice")},
+        {"op": "getMyProfile", "id": "profile"},
+        {"op": "login", "id": "again", "sdkAppId": SDKAPPID, "userId": "alice",
+         "userSig": sig("alice")},
+    ]
+    for f in frames:
+        await guest.send_frame(f)
+    got: dict[str, dict[str, Any]] = {}
+    while len(got) < len(frames):
+        push = await guest.next_push("reply")
+        got[push["id"]] = push
+    assert got["attrs"]["code"] != 0  # not a member: refused, but in its turn
+    assert (got["login"]["code"], got["profile"]["code"]) == (0, 0)
+    assert (got["again"]["code"], got["again"]["info"]) == (Code.BAD_PARAMETER,
+                                                            "already logged in")
 
 
 async def test_a_lone_surrogate_in_a_field_gets_a_10004_reply(live: Live) -> None:

@@ -33,12 +33,17 @@ def test_workers_need_a_redis_url(capsys: pytest.CaptureFixture[str],
     assert "LIVECAST_REDIS_URL" in capsys.readouterr().err
 
 
-async def test_two_workers_share_a_port_and_a_room(redis: RedisServer) -> None:
+def _two_workers(redis: RedisServer) -> Server:
+    """``livecast serve --workers 2`` on ``redis``, on a free port (not started)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     port = free_port()
     env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_REDIS_URL=redis.url, LIVECAST_PORT=str(port),
                LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_WORKERS="2")
-    s = Server(env, port)
+    return Server(env, port)
+
+
+async def test_two_workers_share_a_port_and_a_room(redis: RedisServer) -> None:
+    s = _two_workers(redis)
     await s.start()
     clients: list[Client] = []
     try:
@@ -83,11 +88,7 @@ async def test_sigterm_with_redis_gone_stops_every_worker(redis: RedisServer, go
     call waits for its timeout) under a running cluster owning many rooms, then
     SIGTERM to the supervisor: every worker exits by itself within the drain
     bound (not one command timeout per room), none is left behind."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
-    port = free_port()
-    env.update(LIVECAST_SECRET_KEY=KEY, LIVECAST_REDIS_URL=redis.url, LIVECAST_PORT=str(port),
-               LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_WORKERS="2")
-    s = Server(env, port)
+    s = _two_workers(redis)
     await s.start()
     assert s.proc is not None
     supervisor = psutil.Process(s.proc.pid)

@@ -156,6 +156,17 @@ def stop(proc: subprocess.Popen[bytes], workers: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def profile(directory: str, config: str, members: int,
+            pids: list[int]) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` (10 s at 200 Hz, collapsed stacks) of every serving
+    process, started at the bench's first progress line (publishing)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(
+        [shutil.which("py-spy") or "py-spy", "record", "--nonblocking", "-r", "200", "-d",
+         "10", "-f", "raw", "-o", f"{directory}/{config}-{members}-{pid}.txt", "--pid",
+         str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
 def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"])
             for name, v in client.info("commandstats").items()}
@@ -183,15 +194,21 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
                                      text=True)
             assert bench.stderr is not None and bench.stdout is not None
             readings: list[tuple[float, dict[str, int], float]] = []
+            spies: list[subprocess.Popen[bytes]] = []
             publishing = args.duration + 0.5  # progress lines after it are the drain's
             for line in bench.stderr:
                 m = PROGRESS.search(line)
+                if m is not None and args.profile and not spies:
+                    spies = profile(args.profile, config, members,
+                                    [p for p in pids if p != redis_proc.pid])
                 if m is not None and config != "single" and float(m.group(1)) <= publishing:
                     readings.append((float(m.group(1)), commandstats(client),
                                      cpu_seconds(redis_proc.pid)))
                 if m is None or float(m.group(1)) % 5 < 1:
                     print("   " + line.rstrip(), file=sys.stderr, flush=True)
             out = bench.stdout.read()
+            for spy in spies:
+                spy.wait()
             if bench.wait() != 0:
                 raise RuntimeError(f"bench failed ({config}, {members})")
         finally:
@@ -219,6 +236,8 @@ def main() -> int:
     ap.add_argument("--tick-ms", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--server-log", default="", help="append the servers' output to this file")
+    ap.add_argument("--profile", default="",
+                    help="py-spy every serving process into this directory while publishing")
     ap.add_argument("bench", nargs="*", help="more `livecast bench` flags (after --)")
     args = ap.parse_args()
     configs = args.configs.split(",")

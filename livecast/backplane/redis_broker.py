@@ -286,32 +286,32 @@ class RedisBroker:
         """One PUBLISH per target (a bundle), all in one pipelined round trip on
         one server (invariant 5 of broker.py); on a cluster, one SPUBLISH per
         target in turn (each channel's slot has its own master)."""
-        sends = [(self._control_channel(target), encode_controls(self.node_id, messages))
+        sends = [(target, encode_controls(self.node_id, messages))
                  for target, messages in batches.items() if messages]
         if len(sends) == 1 or isinstance(self._client, RedisCluster):
-            for channel, data in sends:
-                await self._publish_control(channel, data)
+            for target, data in sends:
+                await self._publish_control(target, data)
             return
         try:
             pipe = self._client.pipeline(transaction=False)
-            for channel, data in sends:
-                pipe.publish(channel, data)
+            for target, data in sends:
+                pipe.publish(self._control_channel(target), data)
             await pipe.execute()
         except _ERRORS as exc:
-            raise BrokerError(f"control to {len(sends)} nodes: {exc}") from exc
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
 
     async def control(self, target: str, message: Control) -> None:
-        await self._publish_control(self._control_channel(target),
-                                    encode_control(self.node_id, message))
+        await self._publish_control(target, encode_control(self.node_id, message))
 
-    async def _publish_control(self, channel: bytes, data: bytes) -> None:
+    async def _publish_control(self, target: str, data: bytes) -> None:
+        channel = self._control_channel(target)
         try:
             if isinstance(self._client, RedisCluster):
                 await self._client.spublish(channel, data)
             else:
                 await self._client.publish(channel, data)
         except _ERRORS as exc:
-            raise BrokerError(f"control on {channel.decode()}: {exc}") from exc
+            raise BrokerError(f"control to {target}: {exc}") from exc
 
     # ----------------------------------------------------------- leases
     def _lease_keys(self, group_id: str) -> list[bytes]:

@@ -148,7 +148,7 @@ async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None
 
 
 async def test_control_many_hands_each_target_its_messages_in_order(backend: Backend) -> None:
-    a, heard_a = await backend.node("a")
+    _a, heard_a = await backend.node("a")
     b, heard_b = await backend.node("b")
     _, heard_c = await backend.node("c")
     fates = [FateNotice(Address(rest=i, node="b"), Delivered(i, 1700000000000 + i))

@@ -52,6 +52,8 @@ from typing import Any
 
 import redis
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
 from livecast.bench.run import room_ids
 from livecast.bench.server import ServerProc, cpu_seconds, create_rooms
 
@@ -167,6 +169,16 @@ def profile(directory: str, config: str, members: int,
          str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
 
+def user_system(pids: list[int]) -> list[tuple[float, float]]:
+    """(user, system) CPU seconds of each process so far (/proc/<pid>/stat)."""
+    out = []
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        out.append((int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK))
+    return out
+
+
 def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"])
             for name, v in client.info("commandstats").items()}
@@ -194,6 +206,7 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
                                      text=True)
             assert bench.stderr is not None and bench.stdout is not None
             readings: list[tuple[float, dict[str, int], float]] = []
+            split: list[list[tuple[float, float]]] = []  # per progress line, per process
             spies: list[subprocess.Popen[bytes]] = []
             publishing = args.duration + 0.5  # progress lines after it are the drain's
             for line in bench.stderr:
@@ -201,6 +214,8 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
                 if m is not None and args.profile and not spies:
                     spies = profile(args.profile, config, members,
                                     [p for p in pids if p != redis_proc.pid])
+                if m is not None and float(m.group(1)) <= publishing:
+                    split.append(user_system(pids))
                 if m is not None and config != "single" and float(m.group(1)) <= publishing:
                     readings.append((float(m.group(1)), commandstats(client),
                                      cpu_seconds(redis_proc.pid)))
@@ -216,6 +231,11 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     row: dict[str, Any] = {"config": config, "members": members, "pids": len(pids),
                            "bench": result["rounds"][0]}
+    if len(split) >= 2:  # user and system CPU of each process, first to last progress line
+        per_pid = [(round(u1 - u0, 2), round(s1 - s0, 2))
+                   for (u0, s0), (u1, s1) in zip(split[0], split[-1], strict=True)]
+        row.update(user_s=round(sum(u for u, _ in per_pid), 2),
+                   system_s=round(sum(s for _, s in per_pid), 2), user_system_by_pid=per_pid)
     if len(readings) >= 2:
         (t0, c0, r0), (t1, c1, r1) = readings[0], readings[-1]
         ticks = (t1 - t0) / (args.tick_ms / 1000)

@@ -52,11 +52,10 @@ from typing import Any
 
 import redis
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
 from livecast.bench.run import room_ids
 from livecast.bench.server import ServerProc, cpu_seconds, create_rooms
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 30.0
 SDKAPPID = 1400000000
 PROGRESS = re.compile(r" t=\s*([0-9.]+)s ")

@@ -67,11 +67,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+def pinned(cpus: str) -> list[str]:
+    """``taskset -c CPUS`` before a command ([] for no pinning)."""
+    return [shutil.which("taskset") or "taskset", "-c", cpus] if cpus else []
+
+
+def start_redis(directory: Path, cpus: str = "") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--bind", "127.0.0.1", "--dir", str(directory)],
+        [*pinned(cpus), shutil.which("redis-server") or "redis-server", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", str(directory)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
@@ -93,14 +98,15 @@ def children(pid: int) -> list[int]:
 
 
 def start_livecast(config: str, key: str, redis_port: int, data: Path, tick_ms: int,
-                   log_path: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
+                   log_path: str = "",
+                   cpus: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
     """The server of one configuration: (process, port, every serving pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     env.update(LIVECAST_HOST="127.0.0.1", LIVECAST_PORT=str(port), LIVECAST_SECRET_KEY=key,
                LIVECAST_TICK_MS=str(tick_ms), LIVECAST_LOG_LEVEL="warning",
                LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_DATA_DIR=str(data))
-    argv = [sys.executable, "-m", "livecast", "serve"]
+    argv = [*pinned(cpus), sys.executable, "-m", "livecast", "serve"]
     workers = 0 if config == "single" else int(config)
     if workers:
         env["LIVECAST_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
@@ -190,17 +196,17 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     client.config_resetstat()
     with tempfile.TemporaryDirectory() as data:
         proc, port, pids = start_livecast(config, key, redis_port, Path(data), args.tick_ms,
-                                          args.server_log)
+                                          args.server_log, args.server_cpus)
         if config != "single":
             pids.append(redis_proc.pid)
         try:
-            argv = [sys.executable, "-m", "livecast", "bench", "--url",
+            argv = [*pinned(args.bench_cpus), sys.executable, "-m", "livecast", "bench", "--url",
                     f"ws://127.0.0.1:{port}/v1/ws", "--pid", ",".join(map(str, pids)),
                     "--secret-key", key, "--members", str(members), "--rate", str(args.rate),
                     "--duration", str(args.duration), "--tick-ms", str(args.tick_ms),
                     *args.bench]
-            print(f"== {config} members={members}: {' '.join(argv[3:])}", file=sys.stderr,
-                  flush=True)
+            shown = " ".join(argv[argv.index("-m") + 2:])
+            print(f"== {config} members={members}: {shown}", file=sys.stderr, flush=True)
             bench = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
             assert bench.stderr is not None and bench.stdout is not None
@@ -255,6 +261,9 @@ def main() -> int:
     ap.add_argument("--tick-ms", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--server-log", default="", help="append the servers' output to this file")
+    ap.add_argument("--server-cpus", default="",
+                    help="pin the servers and redis-server to these CPUs (taskset -c)")
+    ap.add_argument("--bench-cpus", default="", help="pin the bench to these CPUs")
     ap.add_argument("--profile", default="",
                     help="py-spy every serving process into this directory while publishing")
     ap.add_argument("bench", nargs="*", help="more `livecast bench` flags (after --)")
@@ -263,7 +272,7 @@ def main() -> int:
     key = secrets.token_hex(16)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as rdir:
-        redis_proc, redis_port = start_redis(Path(rdir))
+        redis_proc, redis_port = start_redis(Path(rdir), args.server_cpus)
         try:
             for members in (int(m) for m in args.members.split(",")):
                 for _ in range(args.rounds):

@@ -55,6 +55,7 @@ import redis
 from livecast.bench.run import room_ids
 from livecast.bench.server import ServerProc, cpu_seconds, create_rooms
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 30.0
 SDKAPPID = 1400000000
 PROGRESS = re.compile(r" t=\s*([0-9.]+)s ")
@@ -66,11 +67,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
+def pinned(cpus: str) -> list[str]:
+    """``taskset -c CPUS`` before a command ([] for no pinning)."""
+    return [shutil.which("taskset") or "taskset", "-c", cpus] if cpus else []
+
+
+def start_redis(directory: Path, cpus: str = "") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--bind", "127.0.0.1", "--dir", str(directory)],
+        [*pinned(cpus), shutil.which("redis-server") or "redis-server", "--port", str(port),
+         "--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", str(directory)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
@@ -92,14 +98,15 @@ def children(pid: int) -> list[int]:
 
 
 def start_livecast(config: str, key: str, redis_port: int, data: Path, tick_ms: int,
-                   log_path: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
+                   log_path: str = "",
+                   cpus: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
     """The server of one configuration: (process, port, every serving pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     env.update(LIVECAST_HOST="127.0.0.1", LIVECAST_PORT=str(port), LIVECAST_SECRET_KEY=key,
                LIVECAST_TICK_MS=str(tick_ms), LIVECAST_LOG_LEVEL="warning",
                LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_DATA_DIR=str(data))
-    argv = [sys.executable, "-m", "livecast", "serve"]
+    argv = [*pinned(cpus), sys.executable, "-m", "livecast", "serve"]
     workers = 0 if config == "single" else int(config)
     if workers:
         env["LIVECAST_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
@@ -156,6 +163,27 @@ def stop(proc: subprocess.Popen[bytes], workers: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def profile(directory: str, config: str, members: int,
+            pids: list[int]) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` (10 s at 200 Hz, collapsed stacks) of every serving
+    process, started at the bench's first progress line (publishing)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(
+        [shutil.which("py-spy") or "py-spy", "record", "--nonblocking", "-r", "200", "-d",
+         "10", "-f", "raw", "-o", f"{directory}/{config}-{members}-{pid}.txt", "--pid",
+         str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+def user_system(pids: list[int]) -> list[tuple[float, float]]:
+    """(user, system) CPU seconds of each process so far (/proc/<pid>/stat)."""
+    out = []
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        out.append((int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK))
+    return out
+
+
 def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"])
             for name, v in client.info("commandstats").items()}
@@ -168,30 +196,39 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     client.config_resetstat()
     with tempfile.TemporaryDirectory() as data:
         proc, port, pids = start_livecast(config, key, redis_port, Path(data), args.tick_ms,
-                                          args.server_log)
+                                          args.server_log, args.server_cpus)
         if config != "single":
             pids.append(redis_proc.pid)
         try:
-            argv = [sys.executable, "-m", "livecast", "bench", "--url",
+            argv = [*pinned(args.bench_cpus), sys.executable, "-m", "livecast", "bench", "--url",
                     f"ws://127.0.0.1:{port}/v1/ws", "--pid", ",".join(map(str, pids)),
                     "--secret-key", key, "--members", str(members), "--rate", str(args.rate),
                     "--duration", str(args.duration), "--tick-ms", str(args.tick_ms),
                     *args.bench]
-            print(f"== {config} members={members}: {' '.join(argv[3:])}", file=sys.stderr,
-                  flush=True)
+            shown = " ".join(argv[argv.index("-m") + 2:])
+            print(f"== {config} members={members}: {shown}", file=sys.stderr, flush=True)
             bench = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
             assert bench.stderr is not None and bench.stdout is not None
             readings: list[tuple[float, dict[str, int], float]] = []
+            split: list[list[tuple[float, float]]] = []  # per progress line, per process
+            spies: list[subprocess.Popen[bytes]] = []
             publishing = args.duration + 0.5  # progress lines after it are the drain's
             for line in bench.stderr:
                 m = PROGRESS.search(line)
+                if m is not None and args.profile and not spies:
+                    spies = profile(args.profile, config, members,
+                                    [p for p in pids if p != redis_proc.pid])
+                if m is not None and float(m.group(1)) <= publishing:
+                    split.append(user_system(pids))
                 if m is not None and config != "single" and float(m.group(1)) <= publishing:
                     readings.append((float(m.group(1)), commandstats(client),
                                      cpu_seconds(redis_proc.pid)))
                 if m is None or float(m.group(1)) % 5 < 1:
                     print("   " + line.rstrip(), file=sys.stderr, flush=True)
             out = bench.stdout.read()
+            for spy in spies:
+                spy.wait()
             if bench.wait() != 0:
                 raise RuntimeError(f"bench failed ({config}, {members})")
         finally:
@@ -199,6 +236,11 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     row: dict[str, Any] = {"config": config, "members": members, "pids": len(pids),
                            "bench": result["rounds"][0]}
+    if len(split) >= 2:  # user and system CPU of each process, first to last progress line
+        per_pid = [(round(u1 - u0, 2), round(s1 - s0, 2))
+                   for (u0, s0), (u1, s1) in zip(split[0], split[-1], strict=True)]
+        row.update(user_s=round(sum(u for u, _ in per_pid), 2),
+                   system_s=round(sum(s for _, s in per_pid), 2), user_system_by_pid=per_pid)
     if len(readings) >= 2:
         (t0, c0, r0), (t1, c1, r1) = readings[0], readings[-1]
         ticks = (t1 - t0) / (args.tick_ms / 1000)
@@ -219,13 +261,18 @@ def main() -> int:
     ap.add_argument("--tick-ms", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--server-log", default="", help="append the servers' output to this file")
+    ap.add_argument("--server-cpus", default="",
+                    help="pin the servers and redis-server to these CPUs (taskset -c)")
+    ap.add_argument("--bench-cpus", default="", help="pin the bench to these CPUs")
+    ap.add_argument("--profile", default="",
+                    help="py-spy every serving process into this directory while publishing")
     ap.add_argument("bench", nargs="*", help="more `livecast bench` flags (after --)")
     args = ap.parse_args()
     configs = args.configs.split(",")
     key = secrets.token_hex(16)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as rdir:
-        redis_proc, redis_port = start_redis(Path(rdir))
+        redis_proc, redis_port = start_redis(Path(rdir), args.server_cpus)
         try:
             for members in (int(m) for m in args.members.split(",")):
                 for _ in range(args.rounds):

@@ -27,7 +27,11 @@ Invariants:
    cannot emit, and a new owner continues from ``last_seq`` (no reuse, no skip).
 3. Batches of one room are published in call order.
 4. A malformed control message or a handler's exception is logged and skipped:
-   it never stops the delivery of the next message.
+   it never stops the delivery of the next message (of a bundle's next one too).
+5. ``control_many`` sends each target's messages as ONE message on the wire
+   (a bundle, ``encode_controls``), in order, all targets in one round trip
+   per backend server; the receiver hands them on one by one, in order, as if
+   sent one at a time.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 
 __all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
            "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "Tips",
-           "decode_control", "deliver", "encode_control", "hand_batch", "pack_batch",
-           "unpack_batch"]
+           "decode_control", "decode_controls", "deliver", "encode_control", "encode_controls",
+           "hand_batch", "pack_batch", "unpack_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,11 @@ class Broker(Protocol):
     async def control(self, target: str, message: Control) -> None:
         """Send ``message`` to the process ``target`` (a node id) or to ``ALL``."""
 
+    async def control_many(self, batches: Mapping[str, Sequence[Control]]) -> None:
+        """Per target (a node id or ``ALL``) its messages, in order: one bundle
+        on the wire per target, every target in one round trip per backend
+        server (invariant 5)."""
+
     async def acquire_lease(self, group_id: str, node_id: str, ttl: float) -> int | None:
         """The room's lease for ``ttl`` seconds and its fencing token (the
         holder's own token again if ``node_id`` holds it); None while another holds it."""
@@ -259,10 +268,25 @@ def _tip(value: Any) -> dict[str, Any] | None:
             "total": int(value["total"])}
 
 
+def _doc(message: Control) -> dict[str, Any]:
+    kind = type(message)
+    return {"k": _KINDS[kind], **_FIELDS[kind](message)}
+
+
 def encode_control(origin: str, message: Control) -> bytes:
     """``message`` from ``origin`` as one orjson document."""
-    kind = type(message)
-    return orjson.dumps({"o": origin, "k": _KINDS[kind], **_FIELDS[kind](message)})
+    return orjson.dumps({"o": origin, **_doc(message)})
+
+
+def encode_controls(origin: str, messages: Sequence[Control]) -> bytes:
+    """Several messages from ``origin`` as one bundle: ``{"o", "b": [doc, ...]}``
+    (one message alone is encoded as by ``encode_control``)."""
+    if len(messages) == 1:
+        return encode_control(origin, messages[0])
+    return orjson.dumps({"o": origin, "b": [_doc(m) for m in messages]})
+
+
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError)
 
 
 def decode_control(data: bytes) -> tuple[str, Control]:
@@ -271,13 +295,39 @@ def decode_control(data: bytes) -> tuple[str, Control]:
     return str(doc["o"]), _VALUES[doc["k"]](doc)
 
 
+def decode_controls(data: bytes) -> tuple[str, list[Control | None]]:
+    """``(origin, messages)`` of a bundle or of one message, None in place of
+    each malformed message of a bundle; ValueError (or a KeyError/TypeError)
+    when the whole is malformed."""
+    doc = orjson.loads(data)
+    origin = str(doc["o"])
+    if "b" not in doc:
+        return origin, [_VALUES[doc["k"]](doc)]
+    out: list[Control | None] = []
+    for one in list(doc["b"]):
+        try:
+            out.append(_VALUES[one["k"]](one))
+        except _MALFORMED as exc:
+            log.warning("skipped a malformed control message in a bundle (%s): %.200r",
+                        exc, one)
+            out.append(None)
+    return origin, out
+
+
 def deliver(handler: EventHandler, data: bytes) -> None:
-    """Decode a control message and hand it to its ``on_*`` method (invariant 4)."""
+    """Decode a control message or a bundle and hand each message to its
+    ``on_*`` method, in order (invariants 4 and 5)."""
     try:
-        origin, message = decode_control(data)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        origin, messages = decode_controls(data)
+    except _MALFORMED as exc:
         log.warning("skipped a malformed control message (%s): %.200r", exc, data)
         return
+    for message in messages:
+        if message is not None:
+            _hand(handler, origin, message)
+
+
+def _hand(handler: EventHandler, origin: str, message: Control) -> None:
     try:
         getattr(handler, _HANDLERS[_KINDS[type(message)]])(origin, message)
     except Exception:

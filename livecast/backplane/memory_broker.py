@@ -31,6 +31,7 @@ from livecast.backplane.broker import (
     RoomRefs,
     deliver,
     encode_control,
+    encode_controls,
     hand_batch,
 )
 
@@ -119,7 +120,14 @@ class MemoryBroker:
 
     # ----------------------------------------------------------- control
     async def control(self, target: str, message: Control) -> None:
-        data = encode_control(self.node_id, message)
+        self._send(target, encode_control(self.node_id, message))
+
+    async def control_many(self, batches: Mapping[str, Sequence[Control]]) -> None:
+        for target, messages in batches.items():
+            if messages:
+                self._send(target, encode_controls(self.node_id, messages))
+
+    def _send(self, target: str, data: bytes) -> None:
         brokers = self.hub.brokers
         targets = list(brokers.values()) if target == ALL else [brokers.get(target)]
         loop = asyncio.get_running_loop()

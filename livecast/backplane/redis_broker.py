@@ -53,6 +53,7 @@ from livecast.backplane.broker import (
     RoomRefs,
     deliver,
     encode_control,
+    encode_controls,
     hand_batch,
     pack_batch,
     unpack_batch,
@@ -278,9 +279,32 @@ class RedisBroker:
         hand_batch(handler, group_id, full, lite)
 
     # ----------------------------------------------------------- control
+    def _control_channel(self, target: str) -> bytes:
+        return self._name("{nodes}:ctl") if target == ALL else self._name(f"{{n:{target}}}:ctl")
+
+    async def control_many(self, batches: Mapping[str, Sequence[Control]]) -> None:
+        """One PUBLISH per target (a bundle), all in one pipelined round trip on
+        one server (invariant 5 of broker.py); on a cluster, one SPUBLISH per
+        target in turn (each channel's slot has its own master)."""
+        sends = [(target, encode_controls(self.node_id, messages))
+                 for target, messages in batches.items() if messages]
+        if len(sends) == 1 or isinstance(self._client, RedisCluster):
+            for target, data in sends:
+                await self._publish_control(target, data)
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for target, data in sends:
+                pipe.publish(self._control_channel(target), data)
+            await pipe.execute()
+        except _ERRORS as exc:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
+
     async def control(self, target: str, message: Control) -> None:
-        channel = self._name("{nodes}:ctl") if target == ALL else self._name(f"{{n:{target}}}:ctl")
-        data = encode_control(self.node_id, message)
+        await self._publish_control(target, encode_control(self.node_id, message))
+
+    async def _publish_control(self, target: str, data: bytes) -> None:
+        channel = self._control_channel(target)
         try:
             if isinstance(self._client, RedisCluster):
                 await self._client.spublish(channel, data)

@@ -41,6 +41,12 @@ Invariants:
     answered 10010 (a room just created on another process); one lookup per
     id at a time, and a miss is remembered for ``MISS_TTL`` (a flood of joins
     to absent rooms costs one store read per id and interval).
+11. Control messages (forwarded sends, fates, tips, kicks) leave through one
+    outbox: what one loop iteration queues (a tick's fates, say) crosses the
+    broker as one bundle per target process, all targets in one call
+    (``Broker.control_many``), one call in flight at a time, so messages to
+    one process keep their order.  A bundle that fails answers each of its
+    forwarded sends 10002 (invariant 6).
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from livecast.backplane.broker import (
     Broadcast,
     Broker,
     BrokerError,
+    Control,
     Destroy,
     FateNotice,
     ForwardedSend,
@@ -129,6 +136,8 @@ class ClusterLink:
         self._lookups: dict[str, asyncio.Task[bool]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: dict[str, list[Control]] = {}  # target -> messages (invariant 11)
+        self._flushing = False
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -290,8 +299,8 @@ class ClusterLink:
             handle = loop.call_later(longest, self._unanswered, address)
             self.forwarded[address] = (handle, gid, owner or "")
         if owner is not None:
-            self.spawn(self._send_control(owner, ForwardedSend(
-                gid, address or Address(node=self.node_id), outgoing_fields(msg))))
+            self.queue(owner, ForwardedSend(
+                gid, address or Address(node=self.node_id), outgoing_fields(msg)))
         else:
             self.spawn(self._find_owner(gid, msg))
 
@@ -309,7 +318,7 @@ class ClusterLink:
             if address is not None and address in self.forwarded:
                 handle, _gid, _none = self.forwarded[address]
                 self.forwarded[address] = (handle, gid, self.owners[gid])
-            await self._send_control(self.owners[gid], ForwardedSend(
+            self.queue(self.owners[gid], ForwardedSend(
                 gid, address or Address(node=self.node_id), outgoing_fields(msg)))
         elif address is not None:
             self._unanswered(address)
@@ -328,14 +337,30 @@ class ClusterLink:
             if room == gid and owner == old:
                 self._unanswered(address)
 
-    async def _send_control(self, target: str, message: Any) -> None:
+    def queue(self, target: str, message: Control) -> None:
+        """To ``target`` (a node id or ``ALL``), with whatever else this loop
+        iteration queues (invariant 11)."""
+        outbox = self._outbox
+        if not outbox and not self._flushing:
+            self.spawn(self._flush())
+        outbox.setdefault(target, []).append(message)
+
+    async def _flush(self) -> None:
+        self._flushing = True
         try:
-            await self.broker.control(target, message)
-        except BrokerError as err:
-            log.warning("control to %s: %s", target, err)
-            if isinstance(message, ForwardedSend):
-                self._unanswered(message.reply_to, AWAY_INFO)
-            self.redis_away()
+            while self._outbox:
+                bundles, self._outbox = self._outbox, {}
+                try:
+                    await self.broker.control_many(bundles)
+                except BrokerError as err:
+                    log.warning("control to %s: %s", ", ".join(bundles), err)
+                    for messages in bundles.values():
+                        for message in messages:
+                            if isinstance(message, ForwardedSend):
+                                self._unanswered(message.reply_to, AWAY_INFO)
+                    self.redis_away()
+        finally:
+            self._flushing = False
 
     def _unanswered(self, address: Address, info: str = RETRY_INFO) -> None:
         entry = self.forwarded.pop(address, None)
@@ -344,7 +369,7 @@ class ClusterLink:
             self.node.answer_local(address, Failed(Code.INTERNAL, info))
 
     def fate_elsewhere(self, address: Address, fate: Fate) -> None:
-        self.spawn(self._send_control(address.node, FateNotice(address, fate)))
+        self.queue(address.node, FateNotice(address, fate))
 
     def publish(self, gid: str, full: bytes, lite: bytes | None,
                 seq_end: int) -> list[Held] | None:
@@ -388,7 +413,7 @@ class ClusterLink:
 
     def announce(self, message: Any) -> None:
         """Tips, kicks, destroys: to every process, this one included."""
-        self.spawn(self._send_control(ALL, message))
+        self.queue(ALL, message)
 
     def announce_members(self, gid: str, joins: dict[str, Any] | None,
                          quits: dict[str, Any] | None) -> None:

@@ -16,11 +16,15 @@ from livecast.backplane.broker import (
     RoomRefs,
     Tips,
     decode_control,
+    decode_controls,
+    deliver,
     encode_control,
+    encode_controls,
     pack_batch,
     unpack_batch,
 )
 from livecast.core.fate import Address, Delivered, Dropped, Failed
+from tests.backplane.conftest import Recorder
 
 
 @pytest.mark.parametrize("message", [
@@ -40,6 +44,28 @@ def test_a_control_message_decodes_to_what_was_encoded(message: object) -> None:
 def test_a_malformed_control_message_is_a_value_error_family(data: bytes) -> None:
     with pytest.raises((ValueError, KeyError, TypeError, IndexError)):
         decode_control(data)
+
+
+BUNDLE = [FateNotice(Address(rest=1, node="n"), Delivered(7, 17)),
+          ForwardedSend("g", Address(conn=2, request="r", node="m"), {"t": 1}),
+          Kick("u", "multi-login"), FateNotice(Address(rest=2, node="n"), Failed(10002, "retry"))]
+
+
+def test_a_bundle_decodes_to_its_messages_in_order() -> None:
+    assert decode_controls(encode_controls("origin", BUNDLE)) == ("origin", BUNDLE)
+    one = encode_controls("origin", BUNDLE[:1])  # one message alone: as encode_control
+    assert one == encode_control("origin", BUNDLE[0])
+    assert decode_controls(one) == ("origin", BUNDLE[:1])
+
+
+def test_a_malformed_message_in_a_bundle_costs_only_itself() -> None:
+    data = (b'{"o":"n","b":[{"k":"kick","u":"a","r":"x","g":""},{"k":"fate","a":[]},'
+            b'{"k":"nope"},7,{"k":"destroy","g":"room"}]}')
+    heard = Recorder()
+    deliver(heard, data)
+    assert heard.controls == [("n", Kick("a", "x")), ("n", Destroy("room"))]
+    deliver(heard, b'{"o":"n","b":3}')  # the whole bundle malformed: skipped, logged
+    assert len(heard.controls) == 2
 
 
 @given(full=st.binary(), lite=st.none() | st.binary())

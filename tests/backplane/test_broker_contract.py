@@ -147,6 +147,29 @@ async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None
     await a.control("nobody", Kick("u", "kicked"))  # to a node that is not there: lost
 
 
+async def test_control_many_hands_each_target_its_messages_in_order(backend: Backend) -> None:
+    _a, heard_a = await backend.node("a")
+    b, heard_b = await backend.node("b")
+    _, heard_c = await backend.node("c")
+    fates = [FateNotice(Address(rest=i, node="b"), Delivered(i, 1700000000000 + i))
+             for i in range(1, 6)]
+    sends = [ForwardedSend("room", Address(conn=i, request=i, node="a"), {"i": i})
+             for i in range(3)]
+    await b.control("a", Kick("first", "x"))
+    await b.control_many({"a": fates, ALL: [Destroy("room")], "nobody": sends[:1]})
+    await b.control_many({"c": sends, "a": []})
+    # in order per channel (a node's own, and ALL's: on a cluster two masters)
+    await heard_a.until(lambda: len(heard_a.controls) == 7)
+    mine = [c for c in heard_a.controls if c != ("b", Destroy("room"))]
+    assert mine == [("b", Kick("first", "x")), *[("b", f) for f in fates]]
+    await heard_c.until(lambda: len(heard_c.controls) == 4)
+    assert sorted(heard_c.controls, key=lambda c: not isinstance(c[1], Destroy)) == [
+        ("b", Destroy("room")), *[("b", s) for s in sends]]
+    await heard_b.until(lambda: len(heard_b.controls) == 1)
+    assert heard_b.controls == [("b", Destroy("room"))]
+    await b.control_many({})  # nothing to send: nothing sent
+
+
 @pytest.mark.parametrize("message", [
     Kick("alice", "multi-login"), Kick("bob", "banned", "room"),
     Tips("room", [{"op": "join", "user": "alice"}, {"op": "quit", "user": "bob"}]),

@@ -1,0 +1,155 @@
+"""Control messages in bundles (cluster.py, invariant 11), on a real
+redis-server: the sends a non-owner process forwards in one loop iteration
+cross Redis as one message, the owner answers a tick's fates as one message,
+and each send still gets exactly one answer; forwarded to an owner that is
+gone, or while Redis is away, every send of a bundle is answered 10002."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from livecast.backplane.redis_broker import RedisBroker
+from livecast.core.fate import Address
+from livecast.core.scheduler import Priority
+from livecast.errors import Code, LivecastError
+from livecast.node.cluster import AWAY_INFO, RETRY_INFO
+from livecast.node.node import Node
+from livecast.node.room import Outgoing
+from livecast.settings import Settings
+from livecast.store.memory import MemoryStore
+from tests.redis_fixtures import RedisServer, start_server
+
+GID = "bundled"
+BODY = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
+WAIT = 10.0
+SENDS = 5
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (one test stops it)."""
+    s = start_server(tmp_path)
+    yield s
+    s.stop()
+
+
+async def cluster_node(url: str, name: str, store: MemoryStore, **settings: Any) -> Node:
+    """A cluster member on ``url`` whose membership loop the test runs by hand."""
+    n = Node(Settings(room_rate=1000, room_burst=1000, **settings), store=store)
+    n.join_cluster(RedisBroker(url, name))
+    await n.link.broker.start(n.link)
+    return n
+
+
+class Wire:
+    """Every control message Redis carries to nodes a and b, as published."""
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub()
+        self.seen: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def start(self) -> None:
+        await self.pubsub.subscribe(b"lc:{n:a}:ctl", b"lc:{n:b}:ctl")
+        for _ in range(2):
+            await self.pubsub.get_message(timeout=WAIT)  # the two confirmations
+
+    async def until(self, count: int) -> list[tuple[bytes, dict[str, Any]]]:
+        async with asyncio.timeout(WAIT):
+            while len(self.seen) < count:
+                m = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=WAIT)
+                if m is not None:
+                    self.seen.append((m["channel"], orjson.loads(m["data"])))
+        return self.seen
+
+    async def close(self) -> None:
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+
+def outgoing(node: Node, i: int) -> tuple[Outgoing, asyncio.Future[dict[str, Any]]]:
+    """A REST send of ``node``'s, and the future its answer comes to."""
+    waiter, answer = node.rest_waiter()
+    return Outgoing(f"s{i}", "", "", Priority.NORMAL, i, BODY, "",
+                    Address(rest=waiter, node=node.link.node_id)), answer
+
+
+async def owner_and_other(url: str, store: MemoryStore) -> tuple[Node, Node]:
+    a = await cluster_node(url, "a", store)
+    await a.create_group("administrator", {"Name": GID}, GID)
+    assert a.link.owns(GID)
+    b = await cluster_node(url, "b", store)
+    assert await b.link.find(GID)
+    await b.link.sweep()  # b learns the room's owner
+    assert b.link.owners[GID] == "a"
+    return a, b
+
+
+async def test_forwards_and_fates_cross_redis_in_one_bundle_each(server: RedisServer) -> None:
+    store = MemoryStore()
+    a, b = await owner_and_other(server.url, store)
+    wire = Wire(server.url)
+    await wire.start()
+    try:
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.submit(GID, msg)  # one loop iteration: one bundle
+        answers = await asyncio.wait_for(asyncio.gather(*(f for _m, f in sends)), WAIT)
+        seqs = [r["MsgSeq"] for r in answers]
+        assert seqs == list(range(seqs[0], seqs[0] + SENDS))  # each answered once, in order
+        seen = await wire.until(2)
+        assert [ch for ch, _doc in seen] == [b"lc:{n:a}:ctl", b"lc:{n:b}:ctl"]
+        forwards, fates = seen[0][1], seen[1][1]
+        assert forwards["o"] == "b" and [d["k"] for d in forwards["b"]] == ["send"] * SENDS
+        assert fates["o"] == "a" and [d["k"] for d in fates["b"]] == ["fate"] * SENDS
+        assert [d["f"][1] for d in fates["b"]] == seqs
+        assert not b.link.forwarded  # nothing left waiting
+    finally:
+        await wire.close()
+        await b.close_collaborators()
+        await a.close_collaborators()
+
+
+async def test_a_bundle_to_an_owner_that_is_gone_is_answered_10002_each(
+        server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("livecast.node.cluster.FORWARD_GRACE", 0.2)
+    store = MemoryStore()
+    a, b = await owner_and_other(server.url, store)
+    await a.link.broker.close()  # the owner is gone; its lease stays in Redis a while
+    b.settings = Settings(room_rate=1000, room_burst=1000, max_wait=(0.1, 0.1, 0.1, 0.1))
+    try:
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.submit(GID, msg)
+        for _msg, answer in sends:
+            with pytest.raises(LivecastError) as err:
+                await asyncio.wait_for(answer, WAIT)
+            assert err.value.code == Code.INTERNAL and err.value.info == RETRY_INFO
+        assert not b.link.forwarded and not b.rest_waiters
+    finally:
+        await b.close_collaborators()
+
+
+async def test_a_bundle_that_cannot_cross_is_answered_10002_each(server: RedisServer) -> None:
+    store = MemoryStore()
+    a, b = await owner_and_other(server.url, store)
+    await a.link.broker.close()
+    server.stop()  # Redis away: the bundle's PUBLISH fails
+    try:
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.link.forward(GID, msg)  # straight to the outbox, as a send admitted just before
+        for _msg, answer in sends:
+            with pytest.raises(LivecastError) as err:
+                await asyncio.wait_for(answer, WAIT)
+            assert err.value.code == Code.INTERNAL and err.value.info == AWAY_INFO
+        assert not b.link.forwarded and not b.link.redis_ok
+    finally:
+        await b.close_collaborators()

@@ -140,14 +140,17 @@ class Broker(Protocol):
         """Connect and start delivering to ``handler`` (this process's control channels)."""
 
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int) -> bool:
+                      token: int, prev: int = -1) -> bool:
         """One tick's batch of a room, ``seq_end`` its last seq (the room's last seq
         if it carries no message): False, and nothing sent or recorded, unless
         ``token`` is the room's latest fencing token and ``seq_end`` is not below
-        the recorded seq (invariant 2)."""
+        the recorded seq (invariant 2), and, when ``prev`` is given (not -1), the
+        recorded seq is ``prev``: the batch follows the last one published, so a
+        batch that never crossed leaves no gap behind it (the owner resumes from
+        ``last_seq``)."""
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                    token: int) -> bool | None:
+                    token: int, prev: int = -1) -> bool | None:
         """``publish`` done synchronously when the backend allows it (the
         in-memory broker: this process's own handler gets the batch before
         this returns, so one process fans a tick out within the tick with no

@@ -76,13 +76,21 @@ class MemoryBroker:
         self.hub.brokers[self.node_id] = self
 
     # ----------------------------------------------------------- batches
-    async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int) -> bool:
+    def _accepts(self, group_id: str, seq_end: int, token: int, prev: int) -> bool:
+        """The publish rule (broker.py, ``Broker.publish``); recorded when accepted."""
         hub = self.hub
-        if hub.fences.get(group_id, 0) != token or seq_end < hub.seqs.get(group_id, 0):
+        last = hub.seqs.get(group_id, 0)
+        if hub.fences.get(group_id, 0) != token or seq_end < last or (prev >= 0 and prev != last):
             return False
         hub.seqs[group_id] = seq_end
         hub.published += 1
+        return True
+
+    async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
+                      token: int, prev: int = -1) -> bool:
+        if not self._accepts(group_id, seq_end, token, prev):
+            return False
+        hub = self.hub
         loop = asyncio.get_running_loop()
         for broker in hub.brokers.values():
             if group_id in broker.refs:
@@ -90,12 +98,10 @@ class MemoryBroker:
         return True
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                    token: int) -> bool:
-        hub = self.hub
-        if hub.fences.get(group_id, 0) != token or seq_end < hub.seqs.get(group_id, 0):
+                    token: int, prev: int = -1) -> bool:
+        if not self._accepts(group_id, seq_end, token, prev):
             return False
-        hub.seqs[group_id] = seq_end
-        hub.published += 1
+        hub = self.hub
         for broker in hub.brokers.values():  # few calls: this is every tick's path
             if group_id not in broker.refs.counts:
                 continue

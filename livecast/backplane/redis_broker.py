@@ -68,12 +68,15 @@ log = logging.getLogger(__name__)
 _ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 COMMAND_TIMEOUT = 2.0
 
-# KEYS fence, seq, channel; ARGV token, seq_end, packed batch, PUBLISH|SPUBLISH
+# KEYS fence, seq, channel; ARGV token, seq_end, packed batch, PUBLISH|SPUBLISH, prev
+# (-1: any) -- the batch must follow the last one published (no gap: broker.py)
 _PUBLISH = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local seq = tonumber(ARGV[2])
 if seq < last then return 0 end
+local prev = tonumber(ARGV[5])
+if prev >= 0 and prev ~= last then return 0 end
 if seq > last then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call(ARGV[4], KEYS[3], ARGV[3])
 return 1
@@ -225,10 +228,10 @@ class RedisBroker:
 
     # ----------------------------------------------------------- batches
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int) -> bool:
+                      token: int, prev: int = -1) -> bool:
         keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
                 self._room(group_id, "batch")]
-        args = [token, seq_end, pack_batch(full, lite), self._publish_cmd]
+        args = [token, seq_end, pack_batch(full, lite), self._publish_cmd, prev]
         lock, users = self._order.get(group_id, (asyncio.Lock(), 0))
         self._order[group_id] = (lock, users + 1)
         try:
@@ -242,7 +245,7 @@ class RedisBroker:
                 self._order[group_id] = (lock, users - 1)
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                    token: int) -> None:
+                    token: int, prev: int = -1) -> None:
         return None  # a round trip to Redis: ``publish`` is awaited
 
     async def subscribe(self, group_id: str) -> None:

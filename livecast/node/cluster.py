@@ -47,6 +47,12 @@ Invariants:
     (``Broker.control_many``), one call in flight at a time, so messages to
     one process keep their order.  A bundle that fails answers each of its
     forwarded sends 10002 (invariant 6).
+12. No gap in a room's seq: each publish names the seq it follows
+    (``follows``) and the broker accepts it only if that is the last seq
+    published.  A batch that never crossed (Redis timed out, say) makes the
+    next ones refused: the owner lets the room go (its waiting senders get
+    10002), takes it again and numbers on from the broker's ``last_seq``;
+    seqs that were never published are numbered again, published ones never.
 """
 
 from __future__ import annotations
@@ -124,6 +130,8 @@ class ClusterLink:
         self.broker = broker
         self.node_id = broker.node_id
         self.tokens: dict[str, int] = {}      # rooms this process owns -> fencing token
+        # rooms this process owns -> the seq its next batch follows (-1: any, invariant 12)
+        self.follows: dict[str, int] = {}
         self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
         # forwarded sends still unanswered -> (their timeout, room, owner sent to)
@@ -270,9 +278,18 @@ class ClusterLink:
         s = self.node.settings
         rate = s.room_rate if room.group.rate is None else room.group.rate
         burst = s.room_burst if room.group.burst is None else room.group.burst
+        follows = last
         if room.sched.pending == 0:  # continue the room's seq: no reuse, no skip
+            # seqs above ``last`` were never published (invariant 12) and are
+            # numbered again; a Redis that lost its data (``last`` 0) does not
+            # take the room's seq back: it goes on upwards
+            next_seq = last + 1 if last else max(1, room.sched.next_seq)
+            follows = last if last else -1
             room.sched = RoomScheduler(rate, burst, self.node.clock(), s.max_wait,
-                                       next_seq=max(last + 1, room.sched.next_seq))
+                                       next_seq=next_seq)
+        elif room.sched.next_seq - 1 != last:
+            follows = room.sched.next_seq - 1  # refused, then taken again in step
+        self.follows[gid] = follows
         self.tokens[gid] = token
         self._owner_changed(gid, self.owners.pop(gid, None))
         log.info("room %s: owned here (token %d, seq from %d)", gid, token, last + 1)
@@ -280,6 +297,7 @@ class ClusterLink:
     def lost(self, gid: str) -> None:
         """The lease is gone: waiting messages fail with 10002 (retry), nothing is emitted."""
         self.tokens.pop(gid, None)
+        self.follows.pop(gid, None)
         room = self.node.rooms.get(gid)
         if room is not None:
             room.settle_pending(Code.INTERNAL, RETRY_INFO)
@@ -381,11 +399,14 @@ class ClusterLink:
         token = self.tokens.get(gid)
         held: list[Held] = []
         if token is not None:
-            done = self.broker.publish_now(gid, full, lite, seq_end, token)
+            follows = self.follows
+            prev = follows.get(gid, -1)
+            follows[gid] = seq_end
+            done = self.broker.publish_now(gid, full, lite, seq_end, token, prev)
             if done:
                 return None
             if done is None:
-                self.spawn(self._publish(gid, full, lite, seq_end, token, held))
+                self.spawn(self._publish(gid, full, lite, seq_end, token, held, prev))
                 return held
             if self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
@@ -393,11 +414,11 @@ class ClusterLink:
         return held
 
     async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
-                       token: int, held: list[Held]) -> None:
+                       token: int, held: list[Held], prev: int) -> None:
         published = False
         try:
             await self.node.history.write(gid, token, full)  # the stream, then the publish
-            published = await self.broker.publish(gid, full, lite, seq_end, token)
+            published = await self.broker.publish(gid, full, lite, seq_end, token, prev)
             if not published and self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
         except BrokerError as err:

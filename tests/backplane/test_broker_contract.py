@@ -125,6 +125,26 @@ async def test_the_seq_continues_across_owners_with_no_reuse(backend: Backend) -
     assert await b.last_seq("other") == 0
 
 
+async def test_a_batch_that_does_not_follow_the_last_published_is_refused(
+        backend: Backend) -> None:
+    """A publish naming the seq it follows is accepted only right after that
+    seq: a batch that never crossed (4..6 here) makes the next refused, so no
+    member sees a gap; the owner then numbers on from ``last_seq``."""
+    a, got = await backend.node("a")
+    await a.subscribe("room")
+    token = await a.acquire_lease("room", "a", TTL)
+    assert token is not None
+    assert await a.publish("room", b"1-3", None, 3, token, prev=0)
+    assert not await a.publish("room", b"7-9", None, 9, token, prev=6)  # 4..6 never crossed
+    assert await a.last_seq("room") == 3
+    assert await a.publish("room", b"4-5", None, 5, token, prev=3)  # numbered on from 3
+    assert a.publish_now("room", b"6", None, 6, token, prev=3) in (False, None)
+    assert not await a.publish("room", b"6", None, 6, token, prev=3)  # 4..5 already there
+    assert await a.publish("room", b"6", None, 6, token, prev=5)
+    await got.until(lambda: len(got.batches) == 3)
+    assert [full for _, full, _ in got.batches] == [b"1-3", b"4-5", b"6"]
+
+
 async def test_control_reaches_the_addressed_node_only(backend: Backend) -> None:
     a, heard_a = await backend.node("a")
     b, heard_b = await backend.node("b")

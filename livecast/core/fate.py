@@ -28,7 +28,11 @@ FAILED_INFO = {int(Code.GROUP_NOT_FOUND): "the group was destroyed before the me
                int(Code.INTERNAL): "the server shut down before the message's turn"}
 
 
-@dataclass(frozen=True, slots=True)
+# Address and Delivered are made once per message: plain slotted classes with
+# value equality and a hash (an Address keys the forwarded sends of a
+# cluster), not frozen ones, whose __init__ sets each field through
+# object.__setattr__ (about 0.4 us more per value).  Nothing changes them.
+@dataclass(slots=True, unsafe_hash=True)
 class Address:
     """Where a message's fate is answered: a WebSocket connection (``conn``, with
     the request id echoed in the reply) or a waiting REST call (``rest``).  ``node``
@@ -40,7 +44,7 @@ class Address:
     node: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Delivered:
     seq: int
     time_ms: int

@@ -193,27 +193,30 @@ def op_quit(node: Node, conn: Connection, req: Request) -> Result:
 
 
 def _outgoing(node: Node, conn: Connection, req: Request) -> Outgoing:
-    """The message of a ``send``, checked against the room (member, ban, mute);
-    its fate is answered to this connection, under the request's id."""
+    """The message of a ``send``; its fate is answered to this connection,
+    under the request's id.  Built by position: the fields' order is
+    ``Outgoing``'s (address: conn, request, rest, node)."""
     a = req.args
     priority = parse_priority(a["priority"])
     assert priority is not None  # validated by the protocol table
-    reply_to = None if req.id is None else Address(conn=conn.id, request=req.id,
-                                                   node=node.node_id)
-    msg = Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
-                   a["cloudCustomData"], reply_to, operator=conn.user, client_ip=conn.peer)
-    node.check_send(conn, a["groupId"], msg)
-    return msg
+    reply_to = None if req.id is None else Address(conn.id, req.id, 0, node.node_id)
+    return Outgoing(conn.user, conn.nick, conn.avatar, priority, a["random"], a["msgBody"],
+                    a["cloudCustomData"], reply_to, conn.user, conn.peer)
 
 
 def op_send(node: Node, conn: Connection, req: Request) -> Result:
-    node.submit(req.args["groupId"], _outgoing(node, conn, req))
+    """Checked against the room (member, ban, mute), then offered to it: the
+    room looked up once for both."""
+    msg = _outgoing(node, conn, req)
+    gid = req.args["groupId"]
+    node.submit(gid, msg, node.check_send(conn, gid, msg))
     return None
 
 
 async def op_send_hooked(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
     try:
         msg = _outgoing(node, conn, req)
+        node.check_send(conn, req.args["groupId"], msg)
     finally:  # checked, or refused: the next send may start its own checks
         turn.release()
     await node.send(req.args["groupId"], msg, turn.prev, conn)
@@ -381,10 +384,10 @@ def _dispatch(conn: WsConnection, req: Request) -> None:
     it, else in its turn off the reader (rule above ``Order``)."""
     node, row = conn.node, OPS[req.op]
     order = conn.order
-    after, turn = order.waits_for(row.kind) if order is not None else ([], Turn(None, None))
+    after, turn = order.waits_for(row.kind) if order is not None else (_NONE, None)
     if (after or row.handler is None or (row.hooked is not None and node.hooks.enabled)
-            or _off_reader(node, req)):
-        _chain(node, conn, req, row, after, turn)
+            or (req.op == "join" and _off_reader(node, req))):
+        _chain(node, conn, req, row, after or [], turn or Turn(None, None))
         return
     try:
         if row.needs is not _ANY:
@@ -397,6 +400,7 @@ def _dispatch(conn: WsConnection, req: Request) -> None:
 
 
 _ANY = Needs.ANY
+_NONE: list[asyncio.Future[None]] = []  # nothing to wait for (never handed on: see _chain's call)
 
 
 def _off_reader(node: Node, req: Request) -> bool:

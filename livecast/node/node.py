@@ -589,9 +589,11 @@ class Node:
                 self.hooks.failed(room.group_id, msg, Code.MUTED)
             raise LivecastError(*refusal)
 
-    def submit(self, group_id: str, msg: Outgoing) -> None:
-        """Offer an admitted message to its room's owner (after webhooks)."""
-        room = self.room(group_id)
+    def submit(self, group_id: str, msg: Outgoing, room: RoomOwner | None = None) -> None:
+        """Offer an admitted message to its room's owner (after webhooks);
+        ``room``: the room ``check_send`` has just looked up (else looked up here)."""
+        if room is None:
+            room = self.room(group_id)
         link = self.link
         if group_id not in link.tokens or not (link.redis_ok and link.broker.connected()):
             if not link.available():  # Redis away: an explicit retry, at once
@@ -612,7 +614,7 @@ class Node:
         asks the backend meanwhile and reaches the room after it.  After the
         callback the send rule is asked again (a ban, mute or kick meanwhile
         refuses it).  The sender's answer is its fate, at ``msg.reply_to``."""
-        self.room(group_id)
+        room: RoomOwner | None = self.room(group_id)
         if self.hooks.enabled:
             go_on = await self.hooks.before_send(group_id, msg)
             if turn is not None:
@@ -626,10 +628,10 @@ class Node:
             elif conn is not None:
                 if conn.closing:
                     raise LivecastError(Code.NO_PERMISSION, "connection closed")
-                self.check_send(conn, group_id, msg)
+                room = self.check_send(conn, group_id, msg)
             else:
-                self.check_rest_send(group_id, msg)
-        self.submit(group_id, msg)  # the room may be gone after the await: 10010
+                room = self.check_rest_send(group_id, msg)
+        self.submit(group_id, msg, room)  # the room may be gone after the await: 10010
 
     def rest_waiter(self) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         """An address for a REST send's answer, and the future that gets it."""

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livecast.core.fate import (
+    Address,
     Delivered,
     Dropped,
     Failed,
@@ -84,3 +85,13 @@ def test_a_failed_fate_is_its_code_with_a_reason() -> None:
     assert (code, fields) == (Code.GROUP_NOT_FOUND, {}) and "destroyed" in info
     code, info, fields = fate_reply(Failed(Code.INTERNAL))
     assert code == Code.INTERNAL and "shut down" in info
+
+
+def test_addresses_and_deliveries_are_values() -> None:
+    """Equal by their fields and hashable (an Address keys a cluster's
+    forwarded sends), however they were built."""
+    a = Address(3, 7, 0, "n1")
+    assert a == Address(conn=3, request=7, node="n1") and a != Address(3, 8, 0, "n1")
+    assert {a: 1}[Address(conn=3, request=7, node="n1")] == 1
+    assert Delivered(5, 17) == Delivered(seq=5, time_ms=17) != Delivered(5, 18)
+    assert len({Delivered(5, 17), Delivered(5, 17)}) == 1

@@ -197,6 +197,11 @@ def test_bad_id_is_a_violation_without_id(bad_id: object) -> None:
     assert (e.code, e.id, e.violation) == (Code.BAD_PARAMETER, None, True)
 
 
+@pytest.mark.parametrize("good_id", [-(2**63), 0, 2**64 - 1])
+def test_int_ids_at_the_64_bit_bounds_are_accepted(good_id: int) -> None:
+    assert ok(frame(op="ping", id=good_id)).id == good_id
+
+
 @pytest.mark.parametrize("op", ["nope", "Login", "", 5, None, ["ping"], True])
 def test_unknown_or_missing_op(op: object) -> None:
     e = err(frame(op=op, id=9))

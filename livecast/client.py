@@ -23,7 +23,9 @@ join's reply carries (``history`` or ``sinceSeq``) are queued the same way.
 ``connect_and_login`` honours admission control (docs/protocol.md,
 "Admission control"): a close 4013 "... retry after N s" (or a login reply
 70399) is retried after N seconds plus a random share of an exponential
-backoff (``retry_delay``), a bounded number of times.
+backoff (``retry_delay``), a bounded number of times; so is a connection
+refused, or cut (1006) or closed by a restarting server (1001, 1012, 1013)
+before the login was answered.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def custom(data: str, desc: str = "") -> list[dict[str, Any]]:
 
 
 TRY_LATER = 4013          # close code of admission control
+# closes worth another try: admission control, and the server going away,
+# restarting, overloaded or cut off before the login was answered
+RETRY_CLOSES = frozenset({TRY_LATER, 1001, 1006, 1012, 1013})
 LOGIN_RATE_LIMIT = 70399  # login reply code of admission control
 _RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) s")
 
@@ -126,10 +131,18 @@ class Client:
     async def connect_and_login(self, sdkappid: int, user_id: str, user_sig: str,
                                 attempts: int = 5) -> dict[str, Any]:
         """Connect and log in; refused by admission control (close 4013, login
-        70399), wait ``retry_delay`` and try again, at most ``attempts`` times.
-        The last login reply is returned; ClientClosed if the last try closed."""
+        70399), or the connection refused or cut before the login was answered
+        (a restarting server: ``RETRY_CLOSES``), wait ``retry_delay`` and try
+        again, at most ``attempts`` times.  The last login reply is returned;
+        ClientClosed if the last try closed, the connection error if it failed."""
         for attempt in range(attempts):
-            await self.connect()
+            try:
+                await self.connect()
+            except (aiohttp.ClientError, OSError):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(retry_delay(attempt))
+                continue
             try:
                 answer = await self.login(sdkappid, user_id, user_sig)
             except ClientClosed:
@@ -138,7 +151,7 @@ class Client:
                 return answer
             await self.wait_closed()
             await self.close()
-            if self.close_code != TRY_LATER or attempt == attempts - 1:
+            if self.close_code not in RETRY_CLOSES or attempt == attempts - 1:
                 if answer is not None:
                     return answer
                 raise ClientClosed(self.close_code)

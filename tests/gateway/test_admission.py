@@ -7,8 +7,14 @@ per-IP limits unless LIVECAST_ADMISSION_LOOPBACK is on."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
 
 from livecast.client import Client, retry_after, retry_delay
 from livecast.errors import Close, Code
@@ -134,3 +140,58 @@ async def test_rest_loopback_is_not_locked_out_by_default(live_factory: LiveFact
     assert Code.AUTH_LOCKED not in codes
     assert (await _call(live, sig("administrator")))["ErrorCode"] == 0
     assert await metric(live, "livecast_rest_auth_failures_total") == 6
+
+
+async def test_python_client_tries_again_when_its_connection_is_cut_before_login(
+        live: Live) -> None:
+    """A restarting server cuts connections mid-handshake (1006) or is not
+    listening yet: connect_and_login tries again, as after a 4013.  A proxy in
+    front of the real server aborts the first two connections it accepts
+    (aiohttp itself opens a second one once for a GET cut before its answer)."""
+    url = urlsplit(live.ws_url)
+    cut: list[int] = []
+    pipes: list[asyncio.Task[None]] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(cut) < 2:
+            cut.append(1)
+            writer.transport.abort()  # dies before its handshake
+            return
+        up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
+        pipes.extend((asyncio.create_task(pipe(reader, up_writer)),
+                      asyncio.create_task(pipe(up_reader, writer))))
+
+    proxy = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    bob = Client(f"ws://127.0.0.1:{port}{url.path}")
+    try:
+        answer = await bob.connect_and_login(SDKAPPID, "bob", sig("bob"), attempts=3)
+        assert answer["code"] == 0 and len(cut) == 2
+        assert (await bob.ping())["code"] == 0
+    finally:
+        await bob.close()
+        proxy.close()
+        await proxy.wait_closed()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+
+async def test_python_client_gives_a_refused_connection_up_after_its_attempts() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bob = Client(f"ws://127.0.0.1:{port}/v1/ws")
+    try:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await bob.connect_and_login(SDKAPPID, "bob", sig("bob"), attempts=2)
+    finally:
+        await bob.close()

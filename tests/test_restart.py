@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -86,25 +86,33 @@ async def kill_servers(servers: list[Server]) -> None:
 
 
 @dataclass
-class Server:
-    """One ``livecast serve`` process on a fixed port and settings (restartable)."""
+class Process:
+    """One ``livecast <command>`` process on a fixed port and settings
+    (restartable), ready once ``ready`` answers 200."""
 
     env: dict[str, str]
     port: int
     proc: asyncio.subprocess.Process | None = None
+    command: ClassVar[str] = "serve"
+    ready: ClassVar[str] = "/readyz"
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.proc = await start_ready("serve", self.env, self.base + "/readyz")
+        self.proc = await start_ready(self.command, self.env, self.base + self.ready)
 
     async def stop(self, how: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(how)
         await asyncio.wait_for(self.proc.wait(), 20)
         self.proc = None
+
+
+@dataclass
+class Server(Process):
+    """One ``livecast serve`` process."""
 
     async def rest(self, service: str, command: str, body: dict[str, Any]) -> dict[str, Any]:
         params = {"sdkappid": str(SDKAPPID), "identifier": "administrator",

@@ -37,9 +37,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -367,29 +368,44 @@ def unpack_batch(data: bytes) -> tuple[bytes, bytes | None]:
 
 
 # ----------------------------------------------------------------- reference counts
+class KeyedLocks:
+    """One lock per key, kept only while it is held or waited for: work on one
+    key runs one at a time, in call order; an idle key costs nothing."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, users)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class RoomRefs:
     """Per-room reference counts whose first and last references run the
     backend's subscribe and unsubscribe, one call per room at a time."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
     def __contains__(self, group_id: str) -> bool:
         return group_id in self.counts
 
     async def _locked(self, group_id: str, work: Callable[[], Awaitable[None]]) -> None:
-        lock, users = self._locks.get(group_id, (asyncio.Lock(), 0))
-        self._locks[group_id] = (lock, users + 1)
-        try:
-            async with lock:
-                await work()
-        finally:
-            lock, users = self._locks[group_id]
-            if users == 1:
-                del self._locks[group_id]
-            else:
-                self._locks[group_id] = (lock, users - 1)
+        async with self._locks.hold(group_id):
+            await work()
 
     async def add(self, group_id: str, first: Callable[[str], Awaitable[None]]) -> None:
         async def work() -> None:

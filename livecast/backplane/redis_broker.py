@@ -50,6 +50,7 @@ from livecast.backplane.broker import (
     BrokerError,
     Control,
     EventHandler,
+    KeyedLocks,
     RoomRefs,
     deliver,
     encode_control,
@@ -152,7 +153,7 @@ class RedisBroker:
         self._scripts = {name: self._client.register_script(lua) for name, lua in (
             ("publish", _PUBLISH), ("acquire", _ACQUIRE), ("renew", _RENEW),
             ("heartbeat", _HEARTBEAT), ("nodes", _NODES))}
-        self._order: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._order = KeyedLocks()  # one room's batches in call order
 
     def _name(self, rest: str) -> bytes:
         return f"{self.prefix}:{rest}".encode()
@@ -232,17 +233,8 @@ class RedisBroker:
         keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
                 self._room(group_id, "batch")]
         args = [token, seq_end, pack_batch(full, lite), self._publish_cmd, prev]
-        lock, users = self._order.get(group_id, (asyncio.Lock(), 0))
-        self._order[group_id] = (lock, users + 1)
-        try:
-            async with lock:  # one room's batches in call order (broker.py, inv. 3)
-                return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
-        finally:
-            lock, users = self._order[group_id]
-            if users == 1:
-                del self._order[group_id]
-            else:
-                self._order[group_id] = (lock, users - 1)
+        async with self._order.hold(group_id):  # in call order (broker.py, invariant 3)
+            return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -34,10 +34,10 @@ from tests.redis_fixtures import RedisServer, free_port, redis_server
 from tests.test_restart import (
     KEY,
     SDKAPPID,
+    Process,
     Server,
     app_data,
     group_info,
-    start_ready,
     until,
 )
 
@@ -50,25 +50,14 @@ LIKE = custom(json.dumps({"type": "like"}))
 
 
 @dataclass
-class CounterProcess:
-    """One ``livecast counter`` process (restartable on the same port)."""
+class CounterProcess(Process):
+    """One ``livecast counter`` process."""
 
-    env: dict[str, str]
-    port: int
-    proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.proc = await start_ready("counter", self.env, self.base + "/healthz")
+    command: ClassVar[str] = "counter"
+    ready: ClassVar[str] = "/healthz"
 
     async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await asyncio.wait_for(self.proc.wait(), 20)
-        self.proc = None
+        await self.stop(signal.SIGKILL)
 
     async def post(self, body: dict[str, Any]) -> int:
         params = callbacks.query(SDKAPPID, body["CallbackCommand"], "127.0.0.1", "Web", "",

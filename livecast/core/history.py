@@ -27,7 +27,7 @@ from dataclasses import dataclass
 __all__ = ["Entry", "HistoryRing", "Recovery", "frame_payload"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     seq: int
     time_ms: int

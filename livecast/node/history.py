@@ -107,7 +107,7 @@ class HistoryBook:
         ring = self.rings.get(group_id)
         if ring is None:
             ring = self.rings[group_id] = self._ring()
-        ring.append([Entry(seq, time_ms, data) for seq, data in zip(seqs, encoded, strict=True)])
+        ring.extend(seqs, time_ms, encoded)
 
     def on_batch(self, group_id: str, full: bytes) -> None:
         """Cluster: a batch this process received, for the room's ring."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 __all__ = ["Entry", "HistoryRing", "Recovery", "frame_payload"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     seq: int
     time_ms: int
@@ -45,7 +45,12 @@ class Recovery:
 
 
 class HistoryRing:
-    __slots__ = ("_bytes", "_entries", "last_seq", "max_bytes", "size", "ttl_ms")
+    """Held as three parallel deques (seqs, times, bytes) rather than one
+    object per message: ints and bytes are not tracked by the garbage
+    collector, so a full ring adds nothing to the collector's walks, and an
+    entry costs three deque slots."""
+
+    __slots__ = ("_bytes", "_data", "_seqs", "_times", "last_seq", "max_bytes", "size", "ttl_ms")
 
     def __init__(self, size: int, max_bytes: int, ttl_ms: int, last_seq: int = 0) -> None:
         if size < 0 or max_bytes < 0 or ttl_ms < 0:
@@ -54,11 +59,13 @@ class HistoryRing:
         self.max_bytes = max_bytes
         self.ttl_ms = ttl_ms
         self.last_seq = last_seq
-        self._entries: deque[Entry] = deque()
+        self._seqs: deque[int] = deque()
+        self._times: deque[int] = deque()
+        self._data: deque[bytes] = deque()
         self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._seqs)
 
     @property
     def size_bytes(self) -> int:
@@ -67,21 +74,23 @@ class HistoryRing:
     @property
     def first_seq(self) -> int:
         """The oldest seq held; ``last_seq + 1`` when empty."""
-        return self._entries[0].seq if self._entries else self.last_seq + 1
+        return self._seqs[0] if self._seqs else self.last_seq + 1
 
     def append(self, batch: Iterable[Entry]) -> bool:
         """One tick's delivered messages (ascending seqs); False when the batch
         did not continue the ring, which then holds only from this batch on."""
         contiguous = True
         for entry in batch:
-            if entry.seq <= self.last_seq:
-                self._cut_from(entry.seq)
-            elif entry.seq != self.last_seq + 1 and (self._entries or self.last_seq):
-                contiguous = False
-                self._clear()
-            self._entries.append(entry)
-            self._bytes += len(entry.data)
-            self.last_seq = entry.seq
+            contiguous = self._push(entry.seq, entry.time_ms, entry.data) and contiguous
+        self._trim()
+        return contiguous
+
+    def extend(self, seqs: Iterable[int], time_ms: int, data: Iterable[bytes]) -> bool:
+        """``append`` for a batch given as its seqs and each message's bytes,
+        all delivered at ``time_ms``: no ``Entry`` made per message."""
+        contiguous = True
+        for seq, one in zip(seqs, data, strict=True):
+            contiguous = self._push(seq, time_ms, one) and contiguous
         self._trim()
         return contiguous
 
@@ -89,57 +98,76 @@ class HistoryRing:
         """The newest ``n`` messages still held and no older than the TTL, oldest first."""
         if n <= 0:
             return []
-        fresh = self._fresh(now_ms)
-        start = max(fresh, len(self._entries) - n)
-        return [self._entries[i].data for i in range(start, len(self._entries))]
+        data = self._data
+        start = max(self._fresh(now_ms), len(data) - n)
+        return [data[i] for i in range(start, len(data))]
 
     def since(self, seq: int, now_ms: int) -> Recovery:
         """Every message after ``seq`` if all of them are still held and fresh."""
         if seq == self.last_seq:
             return Recovery(True, [], self.last_seq)
-        entries = self._entries
-        if seq > self.last_seq or seq < 0 or not entries:
+        seqs, data = self._seqs, self._data
+        if seq > self.last_seq or seq < 0 or not seqs:
             return Recovery(False, [], self.last_seq)
-        fresh = self._fresh(now_ms)
-        start = seq + 1 - entries[0].seq  # index of seq + 1
-        if start < fresh:
+        start = seq + 1 - seqs[0]  # index of seq + 1
+        if start < self._fresh(now_ms):
             return Recovery(False, [], self.last_seq)
-        return Recovery(True, [entries[i].data for i in range(start, len(entries))],
-                        self.last_seq)
+        return Recovery(True, [data[i] for i in range(start, len(data))], self.last_seq)
 
     def entries(self) -> list[Entry]:
-        return list(self._entries)
+        return [Entry(*e) for e in zip(self._seqs, self._times, self._data, strict=True)]
 
     # -- helpers -----------------------------------------------------------
+
+    def _push(self, seq: int, time_ms: int, data: bytes) -> bool:
+        """One message at the newest end; False when it broke contiguity."""
+        contiguous = True
+        if seq <= self.last_seq:
+            self._cut_from(seq)
+        elif seq != self.last_seq + 1 and (self._seqs or self.last_seq):
+            contiguous = False
+            self._clear()
+        self._seqs.append(seq)
+        self._times.append(time_ms)
+        self._data.append(data)
+        self._bytes += len(data)
+        self.last_seq = seq
+        return contiguous
 
     def _fresh(self, now_ms: int) -> int:
         """Index of the first entry within the TTL (entries are in time order)."""
         cutoff = now_ms - self.ttl_ms
-        entries = self._entries
-        lo, hi = 0, len(entries)
+        times = self._times
+        lo, hi = 0, len(times)
         while lo < hi:
             mid = (lo + hi) // 2
-            if entries[mid].time_ms < cutoff:
+            if times[mid] < cutoff:
                 lo = mid + 1
             else:
                 hi = mid
         return lo
 
     def _cut_from(self, seq: int) -> None:
-        entries = self._entries
-        while entries and entries[-1].seq >= seq:
-            self._bytes -= len(entries.pop().data)
-        if not entries:
+        seqs = self._seqs
+        while seqs and seqs[-1] >= seq:
+            seqs.pop()
+            self._times.pop()
+            self._bytes -= len(self._data.pop())
+        if not seqs:
             self._bytes = 0
 
     def _clear(self) -> None:
-        self._entries.clear()
+        self._seqs.clear()
+        self._times.clear()
+        self._data.clear()
         self._bytes = 0
 
     def _trim(self) -> None:
-        entries = self._entries
-        while entries and (len(entries) > self.size or self._bytes > self.max_bytes):
-            self._bytes -= len(entries.popleft().data)
+        seqs = self._seqs
+        while seqs and (len(seqs) > self.size or self._bytes > self.max_bytes):
+            seqs.popleft()
+            self._times.popleft()
+            self._bytes -= len(self._data.popleft())
 
 
 def frame_payload(data: bytes) -> bytes:

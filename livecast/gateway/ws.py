@@ -320,7 +320,7 @@ class WsConnection(Connection, asyncio.Protocol):
     frame (``closing``) input is drained unread, because closing a socket that
     still has unread input resets it, and the reset would discard the frame."""
 
-    __slots__ = ("deadline", "node", "order", "seen", "session")
+    __slots__ = ("deadline", "loop", "node", "order", "seen", "session")
     session_type: type[Session] = Session
 
     def __init__(self, node: Node, transport: asyncio.Transport, peer: str) -> None:
@@ -328,12 +328,13 @@ class WsConnection(Connection, asyncio.Protocol):
         self.deadline: asyncio.TimerHandle | None = None  # the login deadline's timer
         self.node = node
         self.seen = time.monotonic()
-        self.session = self.session_type(node.settings, OPS, asyncio.get_running_loop().time())
+        self.loop = asyncio.get_running_loop()  # looked up once: each lookup is a getpid call
+        self.session = self.session_type(node.settings, OPS, self.loop.time())
         self.order: Order | None = None  # requests off the reader, made on first use
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.node.attach(self)
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.deadline = loop.call_at(self.session.opened(loop.time()), _login_deadline, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -347,7 +348,7 @@ class WsConnection(Connection, asyncio.Protocol):
         self.seen = time.monotonic()
         session = self.session
         session.receive_data(data)
-        now, outbox = asyncio.get_running_loop().time(), self.buffered
+        now, outbox = self.loop.time(), self.buffered
         while (actions := session.next_actions(now, outbox, self.closing)) is not None:
             for action in actions:
                 _APPLY[type(action)](self, action)

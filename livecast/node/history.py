@@ -35,7 +35,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -101,13 +101,13 @@ class HistoryBook:
         return int(self.clock() * 1000)
 
     # ---------------------------------------------------------------- writes
-    def record(self, group_id: str, wires: list[dict[str, Any]], time_ms: int) -> None:
-        """One process: a tick's delivered messages, appended by the room's owner."""
+    def record(self, group_id: str, seqs: list[int], encoded: list[bytes], time_ms: int) -> None:
+        """One process: a tick's delivered messages (their seqs, and each one's
+        JSON as the batch's frame carries it), appended by the room's owner."""
         ring = self.rings.get(group_id)
         if ring is None:
             ring = self.rings[group_id] = self._ring()
-        dumps = orjson.dumps
-        ring.append([Entry(w["seq"], time_ms, dumps(w)) for w in wires])
+        ring.extend(seqs, time_ms, encoded)
 
     def on_batch(self, group_id: str, full: bytes) -> None:
         """Cluster: a batch this process received, for the room's ring."""

@@ -78,18 +78,30 @@ T = TypeVar("T")
 
 
 class LoopTimers:
-    """The running event loop, as the room owners' timers."""
+    """The running event loop, as the room owners' timers.  The loop is looked
+    up once, not per call: ``asyncio.get_running_loop`` makes a ``getpid``
+    system call each time (it checks for a fork), two or three per message."""
 
-    __slots__ = ()
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():  # first use, or a node outliving its loop
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def time(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self.loop.time()
 
     def call_soon(self, callback: Callable[[], object]) -> asyncio.Handle:
-        return asyncio.get_running_loop().call_soon(callback)
+        return self.loop.call_soon(callback)
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_at(when, callback)
+        return self.loop.call_at(when, callback)
 
 
 class Node:

@@ -65,7 +65,7 @@ class RoomEvents(Protocol):
 
 
 class RoomOwner:
-    __slots__ = ("_clock", "_events", "_tick", "_timers", "closed", "group", "handle",
+    __slots__ = ("_clock", "_events", "_head", "_tick", "_timers", "closed", "group", "handle",
                  "last_dispatch", "record", "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, events: RoomEvents, timers: Timers,
@@ -79,8 +79,9 @@ class RoomOwner:
         self._timers = timers
         self._clock = clock
         self._tick = tick
+        self._head: bytes | None = None  # the msgs frame's JSON up to its list, made once
         # one process: the room's history gets each tick's batch (node/history.py)
-        self.record: Callable[[str, list[dict[str, Any]], int], None] | None = None
+        self.record: Callable[[str, list[int], list[bytes], int], None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -115,15 +116,21 @@ class RoomOwner:
             self._events.ticked(time.perf_counter() - started)
 
     def _deliver(self, batch: list[tuple[int, Pending]], time_ms: int) -> None:
-        wires = [p.payload.wire(seq, time_ms) for seq, p in batch]
-        full = frame(self.encode("msgs", "msgs", wires))
+        # each message is encoded once: the frames join these bytes, and the
+        # history keeps them (byte for byte what orjson makes of the whole batch)
+        dumps = orjson.dumps
+        encoded = [dumps(p.payload.wire(seq, time_ms)) for seq, p in batch]
+        head = self._head
+        if head is None:
+            head = self._head = b'{"op":"msgs","groupId":%s,"msgs":[' % dumps(self.group_id)
+        full = frame(head + b",".join(encoded) + b"]}")
         lite: bytes | None = None
         if any(p.priority > _NORMAL for _s, p in batch):  # a lite frame, without Low/Lowest
-            keep = [w for (_s, p), w in zip(batch, wires, strict=True) if p.priority <= _NORMAL]
-            lite = frame(self.encode("msgs", "msgs", keep)) if keep else b""
+            keep = [w for (_s, p), w in zip(batch, encoded, strict=True) if p.priority <= _NORMAL]
+            lite = frame(head + b",".join(keep) + b"]}") if keep else b""
         self._events.publish(self, full, lite)
         if self.record is not None:
-            self.record(self.group.group_id, wires, time_ms)
+            self.record(self.group.group_id, [seq for seq, _p in batch], encoded, time_ms)
         settle, gid = self._events.settle, self.group.group_id
         for seq, pending in batch:
             settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))

@@ -109,3 +109,28 @@ def test_recovery_is_contiguous_and_bounded(batches: list[int], size: int, since
         assert seqs(rec.msgs, ring) == list(range(since + 1, seq + 1))
     else:
         assert since > seq or since + 1 < ring.first_seq
+
+
+@given(st.lists(st.tuples(st.integers(-2, 6), st.integers(1, 4), st.integers(0, 3000)),
+                min_size=1, max_size=30),
+       st.integers(1, 20), st.integers(10, 200))
+def test_extend_keeps_exactly_what_append_keeps(batches: list[tuple[int, int, int]],
+                                                size: int, max_bytes: int) -> None:
+    """The owner's ``extend`` (seqs and bytes, one time) and ``append``
+    (entries) give the same ring, gaps, repeats and trims included."""
+    by_entries = HistoryRing(size, max_bytes, DAY_MS)
+    by_columns = HistoryRing(size, max_bytes, DAY_MS)
+    seq = 0
+    for step, n, time_ms in batches:
+        first = max(1, seq + step)  # a step of 1 continues; <= 0 repeats; > 1 leaves a gap
+        batch = entries(first, first + n - 1, time_ms=time_ms, size=7 + first % 5)
+        assert by_entries.append(batch) == by_columns.extend(
+            [e.seq for e in batch], time_ms, [e.data for e in batch])
+        seq = first + n - 1
+        assert by_entries.entries() == by_columns.entries()
+        assert (by_entries.last_seq, by_entries.size_bytes, by_entries.first_seq) == (
+            by_columns.last_seq, by_columns.size_bytes, by_columns.first_seq)
+        kept = by_columns.entries()
+        assert by_columns.size_bytes == sum(len(e.data) for e in kept) <= max_bytes
+        assert [e.seq for e in kept] == list(range(by_columns.first_seq, seq + 1))[-len(kept):]
+    assert by_entries.last(size, 2000) == by_columns.last(size, 2000)

@@ -10,6 +10,7 @@ import orjson
 from livecast.core.fate import Delivered, Dropped, Failed, Fate
 from livecast.core.group import Group
 from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.core.wsframe import frame
 from livecast.errors import Code
 from livecast.node.owner import RoomOwner
 from livecast.node.room import Outgoing
@@ -136,6 +137,35 @@ def test_a_batch_with_likes_gets_a_lite_frame_without_them() -> None:
     full, lite = room.events.frames[0]
     assert [m["random"] for m in msgs_of(full)] == [1, 2]
     assert lite is not None and [m["random"] for m in msgs_of(lite)] == [1]
+
+
+def test_each_message_is_encoded_once_and_the_frames_are_the_whole_batch_encoded() -> None:
+    """The frames join each message's own JSON; they are byte for byte the
+    batch encoded whole, and the history gets the same bytes per message."""
+    room = Room()
+    recorded: list[tuple[str, list[int], list[bytes], int]] = []
+    room.owner.record = lambda gid, seqs, data, t: recorded.append((gid, seqs, data, t))
+    room.send("alice", 1, Priority.NORMAL)
+    room.send("bob", 2, Priority.LOW)
+    room.send("carol", 3, Priority.HIGH)
+    room.advance(0)
+    full, lite = room.events.frames[0]
+    wires = msgs_of(full)
+    assert full == frame(orjson.dumps({"op": "msgs", "groupId": "live", "msgs": wires}))
+    kept = [w for w in wires if w["priority"] in ("High", "Normal")]
+    assert lite == frame(orjson.dumps({"op": "msgs", "groupId": "live", "msgs": kept}))
+    [(gid, seqs, data, time_ms)] = recorded
+    assert gid == "live" and seqs == [1, 2, 3] and time_ms == int(T0 * 1000)
+    assert [orjson.loads(d) for d in data] == wires
+    assert [orjson.dumps(w) for w in wires] == data
+
+
+def test_a_batch_of_likes_only_leaves_lagging_members_an_empty_lite_frame() -> None:
+    room = Room()
+    room.send("alice", 1, Priority.LOW)
+    room.advance(0)
+    full, lite = room.events.frames[0]
+    assert [m["random"] for m in msgs_of(full)] == [1] and lite == b""
 
 
 def test_overload_drops_are_fates_with_the_reason() -> None:

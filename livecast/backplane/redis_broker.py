@@ -229,10 +229,10 @@ class RedisBroker:
 
     # ----------------------------------------------------------- batches
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1) -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
         keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
                 self._room(group_id, "batch")]
-        args = [token, seq_end, pack_batch(full, lite), self._publish_cmd, prev]
+        args = [token, seq_end, pack_batch(full, lite, fates), self._publish_cmd, prev]
         async with self._order.hold(group_id):  # in call order (broker.py, invariant 3)
             return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
 
@@ -267,11 +267,11 @@ class RedisBroker:
         if group_id is None or group_id not in self.refs:
             return  # unsubscribed meanwhile (broker.py, invariant 1)
         try:
-            full, lite = unpack_batch(data)
+            full, lite, fates = unpack_batch(data)
         except ValueError:
             log.warning("skipped a malformed batch on %r", channel)
             return
-        hand_batch(handler, group_id, full, lite)
+        hand_batch(handler, group_id, full, lite, fates)
 
     # ----------------------------------------------------------- control
     def _control_channel(self, target: str) -> bytes:

@@ -38,10 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -59,7 +56,7 @@ from livecast.backplane.broker import (
     pack_batch,
     unpack_batch,
 )
-from livecast.backplane.redis_pubsub import Shard
+from livecast.backplane.redis_pubsub import Endpoint, Shard
 from livecast.store.redis import connect
 
 __all__ = ["RedisBroker"]
@@ -192,22 +189,18 @@ class RedisBroker:
         name = f"{host}:{port}" if host else "redis"
         shard = self._shards.get(name)
         if shard is None:
-            shard = Shard(name, lambda: self._pubsub_client(host, port), self.cluster,
-                          self._message)
+            shard = Shard(name, self._endpoint(host, port), self.cluster, self._message)
             self._shards[name] = shard
             if self._started:
                 shard.start()
         return shard
 
-    def _pubsub_client(self, host: str, port: int) -> Redis:
-        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0),
-                                   "socket_connect_timeout": COMMAND_TIMEOUT,
-                                   "socket_keepalive": True}
+    def _endpoint(self, host: str, port: int) -> Endpoint:
+        """The one server of the URL, or a cluster's master (the URL's credentials)."""
         if not host:
-            return Redis.from_url(self._url.geturl(), **options)
-        return Redis(host=host, port=port, username=self._url.username,
-                     password=self._url.password, ssl=self._url.scheme.startswith("rediss"),
-                     **options)
+            return Endpoint.from_url(self._url.geturl())
+        return Endpoint(host, port, username=self._url.username, password=self._url.password,
+                        tls=self._url.scheme.startswith("rediss"))
 
     def connected(self) -> bool:
         return bool(self._shards) and all(shard.up for shard in self._shards.values())

@@ -27,6 +27,10 @@ Invariants (beyond broker.py's):
    ``ready`` is false while any pub/sub connection or the command connection
    is down.  Fencing is as durable as Redis: run it with AOF, or a restart that
    loses the fence lets tokens start again at 1.
+5. On one server, control messages leave on a connection of their own
+   (``redis_wire.Publisher``: one write and one round trip per bundle, no
+   redis-py call per message); on a Redis Cluster each is an SPUBLISH through
+   redis-py, to the master of its channel's slot.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import hiredis
 import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -56,7 +61,9 @@ from livecast.backplane.broker import (
     pack_batch,
     unpack_batch,
 )
-from livecast.backplane.redis_pubsub import Endpoint, Shard
+from livecast.backplane.redis_pubsub import Shard
+from livecast.backplane.redis_wire import ERRORS as WIRE_ERRORS
+from livecast.backplane.redis_wire import Endpoint, Publisher, command
 from livecast.store.redis import connect
 
 __all__ = ["RedisBroker"]
@@ -151,6 +158,8 @@ class RedisBroker:
             ("publish", _PUBLISH), ("acquire", _ACQUIRE), ("renew", _RENEW),
             ("heartbeat", _HEARTBEAT), ("nodes", _NODES))}
         self._order = KeyedLocks()  # one room's batches in call order
+        # control messages on one server: a connection of their own (invariant 5)
+        self._publisher = None if self.cluster else Publisher(self._endpoint("", 0))
 
     def _name(self, rest: str) -> bytes:
         return f"{self.prefix}:{rest}".encode()
@@ -218,6 +227,8 @@ class RedisBroker:
         for shard in self._shards.values():
             await shard.close()
         self._shards.clear()
+        if self._publisher is not None:
+            self._publisher.close()
         await self._client.aclose()
 
     # ----------------------------------------------------------- batches
@@ -276,28 +287,36 @@ class RedisBroker:
         target in turn (each channel's slot has its own master)."""
         sends = [(target, encode_controls(self.node_id, messages))
                  for target, messages in batches.items() if messages]
-        if len(sends) == 1 or isinstance(self._client, RedisCluster):
+        if self._publisher is None:
             for target, data in sends:
-                await self._publish_control(target, data)
+                await self._spublish_control(target, data)
             return
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for target, data in sends:
-                pipe.publish(self._control_channel(target), data)
-            await pipe.execute()
-        except _ERRORS as exc:
-            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
+        await self._publish_controls(sends)
 
     async def control(self, target: str, message: Control) -> None:
-        await self._publish_control(target, encode_control(self.node_id, message))
+        data = encode_control(self.node_id, message)
+        if self._publisher is None:
+            await self._spublish_control(target, data)
+        else:
+            await self._publish_controls([(target, data)])
 
-    async def _publish_control(self, target: str, data: bytes) -> None:
+    async def _publish_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
+        """One server: PUBLISH per target on the control connection, pipelined."""
+        assert self._publisher is not None
+        try:
+            replies = await self._publisher.call_many(
+                [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends])
+        except WIRE_ERRORS as exc:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
+        refused = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+        if refused:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {refused[0]}")
+
+    async def _spublish_control(self, target: str, data: bytes) -> None:
+        """A Redis Cluster: SPUBLISH, to the master of the channel's slot."""
         channel = self._control_channel(target)
         try:
-            if isinstance(self._client, RedisCluster):
-                await self._client.spublish(channel, data)
-            else:
-                await self._client.publish(channel, data)
+            await self._client.spublish(channel, data)
         except _ERRORS as exc:
             raise BrokerError(f"control to {target}: {exc}") from exc
 

@@ -7,13 +7,13 @@ fails it marks itself down, waits a short backoff and does it all again, so
 that after a Redis restart every current room is subscribed again without
 anyone asking.
 
-The connection is a plain ``asyncio.Protocol`` speaking RESP2 with hiredis's
-parser, not redis-py's ``PubSub``: each message Redis pushes is parsed in
-``data_received`` and handed on at once, with no coroutine, future or
-timeout per message (redis-py's ``get_message`` costs about four times the
-CPU per message received: docs/benchmarks.md, "The cluster: the cost").
-Only what a subscriber needs is spoken: AUTH, SUBSCRIBE/SSUBSCRIBE and
-their UN- forms, PING.
+The connection is a ``redis_wire.Wire`` (a plain ``asyncio.Protocol``
+speaking RESP2 with hiredis's parser), not redis-py's ``PubSub``: each
+message Redis pushes is parsed in ``data_received`` and handed on at once,
+with no coroutine, future or timeout per message (redis-py's
+``get_message`` cost about three times the CPU per message received:
+docs/benchmarks.md, "The cluster: the cost").  Only what a subscriber
+needs is spoken: AUTH, SUBSCRIBE/SSUBSCRIBE and their UN- forms, PING.
 
 Invariants:
 1. ``channels`` is the wanted set: ``add`` and ``remove`` change it first,
@@ -35,95 +35,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, parse_url
 from redis.crc import key_slot
+
+from livecast.backplane.redis_wire import ERRORS as _ERRORS
+from livecast.backplane.redis_wire import Endpoint, Wire, command, open_wire
 
 log = logging.getLogger(__name__)
 
 CONFIRM_TIMEOUT = 2.0
-CONNECT_TIMEOUT = 2.0
 PROBE_INTERVAL = 1.0
 BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)  # seconds before reconnect attempts 1, 2, ...
 SUBSCRIBE_BATCH = 512
-_ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError)
 _MESSAGES = (b"message", b"smessage")
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where a pub/sub connection goes: a TCP host and port, or a unix socket."""
-
-    host: str = "127.0.0.1"
-    port: int = 6379
-    path: str = ""  # a unix socket instead of host and port
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-
-    @classmethod
-    def from_url(cls, url: str) -> Endpoint:
-        """``redis://``, ``rediss://`` or ``unix://``, as redis-py reads them."""
-        kw = parse_url(url)
-        tls = isinstance(kw.get("connection_class"), type) and issubclass(
-            kw["connection_class"], SSLConnection)
-        return cls(str(kw.get("host", "127.0.0.1")), int(kw.get("port", 6379)),
-                   str(kw.get("path", "")), kw.get("username"), kw.get("password"), tls)
-
-
-def command(*args: bytes | str) -> bytes:
-    """One command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-class _Wire(asyncio.Protocol):
-    """The connection: every reply parsed as it arrives and handed to ``on_reply``."""
-
-    def __init__(self, on_reply: Callable[[Any], None]) -> None:
-        self.parser = hiredis.Reader()
-        self.on_reply = on_reply
-        self.transport: asyncio.Transport | None = None
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.heard = False  # anything read since the last probe
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        self.heard = True
-        parser = self.parser
-        try:
-            parser.feed(data)
-            while (reply := parser.gets()) is not False:
-                self.on_reply(reply)
-        except hiredis.ProtocolError as exc:
-            self.fail(ConnectionError(f"protocol error: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_exception(exc or ConnectionError("connection closed"))
-            self.lost.exception()  # retrieved: the reader re-raises it
-
-    def send(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionError("not connected")
-        self.transport.write(data)
-
-    def fail(self, exc: Exception) -> None:
-        if not self.lost.done():
-            self.lost.set_exception(exc)
-            self.lost.exception()
-        if self.transport is not None:
-            self.transport.close()
 
 
 class Shard:
@@ -137,8 +64,7 @@ class Shard:
         self._sub, self._unsub = (b"ssubscribe", b"sunsubscribe") if sharded else (
             b"subscribe", b"unsubscribe")
         self._on_message = on_message
-        self._wire: _Wire | None = None
-        self._auth: asyncio.Future[None] | None = None
+        self._wire: Wire | None = None
         self._waiting: dict[tuple[bytes, bytes], list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connects = 0
@@ -199,27 +125,8 @@ class Shard:
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
 
-    async def _connect(self) -> _Wire:
-        loop = asyncio.get_running_loop()
-        e = self.endpoint
-        wire = _Wire(self._reply)
-        self._wire = wire
-        tls = ssl.create_default_context() if e.tls else None
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            if e.path:
-                await loop.create_unix_connection(lambda: wire, e.path)
-            else:
-                await loop.create_connection(lambda: wire, e.host, e.port, ssl=tls)
-            if e.password is not None:  # the one reply awaited; pushes come after it
-                auth = self._auth = loop.create_future()
-                wire.send(command(b"AUTH", *([e.username] if e.username else []), e.password))
-                await asyncio.wait([auth, wire.lost], return_when=asyncio.FIRST_COMPLETED)
-                if wire.lost.done():
-                    wire.lost.result()  # raises why (a refused AUTH: invariant 4)
-        return wire
-
     async def _serve(self) -> None:
-        wire = await self._connect()
+        wire = self._wire = await open_wire(self.endpoint, self._reply)
         self.up = True
         self.connects += 1
         if self.connects > 1:
@@ -229,7 +136,7 @@ class Shard:
             wire.send(command(self._sub, *batch))
         await self._watch(wire)
 
-    async def _watch(self, wire: _Wire) -> None:
+    async def _watch(self, wire: Wire) -> None:
         """Until the connection is lost; PING when silent (invariant 3)."""
         probing = False
         while True:
@@ -268,18 +175,12 @@ class Shard:
                 if not future.done():
                     future.set_result(None)
             return
-        auth = self._auth
-        if isinstance(reply, hiredis.ReplyError):
+        if isinstance(reply, hiredis.ReplyError):  # invariant 4 (a pong: [b"pong", b""])
             log.warning("pub/sub connection to %s: %s", self.name, reply)
             if self._wire is not None:
                 self._wire.fail(ConnectionError(f"Redis answered: {reply}"))
-        elif auth is not None and not auth.done():
-            auth.set_result(None)  # the AUTH's OK (a pong is a list: ``[b"pong", b""]``)
 
     def _release_waiters(self) -> None:
-        if self._auth is not None and not self._auth.done():
-            self._auth.cancel()
-        self._auth = None
         waiting, self._waiting = self._waiting, {}
         for futures in waiting.values():
             for future in futures:

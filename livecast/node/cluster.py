@@ -349,6 +349,8 @@ class ClusterLink:
         """A forwarded send waits for its fate until its deadline (invariant 2)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(self.node.settings.max_wait) + FORWARD_GRACE
+        if address in self.forwarded:  # the same address again: one entry, one count
+            self._take(address)
         self.forwarded[address] = (deadline, gid, owner, rides)
         if rides:
             self.riding[gid] = self.riding.get(gid, 0) + 1

@@ -32,6 +32,11 @@ Invariants:
    (a bundle, ``encode_controls``), in order, all targets in one round trip
    per backend server; the receiver hands them on one by one, in order, as if
    sent one at a time.
+6. A batch may carry the Delivered fates of the tick's forwarded sends
+   (``encode_fates``): they cross with the batch, in the same message, and
+   reach every subscribed process (``EventHandler.on_batch_fates``, after
+   ``on_batch``) exactly when the batch does; a batch that was not published
+   carried none.  The members' bytes (``full``, ``lite``) are unchanged.
 """
 
 from __future__ import annotations
@@ -50,8 +55,8 @@ from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 
 __all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
            "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "Tips",
-           "decode_control", "decode_controls", "deliver", "encode_control", "encode_controls",
-           "hand_batch", "pack_batch", "unpack_batch"]
+           "decode_control", "decode_controls", "decode_fates", "deliver", "encode_control",
+           "encode_controls", "encode_fates", "hand_batch", "pack_batch", "unpack_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +70,15 @@ class BrokerError(Exception):
 # ----------------------------------------------------------------- control values
 @dataclass(frozen=True, slots=True)
 class ForwardedSend:
-    """A send admitted on one process, for the room's owner; its fate goes to ``reply_to``."""
+    """A send admitted on one process, for the room's owner; its fate goes to
+    ``reply_to``.  ``rides``: the sender's process is subscribed to the room and
+    stays so until the fate comes, so a Delivered fate may ride on the tick's
+    batch (invariant 6) instead of a ``FateNotice``."""
 
     group_id: str
     reply_to: Address
     message: dict[str, Any]
+    rides: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,7 @@ class EventHandler(Protocol):
     """What a process implements to hear from the broker (called on its event loop)."""
 
     def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None: ...
+    def on_batch_fates(self, group_id: str, fates: bytes) -> None: ...
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None: ...
     def on_fate(self, origin: str, message: FateNotice) -> None: ...
     def on_kick(self, origin: str, message: Kick) -> None: ...
@@ -141,14 +151,14 @@ class Broker(Protocol):
         """Connect and start delivering to ``handler`` (this process's control channels)."""
 
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1) -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
         """One tick's batch of a room, ``seq_end`` its last seq (the room's last seq
         if it carries no message): False, and nothing sent or recorded, unless
         ``token`` is the room's latest fencing token and ``seq_end`` is not below
         the recorded seq (invariant 2), and, when ``prev`` is given (not -1), the
         recorded seq is ``prev``: the batch follows the last one published, so a
         batch that never crossed leaves no gap behind it (the owner resumes from
-        ``last_seq``)."""
+        ``last_seq``).  ``fates`` (``encode_fates``) ride with it (invariant 6)."""
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> bool | None:
@@ -245,7 +255,8 @@ _FATES: dict[str, Callable[[list[Any]], Fate]] = {
 }
 
 _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
-    ForwardedSend: lambda m: {"g": m.group_id, "a": _address(m.reply_to), "m": m.message},
+    ForwardedSend: lambda m: {"g": m.group_id, "a": _address(m.reply_to), "m": m.message,
+                              "w": m.rides},
     FateNotice: lambda m: {"a": _address(m.address), "f": _fate(m.fate)},
     Kick: lambda m: {"u": m.user, "r": m.reason, "g": m.group_id},
     Tips: lambda m: {"g": m.group_id, "t": m.tips},
@@ -255,7 +266,8 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
 }
 
 _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
-    "send": lambda d: ForwardedSend(str(d["g"]), Address(*d["a"]), dict(d["m"])),
+    "send": lambda d: ForwardedSend(str(d["g"]), Address(*d["a"]), dict(d["m"]),
+                                    bool(d.get("w", False))),
     "fate": lambda d: FateNotice(Address(*d["a"]), _FATES[d["f"][0]](d["f"])),
     "kick": lambda d: Kick(str(d["u"]), str(d["r"]), str(d["g"])),
     "tips": lambda d: Tips(str(d["g"]), list(d["t"])),
@@ -338,32 +350,65 @@ def _hand(handler: EventHandler, origin: str, message: Control) -> None:
         log.exception("the handler failed on a %s control message", type(message).__name__)
 
 
-def hand_batch(handler: EventHandler, group_id: str, full: bytes, lite: bytes | None) -> None:
+def hand_batch(handler: EventHandler, group_id: str, full: bytes, lite: bytes | None,
+               fates: bytes = b"") -> None:
     try:
         handler.on_batch(group_id, full, lite)
     except Exception:
         log.exception("the handler failed on a batch of %s", group_id)
+    if fates:
+        try:
+            handler.on_batch_fates(group_id, fates)
+        except Exception:
+            log.exception("the handler failed on the fates of a batch of %s", group_id)
 
 
-# A batch on the wire: b"F" + full, or b"L" + len(full) (4 bytes, big-endian) + full + lite.
+# ----------------------------------------------------------------- fates on a batch
+def encode_fates(fates: Mapping[str, Sequence[tuple[Address, Delivered]]]) -> bytes:
+    """Delivered fates per node, to ride on a batch (invariant 6):
+    ``{node: [[conn, request, rest, seq, time_ms], ...]}``; b"" for none."""
+    if not fates:
+        return b""
+    return orjson.dumps({node: [[a.conn, a.request, a.rest, f.seq, f.time_ms]
+                                for a, f in pairs] for node, pairs in fates.items()})
+
+
+def decode_fates(data: bytes, node: str) -> list[tuple[Address, Delivered]]:
+    """The fates of ``data`` addressed to ``node`` (none without decoding
+    when the node is not named); ValueError (or a KeyError/TypeError/IndexError)
+    when malformed."""
+    if orjson.dumps(node) not in data:
+        return []
+    mine = orjson.loads(data).get(node) or []
+    return [(Address(int(v[0]), v[1], int(v[2]), node), Delivered(int(v[3]), int(v[4])))
+            for v in mine]
+
+
+# A batch on the wire: b"F" + full, or b"L" + len(full) (4 bytes, big-endian) + full + lite;
+# with fates, b"R" + len(fates) (4 bytes, big-endian) + fates before either.
 _LEN = struct.Struct(">I")
 
 
-def pack_batch(full: bytes, lite: bytes | None) -> bytes:
+def pack_batch(full: bytes, lite: bytes | None, fates: bytes = b"") -> bytes:
+    riders = b"R" + _LEN.pack(len(fates)) + fates if fates else b""
     if lite is None:
-        return b"F" + full
-    return b"L" + _LEN.pack(len(full)) + full + lite
+        return riders + b"F" + full
+    return riders + b"L" + _LEN.pack(len(full)) + full + lite
 
 
-def unpack_batch(data: bytes) -> tuple[bytes, bytes | None]:
-    """The inverse of ``pack_batch``; ValueError for anything else."""
+def unpack_batch(data: bytes) -> tuple[bytes, bytes | None, bytes]:
+    """The inverse of ``pack_batch``: ``(full, lite, fates)``; ValueError for anything else."""
+    fates = b""
+    if data[:1] == b"R" and len(data) >= 5:
+        (n,) = _LEN.unpack_from(data, 1)
+        fates, data = data[5:5 + n], data[5 + n:]
     kind = data[:1]
     if kind == b"F":
-        return data[1:], None
+        return data[1:], None, fates
     if kind == b"L" and len(data) >= 5:
         (n,) = _LEN.unpack_from(data, 1)
         if 5 + n <= len(data):
-            return data[5:5 + n], data[5 + n:]
+            return data[5:5 + n], data[5 + n:], fates
     raise ValueError("not a packed batch")
 
 

@@ -87,14 +87,14 @@ class MemoryBroker:
         return True
 
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1) -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
         if not self._accepts(group_id, seq_end, token, prev):
             return False
         hub = self.hub
         loop = asyncio.get_running_loop()
         for broker in hub.brokers.values():
             if group_id in broker.refs:
-                loop.call_soon(broker._batch, group_id, full, lite)
+                loop.call_soon(broker._batch, group_id, full, lite, fates)
         return True
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
@@ -114,9 +114,10 @@ class MemoryBroker:
                     log.exception("the handler failed on a batch of %s", group_id)
         return True
 
-    def _batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
+    def _batch(self, group_id: str, full: bytes, lite: bytes | None,
+               fates: bytes = b"") -> None:
         if self._handler is not None and group_id in self.refs:
-            hand_batch(self._handler, group_id, full, lite)
+            hand_batch(self._handler, group_id, full, lite, fates)
 
     async def subscribe(self, group_id: str) -> None:
         await self.refs.add(group_id, _nothing)

@@ -27,6 +27,10 @@ Invariants (beyond broker.py's):
    ``ready`` is false while any pub/sub connection or the command connection
    is down.  Fencing is as durable as Redis: run it with AOF, or a restart that
    loses the fence lets tokens start again at 1.
+5. On one server, control messages leave on a connection of their own
+   (``redis_wire.Publisher``: one write and one round trip per bundle, no
+   redis-py call per message); on a Redis Cluster each is an SPUBLISH through
+   redis-py, to the master of its channel's slot.
 """
 
 from __future__ import annotations
@@ -37,11 +41,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import hiredis
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -60,6 +62,8 @@ from livecast.backplane.broker import (
     unpack_batch,
 )
 from livecast.backplane.redis_pubsub import Shard
+from livecast.backplane.redis_wire import ERRORS as WIRE_ERRORS
+from livecast.backplane.redis_wire import Endpoint, Publisher, command
 from livecast.store.redis import connect
 
 __all__ = ["RedisBroker"]
@@ -154,6 +158,8 @@ class RedisBroker:
             ("publish", _PUBLISH), ("acquire", _ACQUIRE), ("renew", _RENEW),
             ("heartbeat", _HEARTBEAT), ("nodes", _NODES))}
         self._order = KeyedLocks()  # one room's batches in call order
+        # control messages on one server: a connection of their own (invariant 5)
+        self._publisher = None if self.cluster else Publisher(self._endpoint("", 0))
 
     def _name(self, rest: str) -> bytes:
         return f"{self.prefix}:{rest}".encode()
@@ -192,22 +198,18 @@ class RedisBroker:
         name = f"{host}:{port}" if host else "redis"
         shard = self._shards.get(name)
         if shard is None:
-            shard = Shard(name, lambda: self._pubsub_client(host, port), self.cluster,
-                          self._message)
+            shard = Shard(name, self._endpoint(host, port), self.cluster, self._message)
             self._shards[name] = shard
             if self._started:
                 shard.start()
         return shard
 
-    def _pubsub_client(self, host: str, port: int) -> Redis:
-        options: dict[str, Any] = {"retry": Retry(NoBackoff(), 0),
-                                   "socket_connect_timeout": COMMAND_TIMEOUT,
-                                   "socket_keepalive": True}
+    def _endpoint(self, host: str, port: int) -> Endpoint:
+        """The one server of the URL, or a cluster's master (the URL's credentials)."""
         if not host:
-            return Redis.from_url(self._url.geturl(), **options)
-        return Redis(host=host, port=port, username=self._url.username,
-                     password=self._url.password, ssl=self._url.scheme.startswith("rediss"),
-                     **options)
+            return Endpoint.from_url(self._url.geturl())
+        return Endpoint(host, port, username=self._url.username, password=self._url.password,
+                        tls=self._url.scheme.startswith("rediss"))
 
     def connected(self) -> bool:
         return bool(self._shards) and all(shard.up for shard in self._shards.values())
@@ -225,14 +227,16 @@ class RedisBroker:
         for shard in self._shards.values():
             await shard.close()
         self._shards.clear()
+        if self._publisher is not None:
+            self._publisher.close()
         await self._client.aclose()
 
     # ----------------------------------------------------------- batches
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1) -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
         keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
                 self._room(group_id, "batch")]
-        args = [token, seq_end, pack_batch(full, lite), self._publish_cmd, prev]
+        args = [token, seq_end, pack_batch(full, lite, fates), self._publish_cmd, prev]
         async with self._order.hold(group_id):  # in call order (broker.py, invariant 3)
             return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
 
@@ -267,11 +271,11 @@ class RedisBroker:
         if group_id is None or group_id not in self.refs:
             return  # unsubscribed meanwhile (broker.py, invariant 1)
         try:
-            full, lite = unpack_batch(data)
+            full, lite, fates = unpack_batch(data)
         except ValueError:
             log.warning("skipped a malformed batch on %r", channel)
             return
-        hand_batch(handler, group_id, full, lite)
+        hand_batch(handler, group_id, full, lite, fates)
 
     # ----------------------------------------------------------- control
     def _control_channel(self, target: str) -> bytes:
@@ -283,28 +287,36 @@ class RedisBroker:
         target in turn (each channel's slot has its own master)."""
         sends = [(target, encode_controls(self.node_id, messages))
                  for target, messages in batches.items() if messages]
-        if len(sends) == 1 or isinstance(self._client, RedisCluster):
+        if self._publisher is None:
             for target, data in sends:
-                await self._publish_control(target, data)
+                await self._spublish_control(target, data)
             return
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            for target, data in sends:
-                pipe.publish(self._control_channel(target), data)
-            await pipe.execute()
-        except _ERRORS as exc:
-            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
+        await self._publish_controls(sends)
 
     async def control(self, target: str, message: Control) -> None:
-        await self._publish_control(target, encode_control(self.node_id, message))
+        data = encode_control(self.node_id, message)
+        if self._publisher is None:
+            await self._spublish_control(target, data)
+        else:
+            await self._publish_controls([(target, data)])
 
-    async def _publish_control(self, target: str, data: bytes) -> None:
+    async def _publish_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
+        """One server: PUBLISH per target on the control connection, pipelined."""
+        assert self._publisher is not None
+        try:
+            replies = await self._publisher.call_many(
+                [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends])
+        except WIRE_ERRORS as exc:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
+        refused = [r for r in replies if isinstance(r, hiredis.ReplyError)]
+        if refused:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {refused[0]}")
+
+    async def _spublish_control(self, target: str, data: bytes) -> None:
+        """A Redis Cluster: SPUBLISH, to the master of the channel's slot."""
         channel = self._control_channel(target)
         try:
-            if isinstance(self._client, RedisCluster):
-                await self._client.spublish(channel, data)
-            else:
-                await self._client.publish(channel, data)
+            await self._client.spublish(channel, data)
         except _ERRORS as exc:
             raise BrokerError(f"control to {target}: {exc}") from exc
 

@@ -5,10 +5,15 @@ reader task.  The reader connects, subscribes every wanted channel (SUBSCRIBE,
 or SSUBSCRIBE on a Redis Cluster master), then reads; when the connection
 fails it marks itself down, waits a short backoff and does it all again, so
 that after a Redis restart every current room is subscribed again without
-anyone asking.  (redis-py's own ``PubSub`` re-subscribes its channels when it
-reconnects inside a command's retry; the reader does not rely on that: each
-connection gets a fresh ``PubSub`` and the wanted set is replayed on it, so a
-room subscribed while Redis was away is subscribed too.)
+anyone asking.
+
+The connection is a ``redis_wire.Wire`` (a plain ``asyncio.Protocol``
+speaking RESP2 with hiredis's parser), not redis-py's ``PubSub``: each
+message Redis pushes is parsed in ``data_received`` and handed on at once,
+with no coroutine, future or timeout per message (redis-py's
+``get_message`` cost about three times the CPU per message received:
+docs/benchmarks.md, "The cluster: the cost").  Only what a subscriber
+needs is spoken: AUTH, SUBSCRIBE/SSUBSCRIBE and their UN- forms, PING.
 
 Invariants:
 1. ``channels`` is the wanted set: ``add`` and ``remove`` change it first,
@@ -21,6 +26,8 @@ Invariants:
 3. A silent connection is probed with PING every ``PROBE_INTERVAL``; no answer
    within one more interval counts as a lost connection (a partition without
    a TCP reset is noticed too).
+4. An error reply (a refused AUTH, a SSUBSCRIBE to a slot the server does not
+   serve) closes the connection: the reader connects again after its backoff.
 """
 
 from __future__ import annotations
@@ -28,13 +35,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+import hiredis
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+
+from livecast.backplane.redis_wire import ERRORS as _ERRORS
+from livecast.backplane.redis_wire import Endpoint, Wire, command, open_wire
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +50,22 @@ CONFIRM_TIMEOUT = 2.0
 PROBE_INTERVAL = 1.0
 BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)  # seconds before reconnect attempts 1, 2, ...
 SUBSCRIBE_BATCH = 512
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+_MESSAGES = (b"message", b"smessage")
 
 
 class Shard:
-    def __init__(self, name: str, make_client: Callable[[], Redis], sharded: bool,
+    def __init__(self, name: str, endpoint: Endpoint, sharded: bool,
                  on_message: Callable[[bytes, bytes], None]) -> None:
         self.name = name
+        self.endpoint = endpoint
         self.channels: dict[bytes, None] = {}
         self.up = False
-        self._make_client = make_client
         self._sharded = sharded
-        self._sub, self._unsub = ("ssubscribe", "sunsubscribe") if sharded else (
-            "subscribe", "unsubscribe")
+        self._sub, self._unsub = (b"ssubscribe", b"sunsubscribe") if sharded else (
+            b"subscribe", b"unsubscribe")
         self._on_message = on_message
-        self._pubsub: PubSub | None = None
-        self._waiting: dict[tuple[str, bytes], list[asyncio.Future[None]]] = {}
+        self._wire: Wire | None = None
+        self._waiting: dict[tuple[bytes, bytes], list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connects = 0
 
@@ -74,14 +82,14 @@ class Shard:
         self.channels.pop(channel, None)
         await self._command(self._unsub, channel)
 
-    async def _command(self, kind: str, channel: bytes) -> None:
-        pubsub = self._pubsub
-        if pubsub is None or not self.up:
+    async def _command(self, kind: bytes, channel: bytes) -> None:
+        wire = self._wire
+        if wire is None or not self.up:
             return  # the reader (re)subscribes the wanted set when it connects
         future = asyncio.get_running_loop().create_future()
         self._waiting.setdefault((kind, channel), []).append(future)
         try:
-            await getattr(pubsub, kind)(channel)
+            wire.send(command(kind, channel))
             await asyncio.wait_for(asyncio.shield(future), CONFIRM_TIMEOUT)
         except _ERRORS as exc:
             log.debug("%s %r on %s: %s (the reader takes over)", kind, channel, self.name, exc)
@@ -103,34 +111,48 @@ class Shard:
     async def _run(self) -> None:
         failures = 0
         while True:
-            client = self._make_client()
             try:
-                async with client:
-                    await self._serve(client)
+                await self._serve()
             except _ERRORS as exc:
                 if self.up or failures == 0:
                     log.warning("pub/sub connection to %s lost: %s", self.name, exc)
             finally:
                 self.up = False
-                self._pubsub = None
+                wire, self._wire = self._wire, None
+                if wire is not None and wire.transport is not None:
+                    wire.transport.close()
                 self._release_waiters()
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
 
-    async def _serve(self, client: Redis) -> None:
-        async with client.pubsub() as pubsub:
-            await pubsub.ping()  # connects; fails fast while the server is away
-            self._pubsub = pubsub
-            self.up = True
-            self.connects += 1
-            if self.connects > 1:
-                log.info("pub/sub connection to %s back: subscribing %d channels",
-                         self.name, len(self.channels))
-            for batch in self._batches():
-                await getattr(pubsub, self._sub)(*batch)
-            await self._read(pubsub)
+    async def _serve(self) -> None:
+        wire = self._wire = await open_wire(self.endpoint, self._reply)
+        self.up = True
+        self.connects += 1
+        if self.connects > 1:
+            log.info("pub/sub connection to %s back: subscribing %d channels",
+                     self.name, len(self.channels))
+        for batch in self._batches():
+            wire.send(command(self._sub, *batch))
+        await self._watch(wire)
 
-    def _batches(self) -> list[list[bytes]]:
+    async def _watch(self, wire: Wire) -> None:
+        """Until the connection is lost; PING when silent (invariant 3)."""
+        probing = False
+        while True:
+            wire.heard = False
+            done, _ = await asyncio.wait([wire.lost], timeout=PROBE_INTERVAL)
+            if done:
+                wire.lost.result()  # raises why
+            if wire.heard:
+                probing = False
+                continue
+            if probing:
+                raise ConnectionError(f"no answer from {self.name} to PING")
+            wire.send(command(b"PING"))
+            probing = True
+
+    def _batches(self) -> list[Sequence[bytes]]:
         """The wanted channels in commands of up to ``SUBSCRIBE_BATCH``; for
         SSUBSCRIBE, each command's channels share one slot (Redis requires it)."""
         groups: dict[int, list[bytes]] = {}
@@ -139,32 +161,24 @@ class Shard:
         return [group[i:i + SUBSCRIBE_BATCH] for group in groups.values()
                 for i in range(0, len(group), SUBSCRIBE_BATCH)]
 
-    async def _read(self, pubsub: PubSub) -> None:
-        probing = False
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=False,
-                                               timeout=PROBE_INTERVAL)
-            if message is None:
-                if probing:
-                    raise ConnectionError(f"no answer from {self.name} to PING")
-                await pubsub.ping()
-                probing = True
-                continue
-            probing = False
-            self._dispatch(message)
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        channel = message.get("channel")
-        if kind in ("message", "smessage") and isinstance(channel, bytes):
-            data = message["data"]
-            if isinstance(data, bytes):
-                self._on_message(channel, data)
-        elif isinstance(channel, bytes):
-            for future in self._waiting.pop((kind, channel), []):
+    def _reply(self, reply: Any) -> None:
+        """One reply read: a message, a confirmation, a pong, or an error."""
+        if isinstance(reply, list) and len(reply) >= 3:
+            kind = reply[0]
+            if kind in _MESSAGES:
+                try:
+                    self._on_message(reply[1], reply[2])
+                except Exception:  # the next message is read all the same
+                    log.exception("a message on %r failed", reply[1])
+                return
+            for future in self._waiting.pop((kind, reply[1]), []):
                 if not future.done():
                     future.set_result(None)
+            return
+        if isinstance(reply, hiredis.ReplyError):  # invariant 4 (a pong: [b"pong", b""])
+            log.warning("pub/sub connection to %s: %s", self.name, reply)
+            if self._wire is not None:
+                self._wire.fail(ConnectionError(f"Redis answered: {reply}"))
 
     def _release_waiters(self) -> None:
         waiting, self._waiting = self._waiting, {}

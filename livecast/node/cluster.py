@@ -10,9 +10,11 @@ Invariants:
    fencing token) offers messages to the room's scheduler and publishes its
    batches; a send made on any other process is forwarded to the owner.  A
    new owner continues the room's seq from the broker's ``last_seq``.
-2. Every forwarded send is answered: by its fate from the owner, or, if no
-   fate comes within the longest wait plus ``FORWARD_GRACE`` (the owner died
-   or was deposed), with 10002 "retry".  Nothing is lost silently.
+2. Every forwarded send is answered exactly once: by its fate from the
+   owner, or, if no fate comes within the longest wait plus ``FORWARD_GRACE``
+   (the owner died or was deposed), with 10002 "retry".  Nothing is lost
+   silently; a fate that comes after its send was answered is ignored.  One
+   timer serves every forwarded send (the earliest deadline), not one each.
 3. A tick's batch crosses Redis once (one publish by the owner); every process
    with members in the room is subscribed and writes the same bytes.
 4. Room changes are stored first (node.py), then announced (``Tips`` to every
@@ -53,6 +55,15 @@ Invariants:
     next ones refused: the owner lets the room go (its waiting senders get
     10002), takes it again and numbers on from the broker's ``last_seq``;
     seqs that were never published are numbered again, published ones never.
+13. A Delivered fate rides on its tick's batch when the sender's process is
+    subscribed to the room (it has members there, the subscription confirmed):
+    the forward says so (``ForwardedSend.rides``), the owner puts the fate in
+    the batch's publish (broker.py, invariant 6) instead of a ``FateNotice``,
+    and the sender's process answers it as the batch arrives.  It stays
+    subscribed while such a send is unanswered, even when its last member
+    leaves meanwhile (``riding``).  Dropped and Failed fates, and the fates of
+    sends from processes not subscribed, go back as ``FateNotice``; a batch
+    that was not published carried no fate, and its riders get 10002.
 """
 
 from __future__ import annotations
@@ -79,8 +90,10 @@ from livecast.backplane.broker import (
     Kick,
     MemberTips,
     Tips,
+    decode_fates,
+    encode_fates,
 )
-from livecast.core.fate import Address, Failed, Fate
+from livecast.core.fate import Address, Delivered, Failed, Fate
 from livecast.core.records import restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.errors import Code
@@ -134,8 +147,18 @@ class ClusterLink:
         self.follows: dict[str, int] = {}
         self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
-        # forwarded sends still unanswered -> (their timeout, room, owner sent to)
-        self.forwarded: dict[Address, tuple[asyncio.TimerHandle, str, str]] = {}
+        # forwarded sends still unanswered -> (deadline (loop time), room, owner
+        # sent to, whether its fate rides on the batch); one timer for all (invariant 2)
+        self.forwarded: dict[Address, tuple[float, str, str, bool]] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        # the owner's side: forwarded sends whose Delivered fate rides the batch (inv. 13)
+        self.riders: set[Address] = set()
+        self.watching: set[str] = set()   # rooms with members here (the hub's watch)
+        self.following: set[str] = set()  # of those (or lingering), subscribed and confirmed
+        self.riding: dict[str, int] = {}  # room -> forwarded sends whose fate rides its batch
+        self._lingering: set[str] = set()  # no member here, subscribed until riding is 0
+        self._watch_gen: dict[str, int] = {}
+        self._gen = 0
         self.redis_ok = True  # the last call to Redis succeeded
         # a batch goes straight to the hub's fan-out (no call in between: every tick)
         self.on_batch: Callable[[str, bytes, bytes | None], None] = node.hub.fan
@@ -165,8 +188,8 @@ class ClusterLink:
                         await self.broker.release_lease(gid, self.node_id, token)
         except TimeoutError:
             log.warning("cluster: leases not given up within %.0f s", CLOSE_TIMEOUT)
-        for handle, _gid, _owner in self.forwarded.values():
-            handle.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
         for task in list(self._tasks):
             task.cancel()
         await self.broker.close()
@@ -308,21 +331,64 @@ class ClusterLink:
         return gid in self.tokens
 
     def forward(self, gid: str, msg: Outgoing) -> None:
-        """A send for a room owned elsewhere: to its owner; its fate comes back."""
+        """A send for a room owned elsewhere: to its owner; its fate comes back
+        (on the room's batch when this process follows the room: invariant 13)."""
         address = msg.reply_to
         owner = self.owners.get(gid)
+        rides = False
         if address is not None:
-            longest = max(self.node.settings.max_wait) + FORWARD_GRACE
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(longest, self._unanswered, address)
-            self.forwarded[address] = (handle, gid, owner or "")
+            rides = gid in self.following
+            self._track(address, gid, owner or "", rides)
         if owner is not None:
             self.queue(owner, ForwardedSend(
-                gid, address or Address(node=self.node_id), outgoing_fields(msg)))
+                gid, address or Address(node=self.node_id), outgoing_fields(msg), rides))
         else:
-            self.spawn(self._find_owner(gid, msg))
+            self.spawn(self._find_owner(gid, msg, rides))
 
-    async def _find_owner(self, gid: str, msg: Outgoing) -> None:
+    def _track(self, address: Address, gid: str, owner: str, rides: bool) -> None:
+        """A forwarded send waits for its fate until its deadline (invariant 2)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.node.settings.max_wait) + FORWARD_GRACE
+        if address in self.forwarded:  # the same address again: one entry, one count
+            self._take(address)
+        self.forwarded[address] = (deadline, gid, owner, rides)
+        if rides:
+            self.riding[gid] = self.riding.get(gid, 0) + 1
+        expiry = self._expiry
+        if expiry is None or deadline < expiry.when():
+            if expiry is not None:
+                expiry.cancel()
+            self._expiry = loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """The forwarded sends past their deadline are answered 10002; the timer
+        is set again for the earliest deadline left."""
+        self._expiry = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for address in [a for a, entry in self.forwarded.items() if entry[0] <= now]:
+            self._unanswered(address)
+        if self.forwarded:
+            first = min(entry[0] for entry in self.forwarded.values())
+            self._expiry = loop.call_at(first, self._expire)
+
+    def _take(self, address: Address) -> tuple[float, str, str, bool] | None:
+        """A forwarded send answered now: no longer waited for (None: it was
+        answered already, or was never forwarded from here)."""
+        entry = self.forwarded.pop(address, None)
+        if entry is not None and entry[3]:
+            gid = entry[1]
+            n = self.riding[gid] - 1
+            if n:
+                self.riding[gid] = n
+            else:
+                del self.riding[gid]
+                if gid in self._lingering:  # its last member left meanwhile
+                    self._lingering.discard(gid)
+                    self._unfollow(gid)
+        return entry
+
+    async def _find_owner(self, gid: str, msg: Outgoing, rides: bool = False) -> None:
         """No owner known here yet: the room's lease holder, or this process."""
         try:
             await self._lease(gid)
@@ -334,24 +400,23 @@ class ClusterLink:
             self.node.submit(gid, msg)
         elif gid in self.owners:
             if address is not None and address in self.forwarded:
-                handle, _gid, _none = self.forwarded[address]
-                self.forwarded[address] = (handle, gid, self.owners[gid])
+                deadline, _gid, _none, rides = self.forwarded[address]
+                self.forwarded[address] = (deadline, gid, self.owners[gid], rides)
             self.queue(self.owners[gid], ForwardedSend(
-                gid, address or Address(node=self.node_id), outgoing_fields(msg)))
+                gid, address or Address(node=self.node_id), outgoing_fields(msg), rides))
         elif address is not None:
             self._unanswered(address)
 
     def _settled_here(self, address: Address | None) -> None:
-        entry = self.forwarded.pop(address, None) if address is not None else None
-        if entry is not None:
-            entry[0].cancel()
+        if address is not None:
+            self._take(address)
 
     def _owner_changed(self, gid: str, old: str | None) -> None:
         """Sends forwarded to a room's former owner will not be answered by it:
         answered now with 10002 (retry), so the client retries at the new one."""
         if old is None:
             return
-        for address, (_handle, room, owner) in list(self.forwarded.items()):
+        for address, (_deadline, room, owner, _rides) in list(self.forwarded.items()):
             if room == gid and owner == old:
                 self._unanswered(address)
 
@@ -381,12 +446,12 @@ class ClusterLink:
             self._flushing = False
 
     def _unanswered(self, address: Address, info: str = RETRY_INFO) -> None:
-        entry = self.forwarded.pop(address, None)
-        if entry is not None:
-            entry[0].cancel()
+        if self._take(address) is not None:
             self.node.answer_local(address, Failed(Code.INTERNAL, info))
 
     def fate_elsewhere(self, address: Address, fate: Fate) -> None:
+        if self.riders:
+            self.riders.discard(address)  # answered here: it rides no batch
         self.queue(address.node, FateNotice(address, fate))
 
     def publish(self, gid: str, full: bytes, lite: bytes | None,
@@ -416,21 +481,46 @@ class ClusterLink:
     async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
                        token: int, held: list[Held], prev: int) -> None:
         published = False
+        rode: set[Address] = set()
         try:
             await self.node.history.write(gid, token, full)  # the stream, then the publish
-            published = await self.broker.publish(gid, full, lite, seq_end, token, prev)
+            fates, rode = self._riding(held)  # the tick's settles are all in ``held`` now
+            published = await self.broker.publish(gid, full, lite, seq_end, token, prev, fates)
             if not published and self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
         except BrokerError as err:
             log.warning("publish of %s: %s", gid, err)
             self.redis_away()
         finally:
-            self._answer_held(held, published)
+            self._answer_held(held, published, rode)
 
-    def _answer_held(self, held: list[Held], published: bool) -> None:
+    def _riding(self, held: list[Held]) -> tuple[bytes, set[Address]]:
+        """The held Delivered fates of forwarded sends that ride on the batch
+        (invariant 13), encoded, and their addresses."""
+        riders = self.riders
+        if not riders:
+            return b"", set()
+        by_node: dict[str, list[tuple[Address, Delivered]]] = {}
+        rode: set[Address] = set()
+        for _gid, msg, _priority, fate in held:
+            address = msg.reply_to
+            if address in riders and isinstance(fate, Delivered):
+                assert address is not None
+                riders.discard(address)
+                by_node.setdefault(address.node, []).append((address, fate))
+                rode.add(address)
+        return encode_fates(by_node), rode
+
+    def _answer_held(self, held: list[Held], published: bool,
+                     rode: set[Address] | frozenset[Address] = frozenset()) -> None:
+        """Published: each answered (those whose fate rode on the batch are
+        answered by it: counted and reported only).  Else each fails 10002."""
         for gid, msg, priority, fate in held:
-            self.node.settle_now(gid, msg, priority,
-                                 fate if published else Failed(Code.INTERNAL, RETRY_INFO))
+            if not published:
+                self.node.settle_now(gid, msg, priority, Failed(Code.INTERNAL, RETRY_INFO))
+            else:
+                self.node.settle_now(gid, msg, priority, fate,
+                                     answered=bool(rode) and msg.reply_to in rode)
 
     def announce(self, message: Any) -> None:
         """Tips, kicks, destroys: to every process, this one included."""
@@ -442,8 +532,33 @@ class ClusterLink:
         self.announce(MemberTips(gid, joins, quits))
 
     def watch(self, gid: str, opened: bool) -> None:
-        """The first local member of a room subscribes this process; the last leaves."""
-        self.spawn(self.broker.subscribe(gid) if opened else self.broker.unsubscribe(gid))
+        """The first local member of a room subscribes this process; the last
+        leaves, unless forwarded sends still wait for fates on its batches
+        (invariant 13): then it leaves when the last of them is answered."""
+        self._gen += 1
+        self._watch_gen[gid] = self._gen
+        if opened:
+            self.watching.add(gid)
+            if gid in self._lingering:  # still subscribed, for its riders
+                self._lingering.discard(gid)
+                return
+            self.spawn(self._follow(gid, self._gen))
+            return
+        self.watching.discard(gid)
+        if self.riding.get(gid):
+            self._lingering.add(gid)
+            return
+        self._unfollow(gid)
+
+    async def _follow(self, gid: str, gen: int) -> None:
+        await self.broker.subscribe(gid)
+        if self._watch_gen.get(gid) == gen:  # no unsubscribe asked meanwhile
+            self.following.add(gid)
+
+    def _unfollow(self, gid: str) -> None:
+        self.following.discard(gid)
+        self._watch_gen.pop(gid, None)
+        self.spawn(self.broker.unsubscribe(gid))
 
     def online(self, gid: str) -> int:
         return self.remote_online.get(gid, 0)
@@ -456,11 +571,25 @@ class ClusterLink:
         if not self.owns(message.group_id) or message.group_id not in self.node.rooms:
             self.node.answer(msg, Failed(Code.INTERNAL, RETRY_INFO))
             return
+        if message.rides:
+            self.riders.add(message.reply_to)
         self.node.submit(message.group_id, msg)
 
     def on_fate(self, origin: str, message: FateNotice) -> None:
-        self._settled_here(message.address)
-        self.node.answer_local(message.address, message.fate)
+        if self._take(message.address) is not None:  # else answered already (invariant 2)
+            self.node.answer_local(message.address, message.fate)
+
+    def on_batch_fates(self, group_id: str, fates: bytes) -> None:
+        """The Delivered fates a batch carries; those of sends forwarded from here
+        are answered (invariant 13)."""
+        try:
+            mine = decode_fates(fates, self.node_id)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("skipped the malformed fates of a batch of %s (%s)", group_id, exc)
+            return
+        for address, fate in mine:
+            if self._take(address) is not None:
+                self.node.answer_local(address, fate)
 
     def on_kick(self, origin: str, message: Kick) -> None:
         if origin == self.node_id:

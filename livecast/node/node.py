@@ -677,10 +677,14 @@ class Node:
                 return
         self.settle_now(group_id, msg, priority, fate)
 
-    def settle_now(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
+    def settle_now(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate,
+                   answered: bool = False) -> None:
+        """``answered``: its fate rode on the batch to the sender (cluster.py,
+        invariant 13): counted and reported here, not answered again."""
         self.metrics.hot.settled(priority, fate)
         try:
-            self.answer(msg, fate)
+            if not answered:
+                self.answer(msg, fate)
             if isinstance(fate, Delivered):
                 if self.hooks.enabled:
                     self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)

@@ -43,6 +43,7 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[tuple[str, bytes, bytes | None]] = []
         self.controls: list[tuple[str, Control]] = []
+        self.fates: list[tuple[str, bytes]] = []  # (room, encoded fates) riding on batches
         self._changed = asyncio.Event()
 
     def _note(self) -> None:
@@ -50,6 +51,10 @@ class Recorder:
 
     def on_batch(self, group_id: str, full: bytes, lite: bytes | None) -> None:
         self.batches.append((group_id, full, lite))
+        self._note()
+
+    def on_batch_fates(self, group_id: str, fates: bytes) -> None:
+        self.fates.append((group_id, fates))
         self._note()
 
     def _control(self, origin: str, message: Control) -> None:

@@ -17,9 +17,12 @@ from livecast.backplane.broker import (
     Tips,
     decode_control,
     decode_controls,
+    decode_fates,
     deliver,
     encode_control,
     encode_controls,
+    encode_fates,
+    hand_batch,
     pack_batch,
     unpack_batch,
 )
@@ -29,6 +32,7 @@ from tests.backplane.conftest import Recorder
 
 @pytest.mark.parametrize("message", [
     ForwardedSend("g", Address(conn=3, request="req-1", node="n1"), {"text": "hé", "p": 1}),
+    ForwardedSend("g", Address(rest=4, node="n1"), {"t": 2}, rides=True),
     FateNotice(Address(rest=9, node="n2"), Delivered(5, 17)),
     FateNotice(Address(conn=1, request={"id": 2}), Dropped(18, "MsgFreqCtrl")),
     FateNotice(Address(), Failed(10010)),
@@ -68,12 +72,37 @@ def test_a_malformed_message_in_a_bundle_costs_only_itself() -> None:
     assert len(heard.controls) == 2
 
 
-@given(full=st.binary(), lite=st.none() | st.binary())
-def test_a_batch_unpacks_to_the_same_bytes(full: bytes, lite: bytes | None) -> None:
-    assert unpack_batch(pack_batch(full, lite)) == (full, lite)
+@given(full=st.binary(), lite=st.none() | st.binary(), fates=st.binary())
+def test_a_batch_unpacks_to_the_same_bytes(full: bytes, lite: bytes | None,
+                                           fates: bytes) -> None:
+    assert unpack_batch(pack_batch(full, lite, fates)) == (full, lite, fates)
+    if not fates:  # a batch without fates is packed as it always was
+        assert pack_batch(full, lite, fates)[:1] in (b"F", b"L")
 
 
-@pytest.mark.parametrize("data", [b"", b"X", b"L\x00\x00", b"L\x00\x00\x00\x09abc"])
+def test_fates_on_a_batch_reach_the_node_they_name_only() -> None:
+    ws, rest = Address(conn=7, request="r-1", node="b"), Address(rest=3, node="b")
+    other = Address(conn=9, request=4, node="c")
+    data = encode_fates({"b": [(ws, Delivered(11, 500)), (rest, Delivered(12, 500))],
+                         "c": [(other, Delivered(13, 501))]})
+    assert decode_fates(data, "b") == [(ws, Delivered(11, 500)), (rest, Delivered(12, 500))]
+    assert decode_fates(data, "c") == [(other, Delivered(13, 501))]
+    assert decode_fates(data, "d") == []
+    assert encode_fates({}) == b""
+    with pytest.raises((ValueError, KeyError, TypeError, IndexError)):
+        decode_fates(b'{"b":[[1,2]]}', "b")
+
+
+def test_a_handler_hears_a_batchs_fates_after_the_batch() -> None:
+    heard = Recorder()
+    hand_batch(heard, "room", b"full", None, b'{"b":[]}')
+    hand_batch(heard, "room", b"full2", None)  # no fates: on_batch only
+    assert heard.batches == [("room", b"full", None), ("room", b"full2", None)]
+    assert heard.fates == [("room", b'{"b":[]}')]
+
+
+@pytest.mark.parametrize("data", [b"", b"X", b"L\x00\x00", b"L\x00\x00\x00\x09abc",
+                                  b"R\x00\x00\x00\x02{}", b"R\x00"])
 def test_anything_else_is_not_a_batch(data: bytes) -> None:
     with pytest.raises(ValueError):
         unpack_batch(data)

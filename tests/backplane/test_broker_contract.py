@@ -17,6 +17,7 @@ from livecast.backplane.broker import (
     Kick,
     MemberTips,
     Tips,
+    encode_fates,
 )
 from livecast.core.fate import Address, Delivered, Dropped, Failed
 from tests.backplane.conftest import Backend, until_true
@@ -44,6 +45,29 @@ async def test_a_batch_reaches_a_process_only_while_it_is_subscribed(backend: Ba
     await heard_b.until(lambda: len(heard_b.batches) == 2)
     assert heard_b.batches[1] == ("room", FULL, None)
     assert heard_a.batches == []  # never subscribed: nothing for a
+
+
+async def test_fates_ride_with_their_batch_to_every_subscribed_process(
+        backend: Backend) -> None:
+    a, heard_a = await backend.node("a")
+    b, heard_b = await backend.node("b")
+    _c, heard_c = await backend.node("c")
+    token = await a.acquire_lease("room", "a", TTL)
+    assert token is not None
+    await b.subscribe("room")
+    fates = encode_fates({"b": [(Address(conn=1, request=5, node="b"), Delivered(1, 40))]})
+    assert await a.publish("room", FULL, LITE, 1, token, -1, fates)
+    await heard_b.until(lambda: len(heard_b.fates) == 1)
+    assert heard_b.batches == [("room", FULL, LITE)]  # the members' bytes unchanged
+    assert heard_b.fates == [("room", fates)]
+    assert await a.publish("room", FULL, None, 2, token)  # no fates: the batch alone
+    await heard_b.until(lambda: len(heard_b.batches) == 2)
+    assert heard_b.batches[1] == ("room", FULL, None) and len(heard_b.fates) == 1
+    assert not await a.publish("room", FULL, None, 3, token + 1, -1, fates)  # refused
+    assert await a.publish("room", b"last", None, 3, token)
+    await heard_b.until(lambda: len(heard_b.batches) == 3)
+    assert len(heard_b.fates) == 1
+    assert heard_a.fates == heard_c.fates == []  # not subscribed: nothing
 
 
 async def test_every_subscribed_process_gets_each_batch_once_in_order(backend: Backend) -> None:

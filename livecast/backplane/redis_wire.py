@@ -1,0 +1,199 @@
+"""RESP on a plain ``asyncio.Protocol``, for the two hot connections of the
+Redis broker: a pub/sub reader (redis_pubsub.Shard) and the control
+publisher (``Publisher``).  redis-py keeps every other command (scripts,
+leases, heartbeats); these two carry a message per forwarded send and per
+batch, where redis-py's client costs several times the CPU of the parse
+itself (docs/benchmarks.md, "The cluster: the cost").
+
+Each reply is parsed by hiredis as bytes arrive (``data_received``) and handed
+on at once: no coroutine, future or timeout per reply read.
+
+Invariants:
+1. A connection that fails (closed, a protocol error, a reply that does not
+   come within ``COMMAND_TIMEOUT``) is dropped whole: every call waiting on it
+   fails with ``ConnectionError`` and the next call connects again, so a
+   reply is never taken for another command's.
+2. ``Publisher.call_many`` writes its commands in one write and its replies
+   come in the same order (one connection, pipelined): one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, parse_url
+
+__all__ = ["CONNECT_TIMEOUT", "ERRORS", "Endpoint", "Publisher", "Wire", "command", "open_wire"]
+
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 2.0
+ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a connection goes: a TCP host and port, or a unix socket."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    path: str = ""  # a unix socket instead of host and port
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        """``redis://``, ``rediss://`` or ``unix://``, as redis-py reads them."""
+        kw = parse_url(url)
+        tls = isinstance(kw.get("connection_class"), type) and issubclass(
+            kw["connection_class"], SSLConnection)
+        return cls(str(kw.get("host", "127.0.0.1")), int(kw.get("port", 6379)),
+                   str(kw.get("path", "")), kw.get("username"), kw.get("password"), tls)
+
+
+def command(*args: bytes | str) -> bytes:
+    """One command in RESP."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class Wire(asyncio.Protocol):
+    """One connection: every reply parsed as it arrives and handed to ``on_reply``
+    (an error reply as a ``hiredis.ReplyError`` value)."""
+
+    def __init__(self, on_reply: Callable[[Any], None]) -> None:
+        self.parser = hiredis.Reader()
+        self.on_reply = on_reply
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.heard = False  # anything read since the owner last cleared it
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's: not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = True
+        parser = self.parser
+        try:
+            parser.feed(data)
+            while (reply := parser.gets()) is not False:
+                self.on_reply(reply)
+        except hiredis.ProtocolError as exc:
+            self.fail(ConnectionError(f"protocol error: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(exc or ConnectionError("connection closed"))
+
+    def _lose(self, exc: BaseException) -> None:
+        if not self.lost.done():
+            self.lost.set_exception(exc)
+            self.lost.exception()  # retrieved: whoever waits re-raises it
+
+    def send(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing() or self.lost.done():
+            raise ConnectionError("not connected")
+        self.transport.write(data)
+
+    def fail(self, exc: Exception) -> None:
+        """Drop the connection (invariant 1)."""
+        self._lose(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_wire(endpoint: Endpoint, on_reply: Callable[[Any], None]) -> Wire:
+    """A connected, authenticated ``Wire`` (within ``CONNECT_TIMEOUT``)."""
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue[Any] = asyncio.Queue()
+    wire = Wire(replies.put_nowait)
+    e = endpoint
+    tls = ssl.create_default_context() if e.tls else None
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            if e.path:
+                await loop.create_unix_connection(lambda: wire, e.path)
+            else:
+                await loop.create_connection(lambda: wire, e.host, e.port, ssl=tls)
+            if e.password is not None:
+                wire.send(command(b"AUTH", *([e.username] if e.username else []), e.password))
+                got = asyncio.ensure_future(replies.get())
+                await asyncio.wait([got, wire.lost], return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    wire.lost.result()  # raises why
+                if isinstance(got.result(), hiredis.ReplyError):
+                    raise ConnectionError(f"Redis refused AUTH: {got.result()}")
+    except BaseException:
+        wire.fail(ConnectionError("not connected"))
+        raise
+    wire.on_reply = on_reply
+    return wire
+
+
+class Publisher:
+    """Commands on a connection of their own, pipelined (invariant 2)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._wire: Wire | None = None
+        self._pending: deque[asyncio.Future[Any]] = deque()
+        self._connecting = asyncio.Lock()
+
+    async def call_many(self, commands: Sequence[bytes]) -> list[Any]:
+        """Each command's reply, in order; ``ConnectionError``/``TimeoutError``/
+        ``OSError`` when the connection fails, a ``hiredis.ReplyError`` value in
+        place of a refused command's reply."""
+        wire = self._wire if self._wire is not None else await self._connect()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        self._pending.extend(futures)
+        try:
+            wire.send(b"".join(commands))
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                return [await f for f in futures]
+        except BaseException as exc:
+            self._drop(wire, exc)
+            raise
+
+    async def _connect(self) -> Wire:
+        async with self._connecting:
+            if self._wire is None:
+                self._wire = await open_wire(self.endpoint, self._reply)
+                self._wire.lost.add_done_callback(self._lost)
+            return self._wire
+
+    def _reply(self, reply: Any) -> None:
+        if self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def _lost(self, lost: asyncio.Future[None]) -> None:
+        wire = self._wire
+        if wire is not None and wire.lost is lost:
+            self._drop(wire, ConnectionError("connection lost"))
+
+    def _drop(self, wire: Wire, exc: BaseException) -> None:
+        """The connection goes, and every call waiting on it fails (invariant 1)."""
+        wire.fail(ConnectionError(str(exc) or type(exc).__name__))
+        if self._wire is not wire:
+            return  # dropped already: its calls failed then
+        self._wire = None
+        pending, self._pending = self._pending, deque()
+        for future in pending:
+            if not future.done():
+                future.set_exception(ConnectionError(f"connection dropped: {exc!r}"))
+                future.exception()
+
+    def close(self) -> None:
+        if self._wire is not None:
+            self._drop(self._wire, ConnectionError("closed"))

@@ -1,0 +1,171 @@
+"""Delivered fates riding on the tick's batch (cluster.py, invariant 13), on a
+real redis-server: a process that follows the room gets its forwarded sends'
+answers with the batch, with no ``FateNotice`` sent back; it stays subscribed
+until they are answered even when its last member leaves meanwhile; a batch
+that is not published answers its riders 10002 through ``FateNotice``; a
+process that does not follow the room gets ``FateNotice`` as before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from livecast.errors import Code, LivecastError
+from livecast.node.cluster import RETRY_INFO
+from livecast.node.node import Node
+from livecast.store.memory import MemoryStore
+from tests.backplane.conftest import until_true
+from tests.node.test_cluster_bundles import GID, WAIT, outgoing, owner_and_other
+from tests.redis_fixtures import RedisServer, start_server
+
+SENDS = 5
+B_CTL = b"lc:{n:b}:ctl"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    s = start_server(tmp_path)
+    yield s
+    s.stop()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """State set by a task with no event to wait on: asked again until true."""
+    async def probe() -> bool:
+        return condition()
+    try:
+        await until_true(probe, WAIT)
+    except TimeoutError:
+        pytest.fail(f"never: {what}")
+
+
+async def follow(node: Node) -> None:
+    """``node`` has a member in the room now (as the hub's first join tells it)."""
+    node.link.watch(GID, True)
+    await until(lambda: GID in node.link.following, "the subscription confirmed")
+
+
+class ControlTap:
+    """What Redis carries on b's control channel, in order."""
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub()
+
+    async def start(self) -> None:
+        await self.pubsub.subscribe(B_CTL)
+        await self.pubsub.get_message(timeout=WAIT)  # the confirmation
+
+    async def kinds_until_marker(self) -> list[str]:
+        """Every control message kind sent to b so far: a marker published
+        now comes after all of them (one channel keeps its order)."""
+        await self.client.publish(B_CTL, b'{"o":"tap","k":"marker"}')
+        kinds: list[str] = []
+        async with asyncio.timeout(WAIT):
+            while True:
+                m = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=WAIT)
+                if m is None:
+                    continue
+                doc = orjson.loads(m["data"])
+                docs = doc.get("b", [doc])
+                if docs[0]["k"] == "marker":
+                    return kinds
+                kinds += [d["k"] for d in docs]
+
+    async def close(self) -> None:
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+
+async def test_a_following_process_gets_its_answers_on_the_batch_with_no_fate_notice(
+        server: RedisServer) -> None:
+    a, b = await owner_and_other(server.url, MemoryStore())
+    tap = ControlTap(server.url)
+    await tap.start()
+    try:
+        await follow(b)
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.submit(GID, msg)
+        answers = await asyncio.wait_for(asyncio.gather(*(f for _m, f in sends)), WAIT)
+        seqs = [r["MsgSeq"] for r in answers]
+        assert seqs == list(range(seqs[0], seqs[0] + SENDS))  # each once, in order
+        assert await tap.kinds_until_marker() == []  # no FateNotice crossed to b
+        assert not b.link.forwarded and not b.link.riding and not a.link.riders
+        assert sum(a.metrics.hot.delivered) == SENDS  # counted on the owner all the same
+    finally:
+        await tap.close()
+        await b.close_collaborators()
+        await a.close_collaborators()
+
+
+async def test_a_process_whose_last_member_leaves_stays_subscribed_for_its_answers(
+        server: RedisServer) -> None:
+    a, b = await owner_and_other(server.url, MemoryStore())
+    tap = ControlTap(server.url)
+    await tap.start()
+    try:
+        await follow(b)
+        msg, answer = outgoing(b, 1)
+        b.submit(GID, msg)
+        b.link.watch(GID, False)  # the last member leaves before the fate comes
+        result = await asyncio.wait_for(answer, WAIT)
+        assert result["MsgSeq"] > 0
+        assert await tap.kinds_until_marker() == []  # it came on the batch
+        await until(lambda: GID not in b.link.broker.refs, "unsubscribed once answered")
+        assert not b.link.riding and GID not in b.link.following
+        msg, answer = outgoing(b, 2)  # no member now: the fate comes as a FateNotice
+        b.submit(GID, msg)
+        assert not b.link.riding
+        assert (await asyncio.wait_for(answer, WAIT))["MsgSeq"] == result["MsgSeq"] + 1
+        assert await tap.kinds_until_marker() == ["fate"]
+    finally:
+        await tap.close()
+        await b.close_collaborators()
+        await a.close_collaborators()
+
+
+async def test_a_member_back_before_the_answer_keeps_the_one_subscription(
+        server: RedisServer) -> None:
+    a, b = await owner_and_other(server.url, MemoryStore())
+    try:
+        await follow(b)
+        msg, answer = outgoing(b, 1)
+        b.submit(GID, msg)
+        b.link.watch(GID, False)
+        b.link.watch(GID, True)  # back: the subscription held for the rider is kept
+        await asyncio.wait_for(answer, WAIT)
+        assert b.link.broker.refs.counts[GID] == 1 and GID in b.link.following
+        msg, answer = outgoing(b, 2)
+        b.submit(GID, msg)
+        assert b.link.riding == {GID: 1}  # still riding
+        await asyncio.wait_for(answer, WAIT)
+    finally:
+        await b.close_collaborators()
+        await a.close_collaborators()
+
+
+async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
+        server: RedisServer) -> None:
+    a, b = await owner_and_other(server.url, MemoryStore())
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        await follow(b)
+        await client.incr(f"lc:{{g:{GID}}}:fence")  # a is deposed: its publish is refused
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.submit(GID, msg)
+        for _msg, answer in sends:
+            with pytest.raises(LivecastError) as err:
+                await asyncio.wait_for(answer, WAIT)
+            assert err.value.code == Code.INTERNAL and err.value.info == RETRY_INFO
+        assert not b.link.forwarded and not b.link.riding and not a.link.riders
+    finally:
+        await client.aclose()
+        await b.close_collaborators()
+        await a.close_collaborators()

@@ -8,7 +8,7 @@ process that does not follow the room gets ``FateNotice`` as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -32,6 +32,23 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     s = start_server(tmp_path)
     yield s
     s.stop()
+
+
+@pytest.fixture
+async def pair(server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
+    """a owns the room, b is another process on the same Redis."""
+    a, b = await owner_and_other(server.url, MemoryStore())
+    yield a, b
+    await b.close_collaborators()
+    await a.close_collaborators()
+
+
+@pytest.fixture
+async def tap(server: RedisServer) -> AsyncIterator[ControlTap]:
+    control = ControlTap(server.url)
+    await control.start()
+    yield control
+    await control.close()
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -83,76 +100,58 @@ class ControlTap:
 
 
 async def test_a_following_process_gets_its_answers_on_the_batch_with_no_fate_notice(
-        server: RedisServer) -> None:
-    a, b = await owner_and_other(server.url, MemoryStore())
-    tap = ControlTap(server.url)
-    await tap.start()
-    try:
-        await follow(b)
-        sends = [outgoing(b, i) for i in range(SENDS)]
-        for msg, _answer in sends:
-            b.submit(GID, msg)
-        answers = await asyncio.wait_for(asyncio.gather(*(f for _m, f in sends)), WAIT)
-        seqs = [r["MsgSeq"] for r in answers]
-        assert seqs == list(range(seqs[0], seqs[0] + SENDS))  # each once, in order
-        assert await tap.kinds_until_marker() == []  # no FateNotice crossed to b
-        assert not b.link.forwarded and not b.link.riding and not a.link.riders
-        assert sum(a.metrics.hot.delivered) == SENDS  # counted on the owner all the same
-    finally:
-        await tap.close()
-        await b.close_collaborators()
-        await a.close_collaborators()
+        pair: tuple[Node, Node], tap: ControlTap) -> None:
+    a, b = pair
+    await follow(b)
+    sends = [outgoing(b, i) for i in range(SENDS)]
+    for msg, _answer in sends:
+        b.submit(GID, msg)
+    answers = await asyncio.wait_for(asyncio.gather(*(f for _m, f in sends)), WAIT)
+    seqs = [r["MsgSeq"] for r in answers]
+    assert seqs == list(range(seqs[0], seqs[0] + SENDS))  # each once, in order
+    assert await tap.kinds_until_marker() == []  # no FateNotice crossed to b
+    assert not b.link.forwarded and not b.link.riding and not a.link.riders
+    assert sum(a.metrics.hot.delivered) == SENDS  # counted on the owner all the same
 
 
 async def test_a_process_whose_last_member_leaves_stays_subscribed_for_its_answers(
-        server: RedisServer) -> None:
-    a, b = await owner_and_other(server.url, MemoryStore())
-    tap = ControlTap(server.url)
-    await tap.start()
-    try:
-        await follow(b)
-        msg, answer = outgoing(b, 1)
-        b.submit(GID, msg)
-        b.link.watch(GID, False)  # the last member leaves before the fate comes
-        result = await asyncio.wait_for(answer, WAIT)
-        assert result["MsgSeq"] > 0
-        assert await tap.kinds_until_marker() == []  # it came on the batch
-        await until(lambda: GID not in b.link.broker.refs, "unsubscribed once answered")
-        assert not b.link.riding and GID not in b.link.following
-        msg, answer = outgoing(b, 2)  # no member now: the fate comes as a FateNotice
-        b.submit(GID, msg)
-        assert not b.link.riding
-        assert (await asyncio.wait_for(answer, WAIT))["MsgSeq"] == result["MsgSeq"] + 1
-        assert await tap.kinds_until_marker() == ["fate"]
-    finally:
-        await tap.close()
-        await b.close_collaborators()
-        await a.close_collaborators()
+        pair: tuple[Node, Node], tap: ControlTap) -> None:
+    _a, b = pair
+    await follow(b)
+    msg, answer = outgoing(b, 1)
+    b.submit(GID, msg)
+    b.link.watch(GID, False)  # the last member leaves before the fate comes
+    result = await asyncio.wait_for(answer, WAIT)
+    assert result["MsgSeq"] > 0
+    assert await tap.kinds_until_marker() == []  # it came on the batch
+    await until(lambda: GID not in b.link.broker.refs, "unsubscribed once answered")
+    assert not b.link.riding and GID not in b.link.following
+    msg, answer = outgoing(b, 2)  # no member now: the fate comes as a FateNotice
+    b.submit(GID, msg)
+    assert not b.link.riding
+    assert (await asyncio.wait_for(answer, WAIT))["MsgSeq"] == result["MsgSeq"] + 1
+    assert await tap.kinds_until_marker() == ["fate"]
 
 
 async def test_a_member_back_before_the_answer_keeps_the_one_subscription(
-        server: RedisServer) -> None:
-    a, b = await owner_and_other(server.url, MemoryStore())
-    try:
-        await follow(b)
-        msg, answer = outgoing(b, 1)
-        b.submit(GID, msg)
-        b.link.watch(GID, False)
-        b.link.watch(GID, True)  # back: the subscription held for the rider is kept
-        await asyncio.wait_for(answer, WAIT)
-        assert b.link.broker.refs.counts[GID] == 1 and GID in b.link.following
-        msg, answer = outgoing(b, 2)
-        b.submit(GID, msg)
-        assert b.link.riding == {GID: 1}  # still riding
-        await asyncio.wait_for(answer, WAIT)
-    finally:
-        await b.close_collaborators()
-        await a.close_collaborators()
+        pair: tuple[Node, Node]) -> None:
+    _a, b = pair
+    await follow(b)
+    msg, answer = outgoing(b, 1)
+    b.submit(GID, msg)
+    b.link.watch(GID, False)
+    b.link.watch(GID, True)  # back: the subscription held for the rider is kept
+    await asyncio.wait_for(answer, WAIT)
+    assert b.link.broker.refs.counts[GID] == 1 and GID in b.link.following
+    msg, answer = outgoing(b, 2)
+    b.submit(GID, msg)
+    assert b.link.riding == {GID: 1}  # still riding
+    await asyncio.wait_for(answer, WAIT)
 
 
 async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
-        server: RedisServer) -> None:
-    a, b = await owner_and_other(server.url, MemoryStore())
+        server: RedisServer, pair: tuple[Node, Node]) -> None:
+    a, b = pair
     client = aioredis.Redis.from_url(server.url)
     try:
         await follow(b)
@@ -167,5 +166,3 @@ async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
         assert not b.link.forwarded and not b.link.riding and not a.link.riders
     finally:
         await client.aclose()
-        await b.close_collaborators()
-        await a.close_collaborators()

@@ -46,15 +46,47 @@ class Endpoint:
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # rediss:// options, as redis-py reads them from the URL's query
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    cert_reqs: str = "required"  # "required", "optional" or "none"
+    check_hostname: bool | None = None  # None: as cert_reqs implies
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
-        """``redis://``, ``rediss://`` or ``unix://``, as redis-py reads them."""
+        """``redis://``, ``rediss://`` or ``unix://``, as redis-py reads them
+        (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``
+        and ``ssl_check_hostname`` included, so that these connections trust
+        what redis-py's do)."""
         kw = parse_url(url)
         tls = isinstance(kw.get("connection_class"), type) and issubclass(
             kw["connection_class"], SSLConnection)
+        check = kw.get("ssl_check_hostname")
         return cls(str(kw.get("host", "127.0.0.1")), int(kw.get("port", 6379)),
-                   str(kw.get("path", "")), kw.get("username"), kw.get("password"), tls)
+                   str(kw.get("path", "")), kw.get("username"), kw.get("password"), tls,
+                   _text(kw.get("ssl_ca_certs")), _text(kw.get("ssl_certfile")),
+                   _text(kw.get("ssl_keyfile")),
+                   str(kw.get("ssl_cert_reqs") or "required").lower(),
+                   None if check is None else bool(check))
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of a ``rediss://`` endpoint (None without TLS)."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_certs)
+        reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(
+            self.cert_reqs, ssl.CERT_REQUIRED)
+        context.check_hostname = (reqs != ssl.CERT_NONE if self.check_hostname is None
+                                  else self.check_hostname and reqs != ssl.CERT_NONE)
+        context.verify_mode = reqs
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def command(*args: bytes | str) -> bytes:
@@ -116,7 +148,7 @@ async def open_wire(endpoint: Endpoint, on_reply: Callable[[Any], None]) -> Wire
     replies: asyncio.Queue[Any] = asyncio.Queue()
     wire = Wire(replies.put_nowait)
     e = endpoint
-    tls = ssl.create_default_context() if e.tls else None
+    tls = e.tls_context()
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             if e.path:

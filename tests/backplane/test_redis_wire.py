@@ -6,6 +6,7 @@ AUTH (accepted and refused), and a Shard reading through it."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,22 @@ def test_an_endpoint_reads_the_url_forms() -> None:
     assert unix.path == "/run/redis.sock"
     assert command(b"PUBLISH", "c", b"\x00x") == (
         b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$2\r\n\x00x\r\n")
+
+
+def test_a_rediss_endpoint_trusts_what_its_url_says_as_redis_py_does() -> None:
+    default = Endpoint.from_url("rediss://cache.example:6380/0").tls_context()
+    assert default is not None
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    off = Endpoint.from_url("rediss://cache.example:6380/0?ssl_cert_reqs=none").tls_context()
+    assert off is not None and off.verify_mode == ssl.CERT_NONE and not off.check_hostname
+    loose = Endpoint.from_url(
+        "rediss://cache.example:6380/0?ssl_cert_reqs=optional&ssl_check_hostname=false")
+    context = loose.tls_context()
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_OPTIONAL and not context.check_hostname
+    assert Endpoint.from_url("redis://cache.example:6379/0").tls_context() is None
+    with pytest.raises(FileNotFoundError):  # a CA file that is not there is an error
+        Endpoint.from_url("rediss://h:6380/0?ssl_ca_certs=/nonexistent/ca.pem").tls_context()
 
 
 async def test_replies_come_in_order_and_a_refused_command_is_a_value(

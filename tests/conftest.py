@@ -8,8 +8,9 @@ speak real WebSocket to it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from livecast.gateway.keys import NODE
 from livecast.node.node import Node
 from livecast.runner import Listener
 from livecast.settings import Secret, Settings
+from tests.redis_fixtures import RedisServer, start_server
 
 SDKAPPID = 1400000000
 KEY = "test-key-0123456789abcdef0123456789abcdef"
@@ -94,6 +96,15 @@ async def start_live(settings: Settings, node: Node | None = None, port: int = 0
     server = Listener(app, Front, shutdown_timeout=settings.shutdown_grace)
     await server.start("127.0.0.1", port)
     return Live(server, app[NODE], settings)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop, restart or kill
+    (the session-wide ``redis_server`` is shared and must be left running)."""
+    server = start_server(tmp_path)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -6,23 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 
 from livecast.cli import main
 from livecast.client import Client, text
-from tests.redis_fixtures import RedisServer, free_port, start_server
+from tests.redis_fixtures import RedisServer, free_port
 from tests.test_restart import KEY, Server, until
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_server(tmp_path)
-    yield server
-    server.stop()
 
 
 def test_workers_need_a_redis_url(capsys: pytest.CaptureFixture[str],

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterator
-from pathlib import Path
 
 import hiredis
 import pytest
@@ -16,16 +14,10 @@ import pytest
 from livecast.backplane.redis_pubsub import Shard
 from livecast.backplane.redis_wire import Endpoint, Publisher, command
 from tests.backplane.conftest import until_true
-from tests.redis_fixtures import RedisServer, start_server
+from tests.redis_fixtures import RedisServer
 
 WAIT = 10.0
 
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = start_server(tmp_path)
-    yield s
-    s.stop()
 
 
 def test_an_endpoint_reads_the_url_forms() -> None:
@@ -55,8 +47,8 @@ def test_a_rediss_endpoint_trusts_what_its_url_says_as_redis_py_does() -> None:
 
 
 async def test_replies_come_in_order_and_a_refused_command_is_a_value(
-        server: RedisServer) -> None:
-    p = Publisher(Endpoint(port=server.port))
+        redis: RedisServer) -> None:
+    p = Publisher(Endpoint(port=redis.port))
     try:
         replies = await p.call_many([command(b"SET", b"k", b"v"), command(b"INCR", b"k"),
                                      command(b"GET", b"k"), command(b"PUBLISH", b"c", b"x")])
@@ -68,25 +60,25 @@ async def test_replies_come_in_order_and_a_refused_command_is_a_value(
 
 
 async def test_a_dropped_connection_fails_its_call_and_the_next_connects_again(
-        server: RedisServer) -> None:
-    p = Publisher(Endpoint(port=server.port))
+        redis: RedisServer) -> None:
+    p = Publisher(Endpoint(port=redis.port))
     try:
         assert await p.call_many([command(b"PING")]) == [b"PONG"]
-        server.stop()
+        redis.stop()
         with pytest.raises((ConnectionError, OSError)):
             await p.call_many([command(b"PING")])
         with pytest.raises((ConnectionError, OSError)):  # away: refused at connect
             await p.call_many([command(b"PING")])
-        server.start()
+        redis.start()
         assert await p.call_many([command(b"PING")]) == [b"PONG"]
     finally:
         p.close()
 
 
-async def test_auth_is_spoken_by_the_publisher_and_the_reader(server: RedisServer) -> None:
-    with server.client() as c:
+async def test_auth_is_spoken_by_the_publisher_and_the_reader(redis: RedisServer) -> None:
+    with redis.client() as c:
         c.config_set("requirepass", "s3cret")
-    url = f"redis://:s3cret@127.0.0.1:{server.port}"
+    url = f"redis://:s3cret@127.0.0.1:{redis.port}"
     heard: list[tuple[bytes, bytes]] = []
     confirmed = asyncio.Event()
 
@@ -105,7 +97,7 @@ async def test_auth_is_spoken_by_the_publisher_and_the_reader(server: RedisServe
         assert await p.call_many([command(b"PUBLISH", b"room", b"hello")]) == [1]
         await asyncio.wait_for(confirmed.wait(), WAIT)
         assert heard[0] == (b"room", b"hello")
-        wrong = Publisher(Endpoint(port=server.port, password="nope"))
+        wrong = Publisher(Endpoint(port=redis.port, password="nope"))
         with pytest.raises(ConnectionError, match="AUTH"):
             await wrong.call_many([command(b"PING")])
     finally:

@@ -7,8 +7,6 @@ gone, or while Redis is away, every send of a bundle is answered 10002."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,20 +22,13 @@ from livecast.node.node import Node
 from livecast.node.room import Outgoing
 from livecast.settings import Settings
 from livecast.store.memory import MemoryStore
-from tests.redis_fixtures import RedisServer, start_server
+from tests.redis_fixtures import RedisServer
 
 GID = "bundled"
 BODY = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
 WAIT = 10.0
 SENDS = 5
 
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own (one test stops it)."""
-    s = start_server(tmp_path)
-    yield s
-    s.stop()
 
 
 async def cluster_node(url: str, name: str, store: MemoryStore, **settings: Any) -> Node:
@@ -92,10 +83,10 @@ async def owner_and_other(url: str, store: MemoryStore) -> tuple[Node, Node]:
     return a, b
 
 
-async def test_forwards_and_fates_cross_redis_in_one_bundle_each(server: RedisServer) -> None:
+async def test_forwards_and_fates_cross_redis_in_one_bundle_each(redis: RedisServer) -> None:
     store = MemoryStore()
-    a, b = await owner_and_other(server.url, store)
-    wire = Wire(server.url)
+    a, b = await owner_and_other(redis.url, store)
+    wire = Wire(redis.url)
     await wire.start()
     try:
         sends = [outgoing(b, i) for i in range(SENDS)]
@@ -118,10 +109,10 @@ async def test_forwards_and_fates_cross_redis_in_one_bundle_each(server: RedisSe
 
 
 async def test_a_bundle_to_an_owner_that_is_gone_is_answered_10002_each(
-        server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("livecast.node.cluster.FORWARD_GRACE", 0.2)
     store = MemoryStore()
-    a, b = await owner_and_other(server.url, store)
+    a, b = await owner_and_other(redis.url, store)
     await a.link.broker.close()  # the owner is gone; its lease stays in Redis a while
     b.settings = Settings(room_rate=1000, room_burst=1000, max_wait=(0.1, 0.1, 0.1, 0.1))
     try:
@@ -137,11 +128,11 @@ async def test_a_bundle_to_an_owner_that_is_gone_is_answered_10002_each(
         await b.close_collaborators()
 
 
-async def test_a_bundle_that_cannot_cross_is_answered_10002_each(server: RedisServer) -> None:
+async def test_a_bundle_that_cannot_cross_is_answered_10002_each(redis: RedisServer) -> None:
     store = MemoryStore()
-    a, b = await owner_and_other(server.url, store)
+    a, b = await owner_and_other(redis.url, store)
     await a.link.broker.close()
-    server.stop()  # Redis away: the bundle's PUBLISH fails
+    redis.stop()  # Redis away: the bundle's PUBLISH fails
     try:
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:

@@ -8,8 +8,7 @@ process that does not follow the room gets ``FateNotice`` as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -21,31 +20,25 @@ from livecast.node.node import Node
 from livecast.store.memory import MemoryStore
 from tests.backplane.conftest import until_true
 from tests.node.test_cluster_bundles import GID, WAIT, outgoing, owner_and_other
-from tests.redis_fixtures import RedisServer, start_server
+from tests.redis_fixtures import RedisServer
 
 SENDS = 5
 B_CTL = b"lc:{n:b}:ctl"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = start_server(tmp_path)
-    yield s
-    s.stop()
-
 
 @pytest.fixture
-async def pair(server: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
+async def pair(redis: RedisServer) -> AsyncIterator[tuple[Node, Node]]:
     """a owns the room, b is another process on the same Redis."""
-    a, b = await owner_and_other(server.url, MemoryStore())
+    a, b = await owner_and_other(redis.url, MemoryStore())
     yield a, b
     await b.close_collaborators()
     await a.close_collaborators()
 
 
 @pytest.fixture
-async def tap(server: RedisServer) -> AsyncIterator[ControlTap]:
-    control = ControlTap(server.url)
+async def tap(redis: RedisServer) -> AsyncIterator[ControlTap]:
+    control = ControlTap(redis.url)
     await control.start()
     yield control
     await control.close()
@@ -150,9 +143,9 @@ async def test_a_member_back_before_the_answer_keeps_the_one_subscription(
 
 
 async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
-        server: RedisServer, pair: tuple[Node, Node]) -> None:
+        redis: RedisServer, pair: tuple[Node, Node]) -> None:
     a, b = pair
-    client = aioredis.Redis.from_url(server.url)
+    client = aioredis.Redis.from_url(redis.url)
     try:
         await follow(b)
         await client.incr(f"lc:{{g:{GID}}}:fence")  # a is deposed: its publish is refused

@@ -8,11 +8,10 @@ and started again to make it fail and recover.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from livecast.gateway.app import make_app
 from livecast.gateway.front import Front
@@ -23,14 +22,7 @@ from livecast.store.base import Observer, Store, prometheus_observer
 from livecast.store.redis import RedisStore
 from livecast.store.sqlite import SqliteStore
 from tests.conftest import Live, base_settings
-from tests.redis_fixtures import RedisServer, start_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_server(tmp_path)
-    yield server
-    server.stop()
+from tests.redis_fixtures import RedisServer
 
 
 async def serve_on(store_of: Callable[[Observer], Awaitable[Store]],

@@ -21,14 +21,6 @@ from tests.pages.conftest import (
     start_server,
 )
 from tests.redis_fixtures import RedisServer
-from tests.redis_fixtures import start_server as start_redis
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

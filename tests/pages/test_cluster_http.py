@@ -5,7 +5,7 @@ rooms table names the owner.  On a single process there is no cluster."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,11 @@ import pytest
 from livecast.client import Client
 from tests.conftest import Live
 from tests.node.test_cluster import member
-from tests.redis_fixtures import RedisServer, start_server
+from tests.redis_fixtures import RedisServer
 from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
 
 GID = "live-1"  # the room tests.node.test_cluster.member joins
 
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_server(tmp_path)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -83,6 +83,14 @@ async def owner_and_other(url: str, store: MemoryStore) -> tuple[Node, Node]:
     return a, b
 
 
+async def all_refused(sends: list[tuple[Outgoing, asyncio.Future[dict[str, Any]]]],
+                      info: str) -> None:
+    """Every send in ``sends`` is answered 10002 with ``info`` (a retry)."""
+    for _msg, answer in sends:
+        with pytest.raises(LivecastError) as err:
+            await asyncio.wait_for(answer, WAIT)
+        assert err.value.code == Code.INTERNAL and err.value.info == info
+
 async def test_forwards_and_fates_cross_redis_in_one_bundle_each(redis: RedisServer) -> None:
     store = MemoryStore()
     a, b = await owner_and_other(redis.url, store)
@@ -119,10 +127,7 @@ async def test_a_bundle_to_an_owner_that_is_gone_is_answered_10002_each(
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:
             b.submit(GID, msg)
-        for _msg, answer in sends:
-            with pytest.raises(LivecastError) as err:
-                await asyncio.wait_for(answer, WAIT)
-            assert err.value.code == Code.INTERNAL and err.value.info == RETRY_INFO
+        await all_refused(sends, RETRY_INFO)
         assert not b.link.forwarded and not b.rest_waiters
     finally:
         await b.close_collaborators()
@@ -137,10 +142,7 @@ async def test_a_bundle_that_cannot_cross_is_answered_10002_each(redis: RedisSer
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:
             b.link.forward(GID, msg)  # straight to the outbox, as a send admitted just before
-        for _msg, answer in sends:
-            with pytest.raises(LivecastError) as err:
-                await asyncio.wait_for(answer, WAIT)
-            assert err.value.code == Code.INTERNAL and err.value.info == AWAY_INFO
+        await all_refused(sends, AWAY_INFO)
         assert not b.link.forwarded and not b.link.redis_ok
     finally:
         await b.close_collaborators()

@@ -14,12 +14,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from livecast.errors import Code, LivecastError
 from livecast.node.cluster import RETRY_INFO
 from livecast.node.node import Node
 from livecast.store.memory import MemoryStore
 from tests.backplane.conftest import until_true
-from tests.node.test_cluster_bundles import GID, WAIT, outgoing, owner_and_other
+from tests.node.test_cluster_bundles import GID, WAIT, all_refused, outgoing, owner_and_other
 from tests.redis_fixtures import RedisServer
 
 SENDS = 5
@@ -152,10 +151,7 @@ async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:
             b.submit(GID, msg)
-        for _msg, answer in sends:
-            with pytest.raises(LivecastError) as err:
-                await asyncio.wait_for(answer, WAIT)
-            assert err.value.code == Code.INTERNAL and err.value.info == RETRY_INFO
+        await all_refused(sends, RETRY_INFO)
         assert not b.link.forwarded and not b.link.riding and not a.link.riders
     finally:
         await client.aclose()

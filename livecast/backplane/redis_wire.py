@@ -90,12 +90,9 @@ def _text(value: object) -> str | None:
 
 
 def command(*args: bytes | str) -> bytes:
-    """One command in RESP."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    """One command in RESP (hiredis's own encoder; its stub types the
+    argument as a one-item tuple, hence the cast)."""
+    return bytes(hiredis.pack_command(cast(Any, args)))
 
 
 class Wire(asyncio.Protocol):

@@ -12,7 +12,10 @@ connections on loopback and reads everything; ``N`` writer processes
 (uvloop) each accept ``conns / N`` of them and, every ``1 / --rate`` seconds,
 at the same wall-clock instants in every writer (as workers write a batch
 when it arrives), write one ``--size``-byte frame to each with one
-``transport.write``.  Nothing else runs in them.
+``transport.write``.  Nothing else runs in them.  ``--reader-work K`` makes
+the reader parse a JSON list of ``K`` numbers per read, as a client parses
+what it reads; ``--sndbuf B`` sets the writers' sockets' ``SO_SNDBUF`` as
+livecast bounds its members' (``LIVECAST_SNDBUF_KB``).
 
 Printed: one JSON line per run (``writers``, the writers' user and system CPU
 over the window from ``/proc/<pid>/stat``, writes, CPU per write, the

@@ -25,7 +25,10 @@ member is live again), ``recovered``/``not_recovered``, ``gaps``,
 ``duplicates``, the servers' CPU seconds in the storm window
 (``/proc/<pid>/stat``), and Redis's commands in the window (``INFO
 commandstats`` difference: ``xrange`` is the stream reads, i.e. history
-seeds; ``evalsha`` every script call, publishes included).
+seeds; ``evalsha`` every script call, publishes included).  ``seq_events``
+lists the first gaps and duplicates seen, each as (room, in a join's
+``reply`` or a ``live`` batch, the member's last seq, the seq that came,
+whether the member had rejoined), so that a failed run says where.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Tally:
     duplicates: int = 0
     failed: int = 0
     why: dict[str, int] = field(default_factory=dict)  # failed joins by reason
+    # the first gaps and duplicates seen: (room, where, last seq, seq, rejoined)
+    events: list[tuple[str, str, int, int, bool]] = field(default_factory=list)
     live_at: list[float] = field(default_factory=list)
 
 
@@ -160,7 +165,7 @@ class Member(asyncio.Protocol):
                     t.live_at.append(time.monotonic())
                 else:
                     t.not_recovered += 1
-                self._follow([int(m["seq"]) for m in r.get("msgs", [])])
+                self._follow([int(m["seq"]) for m in r.get("msgs", [])], "reply")
                 if not r.get("recovered"):
                     self.last_seq = int(r.get("lastSeq", self.last_seq))
             else:
@@ -171,12 +176,18 @@ class Member(asyncio.Protocol):
         if self.joined is not None and not self.joined.done():
             self.joined.set_result(ok)
 
-    def _follow(self, seqs: Iterable[int]) -> None:
+    def _follow(self, seqs: Iterable[int], where: str = "live") -> None:
+        t = self.tally
         for seq in seqs:
             if seq <= self.last_seq:
-                self.tally.duplicates += 1
+                t.duplicates += 1
             elif seq > self.last_seq + 1:
-                self.tally.gaps += seq - self.last_seq - 1
+                t.gaps += seq - self.last_seq - 1
+            else:
+                self.last_seq = seq
+                continue
+            if len(t.events) < 20:  # where it happened, for the report
+                t.events.append((self.room, where, self.last_seq, seq, self.rejoining))
             self.last_seq = max(self.last_seq, seq)
 
     def abort(self) -> None:
@@ -242,7 +253,7 @@ async def _client(targets: list[tuple[str, int, str]], concurrency: int,
             break
     pipe.send(("result", {"recovered": tally.recovered, "not_recovered": tally.not_recovered,
                           "gaps": tally.gaps, "duplicates": tally.duplicates,
-                          "failed": tally.failed, "why": tally.why,
+                          "failed": tally.failed, "why": tally.why, "events": tally.events,
                           "behind": sum(m.last_seq < last[m.room] for m in members)}))
     for m in members:
         m.abort()
@@ -420,7 +431,7 @@ async def _storm(a: argparse.Namespace, key: str, stack: Stack) -> dict[str, Any
     results = await each("result")
     for p in procs:
         p.join(10)
-    total = {k: sum(r[k] for r in results) for k in results[0] if k != "why"}
+    total = {k: sum(r[k] for r in results) for k in results[0] if k not in ("why", "events")}
     why_rejoin: dict[str, int] = {}
     for r in results:
         for k, v in r["why"].items():
@@ -429,6 +440,7 @@ async def _storm(a: argparse.Namespace, key: str, stack: Stack) -> dict[str, Any
     return {"members": a.members, "joined": joined, "rooms": a.rooms, "servers": a.servers,
             "rate": a.rate, "away_s": a.away, "join_failures": first_failures,
             "rejoin_failures": why_rejoin, **total,
+            "seq_events": [e for r in results for e in r["events"]][:20],
             "live_s": round(live_at - started, 3) if live_at else None,
             "window_s": round(window, 3), "server_cpu_s": round(cpu, 3),
             "redis_calls": sum(calls.values()),

@@ -18,11 +18,15 @@ Invariants:
 2. Single flight: concurrent ``ready`` calls for one room share one store
    read; a ring, once seeded, answers every later join without a read while
    this process stays subscribed to the room.
-3. No gap: a ring exists only while the book holds its own subscription to
-   the room (taken before the seed's read, released by ``forget``), and
-   batches received while the read is on its way are merged after it (the
-   owner writes a batch to the stream before publishing it, so a read that
-   misses a batch precedes its publication).  A batch that does not continue
+3. No gap, no duplicate: a ring exists only while the book holds its own
+   subscription to the room (taken before the seed's read, released by
+   ``forget``), and batches received while the read is on its way are
+   merged after it (the owner writes a batch to the stream before
+   publishing it, so a read that misses a batch precedes its publication).
+   The read keeps only the batches already published (up to the room's
+   published seq, read in the same script): one written and not yet
+   published comes live, after the joins the ring answered, so their
+   ``lastSeq`` never counts a message they are still to receive.  A batch that does not continue
    the ring (a lost publication) drops the ring: the next join seeds it again.
 4. Fenced: a store append is refused unless the writer holds the room's
    latest fencing token (a deposed owner writes nothing).
@@ -243,10 +247,11 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], '*', 'p', ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 """
-# KEYS stream, epoch; ARGV epoch if none yet
+# KEYS stream, epoch, the room's published seq (the broker's); ARGV epoch if none yet
 _READ = """
 redis.call('SET', KEYS[2], ARGV[1], 'NX')
-return {redis.call('GET', KEYS[2]), redis.call('XRANGE', KEYS[1], '-', '+')}
+return {redis.call('GET', KEYS[2]), redis.call('XRANGE', KEYS[1], '-', '+'),
+        redis.call('GET', KEYS[3])}
 """
 
 
@@ -276,14 +281,27 @@ class RedisHistoryStore:
         return bool(await self._append(keys=keys, args=args))
 
     async def read(self, group_id: str, epoch: int) -> Stored:
-        keys = [self._key(group_id, "history"), self._key(group_id, "hepoch")]
-        held, entries = await self._read(keys=keys, args=[epoch])
+        """The stream's batches that were published (invariant 3): a batch is
+        written before it is published, so the last ones may not be yet; they
+        are left out, and come to the reader live."""
+        keys = [self._key(group_id, "history"), self._key(group_id, "hepoch"),
+                self._key(group_id, "seq")]
+        held, entries, published = await self._read(keys=keys, args=[epoch])
         batches = [dict(zip(fields[::2], fields[1::2], strict=True))[b"p"]
                    for _id, fields in entries]
+        last = int(published or 0)
+        while batches and _last_seq(batches[-1]) > last:
+            batches.pop()
         return int(held), batches
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _last_seq(payload: bytes) -> int:
+    """The last seq of one batch (a ``msgs`` frame's JSON); 0 if unreadable."""
+    entries = decode_batch(payload)
+    return entries[-1].seq if entries else 0
 
 
 def _epoch_candidate() -> int:

@@ -23,6 +23,8 @@ def test_a_small_storm_recovers_everyone(servers: int) -> None:
          "--away", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
+    print(json.dumps(r))  # the whole report, shown when an assertion below fails
     assert r["joined"] == r["recovered"] == 200, r
     assert r["not_recovered"] == r["gaps"] == r["duplicates"] == r["failed"] == 0, r
+    assert r["seq_events"] == [], r
     assert r["redis_xrange"] <= 4 * servers, r

@@ -10,10 +10,15 @@ import asyncio
 import signal
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
+from livecast.backplane.redis_broker import RedisBroker
 from livecast.client import Client, text
+from livecast.core.wsframe import frame
+from livecast.node.history import RedisHistoryStore
+from livecast.settings import Settings
 from tests.conftest import SDKAPPID
 from tests.node.test_cluster import GID, cluster, member, redis_url, seqs_of
 from tests.redis_fixtures import redis_cluster
@@ -120,3 +125,28 @@ async def test_concurrent_rejoins_on_one_process_share_one_read(cluster: list[Se
         assert r["recovered"] is True and [m["seq"] for m in r["msgs"]] == sent[2:], r
     for x in (*viewers, sender):
         await x.close()
+
+
+@pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
+async def test_a_seed_reads_only_the_batches_already_published(redis_url: str) -> None:
+    """The owner writes a batch to the stream, then publishes it: a seed read
+    in between leaves that batch out (it comes live), so a join answered
+    from the ring never counts in ``lastSeq`` a message it is still to get."""
+    broker = RedisBroker(redis_url, "a")
+    store = RedisHistoryStore(redis_url, Settings())
+    try:
+        token = await broker.acquire_lease(GID, "a", 30)
+        assert token is not None
+        one, two = (orjson.dumps({"op": "msgs", "groupId": GID, "msgs": [
+            {"seq": seq, "time": 1, "from": "s", "msgBody": []}]}) for seq in (1, 2))
+        assert await store.append(GID, token, one)
+        assert await broker.publish(GID, frame(one), None, 1, token)
+        assert await store.append(GID, token, two)  # written, not published yet
+        _epoch, batches = await store.read(GID, 7)
+        assert batches == [one]
+        assert await broker.publish(GID, frame(two), None, 2, token, prev=1)
+        _epoch, batches = await store.read(GID, 7)
+        assert batches == [one, two]
+    finally:
+        await store.close()
+        await broker.close()

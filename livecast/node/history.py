@@ -26,8 +26,9 @@ Invariants:
    The read keeps only the batches already published (up to the room's
    published seq, read in the same script): one written and not yet
    published comes live, after the joins the ring answered, so their
-   ``lastSeq`` never counts a message they are still to receive.  A batch that does not continue
-   the ring (a lost publication) drops the ring: the next join seeds it again.
+   ``lastSeq`` never counts a message they are still to receive.  A batch
+   that does not continue the ring (a lost publication) drops the ring: the
+   next join seeds it again.
 4. Fenced: a store append is refused unless the writer holds the room's
    latest fencing token (a deposed owner writes nothing).
 """

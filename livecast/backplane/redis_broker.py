@@ -285,20 +285,19 @@ class RedisBroker:
         """One PUBLISH per target (a bundle), all in one pipelined round trip on
         one server (invariant 5 of broker.py); on a cluster, one SPUBLISH per
         target in turn (each channel's slot has its own master)."""
-        sends = [(target, encode_controls(self.node_id, messages))
-                 for target, messages in batches.items() if messages]
+        await self._send_controls([(target, encode_controls(self.node_id, messages))
+                                   for target, messages in batches.items() if messages])
+
+    async def control(self, target: str, message: Control) -> None:
+        await self._send_controls([(target, encode_control(self.node_id, message))])
+
+    async def _send_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
+        """Encoded control messages, each to its target's channel (invariant 5)."""
         if self._publisher is None:
             for target, data in sends:
                 await self._spublish_control(target, data)
-            return
-        await self._publish_controls(sends)
-
-    async def control(self, target: str, message: Control) -> None:
-        data = encode_control(self.node_id, message)
-        if self._publisher is None:
-            await self._spublish_control(target, data)
         else:
-            await self._publish_controls([(target, data)])
+            await self._publish_controls(sends)
 
     async def _publish_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
         """One server: PUBLISH per target on the control connection, pipelined."""

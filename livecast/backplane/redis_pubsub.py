@@ -119,8 +119,8 @@ class Shard:
             finally:
                 self.up = False
                 wire, self._wire = self._wire, None
-                if wire is not None and wire.transport is not None:
-                    wire.transport.close()
+                if wire is not None:
+                    wire.fail(ConnectionError("the reader stopped"))
                 self._release_waiters()
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1

@@ -153,8 +153,7 @@ class ClusterLink:
         self._expiry: asyncio.TimerHandle | None = None
         # the owner's side: forwarded sends whose Delivered fate rides the batch (inv. 13)
         self.riders: set[Address] = set()
-        self.watching: set[str] = set()   # rooms with members here (the hub's watch)
-        self.following: set[str] = set()  # of those (or lingering), subscribed and confirmed
+        self.following: set[str] = set()  # rooms with members here (or lingering), subscribed
         self.riding: dict[str, int] = {}  # room -> forwarded sends whose fate rides its batch
         self._lingering: set[str] = set()  # no member here, subscribed until riding is 0
         self._watch_gen: dict[str, int] = {}
@@ -396,7 +395,8 @@ class ClusterLink:
             log.warning("lease of %s: %s", gid, err)
         address = msg.reply_to
         if self.owns(gid) and gid in self.node.rooms:
-            self._settled_here(address)
+            if address is not None:  # settled here, not waited for
+                self._take(address)
             self.node.submit(gid, msg)
         elif gid in self.owners:
             if address is not None and address in self.forwarded:
@@ -406,10 +406,6 @@ class ClusterLink:
                 gid, address or Address(node=self.node_id), outgoing_fields(msg), rides))
         elif address is not None:
             self._unanswered(address)
-
-    def _settled_here(self, address: Address | None) -> None:
-        if address is not None:
-            self._take(address)
 
     def _owner_changed(self, gid: str, old: str | None) -> None:
         """Sends forwarded to a room's former owner will not be answered by it:
@@ -538,13 +534,11 @@ class ClusterLink:
         self._gen += 1
         self._watch_gen[gid] = self._gen
         if opened:
-            self.watching.add(gid)
             if gid in self._lingering:  # still subscribed, for its riders
                 self._lingering.discard(gid)
                 return
             self.spawn(self._follow(gid, self._gen))
             return
-        self.watching.discard(gid)
         if self.riding.get(gid):
             self._lingering.add(gid)
             return

@@ -98,14 +98,16 @@ def children(pid: int) -> list[int]:
 
 
 def start_livecast(config: str, key: str, redis_port: int, data: Path, tick_ms: int,
-                   log_path: str = "",
-                   cpus: str = "") -> tuple[subprocess.Popen[bytes], int, list[int]]:
+                   log_path: str = "", cpus: str = "",
+                   extra_env: dict[str, str] | None = None,
+                   ) -> tuple[subprocess.Popen[bytes], int, list[int]]:
     """The server of one configuration: (process, port, every serving pid)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
     env.update(LIVECAST_HOST="127.0.0.1", LIVECAST_PORT=str(port), LIVECAST_SECRET_KEY=key,
                LIVECAST_TICK_MS=str(tick_ms), LIVECAST_LOG_LEVEL="warning",
                LIVECAST_SHUTDOWN_GRACE="1", LIVECAST_DATA_DIR=str(data))
+    env.update(extra_env or {})
     argv = [*pinned(cpus), sys.executable, "-m", "livecast", "serve"]
     workers = 0 if config == "single" else int(config)
     if workers:
@@ -163,13 +165,13 @@ def stop(proc: subprocess.Popen[bytes], workers: list[int]) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
-def profile(directory: str, config: str, members: int,
-            pids: list[int]) -> list[subprocess.Popen[bytes]]:
-    """``py-spy record`` (10 s at 200 Hz, collapsed stacks) of every serving
-    process, started at the bench's first progress line (publishing)."""
+def profile(directory: str, config: str, members: int, pids: list[int],
+            rate: int = 200) -> list[subprocess.Popen[bytes]]:
+    """``py-spy record`` (10 s at ``rate`` Hz, collapsed stacks) of every
+    serving process, started at the bench's first progress line (publishing)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
     return [subprocess.Popen(
-        [shutil.which("py-spy") or "py-spy", "record", "--nonblocking", "-r", "200", "-d",
+        [shutil.which("py-spy") or "py-spy", "record", "--nonblocking", "-r", str(rate), "-d",
          "10", "-f", "raw", "-o", f"{directory}/{config}-{members}-{pid}.txt", "--pid",
          str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
@@ -196,7 +198,8 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
     client.config_resetstat()
     with tempfile.TemporaryDirectory() as data:
         proc, port, pids = start_livecast(config, key, redis_port, Path(data), args.tick_ms,
-                                          args.server_log, args.server_cpus)
+                                          args.server_log, args.server_cpus,
+                                          dict(kv.split("=", 1) for kv in args.server_env))
         if config != "single":
             pids.append(redis_proc.pid)
         try:
@@ -218,7 +221,7 @@ def one_run(config: str, members: int, args: argparse.Namespace, key: str,
                 m = PROGRESS.search(line)
                 if m is not None and args.profile and not spies:
                     spies = profile(args.profile, config, members,
-                                    [p for p in pids if p != redis_proc.pid])
+                                    [p for p in pids if p != redis_proc.pid], args.profile_rate)
                 if m is not None and float(m.group(1)) <= publishing:
                     split.append(user_system(pids))
                 if m is not None and config != "single" and float(m.group(1)) <= publishing:
@@ -263,9 +266,12 @@ def main() -> int:
     ap.add_argument("--server-log", default="", help="append the servers' output to this file")
     ap.add_argument("--server-cpus", default="",
                     help="pin the servers and redis-server to these CPUs (taskset -c)")
+    ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="one more environment variable for the servers (repeatable)")
     ap.add_argument("--bench-cpus", default="", help="pin the bench to these CPUs")
     ap.add_argument("--profile", default="",
                     help="py-spy every serving process into this directory while publishing")
+    ap.add_argument("--profile-rate", type=int, default=200, help="py-spy's samples a second")
     ap.add_argument("bench", nargs="*", help="more `livecast bench` flags (after --)")
     args = ap.parse_args()
     configs = args.configs.split(",")

@@ -37,6 +37,12 @@ Invariants:
    reach every subscribed process (``EventHandler.on_batch_fates``, after
    ``on_batch``) exactly when the batch does; a batch that was not published
    carried none.  The members' bytes (``full``, ``lite``) are unchanged.
+7. A broker whose ``streams`` is true keeps the rooms' history streams
+   itself: a ``publish`` given a ``StreamAppend`` appends it to the room's
+   stream in the same atomic step, so a batch is in the stream exactly when
+   it was published (a refused publish appends nothing, and no reader ever
+   sees a batch written but not yet published).  Others never get one: the
+   owner writes its history store before publishing (node/history.py).
 """
 
 from __future__ import annotations
@@ -47,14 +53,14 @@ import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 
 from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 
 __all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
-           "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "Tips",
+           "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "StreamAppend", "Tips",
            "decode_control", "decode_controls", "decode_fates", "deliver", "encode_control",
            "encode_controls", "encode_fates", "hand_batch", "pack_batch", "unpack_batch"]
 
@@ -130,6 +136,17 @@ class Broadcast:
 Control = ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast | MemberTips
 
 
+class StreamAppend(NamedTuple):
+    """A tick's batch for its room's history stream, appended by the publish
+    itself (invariant 7): the ``msgs`` frame's JSON, the stream's length cap,
+    its expiry after the last append, and its epoch if it has none yet."""
+
+    payload: bytes
+    maxlen: int
+    ttl_ms: int
+    epoch: int
+
+
 class EventHandler(Protocol):
     """What a process implements to hear from the broker (called on its event loop)."""
 
@@ -146,19 +163,23 @@ class EventHandler(Protocol):
 
 class Broker(Protocol):
     node_id: str
+    streams: bool  # publish can append to the room's history stream (invariant 7)
 
     async def start(self, handler: EventHandler) -> None:
         """Connect and start delivering to ``handler`` (this process's control channels)."""
 
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"",
+                      stream: StreamAppend | None = None) -> bool:
         """One tick's batch of a room, ``seq_end`` its last seq (the room's last seq
         if it carries no message): False, and nothing sent or recorded, unless
         ``token`` is the room's latest fencing token and ``seq_end`` is not below
         the recorded seq (invariant 2), and, when ``prev`` is given (not -1), the
         recorded seq is ``prev``: the batch follows the last one published, so a
         batch that never crossed leaves no gap behind it (the owner resumes from
-        ``last_seq``).  ``fates`` (``encode_fates``) ride with it (invariant 6)."""
+        ``last_seq``).  ``fates`` (``encode_fates``) ride with it (invariant 6);
+        ``stream``, only to a broker that keeps ``streams``, goes to the room's
+        history stream in the same step (invariant 7)."""
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> bool | None:

@@ -29,6 +29,7 @@ from livecast.backplane.broker import (
     Control,
     EventHandler,
     RoomRefs,
+    StreamAppend,
     deliver,
     encode_control,
     encode_controls,
@@ -67,6 +68,7 @@ class MemoryBroker:
         self.hub = hub if hub is not None else MemoryHub()
         self.node_id = node_id
         self.refs = RoomRefs()
+        self.streams = False  # history stores are written apart (broker.py, invariant 7)
         self._handler: EventHandler | None = None
 
     async def start(self, handler: EventHandler) -> None:
@@ -87,7 +89,8 @@ class MemoryBroker:
         return True
 
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"",
+                      stream: StreamAppend | None = None) -> bool:
         if not self._accepts(group_id, seq_end, token, prev):
             return False
         hub = self.hub

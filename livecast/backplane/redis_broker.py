@@ -9,6 +9,9 @@ Keys and channels (``lc`` is the prefix; ``<gid>`` the group id, ``<node>`` a no
 - ``lc:{g:<gid>}:lease``   string "<token> <node>", expiring with the lease
 - ``lc:{g:<gid>}:seq``     integer: the room's last published seq
 - ``lc:{g:<gid>}:batch``   channel: the room's tick batches (``broker.pack_batch``)
+- ``lc:{g:<gid>}:history`` stream: the room's history, appended by the publish
+  (broker.py, invariant 7), read by ``node.history.RedisHistoryStore``
+- ``lc:{g:<gid>}:hepoch``  integer: that stream's epoch
 - ``lc:{n:<node>}:ctl``    channel: control messages for one node
 - ``lc:{nodes}:ctl``       channel: control messages for every node
 - ``lc:{nodes}:info``      hash: node -> its last heartbeat's info (JSON)
@@ -20,7 +23,11 @@ Invariants (beyond broker.py's):
    On a cluster the channels are shard channels (SPUBLISH/SSUBSCRIBE) and each
    master's shard channels are read on one connection to that master.
 2. ``publish`` is ONE EVALSHA: one round trip per room per tick, the batch
-   crossing Redis once whatever the number of members and processes.
+   crossing Redis once whatever the number of members and processes, and
+   the history stream's append (when given) in the same script.  On one
+   server it goes on the control connection (invariant 5), with no redis-py
+   call; a script the server does not hold (after a restart) is sent whole
+   once (EVAL), which loads it again.
 3. Expiry (leases by PX, heartbeats by ``TIME``) is decided by Redis's clock,
    never by a process's.
 4. Subscriptions survive Redis restarts by themselves (redis_pubsub.Shard);
@@ -54,6 +61,7 @@ from livecast.backplane.broker import (
     EventHandler,
     KeyedLocks,
     RoomRefs,
+    StreamAppend,
     deliver,
     encode_control,
     encode_controls,
@@ -73,8 +81,9 @@ log = logging.getLogger(__name__)
 _ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 COMMAND_TIMEOUT = 2.0
 
-# KEYS fence, seq, channel; ARGV token, seq_end, packed batch, PUBLISH|SPUBLISH, prev
-# (-1: any) -- the batch must follow the last one published (no gap: broker.py)
+# KEYS fence, seq, channel[, stream, stream epoch]; ARGV token, seq_end, packed batch,
+# PUBLISH|SPUBLISH, prev (-1: any) -- the batch must follow the last one published
+# (no gap: broker.py) -- [, history payload, maxlen, ttl ms, epoch if none yet]
 _PUBLISH = """
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -82,6 +91,11 @@ local seq = tonumber(ARGV[2])
 if seq < last then return 0 end
 local prev = tonumber(ARGV[5])
 if prev >= 0 and prev ~= last then return 0 end
+if KEYS[4] then
+  redis.call('SET', KEYS[5], ARGV[9], 'NX')
+  redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[7], '*', 'p', ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], ARGV[8])
+end
 if seq > last then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call(ARGV[4], KEYS[3], ARGV[3])
 return 1
@@ -128,6 +142,8 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 """
 _NODES = _PRUNE + "return redis.call('HGETALL', KEYS[1])\n"
+_SCRIPTS = {"publish": _PUBLISH, "acquire": _ACQUIRE, "renew": _RENEW,
+            "heartbeat": _HEARTBEAT, "nodes": _NODES}
 
 
 def _ms(seconds: float) -> int:
@@ -148,15 +164,15 @@ class RedisBroker:
         self.node_id = node_id
         self.prefix = prefix
         self.refs = RoomRefs()
+        self.streams = True  # broker.py, invariant 7
         self._handler: EventHandler | None = None
         self._started = False
         self._shards: dict[str, Shard] = {}
         self._rooms: dict[bytes, str] = {}  # batch channel -> group id
         self._control = {self._name(f"{{n:{node_id}}}:ctl"), self._name("{nodes}:ctl")}
         self._publish_cmd = "SPUBLISH" if self.cluster else "PUBLISH"
-        self._scripts = {name: self._client.register_script(lua) for name, lua in (
-            ("publish", _PUBLISH), ("acquire", _ACQUIRE), ("renew", _RENEW),
-            ("heartbeat", _HEARTBEAT), ("nodes", _NODES))}
+        self._scripts = {name: self._client.register_script(lua)
+                         for name, lua in _SCRIPTS.items()}
         self._order = KeyedLocks()  # one room's batches in call order
         # control messages on one server: a connection of their own (invariant 5)
         self._publisher = None if self.cluster else Publisher(self._endpoint("", 0))
@@ -233,12 +249,35 @@ class RedisBroker:
 
     # ----------------------------------------------------------- batches
     async def publish(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
-                      token: int, prev: int = -1, fates: bytes = b"") -> bool:
+                      token: int, prev: int = -1, fates: bytes = b"",
+                      stream: StreamAppend | None = None) -> bool:
         keys = [self._room(group_id, "fence"), self._room(group_id, "seq"),
                 self._room(group_id, "batch")]
-        args = [token, seq_end, pack_batch(full, lite, fates), self._publish_cmd, prev]
+        args: list[Any] = [token, seq_end, pack_batch(full, lite, fates), self._publish_cmd, prev]
+        if stream is not None:
+            keys += [self._room(group_id, "history"), self._room(group_id, "hepoch")]
+            args += [stream.payload, stream.maxlen, stream.ttl_ms, stream.epoch]
+        what = f"publish to {group_id}"
         async with self._order.hold(group_id):  # in call order (broker.py, invariant 3)
-            return bool(await self._call(f"publish to {group_id}", "publish", keys, args))
+            if self._publisher is None:
+                return bool(await self._call(what, "publish", keys, args))
+            return bool(await self._script_on_wire(what, "publish", keys, args))
+
+    async def _script_on_wire(self, what: str, name: str, keys: list[bytes],
+                              args: list[Any]) -> Any:
+        """One server: a script on the control connection (invariant 2)."""
+        assert self._publisher is not None
+        try:
+            (reply,) = await self._publisher.call_many(
+                [command(b"EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)])
+            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+                (reply,) = await self._publisher.call_many(
+                    [command(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args)])
+        except WIRE_ERRORS as exc:
+            raise BrokerError(f"{what}: {exc}") from exc
+        if isinstance(reply, hiredis.ReplyError):
+            raise BrokerError(f"{what}: {reply}")
+        return reply
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> None:

@@ -89,7 +89,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def command(*args: bytes | str) -> bytes:
+def command(*args: bytes | str | int) -> bytes:
     """One command in RESP (hiredis's own encoder; its stub types the
     argument as a one-item tuple, hence the cast)."""
     return bytes(hiredis.pack_command(cast(Any, args)))

@@ -479,9 +479,13 @@ class ClusterLink:
         published = False
         rode: set[Address] = set()
         try:
-            await self.node.history.write(gid, token, full)  # the stream, then the publish
+            history = self.node.history
+            stream = history.riding(gid, full) if self.broker.streams else None
+            if stream is None:
+                await history.write(gid, token, full)  # the store, then the publish
             fates, rode = self._riding(held)  # the tick's settles are all in ``held`` now
-            published = await self.broker.publish(gid, full, lite, seq_end, token, prev, fates)
+            published = await self.broker.publish(gid, full, lite, seq_end, token, prev, fates,
+                                                  stream)
             if not published and self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
         except BrokerError as err:

@@ -12,8 +12,8 @@
   event loop, as the in-memory broker's).
 
 Invariants:
-1. Once per tick batch: the owner appends a batch once (``record`` or the
-   store's ``append``), never per member; a process decodes a received batch
+1. Once per tick batch: the owner appends a batch once (``record``, or the
+   store's stream), never per member; a process decodes a received batch
    once, whatever its number of members.
 2. Single flight: concurrent ``ready`` calls for one room share one store
    read; a ring, once seeded, answers every later join without a read while
@@ -21,16 +21,20 @@ Invariants:
 3. No gap, no duplicate: a ring exists only while the book holds its own
    subscription to the room (taken before the seed's read, released by
    ``forget``), and batches received while the read is on its way are
-   merged after it (the owner writes a batch to the stream before
-   publishing it, so a read that misses a batch precedes its publication).
-   The read keeps only the batches already published (up to the room's
-   published seq, read in the same script): one written and not yet
-   published comes live, after the joins the ring answered, so their
-   ``lastSeq`` never counts a message they are still to receive.  A batch
-   that does not continue the ring (a lost publication) drops the ring: the
-   next join seeds it again.
-4. Fenced: a store append is refused unless the writer holds the room's
-   latest fencing token (a deposed owner writes nothing).
+   merged after it.  A read never returns a batch not yet published, whose
+   messages a join's ``lastSeq`` would then count before they came live: on
+   Redis the publish appends the batch to the stream in the same script
+   (``riding``; backplane/broker.py, invariant 7), so a batch is in the
+   stream exactly when it was published; a batch appended apart
+   (``append``, before its publish) is left out of a Redis read until the
+   room's published seq, read in the same script, covers it; the memory
+   store's append and the memory broker's publish run with no await between
+   them.  A batch that does not continue the ring (a lost publication) drops
+   the ring: the next join seeds it again.
+4. Fenced: a stream append is refused unless the writer holds the room's
+   latest fencing token (a deposed owner writes nothing); riding on the
+   publish, it is refused with the publish (a batch that does not follow
+   the last one published is not kept either).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Protocol
 
 import orjson
 
+from livecast.backplane.broker import StreamAppend
 from livecast.core.history import Entry, HistoryRing, Recovery, frame_payload
 from livecast.settings import Settings
 
@@ -55,6 +60,10 @@ Stored = tuple[int, list[bytes]]  # (the room's epoch, its batches' payloads, ol
 
 
 class HistoryStore(Protocol):
+    # its streams are the broker's keys: the publish appends to them in the
+    # same step (backplane/broker.py, invariant 7), and ``append`` is not used
+    in_broker: bool
+
     async def append(self, group_id: str, token: int, payload: bytes) -> bool:
         """One tick's batch (the ``msgs`` frame's JSON), under fencing token ``token``."""
 
@@ -126,6 +135,17 @@ class HistoryBook:
         if ring is not None and not ring.append(decode_batch(frame_payload(full))):
             log.info("room %s: a batch was missed; its history is read again", group_id)
             self.forget(group_id)
+
+    def riding(self, group_id: str, full: bytes) -> StreamAppend | None:
+        """Cluster, the room's owner: the tick's batch for the room's stream when
+        the store's streams are the broker's, to be appended by the publish
+        itself (invariant 3); None: ``write`` it before publishing (another
+        store), or nothing to write (no store, history off)."""
+        store, s = self.store, self.settings
+        if store is None or not store.in_broker or not self.enabled:
+            return None
+        return StreamAppend(frame_payload(full), s.history_size,
+                            max(1, int(s.history_ttl * 1000)), _epoch_candidate())
 
     async def write(self, group_id: str, token: int, full: bytes) -> None:
         """Cluster, the room's owner: a tick's batch to the store, before it is
@@ -220,6 +240,7 @@ class MemoryHistoryStore:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.in_broker = False
         self.rooms: dict[str, tuple[int, deque[bytes]]] = {}
         self.fences: dict[str, int] = {}
 
@@ -267,6 +288,7 @@ class RedisHistoryStore:
         self._client = connect(url, decode_responses=False, socket_timeout=2.0,
                                socket_connect_timeout=2.0)
         self.prefix = prefix
+        self.in_broker = True  # the broker's publish appends (RedisBroker, same prefix)
         self.maxlen = settings.history_size
         self.ttl_ms = max(1, int(settings.history_ttl * 1000))
         self._append = self._client.register_script(_APPEND)

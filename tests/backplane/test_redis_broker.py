@@ -123,6 +123,29 @@ async def test_one_publish_is_one_evalsha_whatever_the_subscribers(
             await broker.close()
 
 
+async def test_a_publish_after_the_scripts_are_flushed_loads_its_script_again(
+        redis_server: RedisServer) -> None:
+    """A restarted Redis holds no script: the publish is sent whole once, and
+    the next one is an EVALSHA again."""
+    redis_server.flush()
+    broker = RedisBroker(redis_server.url, "a")
+    try:
+        token = await broker.acquire_lease("room", "a", 30)
+        assert token is not None
+        with redis_server.client() as c:
+            c.script_flush()
+            c.config_resetstat()
+            assert await broker.publish("room", b"one", None, 1, token)
+            assert await broker.publish("room", b"two", None, 2, token, prev=1)
+            stats = c.info("commandstats")
+            assert int(c.get("lc:{g:room}:seq") or 0) == 2
+        evalsha = stats["cmdstat_evalsha"]
+        assert stats["cmdstat_eval"]["calls"] == 1  # the script sent whole, once
+        assert (evalsha["calls"], evalsha["failed_calls"]) == (2, 1)  # NOSCRIPT, then done
+    finally:
+        await broker.close()
+
+
 async def test_a_rooms_keys_and_channel_share_one_slot(redis_cluster: RedisCluster) -> None:
     redis_cluster.flush()
     a, _ = await _start(redis_cluster.url, "a")

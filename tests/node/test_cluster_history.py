@@ -17,7 +17,7 @@ import redis
 from livecast.backplane.redis_broker import RedisBroker
 from livecast.client import Client, text
 from livecast.core.wsframe import frame
-from livecast.node.history import RedisHistoryStore
+from livecast.node.history import HistoryBook, RedisHistoryStore
 from livecast.settings import Settings
 from tests.conftest import SDKAPPID
 from tests.node.test_cluster import GID, cluster, member, redis_url, seqs_of
@@ -150,3 +150,40 @@ async def test_a_seed_reads_only_the_batches_already_published(redis_url: str) -
     finally:
         await store.close()
         await broker.close()
+
+
+@pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
+async def test_the_publish_appends_the_stream_in_the_same_step(redis_url: str) -> None:
+    """The owner's tick is one script: the batch reaches the room's stream
+    exactly when it is published (backplane/broker.py, invariant 7); a publish
+    refused (a stale token, a batch not following the last) appends nothing."""
+    settings = Settings(history_size=3)
+    broker = RedisBroker(redis_url, "a")
+    store = RedisHistoryStore(redis_url, settings)
+    book = HistoryBook(settings, lambda: 0.0, 0, store)
+    try:
+        assert broker.streams and store.in_broker
+        token = await broker.acquire_lease(GID, "a", 30)
+        assert token is not None
+        batches = [orjson.dumps({"op": "msgs", "groupId": GID, "msgs": [
+            {"seq": seq, "time": 1, "from": "s", "msgBody": []}]}) for seq in range(1, 6)]
+
+        async def publish(seq: int, *, prev: int, tok: int | None = None) -> bool:
+            full = frame(batches[seq - 1])
+            return await broker.publish(GID, full, None, seq, tok if tok is not None else token,
+                                        prev, stream=book.riding(GID, full))
+
+        assert await publish(1, prev=-1)
+        epoch, held = await store.read(GID, 7)
+        assert held == batches[:1] and epoch != 7  # the first append gave the stream its epoch
+        assert not await publish(2, prev=1, tok=token - 1)  # a deposed owner
+        assert not await publish(3, prev=2)  # does not follow seq 1
+        assert (await store.read(GID, 7))[1] == batches[:1]
+        for seq in range(2, 6):
+            assert await publish(seq, prev=seq - 1)
+        again, held = await store.read(GID, 7)
+        assert again == epoch and held == batches[2:]  # trimmed to history_size
+    finally:
+        await store.close()
+        await broker.close()
+

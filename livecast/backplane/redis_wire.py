@@ -1,9 +1,10 @@
 """RESP on a plain ``asyncio.Protocol``, for the two hot connections of the
-Redis broker: a pub/sub reader (redis_pubsub.Shard) and the control
-publisher (``Publisher``).  redis-py keeps every other command (scripts,
-leases, heartbeats); these two carry a message per forwarded send and per
-batch, where redis-py's client costs several times the CPU of the parse
-itself (docs/benchmarks.md, "The cluster: the cost").
+Redis broker on one server: a pub/sub reader (redis_pubsub.Shard) and the
+publisher (``Publisher``) of control messages and of the owner's per-tick
+script.  redis-py keeps every other command (leases, heartbeats, a Redis
+Cluster's); these two carry a message per forwarded send and per batch,
+where redis-py's client costs several times the CPU of the parse itself
+(docs/benchmarks.md, "The cluster: the cost").
 
 Each reply is parsed by hiredis as bytes arrive (``data_received``) and handed
 on at once: no coroutine, future or timeout per reply read.

@@ -41,6 +41,15 @@ def cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def runs(pid: int) -> int:
+    """Times any thread of ``pid`` was put on a CPU (``schedstat``: its wake-ups)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            total += int(f.read().split()[2])
+    return total
+
+
 async def joined(s: Server, user: str) -> Client:
     c, code = await s.client(user)
     assert code == 0, code
@@ -63,45 +72,57 @@ async def drain(c: Client, count: int) -> int:
 
 
 async def phase(sender: Client, members: list[Client], sends: int, gap: float,
-                pids: list[int]) -> list[float]:
+                pids: list[int]) -> tuple[list[float], list[float]]:
     before = [cpu(p) for p in pids]
+    ran = [runs(p) for p in pids]
     readers = [asyncio.create_task(drain(m, sends)) for m in members]
     for i in range(sends):
         r = await sender.send(GID, text(f"m{i}"))
         assert r["code"] == 0, r
         await asyncio.sleep(gap)
     assert await asyncio.gather(*readers) == [sends] * len(members)
-    return [(cpu(p) - b) / sends * 1e6 for p, b in zip(pids, before, strict=True)]
+    return ([(cpu(p) - b) / sends * 1e6 for p, b in zip(pids, before, strict=True)],
+            [(runs(p) - r) / sends for p, r in zip(pids, ran, strict=True)])
 
 
 async def run(url: str, redis_pid: int, directory: Path, sends: int, gap: float,
-              rounds: int) -> None:
+              rounds: int, where: str = "ab") -> None:
     servers: list[Server] = []
     await start_servers(cluster_env(url, directory), 2, servers)
     a, b = servers
+    clients: list[Client] = []
     try:
         await a.ok("group_open_http_svc", "create_group",
                    {"Type": "AVChatRoom", "GroupId": GID, "Name": "forward"})
         members = [await joined(a, "ma"), await joined(b, "mb")]
         on_a, on_b = await joined(a, "sa"), await joined(b, "sb")
+        clients += [*members, on_a, on_b]
         assert a.proc is not None and b.proc is not None
         pids = [a.proc.pid, b.proc.pid, redis_pid]
         names = ["A (owner)", "B", "redis"]
+        first, last = ("ab".index(where[0]), "ab".index(where[-1]) + 1)
+        print(f"pids: A {pids[0]}, B {pids[1]}, redis {pids[2]}", flush=True)
         extra: list[list[float]] = []
         for n in range(rounds):
             costs = {}
-            for where, sender in (("on A", on_a), ("on B", on_b)):
-                costs[where] = await phase(sender, members, sends, gap, pids)
-                shown = ", ".join(f"{name} {us:.0f}" for name, us in zip(names, costs[where],
-                                                                         strict=True))
-                print(f"round {n + 1}, sends {where}: µs CPU per send: {shown}; "
-                      f"total {sum(costs[where]):.0f}", flush=True)
-            extra.append([y - x for x, y in zip(costs["on A"], costs["on B"], strict=True)])
+            for where, sender in (("on A", on_a), ("on B", on_b))[first:last]:
+                costs[where], woken = await phase(sender, members, sends, gap, pids)
+                shown = ", ".join(f"{name} {us:.0f} ({w:.1f} runs)" for name, us, w in zip(
+                    names, costs[where], woken, strict=True))
+                print(f"round {n + 1}, sends {where}: µs CPU per send (times on a CPU per "
+                      f"send): {shown}; total {sum(costs[where]):.0f}", flush=True)
+            if len(costs) == 2:
+                extra.append([y - x for x, y in zip(costs["on A"], costs["on B"],
+                                                    strict=True)])
+        if not extra:
+            return
         medians = [statistics.median(col) for col in zip(*extra, strict=True)]
         print("forwarded from B, beyond a send on A (medians, µs per send): "
               + ", ".join(f"{name} {us:+.0f}" for name, us in zip(names, medians, strict=True))
               + f"; total {sum(medians):+.0f}", flush=True)
     finally:
+        for c in clients:
+            await c.close()
         await kill_servers(servers)
 
 
@@ -110,6 +131,8 @@ def main() -> None:
     ap.add_argument("--sends", type=int, default=1000)
     ap.add_argument("--gap", type=float, default=0.025)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--where", choices=["ab", "a", "b"], default="ab",
+                    help="the sender's process: A then B (default), or only one (profiling)")
     args = ap.parse_args()
     uvloop.install()
     with tempfile.TemporaryDirectory() as d:
@@ -118,7 +141,7 @@ def main() -> None:
         try:
             assert server.process is not None
             asyncio.run(run(server.url, server.process.pid, directory, args.sends, args.gap,
-                            args.rounds))
+                            args.rounds, args.where))
         finally:
             server.stop()
 

@@ -174,7 +174,8 @@ class RedisBroker:
         self._scripts = {name: self._client.register_script(lua)
                          for name, lua in _SCRIPTS.items()}
         self._order = KeyedLocks()  # one room's batches in call order
-        # control messages on one server: a connection of their own (invariant 5)
+        # one server: control messages and the tick's script on a connection of
+        # their own (invariants 2 and 5)
         self._publisher = None if self.cluster else Publisher(self._endpoint("", 0))
 
     def _name(self, rest: str) -> bytes:

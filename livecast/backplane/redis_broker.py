@@ -266,19 +266,23 @@ class RedisBroker:
 
     async def _script_on_wire(self, what: str, name: str, keys: list[bytes],
                               args: list[Any]) -> Any:
-        """One server: a script on the control connection (invariant 2)."""
+        """One server: a script on the publisher's connection (invariant 2)."""
+        (reply,) = await self._on_wire(
+            what, [command(b"EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)])
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await self._on_wire(
+                what, [command(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args)])
+        _refused(what, [reply])
+        return reply
+
+    async def _on_wire(self, what: str, commands: list[bytes]) -> list[Any]:
+        """One server: commands pipelined on the publisher's connection
+        (invariants 2 and 5); a refused one's reply is a ``hiredis.ReplyError``."""
         assert self._publisher is not None
         try:
-            (reply,) = await self._publisher.call_many(
-                [command(b"EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)])
-            if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-                (reply,) = await self._publisher.call_many(
-                    [command(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args)])
+            return await self._publisher.call_many(commands)
         except WIRE_ERRORS as exc:
             raise BrokerError(f"{what}: {exc}") from exc
-        if isinstance(reply, hiredis.ReplyError):
-            raise BrokerError(f"{what}: {reply}")
-        return reply
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> None:
@@ -341,15 +345,9 @@ class RedisBroker:
 
     async def _publish_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
         """One server: PUBLISH per target on the control connection, pipelined."""
-        assert self._publisher is not None
-        try:
-            replies = await self._publisher.call_many(
-                [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends])
-        except WIRE_ERRORS as exc:
-            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
-        refused = [r for r in replies if isinstance(r, hiredis.ReplyError)]
-        if refused:
-            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {refused[0]}")
+        what = f"control to {', '.join(t for t, _ in sends)}"
+        _refused(what, await self._on_wire(
+            what, [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends]))
 
     async def _spublish_control(self, target: str, data: bytes) -> None:
         """A Redis Cluster: SPUBLISH, to the master of the channel's slot."""
@@ -437,6 +435,13 @@ class RedisBroker:
         flat = await self._call("nodes", "nodes", self._registry(), [])
         pairs = zip(flat[::2], flat[1::2], strict=True)
         return {_text(node): orjson.loads(info) for node, info in pairs}
+
+
+def _refused(what: str, replies: list[Any]) -> None:
+    """BrokerError for the first refused command among ``replies``."""
+    for reply in replies:
+        if isinstance(reply, hiredis.ReplyError):
+            raise BrokerError(f"{what}: {reply}")
 
 
 def _text(value: bytes | str) -> str:

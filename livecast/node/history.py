@@ -144,8 +144,8 @@ class HistoryBook:
         store, s = self.store, self.settings
         if store is None or not store.in_broker or not self.enabled:
             return None
-        return StreamAppend(frame_payload(full), s.history_size,
-                            max(1, int(s.history_ttl * 1000)), _epoch_candidate())
+        return StreamAppend(frame_payload(full), s.history_size, _ttl_ms(s),
+                            _epoch_candidate())
 
     async def write(self, group_id: str, token: int, full: bytes) -> None:
         """Cluster, the room's owner: a tick's batch to the store, before it is
@@ -290,7 +290,7 @@ class RedisHistoryStore:
         self.prefix = prefix
         self.in_broker = True  # the broker's publish appends (RedisBroker, same prefix)
         self.maxlen = settings.history_size
-        self.ttl_ms = max(1, int(settings.history_ttl * 1000))
+        self.ttl_ms = _ttl_ms(settings)
         self._append = self._client.register_script(_APPEND)
         self._read = self._client.register_script(_READ)
 
@@ -325,6 +325,11 @@ def _last_seq(payload: bytes) -> int:
     """The last seq of one batch (a ``msgs`` frame's JSON); 0 if unreadable."""
     entries = decode_batch(payload)
     return entries[-1].seq if entries else 0
+
+
+def _ttl_ms(settings: Settings) -> int:
+    """A room's stream expires this long after its last batch."""
+    return max(1, int(settings.history_ttl * 1000))
 
 
 def _epoch_candidate() -> int:

@@ -140,6 +140,8 @@ def workers(s: Settings) -> int:
         print("livecast: --workers needs LIVECAST_REDIS_URL: worker processes share rooms "
               "through Redis (a cluster); without it, run one process", file=sys.stderr)
         return 2
+    import contextlib
+    import select
     import signal
     import subprocess
 
@@ -152,18 +154,28 @@ def workers(s: Settings) -> int:
             env=dict(env, LIVECAST_WORKER=str(i), LIVECAST_WORKERS="1",
                      LIVECAST_HOST=s.host, LIVECAST_PORT=str(s.port)))
 
+    # The supervisor sleeps until a signal comes: SIGCHLD (a worker exited),
+    # SIGINT or SIGTERM each write a byte to the wakeup pipe; no polling.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
     stopping: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
     for i in range(1, s.workers + 1):
         spawn(i)
     log.info("%d workers on %s:%d", s.workers, s.host, s.port)
     while not stopping:
-        time.sleep(0.2)
+        select.select([wake_r], [], [])
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_r, 4096)
         for i, child in list(children.items()):
             if child.poll() is not None and not stopping:
                 log.warning("worker %d exited (%s): restarting it", i, child.returncode)
                 spawn(i)
+    signal.set_wakeup_fd(-1)
     for child in children.values():
         child.send_signal(signal.SIGTERM)
     for child in children.values():

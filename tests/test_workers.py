@@ -60,6 +60,34 @@ async def test_two_workers_share_a_port_and_a_room(redis: RedisServer) -> None:
             await s.stop(signal.SIGTERM)
 
 
+async def test_a_worker_killed_is_replaced_and_serves(redis: RedisServer) -> None:
+    """``kill -9`` of a worker: the supervisor (which sleeps until a signal
+    comes, never polls) starts another in its place, and the port serves."""
+    s = _two_workers(redis)
+    await s.start()
+    assert s.proc is not None
+    supervisor = psutil.Process(s.proc.pid)
+    try:
+        await until(lambda: _children(s.proc.pid, 2), "two worker processes")
+        first = {p.pid for p in supervisor.children()}
+        victim = psutil.Process(min(first))
+        victim.kill()
+        victim.wait(10)
+
+        async def replaced() -> bool:
+            now = {p.pid for p in supervisor.children() if p.status() != psutil.STATUS_ZOMBIE}
+            return len(now) == 2 and now != first
+
+        await until(replaced, "a new worker in the killed one's place")
+        for i in range(4):  # whichever worker the kernel picks answers
+            c, code = await s.client(f"r{i}")
+            assert code == 0
+            await c.close()
+    finally:
+        if s.proc is not None:
+            await s.stop(signal.SIGTERM)
+
+
 async def _children(pid: int, n: int) -> bool:
     return len(psutil.Process(pid).children()) == n
 

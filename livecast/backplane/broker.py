@@ -232,8 +232,10 @@ class Broker(Protocol):
     async def last_seq(self, group_id: str) -> int:
         """The last seq published for the room (0 if none)."""
 
-    async def heartbeat(self, node_id: str, info: Mapping[str, Any], ttl: float) -> None:
-        """``node_id`` is alive for ``ttl`` seconds more, reporting ``info``."""
+    async def heartbeat(self, node_id: str, info: Mapping[str, Any],
+                        ttl: float) -> dict[str, dict[str, Any]]:
+        """``node_id`` is alive for ``ttl`` seconds more, reporting ``info``;
+        returns what ``nodes`` would (this beat included), in the same round trip."""
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         """Every live node and its last ``info`` (expired ones left out)."""

@@ -195,8 +195,10 @@ class MemoryBroker:
         return self.hub.seqs.get(group_id, 0)
 
     # ----------------------------------------------------------- liveness
-    async def heartbeat(self, node_id: str, info: Mapping[str, Any], ttl: float) -> None:
+    async def heartbeat(self, node_id: str, info: Mapping[str, Any],
+                        ttl: float) -> dict[str, dict[str, Any]]:
         self.hub.beats[node_id] = (orjson.dumps(dict(info)), self.hub.clock() + ttl)
+        return await self.nodes()
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
         now = self.hub.clock()

@@ -139,7 +139,7 @@ end
 _HEARTBEAT = _PRUNE + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
 _NODES = _PRUNE + "return redis.call('HGETALL', KEYS[1])\n"
 _SCRIPTS = {"publish": _PUBLISH, "acquire": _ACQUIRE, "renew": _RENEW,
@@ -427,14 +427,19 @@ class RedisBroker:
     def _registry(self) -> list[bytes]:
         return [self._name("{nodes}:info"), self._name("{nodes}:until")]
 
-    async def heartbeat(self, node_id: str, info: Mapping[str, Any], ttl: float) -> None:
-        await self._call("heartbeat", "heartbeat", self._registry(),
-                         [node_id, orjson.dumps(dict(info)), _ms(ttl)])
+    async def heartbeat(self, node_id: str, info: Mapping[str, Any],
+                        ttl: float) -> dict[str, dict[str, Any]]:
+        return _beats(await self._call("heartbeat", "heartbeat", self._registry(),
+                                       [node_id, orjson.dumps(dict(info)), _ms(ttl)]))
 
     async def nodes(self) -> dict[str, dict[str, Any]]:
-        flat = await self._call("nodes", "nodes", self._registry(), [])
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        return {_text(node): orjson.loads(info) for node, info in pairs}
+        return _beats(await self._call("nodes", "nodes", self._registry(), []))
+
+
+def _beats(flat: list[bytes]) -> dict[str, dict[str, Any]]:
+    """The registry's ``HGETALL``: node id, info JSON, node id, ..."""
+    pairs = zip(flat[::2], flat[1::2], strict=True)
+    return {_text(node): orjson.loads(info) for node, info in pairs}
 
 
 def _refused(what: str, replies: list[Any]) -> None:

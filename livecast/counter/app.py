@@ -53,7 +53,6 @@ log = logging.getLogger("livecast.counter")
 BEFORE_SEND = "Group.CallbackBeforeSendMsg"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
 MAX_BODY = 64 * 1024  # a message is at most 12 KB (docs/protocol.md); the rest is envelope
-TICK = 0.2  # how often the loop looks for due rooms, seconds
 MIN_PAUSE = 0.01  # the shortest pause between two looks, seconds
 SWEEP = 60.0  # how often it forgets idle rooms, seconds
 GONE = frozenset({Code.GROUP_NOT_FOUND, Code.INVALID_GROUP_ID})
@@ -89,6 +88,8 @@ class Counter:
         self.recent = RecentKeys()
         self._tasks: set[asyncio.Task[None]] = set()
         self._failing = False
+        self._wake = asyncio.Event()  # a room became due before the loop's planned wake
+        self._asleep_until: float | None = None  # while the loop sleeps: when it wakes
 
     # ------------------------------------------------------------ receiver
     def refusal(self, query: Mapping[str, str]) -> str:
@@ -160,7 +161,14 @@ class Counter:
             log.debug("room first seen: %s", like.group_id)
         self.tally.add(like.group_id, like.count, self.clock())
         self.stats.likes += like.count
+        self._nudge()
         return like.count
+
+    def _nudge(self) -> None:
+        """Wake the sleeping loop if a room is now due before it would wake."""
+        due = self.tally.next_due()
+        if due is not None and self._asleep_until is not None and due < self._asleep_until:
+            self._wake.set()
 
     # ----------------------------------------------------------- write-back
     async def flush_due(self, now: float | None = None) -> int:
@@ -220,6 +228,7 @@ class Counter:
     def _settle(self, group_id: str, code: int, info: str, total: int, now: float) -> None:
         if code == 0:
             self.tally.written(group_id, total, now)
+            self._nudge()  # likes that came during the write make the room due again
             self.stats.writes += 1
             if self._failing:
                 self._failing = False
@@ -232,12 +241,15 @@ class Counter:
             self._forget_durable(group_id, None)
             return
         self.tally.failed(group_id, now)
+        self._nudge()
         if not self._failing:
             self._failing = True
             log.warning("write of room %s failed (%d %s); retrying", group_id, code, info)
 
     async def run(self) -> None:
-        """The periodic loop: flush due rooms; once a minute, forget idle ones."""
+        """The loop: flush due rooms; once a minute, forget idle ones.  Between
+        two flushes it sleeps until the next room is due (or the next minute),
+        woken early when a like makes a room due sooner: no polling."""
         sweep = self.clock() + SWEEP
         while True:
             try:
@@ -249,7 +261,7 @@ class Counter:
                 counted = self.tally.counts()
                 for gid in self.tally.forget_idle(self.clock(), self.settings.idle_s):
                     self._forget_durable(gid, counted[gid])
-            await asyncio.sleep(self._pause())
+            await self._sleep(self._pause(sweep))
 
     def _forget_durable(self, group_id: str, counted: int | None) -> None:
         """Drop a forgotten room from Redis too (in the background; a failure is logged)."""
@@ -266,11 +278,22 @@ class Counter:
         except DurableError as exc:
             log.warning("room %s: not forgotten in Redis (%s)", group_id, exc)
 
-    def _pause(self) -> float:
-        """Until the next room is due, at most ``TICK``: a write starts on time."""
+    def _pause(self, sweep: float) -> float:
+        """Until the next room is due, or the next sweep if that is sooner."""
         due = self.tally.next_due()
-        wait = TICK if due is None else min(TICK, due - self.clock())
+        wait = sweep - self.clock() if due is None else min(sweep, due) - self.clock()
         return max(MIN_PAUSE, wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until ``_nudge`` wakes the loop."""
+        self._asleep_until = self.clock() + seconds
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+        finally:
+            self._asleep_until = None
+            self._wake.clear()
 
     async def final_flush(self) -> None:
         """At shutdown: write what is pending once more, within two REST timeouts."""

@@ -225,10 +225,10 @@ class ClusterLink:
         self.renewed_at = started
         hub = self.node.hub
         online = {gid: len(room.members) for gid, room in hub.rooms.items() if room.members}
-        await self.broker.heartbeat(self.node_id, {"online": online, "owns": sorted(self.tokens)},
-                                    HEARTBEAT_TTL)
+        beats = await self.broker.heartbeat(
+            self.node_id, {"online": online, "owns": sorted(self.tokens)}, HEARTBEAT_TTL)
         remote: dict[str, int] = {}
-        for nid, info in (await self.broker.nodes()).items():
+        for nid, info in beats.items():
             if nid == self.node_id:
                 continue
             for gid, n in dict(info.get("online", {})).items():

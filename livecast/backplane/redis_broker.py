@@ -34,9 +34,12 @@ Invariants (beyond broker.py's):
    ``ready`` is false while any pub/sub connection or the command connection
    is down.  Fencing is as durable as Redis: run it with AOF, or a restart that
    loses the fence lets tokens start again at 1.
-5. On one server, control messages leave on a connection of their own
-   (``redis_wire.Publisher``: one write and one round trip per bundle, no
-   redis-py call per message); on a Redis Cluster each is an SPUBLISH through
+5. On one server, control messages leave on a connection of their own,
+   which Redis does not answer (a reply-less ``redis_wire.Publisher``: one
+   write per bundle, no reply to wake the process, no redis-py call per
+   message); nothing waits on them, and a forwarded send whose fate does not
+   come is answered by its deadline (node/cluster.py) or when the process
+   finds Redis away.  On a Redis Cluster each is an SPUBLISH through
    redis-py, to the master of its channel's slot.
 """
 
@@ -174,9 +177,11 @@ class RedisBroker:
         self._scripts = {name: self._client.register_script(lua)
                          for name, lua in _SCRIPTS.items()}
         self._order = KeyedLocks()  # one room's batches in call order
-        # one server: control messages and the tick's script on a connection of
-        # their own (invariants 2 and 5)
+        # one server: the tick's script (invariant 2), and the control messages
+        # on a connection of their own, with no reply (invariant 5)
         self._publisher = None if self.cluster else Publisher(self._endpoint("", 0))
+        self._controls = (None if self.cluster
+                          else Publisher(self._endpoint("", 0), replies=False))
 
     def _name(self, rest: str) -> bytes:
         return f"{self.prefix}:{rest}".encode()
@@ -244,8 +249,9 @@ class RedisBroker:
         for shard in self._shards.values():
             await shard.close()
         self._shards.clear()
-        if self._publisher is not None:
-            self._publisher.close()
+        for publisher in (self._publisher, self._controls):
+            if publisher is not None:
+                publisher.close()
         await self._client.aclose()
 
     # ----------------------------------------------------------- batches
@@ -277,7 +283,7 @@ class RedisBroker:
 
     async def _on_wire(self, what: str, commands: list[bytes]) -> list[Any]:
         """One server: commands pipelined on the publisher's connection
-        (invariants 2 and 5); a refused one's reply is a ``hiredis.ReplyError``."""
+        (invariant 2); a refused one's reply is a ``hiredis.ReplyError``."""
         assert self._publisher is not None
         try:
             return await self._publisher.call_many(commands)
@@ -337,17 +343,15 @@ class RedisBroker:
 
     async def _send_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
         """Encoded control messages, each to its target's channel (invariant 5)."""
-        if self._publisher is None:
+        if self._controls is None:
             for target, data in sends:
                 await self._spublish_control(target, data)
-        else:
-            await self._publish_controls(sends)
-
-    async def _publish_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
-        """One server: PUBLISH per target on the control connection, pipelined."""
-        what = f"control to {', '.join(t for t, _ in sends)}"
-        _refused(what, await self._on_wire(
-            what, [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends]))
+            return
+        try:
+            await self._controls.send_many(
+                [command(b"PUBLISH", self._control_channel(t), data) for t, data in sends])
+        except WIRE_ERRORS as exc:
+            raise BrokerError(f"control to {', '.join(t for t, _ in sends)}: {exc}") from exc
 
     async def _spublish_control(self, target: str, data: bytes) -> None:
         """A Redis Cluster: SPUBLISH, to the master of the channel's slot."""

@@ -1,10 +1,10 @@
-"""RESP on a plain ``asyncio.Protocol``, for the two hot connections of the
-Redis broker on one server: a pub/sub reader (redis_pubsub.Shard) and the
-publisher (``Publisher``) of control messages and of the owner's per-tick
-script.  redis-py keeps every other command (leases, heartbeats, a Redis
-Cluster's); these two carry a message per forwarded send and per batch,
-where redis-py's client costs several times the CPU of the parse itself
-(docs/benchmarks.md, "The cluster: the cost").
+"""RESP on a plain ``asyncio.Protocol``, for the hot connections of the Redis
+broker on one server: a pub/sub reader (redis_pubsub.Shard), the owner's
+per-tick publish script (``Publisher``) and the control messages (a
+reply-less ``Publisher``).  redis-py keeps every other command (leases,
+heartbeats, a Redis Cluster's); these carry a message per forwarded send and
+per batch, where redis-py's client costs several times the CPU of the parse
+itself (docs/benchmarks.md, "The cluster: the cost").
 
 Each reply is parsed by hiredis as bytes arrive (``data_received``) and handed
 on at once: no coroutine, future or timeout per reply read.
@@ -16,11 +16,19 @@ Invariants:
    reply is never taken for another command's.
 2. ``Publisher.call_many`` writes its commands in one write and its replies
    come in the same order (one connection, pipelined): one round trip.
+3. A reply-less ``Publisher`` (``replies=False``) asks Redis for no reply on
+   its connection (``CLIENT REPLY OFF``, sent first on every connection it
+   makes) and ``send_many`` only writes: nothing waits on Redis and no reply
+   wakes the process.  Whatever Redis answers there all the same (an error,
+   or a server that keeps replies on) is counted and an error logged, never
+   taken for anything.  Its unsent bytes are bounded (``SEND_BUFFER_MAX``):
+   past that the connection is dropped, as a dead one is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,8 +40,11 @@ from redis.asyncio.connection import SSLConnection, parse_url
 
 __all__ = ["CONNECT_TIMEOUT", "ERRORS", "Endpoint", "Publisher", "Wire", "command", "open_wire"]
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 2.0
+SEND_BUFFER_MAX = 4 << 20  # bytes a reply-less connection may hold unsent (invariant 3)
 ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError)
 
 
@@ -170,10 +181,14 @@ async def open_wire(endpoint: Endpoint, on_reply: Callable[[Any], None]) -> Wire
 
 
 class Publisher:
-    """Commands on a connection of their own, pipelined (invariant 2)."""
+    """Commands on a connection of their own, pipelined (invariant 2); with
+    ``replies=False``, written and not answered (invariant 3)."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, replies: bool = True) -> None:
         self.endpoint = endpoint
+        self.replies = replies
+        self.stray = 0  # replies heard on a reply-less connection (invariant 3)
+        self.last_stray: Any = None
         self._wire: Wire | None = None
         self._pending: deque[asyncio.Future[Any]] = deque()
         self._connecting = asyncio.Lock()
@@ -182,6 +197,7 @@ class Publisher:
         """Each command's reply, in order; ``ConnectionError``/``TimeoutError``/
         ``OSError`` when the connection fails, a ``hiredis.ReplyError`` value in
         place of a refused command's reply."""
+        assert self.replies
         wire = self._wire if self._wire is not None else await self._connect()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
@@ -194,14 +210,37 @@ class Publisher:
             self._drop(wire, exc)
             raise
 
+    async def send_many(self, commands: Sequence[bytes]) -> None:
+        """A reply-less connection: the commands in one write, done once written
+        (``ConnectionError``/``OSError`` when it cannot connect or is dropped)."""
+        assert not self.replies
+        wire = self._wire if self._wire is not None else await self._connect()
+        try:
+            wire.send(b"".join(commands))
+            transport = wire.transport
+            if transport is not None and transport.get_write_buffer_size() > SEND_BUFFER_MAX:
+                raise ConnectionError("Redis does not read what is sent")
+        except BaseException as exc:
+            self._drop(wire, exc)
+            raise
+
     async def _connect(self) -> Wire:
         async with self._connecting:
             if self._wire is None:
-                self._wire = await open_wire(self.endpoint, self._reply)
-                self._wire.lost.add_done_callback(self._lost)
+                wire = await open_wire(self.endpoint, self._reply)
+                if not self.replies:
+                    wire.send(command(b"CLIENT", b"REPLY", b"OFF"))
+                wire.lost.add_done_callback(self._lost)
+                self._wire = wire
             return self._wire
 
     def _reply(self, reply: Any) -> None:
+        if not self.replies:  # invariant 3
+            self.stray += 1
+            self.last_stray = reply
+            if isinstance(reply, hiredis.ReplyError):
+                log.warning("Redis refused a command sent without reply: %s", reply)
+            return
         if self._pending:
             future = self._pending.popleft()
             if not future.done():

@@ -1,7 +1,8 @@
 """RESP on a plain Protocol (livecast/backplane/redis_wire.py), on a real
 redis-server: pipelined replies in order, a refused command as a value, a
 dropped connection failing its calls and the next call connecting again,
-AUTH (accepted and refused), and a Shard reading through it."""
+AUTH (accepted and refused), a Shard reading through it, and the reply-less
+publisher (not answered; refused CLIENT REPLY; a peer that does not read)."""
 
 from __future__ import annotations
 
@@ -103,3 +104,98 @@ async def test_auth_is_spoken_by_the_publisher_and_the_reader(redis: RedisServer
     finally:
         p.close()
         await shard.close()
+
+
+async def _listening(redis: RedisServer, channel: bytes,
+                     heard: list[bytes]) -> Shard:
+    shard = Shard("redis", Endpoint(port=redis.port), False,
+                  lambda _channel, data: heard.append(data))
+    shard.start()
+
+    async def up() -> bool:
+        return shard.up
+    await until_true(up)
+    await shard.add(channel)  # returns once Redis confirmed it
+    return shard
+
+
+async def test_a_replyless_publisher_is_not_answered_and_its_messages_arrive(
+        redis: RedisServer) -> None:
+    heard: list[bytes] = []
+    shard = await _listening(redis, b"room", heard)
+    p = Publisher(Endpoint(port=redis.port), replies=False)
+    try:
+        for i in range(5):
+            await p.send_many([command(b"PUBLISH", b"room", b"m%d" % i)] * 2)
+
+        async def all_heard() -> bool:
+            return len(heard) == 10
+        await until_true(all_heard)
+        assert heard == [b"m%d" % i for i in range(5) for _ in range(2)]
+        # replies on again, then an echo: what comes back is only these two
+        await p.send_many([command(b"CLIENT", b"REPLY", b"ON"), command(b"ECHO", b"end")])
+
+        async def echoed() -> bool:
+            return p.last_stray == b"end"
+        await until_true(echoed)
+        assert p.stray == 2  # OK and the echo: none of the ten PUBLISH was answered
+    finally:
+        p.close()
+        await shard.close()
+
+
+async def test_a_replyless_publisher_refused_client_reply_still_publishes(
+        redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A user that may not use CLIENT: Redis answers everything, the
+    publisher logs the refusal, counts the replies and goes on."""
+    with redis.client() as c:
+        c.execute_command("ACL", "SETUSER", "pub", "on", ">pw", "~*", "&*", "+@all", "-client")
+    heard: list[bytes] = []
+    shard = await _listening(redis, b"room", heard)
+    p = Publisher(Endpoint(port=redis.port, username="pub", password="pw"), replies=False)
+    try:
+        await p.send_many([command(b"PUBLISH", b"room", b"a"), command(b"PUBLISH", b"room", b"b")])
+
+        async def answered() -> bool:
+            return p.stray == 3  # the refusal, and both PUBLISH counts
+        await until_true(answered)
+        assert p.last_stray == 1
+        assert "Redis refused a command sent without reply" in caplog.text
+
+        async def arrived() -> bool:
+            return heard == [b"a", b"b"]
+        await until_true(arrived)
+    finally:
+        p.close()
+        await shard.close()
+        with redis.client() as c:
+            c.execute_command("ACL", "DELUSER", "pub")
+
+
+async def test_a_replyless_publisher_to_a_peer_that_does_not_read_is_dropped() -> None:
+    """What it may hold unsent is bounded: past that, the connection goes."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_read(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p = Publisher(Endpoint(port=port), replies=False)
+    chunk = command(b"PUBLISH", b"room", b"x" * 65536)
+    try:
+        with pytest.raises(ConnectionError, match="does not read"):
+            for _ in range(2000):  # 128 MiB at most: far past the bound and the kernel's buffers
+                await p.send_many([chunk, chunk])
+                await asyncio.sleep(0)  # the loop's turn to flush what the kernel takes
+        await p.send_many([command(b"PING")])  # dropped: the next call connects again
+
+        async def reconnected() -> bool:
+            return len(accepted) == 2
+        await until_true(reconnected)
+    finally:
+        p.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

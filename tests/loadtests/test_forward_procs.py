@@ -6,19 +6,14 @@ and fails otherwise).  The figures themselves are in docs/benchmarks.md."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.loadtests.conftest import run_script
+
 LINE = re.compile(r"sends on (A|B): .*A \(owner\) (\d+) \(([\d.]+) runs\), B (\d+)")
 
 
 def test_sends_on_the_owner_and_forwarded_are_all_delivered_and_measured() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "loadtests.forward_procs", "--sends", "20", "--gap", "0.01",
-         "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr[-3000:]
-    phases = [m.group(1) for m in LINE.finditer(out.stdout)]
-    assert phases == ["A", "B"], out.stdout
-    assert "forwarded from B, beyond a send on A" in out.stdout
+    stdout = run_script("forward_procs", "--sends", "20", "--gap", "0.01", "--rounds", "1")
+    phases = [m.group(1) for m in LINE.finditer(stdout)]
+    assert phases == ["A", "B"], stdout
+    assert "forwarded from B, beyond a send on A" in stdout

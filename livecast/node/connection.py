@@ -82,6 +82,7 @@ class Connection:
         "closing",
         "fd",
         "guest",
+        "held",
         "id",
         "logged_in",
         "nick",
@@ -108,6 +109,7 @@ class Connection:
         self.fd = -1            # the TCP socket's fd, for the kernel's queue (-1: not told)
         self.stall_since = 0.0  # when the outbox was last seen non-empty and not draining
         self.stall_acked: int | None = None
+        self.held = b""  # a frame the fan-out left for the next write (fanout.py)
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} user={self.user!r} peer={self.peer}>"
@@ -136,6 +138,8 @@ class Connection:
         return now - self.stall_since >= timeout
 
     def write(self, data: bytes) -> None:
+        if self.held:  # the tick's frame, then this (its reply): one write, in order
+            data, self.held = self.held + data, b""
         if not self.closing and not self.transport.is_closing():
             self.transport.write(data)
 

@@ -6,7 +6,9 @@ member's transport: no per-member serialization, coroutine or ``await``.
 A member whose outbox (asyncio's buffer plus, once that is non-empty, the
 kernel's send queue: ``Connection.buffered``) is past ``soft`` gets the lite
 frame, past ``hard`` it is returned for shedding (docs/design.md, "Bounded
-outbox").
+outbox").  The ``hold`` member (the sender of the tick's first message, when
+nothing is waiting in its outbox) is given the full frame in ``held``
+instead of a write: its reply follows in the same write (``Connection.write``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class FanJob:
 
 
 def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
-           soft: int, hard: int) -> tuple[int, int, list[Connection]]:
+           soft: int, hard: int,
+           hold: Connection | None = None) -> tuple[int, int, list[Connection]]:
     """Write ``full`` (or ``lite`` to lagging members); return
     (frames written in full, frames degraded, members to shed).
 
@@ -60,7 +63,10 @@ def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
             continue
         size = transport.get_write_buffer_size()
         if not size:  # the common case: nothing waiting in asyncio's buffer
-            transport.write(full)
+            if conn is hold:  # its reply comes next: one write for both
+                conn.held += full
+            else:
+                transport.write(full)
             written += 1
             continue
         size += kernel_queued(conn.fd)  # lagging: the kernel's send buffer is full, count it too

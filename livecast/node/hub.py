@@ -121,6 +121,9 @@ class LocalHub:
         self.profiles: dict[str, tuple[str, str]] = {}
         self.draining = False
         self.drained = asyncio.Event()
+        # during a tick's synchronous fan-out: the member whose frame waits for
+        # its reply, one write for both (fanout.py; Node.publish)
+        self.hold: Connection | None = None
         self._tip_rooms: dict[LocalRoom, None] = {}
         # close timers (abort after shutdown_grace), cancelled once the socket is lost
         self._aborts: dict[Connection, asyncio.TimerHandle] = {}
@@ -342,7 +345,7 @@ class LocalHub:
     def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings
         written, degraded, shed = fanout(members, full, lite, s.outbox_soft_bytes,
-                                         s.outbox_hard_bytes)
+                                         s.outbox_hard_bytes, self.hold)
         hot = self.metrics.hot
         hot.frames += written
         if degraded:

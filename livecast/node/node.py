@@ -130,6 +130,7 @@ class Node:
         self._next_waiter = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._held: dict[str, list[Any]] = {}  # cluster: a tick's deliveries, per room
+        self._holding: Connection | None = None  # its tick frame held for its reply (publish)
         self._reserved: set[str] = set()
         self._group_counter = 0
         self._salt = os.urandom(8)
@@ -653,16 +654,33 @@ class Node:
         return self._next_waiter, future
 
     # ----------------------------------------------------------- the owners' events
-    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
+    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
+                first: Address | None = None) -> None:
         """Once across the broker; every subscriber (this process too) fans it
         out.  Published at once (in memory): nothing held, the batch is written
-        already.  Else this tick's Delivered fates wait for the publish."""
+        already, but for the frame of ``first``'s sender when it is a member
+        here, which waits for its reply (``release``).  Else this tick's
+        Delivered fates wait for the publish."""
         gid = owner.group_id
-        held = self.link.publish(gid, full, lite, owner.sched.next_seq - 1)
+        hub = self.hub
+        if (first is not None and first.request is not None and not first.rest
+                and (not first.node or first.node == self.link.node_id)):
+            hub.hold = hub.connections.get(first.conn)
+        try:
+            held = self.link.publish(gid, full, lite, owner.sched.next_seq - 1)
+        finally:
+            self._holding, hub.hold = hub.hold, None
         if held is not None:
             self._held[gid] = held
         elif self._held:
             self._held.pop(gid, None)
+
+    def release(self) -> None:
+        conn = self._holding
+        if conn is not None:
+            self._holding = None
+            if conn.held:  # no reply took it (the sender is gone, say)
+                conn.write(b"")
 
     def ticked(self, seconds: float) -> None:
         self.metrics.hot.ticked(seconds)

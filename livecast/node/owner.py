@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from livecast.core.fate import Delivered, Dropped, Failed, Fate
+from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 from livecast.core.group import Group
 from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
@@ -54,7 +54,8 @@ class Timers(Protocol):
 class RoomEvents(Protocol):
     """Where a room's decisions go: the node wires them to members and senders."""
 
-    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
+    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
+                first: Address | None = None) -> None:
         """One tick's encoded batch, for every member of the room."""
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
@@ -62,6 +63,10 @@ class RoomEvents(Protocol):
 
     def ticked(self, seconds: float) -> None:
         """How long one dispatch took."""
+
+    def release(self) -> None:
+        """The tick's fates are settled: a frame the fan-out held for its first
+        message's reply (``publish``'s ``first``) is written now if no reply took it."""
 
 
 class RoomOwner:
@@ -128,12 +133,16 @@ class RoomOwner:
         if any(p.priority > _NORMAL for _s, p in batch):  # a lite frame, without Low/Lowest
             keep = [w for (_s, p), w in zip(batch, encoded, strict=True) if p.priority <= _NORMAL]
             lite = frame(head + b",".join(keep) + b"]}") if keep else b""
-        self._events.publish(self, full, lite)
-        if self.record is not None:
-            self.record(self.group.group_id, [seq for seq, _p in batch], encoded, time_ms)
-        settle, gid = self._events.settle, self.group.group_id
-        for seq, pending in batch:
-            settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
+        events = self._events
+        events.publish(self, full, lite, batch[0][1].payload.reply_to)
+        try:
+            if self.record is not None:
+                self.record(self.group.group_id, [seq for seq, _p in batch], encoded, time_ms)
+            settle, gid = events.settle, self.group.group_id
+            for seq, pending in batch:
+                settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
+        finally:  # the first sender's frame, if held for its reply, goes out regardless
+            events.release()
         self.group.last_msg_time = time_ms / 1000
 
     def _drop(self, pending: Pending, now: float) -> None:

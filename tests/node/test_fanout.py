@@ -280,3 +280,99 @@ async def test_profiles_stay_bounded_and_keep_those_in_session(
     assert len(node.profiles) == 5
     assert node.profiles["online"] == ("Still here", "")  # in session: kept
     assert "gone19" in node.profiles and "gone0" not in node.profiles  # newest kept
+
+
+# ------------------------------------------- the sender's frame and its reply
+async def test_the_held_member_gets_no_write_until_its_next_one(members: list[Member]) -> None:
+    sender, other = await member(members), await member(members)
+    assert fanout([sender.conn, other.conn], FULL, LITE, 1 << 20, 2 << 20,
+                  hold=sender.conn) == (2, 0, [])
+    assert sender.conn.held == FULL and other.conn.held == b""
+    assert await other.read(len(FULL)) == FULL
+    reply = frame(b'{"op":"reply"}')
+    sender.conn.write(reply)  # the frame, then the reply, in one write
+    assert sender.conn.held == b""
+    assert await sender.read(len(FULL + reply)) == FULL + reply
+
+
+async def test_a_lagging_held_member_is_degraded_as_any_other(members: list[Member]) -> None:
+    fast, lagging, _hopeless, soft, hard = await lagging_trio(members)
+    assert fanout([fast.conn, lagging.conn], FULL, LITE, soft, hard,
+                  hold=lagging.conn) == (1, 1, [])
+    assert lagging.conn.held == b""  # only a member with nothing waiting is held
+    assert lagging.conn.buffered() == soft + 1 + len(LITE)
+
+
+class _Counting:
+    """A transport that records each write (the writes are the syscalls)."""
+
+    def __init__(self, transport: Any) -> None:
+        self.inner = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def _room_of_two(node: Node, members: list[Member]) -> tuple[Member, Member]:
+    await node.create_group("administrator", {"Name": "r"}, "r")
+    pair = []
+    for user in ("sender", "viewer"):
+        m = await member(members)
+        m.conn.transport = _Counting(m.conn.transport)
+        node.attach(m.conn)
+        node.login(m.conn, user)
+        node.join(m.conn, "r")
+        pair.append(m)
+    for m in pair:  # the join tips are out: what follows is the message's
+        m.conn.transport.writes.clear()
+    return pair[0], pair[1]
+
+
+def _send(node: Node, sender: Member, request: int) -> None:
+    body = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
+    node.submit("r", Outgoing("sender", "", "", Priority.NORMAL, 5, body, "",
+                              Address(conn=sender.conn.id, request=request)))
+
+
+async def test_the_sender_gets_its_echo_then_its_reply_in_one_write(
+        members: list[Member]) -> None:
+    """docs/protocol.md: the echo comes before the reply; they leave together."""
+    node = Node(Settings())
+    await node.start()
+    try:
+        sender, viewer = await _room_of_two(node, members)
+        _send(node, sender, 7)
+        frames = await sender.frames(until=lambda fs: any(f["op"] == "reply" for f in fs))
+        assert [f["op"] for f in frames if f["op"] in ("msgs", "reply")] == ["msgs", "reply"]
+        assert frames[-1]["id"] == 7 and frames[-1]["code"] == 0
+        writes = sender.conn.transport.writes
+        assert len(writes) == 1 and _ws_frames(writes[0])[-2:] == frames[-2:]
+        seen = await viewer.frames(until=lambda fs: any(f["op"] == "msgs" for f in fs))
+        assert [m["seq"] for f in seen if f["op"] == "msgs" for m in f["msgs"]] == [
+            frames[-1]["msgSeq"]]
+    finally:
+        await node.close_collaborators()
+
+
+async def test_a_sender_whose_answer_fails_still_gets_the_frame(
+        members: list[Member], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held frame is written when the tick's fates are settled, reply or not."""
+    node = Node(Settings())
+    await node.start()
+    try:
+        sender, _viewer = await _room_of_two(node, members)
+
+        def broken(msg: Outgoing, fate: Any) -> None:
+            raise RuntimeError("the answer failed")
+        monkeypatch.setattr(node, "answer", broken)
+        _send(node, sender, 8)
+        frames = await sender.frames(until=lambda fs: any(f["op"] == "msgs" for f in fs))
+        assert not [f for f in frames if f["op"] == "reply"]
+        assert sender.conn.held == b""
+    finally:
+        await node.close_collaborators()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from livecast.core.fate import Delivered, Dropped, Failed, Fate
+from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 from livecast.core.group import Group
 from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.core.wsframe import frame
@@ -64,7 +64,8 @@ class Recorder:
     fates: list[tuple[str, int, Fate]] = field(default_factory=list)
     ticks: int = 0
 
-    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None) -> None:
+    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
+                first: Address | None = None) -> None:
         self.frames.append((full, lite))
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
@@ -72,6 +73,9 @@ class Recorder:
 
     def ticked(self, seconds: float) -> None:
         self.ticks += 1
+
+    def release(self) -> None:
+        pass
 
 
 class Room:

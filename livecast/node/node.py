@@ -657,10 +657,10 @@ class Node:
     def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
                 first: Address | None = None) -> None:
         """Once across the broker; every subscriber (this process too) fans it
-        out.  Published at once (in memory): nothing held, the batch is written
-        already, but for the frame of ``first``'s sender when it is a member
-        here, which waits for its reply (``release``).  Else this tick's
-        Delivered fates wait for the publish."""
+        out.  Published at once (in memory): no fate waits, the batch is
+        written already, but for the frame of ``first``'s sender when it is a
+        member here: that one goes out with its reply (``release`` if none
+        comes).  Else this tick's Delivered fates wait for the publish."""
         gid = owner.group_id
         hub = self.hub
         if (first is not None and first.request is not None and not first.rest

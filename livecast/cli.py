@@ -176,6 +176,8 @@ def workers(s: Settings) -> int:
                 log.warning("worker %d exited (%s): restarting it", i, child.returncode)
                 spawn(i)
     signal.set_wakeup_fd(-1)
+    os.close(wake_r)
+    os.close(wake_w)
     for child in children.values():
         child.send_signal(signal.SIGTERM)
     for child in children.values():

@@ -28,6 +28,7 @@ from pathlib import Path
 import uvloop
 
 from livecast.client import Client, text
+from loadtests.idle_cost import schedstat
 from tests.redis_fixtures import start_server
 from tests.test_restart import Server, cluster_env, kill_servers, start_servers
 
@@ -39,15 +40,6 @@ def cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def runs(pid: int) -> int:
-    """Times any thread of ``pid`` was put on a CPU (``schedstat``: its wake-ups)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[2])
-    return total
 
 
 async def joined(s: Server, user: str) -> Client:
@@ -74,7 +66,7 @@ async def drain(c: Client, count: int) -> int:
 async def phase(sender: Client, members: list[Client], sends: int, gap: float,
                 pids: list[int]) -> tuple[list[float], list[float]]:
     before = [cpu(p) for p in pids]
-    ran = [runs(p) for p in pids]
+    ran = [schedstat(p)[1] for p in pids]
     readers = [asyncio.create_task(drain(m, sends)) for m in members]
     for i in range(sends):
         r = await sender.send(GID, text(f"m{i}"))
@@ -82,7 +74,7 @@ async def phase(sender: Client, members: list[Client], sends: int, gap: float,
         await asyncio.sleep(gap)
     assert await asyncio.gather(*readers) == [sends] * len(members)
     return ([(cpu(p) - b) / sends * 1e6 for p, b in zip(pids, before, strict=True)],
-            [(runs(p) - r) / sends for p, r in zip(pids, ran, strict=True)])
+            [(schedstat(p)[1] - r) / sends for p, r in zip(pids, ran, strict=True)])
 
 
 async def run(url: str, redis_pid: int, directory: Path, sends: int, gap: float,

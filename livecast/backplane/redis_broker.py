@@ -25,8 +25,8 @@ Invariants (beyond broker.py's):
 2. ``publish`` is ONE EVALSHA: one round trip per room per tick, the batch
    crossing Redis once whatever the number of members and processes, and
    the history stream's append (when given) in the same script.  On one
-   server it goes on the control connection (invariant 5), with no redis-py
-   call; a script the server does not hold (after a restart) is sent whole
+   server it goes on a connection of its own (``redis_wire.Publisher``), with
+   no redis-py call; a script the server does not hold (after a restart) is sent whole
    once (EVAL), which loads it again.
 3. Expiry (leases by PX, heartbeats by ``TIME``) is decided by Redis's clock,
    never by a process's.
@@ -273,22 +273,24 @@ class RedisBroker:
     async def _script_on_wire(self, what: str, name: str, keys: list[bytes],
                               args: list[Any]) -> Any:
         """One server: a script on the publisher's connection (invariant 2)."""
-        (reply,) = await self._on_wire(
-            what, [command(b"EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)])
+        reply = await self._on_wire(
+            what, command(b"EVALSHA", self._scripts[name].sha, len(keys), *keys, *args))
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
-            (reply,) = await self._on_wire(
-                what, [command(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args)])
-        _refused(what, [reply])
+            reply = await self._on_wire(
+                what, command(b"EVAL", _SCRIPTS[name], len(keys), *keys, *args))
+        if isinstance(reply, hiredis.ReplyError):
+            raise BrokerError(f"{what}: {reply}")
         return reply
 
-    async def _on_wire(self, what: str, commands: list[bytes]) -> list[Any]:
-        """One server: commands pipelined on the publisher's connection
-        (invariant 2); a refused one's reply is a ``hiredis.ReplyError``."""
+    async def _on_wire(self, what: str, cmd: bytes) -> Any:
+        """One server: a command on the publisher's connection (invariant 2);
+        a refused one's reply is a ``hiredis.ReplyError``."""
         assert self._publisher is not None
         try:
-            return await self._publisher.call_many(commands)
+            (reply,) = await self._publisher.call_many([cmd])
         except WIRE_ERRORS as exc:
             raise BrokerError(f"{what}: {exc}") from exc
+        return reply
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,
                     token: int, prev: int = -1) -> None:
@@ -444,13 +446,6 @@ def _beats(flat: list[bytes]) -> dict[str, dict[str, Any]]:
     """The registry's ``HGETALL``: node id, info JSON, node id, ..."""
     pairs = zip(flat[::2], flat[1::2], strict=True)
     return {_text(node): orjson.loads(info) for node, info in pairs}
-
-
-def _refused(what: str, replies: list[Any]) -> None:
-    """BrokerError for the first refused command among ``replies``."""
-    for reply in replies:
-        if isinstance(reply, hiredis.ReplyError):
-            raise BrokerError(f"{what}: {reply}")
 
 
 def _text(value: bytes | str) -> str:

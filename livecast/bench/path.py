@@ -12,6 +12,11 @@ system calls and the event loop's own reading.  It prints the process CPU
 time per message and per delivery; a sampling profiler attached to it shows
 where that time goes (docs/benchmarks.md, "Small rooms: the per-message
 path").
+
+``--server baseline`` runs the raw writer (``livecast.bench.baseline``, the
+floor ``livecast bench --baseline`` measures against) through the same
+harness: the same frames fed to its connections, the same counting
+transports, so the two figures differ by livecast's own Python alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from livecast.bench import baseline
 from livecast.bench.wire import MSGS_PREFIX, client_frame
 from livecast.core.usersig import mint
 from livecast.gateway.ws import WsConnection
@@ -109,6 +115,35 @@ def _send(room: str, i: int) -> bytes:
         "cloudCustomData": "t=1700000000.000"}))
 
 
+async def _feed(senders: Sequence[Any], frames: list[bytes], rooms: int,
+                messages: int) -> tuple[float, float, _GcTime]:
+    """Feed ``messages`` send frames to the rooms' senders in turn, one loop
+    iteration after each (the room's dispatch): (CPU s, wall s, GC runs)."""
+    gc_time = _GcTime()
+    gc.callbacks.append(gc_time)
+    started, wall = time.process_time(), time.perf_counter()
+    try:
+        for i in range(messages):
+            senders[i % rooms].data_received(frames[i % len(frames)])
+            await asyncio.sleep(0)  # one loop iteration: the room's dispatch
+        cpu = time.process_time() - started
+    finally:
+        gc.callbacks.remove(gc_time)
+    return cpu, time.perf_counter() - wall, gc_time
+
+
+def _result(messages: int, members: int, rooms: int, delivered: int, written: int,
+            cpu: float, wall: float, gc_time: _GcTime) -> dict[str, Any]:
+    return {"messages": messages, "members": members, "rooms": rooms,
+            "delivered": delivered,
+            "msgs_per_frame": round(delivered * members / written, 3) if written else 0.0,
+            "cpu_s": round(cpu, 4),
+            "wall_s": round(wall, 4),
+            "gc_s": round(gc_time.seconds, 4), "gc_runs": gc_time.runs,
+            "us_per_message": round(cpu / messages * 1e6, 2),
+            "us_per_delivery": round(cpu / (messages * members) * 1e6, 3)}
+
+
 async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
     """CPU seconds per message and per delivery over ``messages`` sends."""
     # a 5 ms tick: with hundreds of rooms taking turns, each room is quiet
@@ -129,28 +164,46 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
         senders[r].data_received(frames[r])
     await asyncio.sleep(0)
     msgs0 = _msgs_frames(node)
-    gc_time = _GcTime()
-    gc.callbacks.append(gc_time)
-    started, wall = time.process_time(), time.perf_counter()
-    try:
-        for i in range(messages):
-            senders[i % rooms].data_received(frames[i % len(frames)])
-            await asyncio.sleep(0)  # one loop iteration: the room's dispatch
-        cpu = time.process_time() - started
-    finally:
-        gc.callbacks.remove(gc_time)
+    cpu, wall, gc_time = await _feed(senders, frames, rooms, messages)
     await asyncio.sleep(0.05)  # any dispatch still due (none when every room was quiet)
     delivered = sum(r.sched.delivered_total for r in node.rooms.values()) - rooms
     written = _msgs_frames(node) - msgs0  # msgs frames written to members
     await node.close_collaborators()
-    return {"messages": messages, "members": members, "rooms": rooms,
-            "delivered": delivered,
-            "msgs_per_frame": round(delivered * members / written, 3) if written else 0.0,
-            "cpu_s": round(cpu, 4),
-            "wall_s": round(time.perf_counter() - wall, 4),
-            "gc_s": round(gc_time.seconds, 4), "gc_runs": gc_time.runs,
-            "us_per_message": round(cpu / messages * 1e6, 2),
-            "us_per_delivery": round(cpu / (messages * members) * 1e6, 3)}
+    return _result(messages, members, rooms, delivered, written, cpu, wall, gc_time)
+
+
+def _baseline_conn(hub: baseline.Hub, user: str, room: str) -> baseline.Conn:
+    conn = baseline.Conn(hub)
+    conn.connection_made(CountingTransport())  # type: ignore[arg-type]
+    conn.open = True  # past the handshake
+    conn.data_received(client_frame(orjson.dumps({"op": "login", "id": 1, "userId": user})))
+    conn.data_received(client_frame(orjson.dumps({"op": "join", "id": 2, "groupId": room})))
+    return conn
+
+
+async def run_baseline(members: int, rooms: int, messages: int) -> dict[str, Any]:
+    """``run`` for the raw writer: the same rooms, frames and measurement."""
+    hub = baseline.Hub(0.005)  # the same 5 ms tick
+    conns: list[baseline.Conn] = []
+    senders = []
+    for r in range(rooms):
+        gid = f"path-{r}"
+        senders.append(_baseline_conn(hub, f"s{r}", gid))
+        conns.append(senders[-1])
+        conns.extend(_baseline_conn(hub, f"m{r}-{m}", gid) for m in range(members - 1))
+    frames = [_send(f"path-{r}", i) for i in range(100) for r in range(rooms)]
+    for r in range(rooms):
+        senders[r].data_received(frames[r])
+    await asyncio.sleep(0)
+
+    def msgs() -> int:
+        return sum(c.transport.msgs for c in conns)  # type: ignore[union-attr]
+
+    msgs0 = msgs()
+    cpu, wall, gc_time = await _feed(senders, frames, rooms, messages)
+    await asyncio.sleep(0.05)
+    delivered = sum(room.seq for room in hub.rooms.values()) - rooms
+    return _result(messages, members, rooms, delivered, msgs() - msgs0, cpu, wall, gc_time)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,10 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=12, help="members per room, sender included")
     p.add_argument("--rooms", type=int, default=500)
     p.add_argument("--messages", type=int, default=20_000)
+    p.add_argument("--server", choices=["livecast", "baseline"], default="livecast",
+                   help="the server whose path is run (baseline: the raw writer)")
     args = p.parse_args(argv)
     import uvloop
 
-    result = uvloop.run(run(args.members, args.rooms, args.messages))
+    runner = run if args.server == "livecast" else run_baseline
+    result = uvloop.run(runner(args.members, args.rooms, args.messages))
     print(json.dumps(result))
     return 0
 

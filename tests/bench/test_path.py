@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from livecast.bench.path import run
+from livecast.bench.path import run, run_baseline
 
 
 def test_every_message_is_delivered_once_in_a_frame_of_its_own() -> None:
@@ -27,3 +27,15 @@ def test_the_command_prints_one_json_line() -> None:
     result = json.loads(out.stdout)
     assert result["messages"] == 90 and result["delivered"] == 90
     assert sum(result["gc_runs"]) >= 0 and result["gc_s"] >= 0
+
+
+def test_the_raw_writer_runs_through_the_same_harness() -> None:
+    """``--server baseline``: the same rooms and frames through the raw writer,
+    every message delivered once, in a frame of its own."""
+    result = asyncio.run(run_baseline(members=4, rooms=300, messages=300))
+    assert result["delivered"] == 300
+    assert result["msgs_per_frame"] == 1.0
+    out = subprocess.run([sys.executable, "-m", "livecast.bench.path", "--server", "baseline",
+                          "--members", "3", "--rooms", "30", "--messages", "90"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout)["delivered"] == 90

@@ -26,7 +26,7 @@ import asyncio
 import gc
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -115,10 +115,18 @@ def _send(room: str, i: int) -> bytes:
         "cloudCustomData": "t=1700000000.000"}))
 
 
-async def _feed(senders: Sequence[Any], frames: list[bytes], rooms: int,
-                messages: int) -> tuple[float, float, _GcTime]:
-    """Feed ``messages`` send frames to the rooms' senders in turn, one loop
-    iteration after each (the room's dispatch): (CPU s, wall s, GC runs)."""
+async def _feed(senders: Sequence[Any], messages: int,
+                msgs_frames: Callable[[], int]) -> tuple[float, float, _GcTime, int]:
+    """Each room's sender (one per room) sends once to warm its path up, then
+    ``messages`` send frames go to the rooms in turn, one loop iteration after
+    each (the room's dispatch): (CPU s and wall s of those, GC runs, the
+    ``msgs`` frames written meanwhile, counted by ``msgs_frames``)."""
+    rooms = len(senders)
+    frames = [_send(f"path-{r}", i) for i in range(100) for r in range(rooms)]
+    for r in range(rooms):  # warm up every room's code path
+        senders[r].data_received(frames[r])
+    await asyncio.sleep(0)
+    msgs0 = msgs_frames()
     gc_time = _GcTime()
     gc.callbacks.append(gc_time)
     started, wall = time.process_time(), time.perf_counter()
@@ -129,11 +137,14 @@ async def _feed(senders: Sequence[Any], frames: list[bytes], rooms: int,
         cpu = time.process_time() - started
     finally:
         gc.callbacks.remove(gc_time)
-    return cpu, time.perf_counter() - wall, gc_time
+    wall = time.perf_counter() - wall
+    await asyncio.sleep(0.05)  # any dispatch still due (none when every room was quiet)
+    return cpu, wall, gc_time, msgs_frames() - msgs0
 
 
-def _result(messages: int, members: int, rooms: int, delivered: int, written: int,
-            cpu: float, wall: float, gc_time: _GcTime) -> dict[str, Any]:
+def _result(messages: int, members: int, rooms: int, delivered: int,
+            fed: tuple[float, float, _GcTime, int]) -> dict[str, Any]:
+    cpu, wall, gc_time, written = fed
     return {"messages": messages, "members": members, "rooms": rooms,
             "delivered": delivered,
             "msgs_per_frame": round(delivered * members / written, 3) if written else 0.0,
@@ -159,17 +170,10 @@ async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
         senders.append(_conn(node, f"s{r}", gid))
         for m in range(members - 1):
             _conn(node, f"m{r}-{m}", gid)
-    frames = [_send(f"path-{r}", i) for i in range(100) for r in range(rooms)]
-    for r in range(rooms):  # warm up every room's code path
-        senders[r].data_received(frames[r])
-    await asyncio.sleep(0)
-    msgs0 = _msgs_frames(node)
-    cpu, wall, gc_time = await _feed(senders, frames, rooms, messages)
-    await asyncio.sleep(0.05)  # any dispatch still due (none when every room was quiet)
+    fed = await _feed(senders, messages, lambda: _msgs_frames(node))
     delivered = sum(r.sched.delivered_total for r in node.rooms.values()) - rooms
-    written = _msgs_frames(node) - msgs0  # msgs frames written to members
     await node.close_collaborators()
-    return _result(messages, members, rooms, delivered, written, cpu, wall, gc_time)
+    return _result(messages, members, rooms, delivered, fed)
 
 
 def _baseline_conn(hub: baseline.Hub, user: str, room: str) -> baseline.Conn:
@@ -184,26 +188,19 @@ def _baseline_conn(hub: baseline.Hub, user: str, room: str) -> baseline.Conn:
 async def run_baseline(members: int, rooms: int, messages: int) -> dict[str, Any]:
     """``run`` for the raw writer: the same rooms, frames and measurement."""
     hub = baseline.Hub(0.005)  # the same 5 ms tick
-    conns: list[baseline.Conn] = []
     senders = []
     for r in range(rooms):
         gid = f"path-{r}"
         senders.append(_baseline_conn(hub, f"s{r}", gid))
-        conns.append(senders[-1])
-        conns.extend(_baseline_conn(hub, f"m{r}-{m}", gid) for m in range(members - 1))
-    frames = [_send(f"path-{r}", i) for i in range(100) for r in range(rooms)]
-    for r in range(rooms):
-        senders[r].data_received(frames[r])
-    await asyncio.sleep(0)
+        for m in range(members - 1):
+            _baseline_conn(hub, f"m{r}-{m}", gid)
 
-    def msgs() -> int:
-        return sum(c.transport.msgs for c in conns)  # type: ignore[union-attr]
+    def msgs_frames() -> int:  # the room's members are the counting transports
+        return sum(t.msgs for room in hub.rooms.values() for t in room.members)  # type: ignore[attr-defined]
 
-    msgs0 = msgs()
-    cpu, wall, gc_time = await _feed(senders, frames, rooms, messages)
-    await asyncio.sleep(0.05)
+    fed = await _feed(senders, messages, msgs_frames)
     delivered = sum(room.seq for room in hub.rooms.values()) - rooms
-    return _result(messages, members, rooms, delivered, msgs() - msgs0, cpu, wall, gc_time)
+    return _result(messages, members, rooms, delivered, fed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,7 +68,9 @@ async def test_a_worker_killed_is_replaced_and_serves(redis: RedisServer) -> Non
     assert s.proc is not None
     supervisor = psutil.Process(s.proc.pid)
     try:
-        await until(lambda: _children(s.proc.pid, 2), "two worker processes")
+        # both listening first: a worker killed while the other still starts
+        # would leave the port with no listener until one is up
+        await until(lambda: _listening(supervisor, s.port, 2), "two workers listening")
         first = {p.pid for p in supervisor.children()}
         victim = psutil.Process(min(first))
         victim.kill()
@@ -76,9 +78,9 @@ async def test_a_worker_killed_is_replaced_and_serves(redis: RedisServer) -> Non
 
         async def replaced() -> bool:
             now = {p.pid for p in supervisor.children() if p.status() != psutil.STATUS_ZOMBIE}
-            return len(now) == 2 and now != first
+            return len(now) == 2 and now != first and await _listening(supervisor, s.port, 2)
 
-        await until(replaced, "a new worker in the killed one's place")
+        await until(replaced, "a new worker listening in the killed one's place")
         for i in range(4):  # whichever worker the kernel picks answers
             c, code = await s.client(f"r{i}")
             assert code == 0
@@ -90,6 +92,20 @@ async def test_a_worker_killed_is_replaced_and_serves(redis: RedisServer) -> Non
 
 async def _children(pid: int, n: int) -> bool:
     return len(psutil.Process(pid).children()) == n
+
+
+async def _listening(supervisor: psutil.Process, port: int, n: int) -> bool:
+    """``n`` live workers, each with its own socket listening on ``port``."""
+    count = 0
+    for child in supervisor.children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            count += any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                         for c in child.net_connections(kind="tcp"))
+        except psutil.NoSuchProcess:
+            continue
+    return count == n
 
 
 async def _joined(c: Client) -> bool:

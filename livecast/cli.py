@@ -31,10 +31,16 @@ MIN_KEY_CHARS = 16  # a secret key's least length off loopback
 
 def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the server (WebSocket gateway, REST API, metrics)")
-    for name, fld, _ in ENV:
-        flag = "--" + fld.replace("_", "-")
-        p.add_argument(flag, dest=name, metavar=name, default=None,
+    for name, _, _ in ENV:
+        p.add_argument(flag_of(name), dest=name, metavar=name, default=None,
                        help=f"overrides ${name}")
+
+
+def flag_of(name: str) -> str:
+    """A variable's ``serve`` flag: its name without ``LIVECAST_``, lower case,
+    dashes for underscores (``LIVECAST_OUTBOX_SOFT_KB`` is ``--outbox-soft-kb``,
+    in the variable's unit)."""
+    return "--" + name.removeprefix("LIVECAST_").lower().replace("_", "-")
 
 
 def _usersig_parser(sub: Any) -> None:

@@ -46,6 +46,25 @@ def test_bad_config_exits_2_naming_the_variable(capsys: pytest.CaptureFixture[st
     assert "LIVECAST_PORT" in capsys.readouterr().err
 
 
+def test_every_variable_is_a_serve_flag_of_its_own_name_and_unit(tmp_path: Path) -> None:
+    from livecast.cli import parser, settings_from
+    from livecast.settings import ENV
+
+    args = parser().parse_args([
+        "serve", "--max-wait-ms", "4000,3000,2000,1000", "--outbox-soft-kb", "64",
+        "--history-kb", "32", "--sndbuf-kb", "16", "--room-rate", "7",
+        "--data-dir", str(tmp_path)])
+    s = settings_from(args, {"LIVECAST_SECRET_KEY": "cli-key", "LIVECAST_ROOM_RATE": "9"})
+    assert s.max_wait == (4.0, 3.0, 2.0, 1.0) and s.outbox_soft_bytes == 64 * 1024
+    assert s.history_bytes == 32 * 1024 and s.sndbuf_bytes == 16 * 1024
+    assert s.room_rate == 7  # the flag wins over the variable
+    helps = parser().format_help() + next(
+        a for a in parser()._subparsers._group_actions  # type: ignore[union-attr]
+    ).choices["serve"].format_help()
+    for name, _, _ in ENV:
+        assert "--" + name.removeprefix("LIVECAST_").lower().replace("_", "-") in helps, name
+
+
 @dataclass
 class Served:
     proc: asyncio.subprocess.Process

@@ -66,7 +66,7 @@ class Code(IntEnum):
     SIG_BAD_SIGNATURE = 70009
     SIG_USER_MISMATCH = 70013
     SIG_SDKAPPID_MISMATCH = 70014
-    AUTH_LOCKED = 70398  # too many failed REST authentications from this IP: retry later
+    AUTH_LOCKED = 70050  # too many failed REST authentications from this IP: retry later
     LOGIN_RATE_LIMIT = 70399  # too many logins (per IP or on the node): retry later
     # per-service "invalid parameter" of REST services other than groups
     LOGIN_BAD_PARAMETER = 70402     # im_open_login_svc

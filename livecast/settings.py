@@ -99,7 +99,7 @@ class Settings:
     admission_loopback: bool = False      # loopback clients are subject to per-IP limits too
     auth_fail_limit: int = 20             # failed REST authentications per IP per window; 0 none
     auth_fail_window: float = 60.0
-    auth_lockout: float = 60.0            # seconds an IP is refused (70398) after the limit
+    auth_lockout: float = 60.0            # seconds an IP is refused (70050) after the limit
     # the ops endpoints (README, "Protecting the ops endpoints"; livecast/core/ops.py)
     ops_token: Secret = Secret("")        # Bearer token for /dashboard, /dashboard/stats, /metrics
     ops_listen: tuple[str, int] | None = None  # a separate listener serving only the ops endpoints

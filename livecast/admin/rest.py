@@ -7,7 +7,7 @@ Envelope (docs/rest.md, "Calling the API"): HTTP 200 always, a JSON object with
 Checks, in this order (docs/rest.md, "Order of checks"); the first failing one
 answers:
 0. the caller's IP is not locked out after repeated failures of 1-2
-   (docs/rest.md, "Failed authentication")                         -> 70398
+   (docs/rest.md, "Failed authentication")                         -> 70050
 1. ``sdkappid`` is this app's                                      -> 60006
 2. ``usersig`` is a valid UserSig of ``identifier`` (core/usersig.py), not
    issued at or before a kick of ``identifier``                    -> 70xxx
@@ -100,7 +100,7 @@ def _guarded_auth(node: Node, query: Any, remote: str) -> str:
     """``_auth``, with the failures of each IP counted: the
     ``LIVECAST_AUTH_FAIL_LIMIT``-th within ``LIVECAST_AUTH_FAIL_WINDOW`` seconds
     and every call for ``LIVECAST_AUTH_LOCKOUT`` seconds after it answer
-    70398, checked or not (loopback exempt unless LIVECAST_ADMISSION_LOOPBACK)."""
+    70050, checked or not (loopback exempt unless LIVECAST_ADMISSION_LOOPBACK)."""
     ip = limited_ip(node, remote)
     if ip is None:
         try:

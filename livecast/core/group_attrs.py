@@ -11,7 +11,7 @@ Invariants:
 - ``values`` holds at most ``MAX_KEYS`` (16) keys; every key is a non-empty
   string of at most ``KEY_LIMIT`` (32) UTF-8 bytes, every value a string of
   at most ``VALUE_LIMIT`` (4,000) bytes, and the keys and values together
-  weigh at most ``TOTAL_LIMIT`` (16 KB, 16,384 bytes);
+  weigh at most ``TOTAL_LIMIT`` (16,000 bytes, as Tencent);
 - a write validates its whole input first: it either raises
   ``LivecastError`` and leaves the attributes exactly as they were, or
   applies every part of the request;
@@ -37,7 +37,7 @@ from livecast.errors import Code, LivecastError
 MAX_KEYS = 16
 KEY_LIMIT = 32
 VALUE_LIMIT = 4000
-TOTAL_LIMIT = 16 * 1024
+TOTAL_LIMIT = 16_000
 MEMBER_WRITES_PER_S = 5
 
 # Tencent's group attribute codes (errors.Code)

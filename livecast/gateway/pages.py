@@ -273,7 +273,7 @@ def callback_latency(samples: Samples) -> dict[str, dict[str, Any]]:
 def admission_stats(samples: Samples) -> dict[str, Any]:
     """Admission control's refusals (totals): connects and logins refused (4013)
     per scope ("ip", "global"), REST authentication failures and calls refused
-    while their IP was locked out (70398)."""
+    while their IP was locked out (70050)."""
     refused: dict[str, dict[str, float]] = {w: {"ip": 0.0, "global": 0.0}
                                             for w in ("connect", "login")}
     for labels, value in samples.get("livecast_admission_refused_total", ()):

@@ -147,7 +147,7 @@ class Metrics:
                                      "REST calls refused for a bad UserSig or SDKAppID",
                                      registry=r)
         self.auth_locked = Counter("livecast_rest_auth_locked",
-                                   "REST calls refused (70398) from an IP locked out", registry=r)
+                                   "REST calls refused (70050) from an IP locked out", registry=r)
         self.store_seconds = Histogram(
             "livecast_store_duration_seconds", "Duration of one durable-store operation",
             ["op"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

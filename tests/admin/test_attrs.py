@@ -95,7 +95,9 @@ async def test_limits_answer_tencents_codes_and_change_nothing(live: Live) -> No
     fails(await call(live, "set_group_attr", {"GroupId": gid, "GroupAttr": [
         {"key": f"k{i}", "value": "v"} for i in range(17)]}), 10047)
     assert len(await attrs(live, gid)) == 16
-    four = [{"key": f"big{i}", "value": "v" * 4000} for i in range(4)]
+    four = [{"key": f"big{i}", "value": "v" * 4000} for i in range(4)]  # 16,016 bytes
+    fails(await call(live, "set_group_attr", {"GroupId": gid, "GroupAttr": four}), 10048)
+    four = [{"key": f"big{i}", "value": "v" * 3996} for i in range(4)]  # 16,000 bytes
     ok(await call(live, "set_group_attr", {"GroupId": gid, "GroupAttr": four}))
     fails(await call(live, "delete_group_attr", {"GroupId": gid, "GroupAttr": [
         {"key": "big0"}, {"key": "never-set"}]}), 10050)

@@ -88,9 +88,11 @@ def test_key_count_and_total_size_limits_change_nothing() -> None:
     assert code_of(a.modify, [("k0", "y"), ("one-more", "x")]) == TOO_MANY_KEYS
     assert a.values == before and a.seq == 1
     a.replace([])
-    four = [(f"k{i}", "v" * VALUE_LIMIT) for i in range(4)]  # 16,008 bytes: fits in 16 KB
+    assert TOTAL_LIMIT == 16_000  # Tencent's documented total
+    four = [(f"k{i}", "v" * (VALUE_LIMIT - 2)) for i in range(4)]  # exactly 16,000 bytes
     assert a.replace(four) is not None
-    assert code_of(a.modify, [("k4", "v" * (TOTAL_LIMIT - 16008))]) == TOO_LARGE
+    assert code_of(a.modify, [("k4", "v")]) == TOO_LARGE
+    assert code_of(a.replace, [(f"k{i}", "v" * VALUE_LIMIT) for i in range(4)]) == TOO_LARGE
     assert len(a.values) == 4
 
 

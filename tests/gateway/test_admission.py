@@ -2,7 +2,7 @@
 control"; docs/rest.md, "Failed authentication"): connects and logins past
 the per-IP or global rate are closed 4013 with a "retry after N s" reason,
 the Python client waits and retries, and an IP with too many failed REST
-authentications is refused 70398 for a while.  Loopback is exempt from the
+authentications is refused 70050 for a while.  Loopback is exempt from the
 per-IP limits unless LIVECAST_ADMISSION_LOOPBACK is on."""
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ Invariants:
 - ``Random`` de-duplication: a send with the same (GroupId, From_Account,
   Random) as an *admitted* send of the last 5 minutes is not delivered again;
   it gets the first send's answer (waiting for it if need be). A refused send
-  (an error code) is not remembered;
+  (an error code) is not remembered, nor is an admitted one whose answer is
+  an error (10002 "retry", say): its retry with the same ``Random`` is a new
+  send;
 - system notifications are tips: not rate limited, no seq, no webhooks (2.6).
 """
 
@@ -181,7 +183,20 @@ async def send_group_msg(call: Call, body: Body) -> Body:
         answer.exception()  # retrieved here: waiters (repeats) re-raise it themselves
         raise
     await _remember(node, key, now)  # admitted: a repeat after a restart is not delivered
-    return await asyncio.shield(answer)
+    try:
+        return await asyncio.shield(answer)
+    except LivecastError:  # failed after admission: the client is told to retry
+        await _forget(node, call, key)
+        raise
+
+
+async def _forget(node: Node, call: Call, key: SendKey) -> None:
+    """A send that failed is not a duplicate of its retry (memory and store)."""
+    call.state.sends.forget(key)
+    try:
+        await node.store.unsee(_dedup_key(key))
+    except StoreError as err:
+        log.warning("Random de-duplication not cleared: %s", err)
 
 
 @command(SVC, "send_group_system_notification")

@@ -121,6 +121,9 @@ class Store(Protocol):
         """True if ``key`` was recorded (by ``seen``) within ``window`` seconds
         before ``now``; records nothing."""
 
+    async def unsee(self, key: str) -> None:
+        """Forget ``key`` (recorded by ``seen``): the next ``seen`` answers False."""
+
     async def add_likes(self, group_id: str, n: int) -> int:
         """Add ``n`` likes to the room's total; return the new total."""
 

@@ -112,6 +112,10 @@ class MemoryStore:
         at = self._seen.get(key)
         return at is not None and now - at < window
 
+    async def unsee(self, key: str) -> None:
+        self._check()
+        self._seen.pop(key, None)
+
     async def add_likes(self, group_id: str, n: int) -> int:
         self._check()
         total = self._likes.get(group_id, 0) + n

@@ -272,6 +272,10 @@ class RedisStore:
         name = f"{self._prefix}:seen:{key}"
         return bool(await self._run("recent", lambda: self._client.exists(name)))
 
+    async def unsee(self, key: str) -> None:
+        name = f"{self._prefix}:seen:{key}"
+        await self._run("unsee", lambda: self._client.delete(name))
+
     async def add_likes(self, group_id: str, n: int) -> int:
         key = self._key(group_id, "likes")
         return int(await self._run("add_likes", lambda: self._client.incrby(key, n)))

@@ -169,6 +169,9 @@ class SqliteStore:
     async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         return await self._call("recent", _recent, key, now, window, write=False)
 
+    async def unsee(self, key: str) -> None:
+        await self._call("unsee", _unsee, key)
+
     async def add_likes(self, group_id: str, n: int) -> int:
         return await self._call("add_likes", _add_likes, group_id, n)
 
@@ -355,6 +358,10 @@ def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
 def _recent(conn: Conn, key: str, now: float, window: float) -> bool:
     row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
     return row is not None and now - row[0] < window
+
+
+def _unsee(conn: Conn, key: str) -> None:
+    conn.execute("DELETE FROM dedup WHERE key = ?", (key,))
 
 
 def _add_likes(conn: Conn, group_id: str, n: int) -> int:

@@ -117,6 +117,24 @@ async def test_a_repeat_of_a_waiting_send_gets_the_same_answer(live: Live) -> No
     assert texts == ["once", "marker"]
 
 
+async def test_a_send_that_fails_after_admission_may_be_retried_with_its_random(
+        live: Live) -> None:
+    gid = await live.room("r1")
+    ok(await rest(live, "livecast_ext", "set_room_rate", {"GroupId": gid, "Rate": 0}))
+    waiting = asyncio.create_task(send(live, gid, "again", random=5))
+    await until(lambda: live.node.rooms[gid].sched.pending == 1)
+    ok(await rest(live, G, "destroy_group", {"GroupId": gid}))
+    fails(await waiting, 10010)  # admitted, then failed: the client is told so
+    assert live.server.app[ADMIN].sends.find((gid, "administrator", 5), live.node.clock()) is None
+    assert not await live.node.store.recent(f"send\0{gid}\0administrator\0{5}",
+                                            live.node.clock())
+    await live.room("r1")
+    alice = await live.client("alice", join=gid)
+    assert ok(await send(live, gid, "again", random=5))["MsgSeq"] > 0  # not "Duplicate"
+    texts = [m["msgBody"][0]["MsgContent"]["Text"] for m in await messages_until(alice, "again")]
+    assert texts == ["again"]
+
+
 async def test_a_refused_send_does_not_consume_its_random(live: Live) -> None:
     gid = await live.room("r1")
     ok(await rest(live, G, "forbid_send_msg", {"GroupId": gid, "Members_Account": ["bob"],

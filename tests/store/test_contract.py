@@ -124,6 +124,17 @@ async def test_seen_answers_false_once_per_key_within_the_window(store: Store) -
     assert sorted(answers) == [False] + [True] * 19
 
 
+async def test_unsee_forgets_one_key_at_once(store: Store) -> None:
+    now = time.time()
+    assert await store.seen("room-1:alice:7", now) is False
+    assert await store.seen("room-1:alice:8", now) is False
+    await store.unsee("room-1:alice:7")
+    await store.unsee("never-seen")  # nothing to forget: no error
+    assert await store.recent("room-1:alice:7", now + 1) is False
+    assert await store.recent("room-1:alice:8", now + 1) is True
+    assert await store.seen("room-1:alice:7", now + 1) is False  # recorded anew
+
+
 async def test_seen_forgets_a_key_after_its_window(store: Store) -> None:
     # Redis expires by its own clock, so both engines run on wall time here.
     assert await store.seen("short", time.time(), window=0.2) is False

@@ -5,7 +5,7 @@ delete_group_attr, clear_group_attr (group_open_http_svc) and get_group_attr
 Requests name the group with ``GroupId`` and carry ``GroupAttr: [{key,
 value}]`` (lower-case ``key``/``value``, as Tencent's); get_group_attr answers
 ``GroupAttrAry`` in the same shape. The store, its limits (16 keys, key 32
-bytes, value 4,000 bytes, 16 KB in all) and its codes are
+bytes, value 4,000 bytes, 16,000 bytes in all) and its codes are
 core/group_attrs.py's; the node pushes each change to the room's members as
 one ``groupAttributes`` tip. Admin writes are never compare-and-set checked.
 """

@@ -520,7 +520,7 @@ def _answer(conn: WsConnection, req: Request, result: Result) -> None:
 
 def _failed(node: Node, conn: Connection, req: Request, exc: Exception) -> None:
     """A refused request is answered with its code; a bug answers one request
-    with 90000 and the connection goes on."""
+    with 10002 and the connection goes on."""
     if isinstance(exc, LivecastError):
         if req.op == "send":
             node.metrics.rejected.labels(str(exc.code)).inc()

@@ -113,6 +113,7 @@ FORWARD_GRACE = 3.0     # beyond the longest wait, a forwarded send is answered 
 RETRY_INFO = "the room's owner is unavailable: retry"
 AWAY_INFO = "the cluster's Redis is unavailable: retry"
 CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most (Redis away)
+RETRY_INTERVAL = 0.25   # after a failed sweep (Redis away), the next one this much later
 MISS_TTL = 1.0          # a group id found nowhere is not looked up again for this long
 MAX_MISSES = 10_000     # group ids remembered as missing
 
@@ -135,6 +136,16 @@ def outgoing_of(fields: dict[str, Any], reply_to: Address) -> Outgoing:
                     operator=str(fields["o"]), client_ip=str(fields["i"]),
                     platform=str(fields["f"]), before_callback=bool(fields["bc"]),
                     after_callback=bool(fields["ac"]))
+
+
+def sweep_delay(now: float, renewed_at: float, failed: bool) -> float:
+    """Seconds until the membership loop's next sweep: a third of the lease's
+    life after the last one that renewed, or ``RETRY_INTERVAL`` after a failed
+    one (a Redis that refuses at once is not asked in a tight loop, nor its
+    failure logged in one)."""
+    if failed:
+        return RETRY_INTERVAL
+    return max(0.0, renewed_at + LOOP_INTERVAL - now)
 
 
 class ClusterLink:
@@ -204,16 +215,19 @@ class ClusterLink:
             log.warning("cluster task failed: %r", task.exception())
 
     async def _run(self) -> None:
+        failed = False
         while True:  # every third of the lease's life, from the last round's start
-            await asyncio.sleep(max(0.0, self.renewed_at + LOOP_INTERVAL - time.monotonic()))
+            await asyncio.sleep(sweep_delay(time.monotonic(), self.renewed_at, failed))
             late = time.monotonic() - self.renewed_at
-            if late > LEASE_TTL:
+            if late > LEASE_TTL and not failed:
                 log.warning("cluster: the membership loop ran %.1f s late: leases kept "
                             "unless taken over", late - LOOP_INTERVAL)
+            failed = True
             try:
                 await self.sweep()
+                failed = False
             except (BrokerError, StoreError) as err:
-                log.warning("cluster sweep: %s", err)
+                (log.warning if self.redis_ok else log.debug)("cluster sweep: %s", err)
                 self.redis_away()
             except Exception:  # the loop outlives one bad sweep
                 log.exception("cluster sweep failed")
@@ -394,6 +408,8 @@ class ClusterLink:
         except BrokerError as err:
             log.warning("lease of %s: %s", gid, err)
         address = msg.reply_to
+        if address is not None and address not in self.forwarded:
+            return  # answered meanwhile (10002: Redis away, or its deadline): not sent
         if self.owns(gid) and gid in self.node.rooms:
             if address is not None:  # settled here, not waited for
                 self._take(address)
@@ -431,7 +447,9 @@ class ClusterLink:
                 bundles, self._outbox = self._outbox, {}
                 try:
                     await self.broker.control_many(bundles)
-                except BrokerError as err:
+                except Exception as err:  # BrokerError, or a client library's own surprise
+                    if not isinstance(err, BrokerError):
+                        log.exception("control to %s failed", ", ".join(bundles))
                     log.warning("control to %s: %s", ", ".join(bundles), err)
                     for messages in bundles.values():
                         for message in messages:

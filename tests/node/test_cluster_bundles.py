@@ -146,3 +146,32 @@ async def test_a_bundle_that_cannot_cross_is_answered_10002_each(redis: RedisSer
         assert not b.link.forwarded and not b.link.redis_ok
     finally:
         await b.close_collaborators()
+
+
+async def test_a_send_answered_while_its_owner_is_looked_up_is_not_forwarded(
+        redis: RedisServer) -> None:
+    store = MemoryStore()
+    a = await cluster_node(redis.url, "a", store)
+    await a.create_group("administrator", {"Name": GID}, GID)
+    b = await cluster_node(redis.url, "b", store)
+    assert await b.link.find(GID) and GID not in b.link.owners  # the owner not known yet
+    wire = Wire(redis.url)
+    await wire.start()
+    try:
+        first = outgoing(b, 1)
+        b.submit(GID, first[0])  # the owner is looked up meanwhile (a round trip)
+        b.link.redis_away()  # a call to Redis failed: the send is answered 10002 now
+        await all_refused([first], AWAY_INFO)
+        await b.link.sweep()  # available again; the lookup has ended
+        assert b.link.owners[GID] == "a"
+        second = outgoing(b, 2)
+        b.submit(GID, second[0])
+        assert (await asyncio.wait_for(second[1], WAIT))["MsgSeq"] == 1  # the room's first
+        [(channel, forwards), _fates] = await wire.until(2)
+        sent = forwards.get("b", [forwards])  # a bundle, or one message alone
+        assert channel == b"lc:{n:a}:ctl" and [(d["k"], d["m"]["r"]) for d in sent] == [
+            ("send", 2)]  # the first send never crossed
+    finally:
+        await wire.close()
+        await b.close_collaborators()
+        await a.close_collaborators()

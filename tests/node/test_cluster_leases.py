@@ -97,3 +97,13 @@ async def test_a_flood_of_joins_to_no_room_costs_one_store_read() -> None:
         node.room("nowhere")
     assert err.value.code == Code.GROUP_NOT_FOUND
     await node.close_collaborators()
+
+
+def test_a_failed_sweep_is_retried_after_a_pause_not_at_once() -> None:
+    from livecast.node.cluster import LOOP_INTERVAL, RETRY_INTERVAL, sweep_delay
+
+    now = 1000.0
+    assert sweep_delay(now, now - 0.25, failed=False) == LOOP_INTERVAL - 0.25
+    assert sweep_delay(now, now - 10 * LOOP_INTERVAL, failed=False) == 0.0  # late: at once
+    # Redis away: the last renewal long ago, yet the next try waits (no tight loop)
+    assert sweep_delay(now, now - 10 * LOOP_INTERVAL, failed=True) == RETRY_INTERVAL > 0

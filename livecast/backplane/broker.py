@@ -247,6 +247,10 @@ class Broker(Protocol):
         """Without a round trip: False while a subscription connection is known to
         be down (a send can be refused at once instead of waiting on a timeout)."""
 
+    def reconnects(self) -> int:
+        """How many times a subscription connection came back after it was lost:
+        what was published to it meanwhile was missed."""
+
     async def close(self) -> None:
         """Stop delivering and release connections."""
 

@@ -213,6 +213,9 @@ class MemoryBroker:
     def connected(self) -> bool:
         return True
 
+    def reconnects(self) -> int:
+        return 0  # nothing in memory is ever missed
+
     async def close(self) -> None:
         if self.hub.brokers.get(self.node_id) is self:
             del self.hub.brokers[self.node_id]

@@ -236,6 +236,9 @@ class RedisBroker:
     def connected(self) -> bool:
         return bool(self._shards) and all(shard.up for shard in self._shards.values())
 
+    def reconnects(self) -> int:
+        return sum(max(0, shard.connects - 1) for shard in self._shards.values())
+
     async def ready(self) -> bool:
         if not self._shards or not all(shard.up for shard in self._shards.values()):
             return False

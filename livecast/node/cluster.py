@@ -64,6 +64,11 @@ Invariants:
     leaves meanwhile (``riding``).  Dropped and Failed fates, and the fates of
     sends from processes not subscribed, go back as ``FateNotice``; a batch
     that was not published carried no fate, and its riders get 10002.
+14. Nothing announced is missed for good: after a gap in the subscriptions
+    (a sweep that finds Redis back, or a pub/sub connection that came back:
+    ``Broker.reconnects``), every room here is read from the store again, off
+    the membership loop; a room the store no longer has was destroyed
+    meanwhile and is dropped here too.
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ from livecast.store.base import StoreError
 
 if TYPE_CHECKING:
     from livecast.node.node import Node
+    from livecast.store.base import GroupRecord
 
 log = logging.getLogger("livecast.cluster")
 
@@ -170,6 +176,9 @@ class ClusterLink:
         self._watch_gen: dict[str, int] = {}
         self._gen = 0
         self.redis_ok = True  # the last call to Redis succeeded
+        self._reconnects = 0  # the broker's count of subscriptions back after a loss
+        self._resync_again = False  # rooms to be read from the store again (invariant 14)
+        self._resyncing = False
         # a batch goes straight to the hub's fan-out (no call in between: every tick)
         self.on_batch: Callable[[str, bytes, bytes | None], None] = node.hub.fan
         self.renewed_at = time.monotonic()  # the start of the last lease round that answered
@@ -248,9 +257,41 @@ class ClusterLink:
             for gid, n in dict(info.get("online", {})).items():
                 remote[gid] = remote.get(gid, 0) + int(n)
         self.remote_online = remote
+        back = self.broker.reconnects()
+        if not self.redis_ok or back != self._reconnects:  # announcements may be missed
+            self._reconnects = back
+            self._resync_again = True
+        if self._resync_again and not self._resyncing:
+            self.spawn(self._resync())
         if not self.redis_ok:
             log.info("cluster: Redis answers again")
         self.redis_ok = True
+
+    async def _resync(self) -> None:
+        """After a gap in the subscriptions (Redis away, a pub/sub connection
+        lost and back) a change announced meanwhile (a ban, a mute, a profile, a
+        destroy) may have been missed: every room here is read from the store
+        again, and a room no longer stored was destroyed (invariant 14).  Off
+        the membership loop, so that leases are renewed meanwhile; once at a
+        time, again if another gap came while it ran."""
+        self._resyncing = True
+        try:
+            while self._resync_again:
+                self._resync_again = False
+                for gid in list(self.node.rooms):
+                    try:
+                        record = await self.node.store.load_group(gid)
+                    except StoreError as err:
+                        log.warning("cluster resync of %s: %s", gid, err)
+                        self._resync_again = True  # the next sweep starts it again
+                        return
+                    if record is None:
+                        log.info("room %s: destroyed while Redis was away", gid)
+                        self._forget_room(gid)
+                    else:
+                        self._restore(gid, record)
+        finally:
+            self._resyncing = False
 
     def available(self) -> bool:
         """False while Redis is known to be away (invariant 6): no round trip."""
@@ -630,8 +671,10 @@ class ClusterLink:
     async def reload(self, gid: str) -> None:
         """The room as stored now (created, changed elsewhere)."""
         record = await self.node.store.load_group(gid)
-        if record is None:
-            return
+        if record is not None:
+            self._restore(gid, record)
+
+    def _restore(self, gid: str, record: GroupRecord) -> None:
         group = restore_group(record)
         room = self.node.rooms.get(gid)
         if room is None:
@@ -680,10 +723,13 @@ class ClusterLink:
             self.node.hub.merge_tips(message.group_id, message.joins, message.quits)
 
     def on_destroy(self, origin: str, message: Destroy) -> None:
-        if origin != self.node_id:
-            self.node.drop_room(message.group_id)
-        self.tokens.pop(message.group_id, None)
-        self.owners.pop(message.group_id, None)
+        self._forget_room(message.group_id)
+
+    def _forget_room(self, gid: str) -> None:
+        self.node.drop_room(gid)  # nothing left to do if it is gone already
+        self.tokens.pop(gid, None)
+        self.owners.pop(gid, None)
+        self.follows.pop(gid, None)
 
     def on_broadcast(self, origin: str, message: Broadcast) -> None:
         return None  # broadcasts are offered by the room owners (send_broadcast_msg)

@@ -68,7 +68,8 @@ Invariants:
     (a sweep that finds Redis back, or a pub/sub connection that came back:
     ``Broker.reconnects``), every room here is read from the store again, off
     the membership loop; a room the store no longer has was destroyed
-    meanwhile and is dropped here too.
+    meanwhile and is dropped here too; the kick times are read again (a
+    UserSig revoked meanwhile is refused here too).
 """
 
 from __future__ import annotations
@@ -290,6 +291,14 @@ class ClusterLink:
                         self._forget_room(gid)
                     else:
                         self._restore(gid, record)
+                try:
+                    kicks = await self.node.store.kick_times()
+                except StoreError as err:
+                    log.warning("cluster resync of kick times: %s", err)
+                    self._resync_again = True
+                    return
+                for user, at in kicks.items():  # record_kick keeps the later time
+                    self.node.kicks.record_kick(user, at)
         finally:
             self._resyncing = False
 

@@ -112,6 +112,9 @@ class Store(Protocol):
     async def kick_time(self, user: str) -> float | None:
         """The time of ``user``'s last kick (UserSigs minted before it are revoked)."""
 
+    async def kick_times(self) -> dict[str, float]:
+        """Every user's last kick time (what ``load_all`` finds in ``kicks``)."""
+
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         """True if ``key`` was recorded within ``window`` seconds before ``now``;
         else record it at ``now`` and answer False. Atomic: of two concurrent

@@ -98,6 +98,10 @@ class MemoryStore:
         self._check()
         return self._kicks.get(user)
 
+    async def kick_times(self) -> dict[str, float]:
+        self._check()
+        return dict(self._kicks)
+
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         self._check()
         for k in [k for k, at in self._seen.items() if now - at >= window]:

@@ -262,6 +262,10 @@ class RedisStore:
         found = await self._run("kick_time", lambda: self._client.hget(self._kicks, user))
         return None if found is None else float(found)
 
+    async def kick_times(self) -> dict[str, float]:
+        found = await self._run("kick_times", lambda: self._client.hgetall(self._kicks))
+        return {str(u): float(t) for u, t in found.items()}
+
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         name = f"{self._prefix}:seen:{key}"
         ms = max(1, round(window * 1000))

@@ -163,6 +163,9 @@ class SqliteStore:
     async def kick_time(self, user: str) -> float | None:
         return await self._call("kick_time", _kick_time, user, write=False)
 
+    async def kick_times(self) -> dict[str, float]:
+        return await self._call("kick_times", _kick_times, write=False)
+
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         return await self._call("seen", _seen, key, now, window)
 
@@ -358,6 +361,10 @@ def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
 def _recent(conn: Conn, key: str, now: float, window: float) -> bool:
     row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
     return row is not None and now - row[0] < window
+
+
+def _kick_times(conn: Conn) -> dict[str, float]:
+    return {str(u): float(at) for u, at in conn.execute("SELECT user, at FROM kicks")}
 
 
 def _unsee(conn: Conn, key: str) -> None:

@@ -79,3 +79,13 @@ async def test_a_room_destroyed_while_the_subscription_was_down_is_dropped_after
     await back(b, gate)
     await until(lambda: GID not in b.rooms, "the destroyed room dropped")
     assert GID not in b.link.owners and GID not in b.link.follows
+
+
+async def test_a_kick_announced_while_the_subscription_was_down_revokes_after(
+        cut: tuple[Node, Node], gate: asyncio.Event) -> None:
+    a, b = cut
+    at = a.clock()
+    await a.record_kick("dave", at)
+    assert b.kicks.kicked_at("dave") is None  # not announced to b (and b missed it anyway)
+    await back(b, gate)
+    await until(lambda: b.kicks.kicked_at("dave") == at, "the kick time read from the store")

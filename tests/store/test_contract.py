@@ -124,6 +124,15 @@ async def test_seen_answers_false_once_per_key_within_the_window(store: Store) -
     assert sorted(answers) == [False] + [True] * 19
 
 
+async def test_kick_times_are_every_users_last(store: Store) -> None:
+    assert await store.kick_times() == {}
+    await store.set_kick("alice", 1000.5)
+    await store.set_kick("bob", 2000.0)
+    await store.set_kick("alice", 900.0)  # an earlier kick does not win
+    assert await store.kick_times() == {"alice": 1000.5, "bob": 2000.0}
+    assert await store.kick_time("alice") == 1000.5
+
+
 async def test_unsee_forgets_one_key_at_once(store: Store) -> None:
     now = time.time()
     assert await store.seen("room-1:alice:7", now) is False

@@ -41,6 +41,12 @@ Invariants (beyond broker.py's):
    come is answered by its deadline (node/cluster.py) or when the process
    finds Redis away.  On a Redis Cluster each is an SPUBLISH through
    redis-py, to the master of its channel's slot.
+6. A command is sent once: the redis-py client retries nothing (``NO_RETRY``;
+   a cluster's MOVED and ASK are still followed).  A retry after a reply
+   that came late would run a publish or a control message twice (a
+   forwarded send delivered twice, a batch refused as out of order after it
+   went out); a call that fails is answered by its caller instead (a send
+   10002, a sweep tried again).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ from urllib.parse import urlsplit
 import hiredis
 import orjson
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -81,6 +89,7 @@ __all__ = ["RedisBroker"]
 
 log = logging.getLogger(__name__)
 
+NO_RETRY = Retry(NoBackoff(), 0)  # invariant 6
 _ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
 COMMAND_TIMEOUT = 2.0
 
@@ -159,7 +168,7 @@ class RedisBroker:
     def __init__(self, url: str, node_id: str, *, prefix: str = "lc") -> None:
         try:
             self._client = connect(url, decode_responses=False, socket_timeout=COMMAND_TIMEOUT,
-                                   socket_connect_timeout=COMMAND_TIMEOUT)
+                                   socket_connect_timeout=COMMAND_TIMEOUT, retry=NO_RETRY)
         except (ValueError, *_ERRORS) as exc:
             raise BrokerError(f"bad Redis URL: {exc}") from exc
         self._url = urlsplit(url)

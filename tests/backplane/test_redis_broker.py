@@ -8,6 +8,8 @@ import time
 
 import pytest
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 
 from livecast.backplane.broker import ALL, BrokerError, Destroy
@@ -196,3 +198,25 @@ async def test_a_bad_url_or_an_absent_server_is_a_broker_error() -> None:
         assert "room" in broker.refs
     finally:
         await broker.close()
+
+
+async def test_a_command_is_sent_once_and_every_master_is_reached(
+        redis_server: RedisServer, redis_cluster: RedisCluster) -> None:
+    # redis-py retries a command whose reply came late by default: a publish or
+    # a forwarded send would then run twice (invariant 6)
+    one = RedisBroker(redis_server.url, "a")
+    many = RedisBroker(redis_cluster.url, "b")
+    try:
+        assert isinstance(one._client, aioredis.Redis)
+        assert one._client.get_retry().get_retries() == 0
+        assert isinstance(many._client, RedisClusterClient)
+        assert many._client.retry.get_retries() == 0
+        await many.start(Recorder())
+        # every master's slots are reached all the same: a lease per master
+        gids = [f"slot-room-{i}" for i in range(30)]
+        answers = await many.acquire_leases("b", gids, TTL)
+        assert all(isinstance(answers[gid], int) for gid in gids)  # a token each: taken
+        assert len({key_slot(f"lc:{{g:{gid}}}:seq".encode()) // 5462 for gid in gids}) == 3
+    finally:
+        await one.close()
+        await many.close()

@@ -70,7 +70,14 @@ ALL: Final = "*"  # the target of a control message for every process
 
 
 class BrokerError(Exception):
-    """The broker's backend cannot be reached (or refused a command)."""
+    """The broker's backend cannot be reached (or refused a command).
+
+    ``failed``: of a ``control_many``, the targets whose messages did not go
+    out (None: any of them may not have)."""
+
+    def __init__(self, message: str, failed: frozenset[str] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 # ----------------------------------------------------------------- control values

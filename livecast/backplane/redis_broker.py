@@ -348,7 +348,7 @@ class RedisBroker:
     async def control_many(self, batches: Mapping[str, Sequence[Control]]) -> None:
         """One PUBLISH per target (a bundle), all in one pipelined round trip on
         one server (invariant 5 of broker.py); on a cluster, one SPUBLISH per
-        target in turn (each channel's slot has its own master)."""
+        target, all at once (each channel's slot has its own master)."""
         await self._send_controls([(target, encode_controls(self.node_id, messages))
                                    for target, messages in batches.items() if messages])
 
@@ -356,10 +356,20 @@ class RedisBroker:
         await self._send_controls([(target, encode_control(self.node_id, message))])
 
     async def _send_controls(self, sends: Sequence[tuple[str, bytes]]) -> None:
-        """Encoded control messages, each to its target's channel (invariant 5)."""
+        """Encoded control messages, each to its target's channel (invariant 5).
+        On a cluster the targets' masters are asked at once, so that a slow one
+        holds up no other; ``BrokerError.failed`` names the targets not sent."""
         if self._controls is None:
-            for target, data in sends:
-                await self._spublish_control(target, data)
+            results = await asyncio.gather(
+                *(self._spublish_control(t, data) for t, data in sends), return_exceptions=True)
+            failed = [(t, r) for (t, _), r in zip(sends, results, strict=True)
+                      if isinstance(r, BaseException)]
+            for _target, error in failed:
+                if not isinstance(error, BrokerError):
+                    raise error  # not Redis's: a bug, as a sequential call would raise it
+            if failed:
+                raise BrokerError("; ".join(str(e) for _t, e in failed),
+                                  failed=frozenset(t for t, _e in failed))
             return
         try:
             await self._controls.send_many(

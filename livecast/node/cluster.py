@@ -48,7 +48,9 @@ Invariants:
     broker as one bundle per target process, all targets in one call
     (``Broker.control_many``), one call in flight at a time, so messages to
     one process keep their order.  A bundle that fails answers each of its
-    forwarded sends 10002 (invariant 6).
+    forwarded sends 10002 (invariant 6); on a Redis Cluster only the bundles
+    whose master failed (``BrokerError.failed``): the others went out and
+    their fates will come.
 12. No gap in a room's seq: each publish names the seq it follows
     (``follows``) and the broker accepts it only if that is the last seq
     published.  A batch that never crossed (Redis timed out, say) makes the
@@ -501,11 +503,15 @@ class ClusterLink:
                     if not isinstance(err, BrokerError):
                         log.exception("control to %s failed", ", ".join(bundles))
                     log.warning("control to %s: %s", ", ".join(bundles), err)
-                    for messages in bundles.values():
+                    failed = err.failed if isinstance(err, BrokerError) else None
+                    for target, messages in bundles.items():
+                        if failed is not None and target not in failed:
+                            continue  # it went out: its fates will come
                         for message in messages:
                             if isinstance(message, ForwardedSend):
                                 self._unanswered(message.reply_to, AWAY_INFO)
-                    self.redis_away()
+                    if failed is None or failed.issuperset(bundles):
+                        self.redis_away()  # else one master of a cluster failed, not Redis
         finally:
             self._flushing = False
 

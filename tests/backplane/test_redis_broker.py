@@ -220,3 +220,35 @@ async def test_a_command_is_sent_once_and_every_master_is_reached(
     finally:
         await one.close()
         await many.close()
+
+
+async def test_a_slow_master_fails_its_own_controls_only(redis_cluster: RedisCluster) -> None:
+    redis_cluster.flush()
+    a, _ = await _start(redis_cluster.url, "a")
+    heard: dict[str, Recorder] = {}
+    brokers = [a]
+    with redis.RedisCluster(host="127.0.0.1", port=redis_cluster.masters[0].port) as c:
+        def master_of(node: str) -> int:
+            return int(c.get_node_from_key(f"{{n:{node}}}").port)
+        names = [f"n{i}" for i in range(40)]
+        slow_name = names[0]
+        slow = master_of(slow_name)
+        fast_name = next(n for n in names if master_of(n) != slow)
+    try:
+        for name in (slow_name, fast_name):
+            broker, heard[name] = await _start(redis_cluster.url, name)
+            brokers.append(broker)
+        paused = next(m for m in redis_cluster.masters if m.port == slow)
+        with paused.client() as r:
+            r.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # longer than a command may take
+        with pytest.raises(BrokerError) as err:
+            await a.control_many({slow_name: [Destroy("x")], fast_name: [Destroy("y")]})
+        assert err.value.failed == frozenset({slow_name})
+        async def fast_heard() -> bool:
+            return heard[fast_name].controls == [("a", Destroy("y"))]
+        await until_true(fast_heard)  # sent while the other master was paused
+    finally:
+        for broker in brokers:
+            await broker.close()
+        for m in redis_cluster.masters:
+            await asyncio.to_thread(wait_until, m._answers, "unpaused")

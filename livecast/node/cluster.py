@@ -187,6 +187,8 @@ class ClusterLink:
         self.renewed_at = time.monotonic()  # the start of the last lease round that answered
         self._misses: OrderedDict[str, float] = OrderedDict()  # group id -> until (monotonic)
         self._lookups: dict[str, asyncio.Task[bool]] = {}
+        self._taking: dict[str, asyncio.Future[None]] = {}  # rooms whose token is being taken
+        self._finding: dict[str, asyncio.Task[None]] = {}  # one owner lookup per room
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: dict[str, list[Control]] = {}  # target -> messages (invariant 11)
@@ -349,7 +351,11 @@ class ClusterLink:
                              else await self.broker.owner_of(gid))
 
     async def _answered(self, gid: str, answer: int | str | None) -> None:
-        """An acquire's answer: our token, or the node holding the lease."""
+        """An acquire's answer: our token, or the node holding the lease.  A
+        token already ours changes nothing, and one being taken by another
+        call is waited for: the room's scheduler is made once per token (a
+        second one would number from a ``last_seq`` read before the first's
+        publish went out)."""
         if not isinstance(answer, int):
             if answer is not None:
                 old = self.owners.get(gid)
@@ -357,7 +363,20 @@ class ClusterLink:
                 if old != answer:
                     self._owner_changed(gid, old)
             return
-        token = answer
+        taking = self._taking.get(gid)
+        if taking is not None:
+            await asyncio.shield(taking)
+            return
+        if self.tokens.get(gid) == answer:
+            return
+        done = self._taking[gid] = asyncio.get_running_loop().create_future()
+        try:
+            await self._take_room(gid, answer)
+        finally:
+            del self._taking[gid]
+            done.set_result(None)
+
+    async def _take_room(self, gid: str, token: int) -> None:
         room = self.node.rooms.get(gid)
         if room is None:
             await self.broker.release_lease(gid, self.node_id, token)
@@ -454,11 +473,13 @@ class ClusterLink:
         return entry
 
     async def _find_owner(self, gid: str, msg: Outgoing, rides: bool = False) -> None:
-        """No owner known here yet: the room's lease holder, or this process."""
-        try:
-            await self._lease(gid)
-        except BrokerError as err:
-            log.warning("lease of %s: %s", gid, err)
+        """No owner known here yet: the room's lease holder, or this process
+        (one lookup per room at a time, whatever the sends waiting on it)."""
+        finding = self._finding.get(gid)
+        if finding is None:
+            finding = self._finding[gid] = asyncio.create_task(self._lease_quietly(gid))
+            finding.add_done_callback(lambda _t: self._finding.pop(gid, None))
+        await asyncio.shield(finding)
         address = msg.reply_to
         if address is not None and address not in self.forwarded:
             return  # answered meanwhile (10002: Redis away, or its deadline): not sent
@@ -474,6 +495,12 @@ class ClusterLink:
                 gid, address or Address(node=self.node_id), outgoing_fields(msg), rides))
         elif address is not None:
             self._unanswered(address)
+
+    async def _lease_quietly(self, gid: str) -> None:
+        try:
+            await self._lease(gid)
+        except BrokerError as err:
+            log.warning("lease of %s: %s", gid, err)
 
     def _owner_changed(self, gid: str, old: str | None) -> None:
         """Sends forwarded to a room's former owner will not be answered by it:

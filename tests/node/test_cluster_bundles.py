@@ -15,13 +15,14 @@ import redis.asyncio as aioredis
 
 from livecast.backplane.redis_broker import RedisBroker
 from livecast.core.fate import Address
-from livecast.core.scheduler import Priority
+from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.errors import Code, LivecastError
 from livecast.node.cluster import AWAY_INFO, RETRY_INFO
 from livecast.node.node import Node
 from livecast.node.room import Outgoing
 from livecast.settings import Settings
 from livecast.store.memory import MemoryStore
+from tests.backplane.conftest import until_true
 from tests.redis_fixtures import RedisServer
 
 GID = "bundled"
@@ -173,5 +174,63 @@ async def test_a_send_answered_while_its_owner_is_looked_up_is_not_forwarded(
             ("send", 2)]  # the first send never crossed
     finally:
         await wire.close()
+        await b.close_collaborators()
+        await a.close_collaborators()
+
+
+async def test_a_token_is_taken_once_however_many_answers_bring_it(
+        redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    a = await cluster_node(redis.url, "a", store)
+    try:
+        await a.create_group("administrator", {"Name": GID}, GID)
+        first = a.link.tokens[GID]
+        a.link.lost(GID)
+        assert await a.link.broker.release_lease(GID, "a", first)
+        token = await a.link.broker.acquire_lease(GID, "a", 3.0)
+        assert token is not None and token != first
+        made: list[object] = []
+
+        class Counted(RoomScheduler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        monkeypatch.setattr("livecast.node.cluster.RoomScheduler", Counted)
+        # the sweep's acquire and a send's lookup answer the same token at once
+        await asyncio.gather(a.link._answered(GID, token), a.link._answered(GID, token))
+        await a.link._answered(GID, token)  # and once more, later: ours already
+        assert a.link.tokens[GID] == token and made == [a.rooms[GID].sched]
+    finally:
+        await a.close_collaborators()
+
+
+async def test_sends_to_a_room_whose_owner_is_unknown_share_one_lookup(
+        redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore()
+    a = await cluster_node(redis.url, "a", store)
+    await a.create_group("administrator", {"Name": GID}, GID)
+    b = await cluster_node(redis.url, "b", store)
+    try:
+        assert await b.link.find(GID) and GID not in b.link.owners
+
+        async def available() -> bool:
+            return b.link.available()
+        await until_true(available)  # b's subscriptions are up
+        asked: list[str] = []
+        acquire = b.link.broker.acquire_lease
+
+        async def counted(gid: str, node_id: str, ttl: float) -> int | None:
+            asked.append(gid)
+            return await acquire(gid, node_id, ttl)
+
+        monkeypatch.setattr(b.link.broker, "acquire_lease", counted)
+        sends = [outgoing(b, i) for i in range(SENDS)]
+        for msg, _answer in sends:
+            b.submit(GID, msg)  # the owner not known: looked up once for all
+        answers = await asyncio.wait_for(asyncio.gather(*(f for _m, f in sends)), WAIT)
+        assert sorted(r["MsgSeq"] for r in answers) == list(range(1, SENDS + 1))
+        assert asked == [GID]
+    finally:
         await b.close_collaborators()
         await a.close_collaborators()

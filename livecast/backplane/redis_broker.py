@@ -47,11 +47,19 @@ Invariants (beyond broker.py's):
    forwarded send delivered twice, a batch refused as out of order after it
    went out); a call that fails is answered by its caller instead (a send
    10002, a sweep tried again).
+7. A Redis Cluster's slot that moves (resharding, a master failed over to
+   its replica) takes its channels along: on a shard's sign of it
+   (redis_pubsub, invariant 5) the slot map is read again and every channel
+   whose slot has a new master is forgotten by the old shard and subscribed
+   on the new one; a shard left with no channel is closed (a dead master
+   no longer holds ``connected`` false).  Commands follow MOVED by
+   themselves (redis-py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -180,6 +188,8 @@ class RedisBroker:
         self._handler: EventHandler | None = None
         self._started = False
         self._shards: dict[str, Shard] = {}
+        self._where: dict[bytes, str] = {}  # channel -> the shard it was put on
+        self._remapping: asyncio.Task[None] | None = None
         self._rooms: dict[bytes, str] = {}  # batch channel -> group id
         self._control = {self._name(f"{{n:{node_id}}}:ctl"), self._name("{nodes}:ctl")}
         self._publish_cmd = "SPUBLISH" if self.cluster else "PUBLISH"
@@ -220,20 +230,58 @@ class RedisBroker:
             shard.start()
 
     def _shard(self, channel: bytes) -> Shard:
-        """The reader of ``channel``: the one server, or the master of its slot."""
+        """The reader of ``channel``: the one server, or the master of its slot
+        (as the slot map says now; ``_where`` keeps where it was put)."""
         if isinstance(self._client, RedisCluster):
             node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
             host, port = str(node.host), int(node.port)
         else:
             host, port = "", 0
         name = f"{host}:{port}" if host else "redis"
+        self._where[channel] = name
         shard = self._shards.get(name)
         if shard is None:
-            shard = Shard(name, self._endpoint(host, port), self.cluster, self._message)
+            shard = Shard(name, self._endpoint(host, port), self.cluster, self._message,
+                          self._moved if self.cluster else None)
             self._shards[name] = shard
             if self._started:
                 shard.start()
         return shard
+
+    def _moved(self) -> None:
+        """A shard saw a sign of a slot served elsewhere (redis_pubsub, invariant
+        5): the channels are mapped again, once at a time (invariant 7)."""
+        if self._remapping is None and self._handler is not None:
+            self._remapping = asyncio.get_running_loop().create_task(self._remap())
+
+    async def _remap(self) -> None:
+        try:
+            assert isinstance(self._client, RedisCluster)
+            try:
+                await self._client.nodes_manager.initialize()
+            except _ERRORS as exc:
+                log.warning("Redis Cluster: the slot map could not be read: %s", exc)
+                return  # the shard's next sign asks again
+            moved: list[tuple[Shard, bytes]] = []
+            for name, shard in list(self._shards.items()):
+                moved += [(shard, ch) for ch in shard.channels if self._master(ch) != name]
+            for old, channel in moved:
+                old.forget(channel)
+            await asyncio.gather(*(self._shard(channel).add(channel) for _old, channel in moved))
+            for name, shard in list(self._shards.items()):
+                if not shard.channels:  # a master that serves none of ours any more
+                    del self._shards[name]
+                    await shard.close()
+            if moved:
+                log.info("Redis Cluster: %d channels moved to their slots' new masters",
+                         len(moved))
+        finally:
+            self._remapping = None
+
+    def _master(self, channel: bytes) -> str:
+        assert isinstance(self._client, RedisCluster)
+        node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
+        return f"{node.host}:{node.port}"
 
     def _endpoint(self, host: str, port: int) -> Endpoint:
         """The one server of the URL, or a cluster's master (the URL's credentials)."""
@@ -258,6 +306,10 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._handler = None
+        if self._remapping is not None:
+            self._remapping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._remapping
         for shard in self._shards.values():
             await shard.close()
         self._shards.clear()
@@ -322,7 +374,9 @@ class RedisBroker:
     async def _unsubscribe(self, group_id: str) -> None:
         channel = self._room(group_id, "batch")
         self._rooms.pop(channel, None)
-        await self._shard(channel).remove(channel)
+        shard = self._shards.get(self._where.pop(channel, ""))
+        if shard is not None:  # where it was put, wherever its slot is now
+            await shard.remove(channel)
 
     def _message(self, channel: bytes, data: bytes) -> None:
         handler = self._handler

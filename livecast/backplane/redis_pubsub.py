@@ -28,6 +28,12 @@ Invariants:
    a TCP reset is noticed too).
 4. An error reply (a refused AUTH, a SSUBSCRIBE to a slot the server does not
    serve) closes the connection: the reader connects again after its backoff.
+5. A sign that a channel's slot is served elsewhere now is reported to
+   ``on_moved`` (a Redis Cluster's slot moved, or its master failed over):
+   a ``MOVED`` error reply, a ``sunsubscribe`` Redis pushed for a channel
+   still wanted (no one here asked for it), or a second failed connection in
+   a row.  The broker then maps the channels to their masters again and
+   moves them (``forget`` here, ``add`` on the new master's shard).
 """
 
 from __future__ import annotations
@@ -55,7 +61,8 @@ _MESSAGES = (b"message", b"smessage")
 
 class Shard:
     def __init__(self, name: str, endpoint: Endpoint, sharded: bool,
-                 on_message: Callable[[bytes, bytes], None]) -> None:
+                 on_message: Callable[[bytes, bytes], None],
+                 on_moved: Callable[[], None] | None = None) -> None:
         self.name = name
         self.endpoint = endpoint
         self.channels: dict[bytes, None] = {}
@@ -64,6 +71,7 @@ class Shard:
         self._sub, self._unsub = (b"ssubscribe", b"sunsubscribe") if sharded else (
             b"subscribe", b"unsubscribe")
         self._on_message = on_message
+        self._on_moved = on_moved
         self._wire: Wire | None = None
         self._waiting: dict[tuple[bytes, bytes], list[asyncio.Future[None]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -81,6 +89,11 @@ class Shard:
     async def remove(self, channel: bytes) -> None:
         self.channels.pop(channel, None)
         await self._command(self._unsub, channel)
+
+    def forget(self, channel: bytes) -> None:
+        """No longer wanted here, with no command (its slot is served elsewhere:
+        an unsubscribe would be refused, and is done already)."""
+        self.channels.pop(channel, None)
 
     async def _command(self, kind: bytes, channel: bytes) -> None:
         wire = self._wire
@@ -109,13 +122,17 @@ class Shard:
 
     # ----------------------------------------------------------- the reader
     async def _run(self) -> None:
-        failures = 0
+        failures = 0  # in a row, since the last connection that was made
         while True:
             try:
                 await self._serve()
             except _ERRORS as exc:
                 if self.up or failures == 0:
                     log.warning("pub/sub connection to %s lost: %s", self.name, exc)
+                if self.up:
+                    failures = 0
+                elif failures == 1:  # a second connection refused: a failover? (invariant 5)
+                    self._moved()
             finally:
                 self.up = False
                 wire, self._wire = self._wire, None
@@ -171,14 +188,23 @@ class Shard:
                 except Exception:  # the next message is read all the same
                     log.exception("a message on %r failed", reply[1])
                 return
-            for future in self._waiting.pop((kind, reply[1]), []):
+            waiters = self._waiting.pop((kind, reply[1]), [])
+            for future in waiters:
                 if not future.done():
                     future.set_result(None)
+            if kind == b"sunsubscribe" and not waiters and reply[1] in self.channels:
+                self._moved()  # pushed by Redis: the slot went elsewhere (invariant 5)
             return
         if isinstance(reply, hiredis.ReplyError):  # invariant 4 (a pong: [b"pong", b""])
             log.warning("pub/sub connection to %s: %s", self.name, reply)
+            if str(reply).startswith("MOVED"):
+                self._moved()
             if self._wire is not None:
                 self._wire.fail(ConnectionError(f"Redis answered: {reply}"))
+
+    def _moved(self) -> None:
+        if self._on_moved is not None:
+            self._on_moved()
 
     def _release_waiters(self) -> None:
         waiting, self._waiting = self._waiting, {}

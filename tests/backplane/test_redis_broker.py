@@ -252,3 +252,60 @@ async def test_a_slow_master_fails_its_own_controls_only(redis_cluster: RedisClu
             await broker.close()
         for m in redis_cluster.masters:
             await asyncio.to_thread(wait_until, m._answers, "unpaused")
+
+
+def _slot_owner(cluster: RedisCluster, slot: int) -> int:
+    with cluster.masters[0].client() as c:
+        for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+    raise AssertionError(f"slot {slot} served by no master")
+
+
+def _move_slot(cluster: RedisCluster, slot: int, to: int) -> None:
+    """Move ``slot`` (and its keys) to the master on port ``to``, as
+    ``redis-cli --cluster reshard`` does, and wait until every master agrees."""
+    ids = {}
+    for m in cluster.masters:
+        with m.client() as c:
+            ids[m.port] = c.execute_command("CLUSTER", "MYID")
+    src = _slot_owner(cluster, slot)
+    if src == to:
+        return
+    clients = {m.port: m.client() for m in cluster.masters}
+    try:
+        clients[to].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+        clients[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[to])
+        keys = clients[src].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            clients[src].execute_command("MIGRATE", "127.0.0.1", to, "", 0, 5000, "KEYS", *keys)
+        for port in [to, src, *(p for p in clients if p not in (to, src))]:
+            clients[port].execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[to])
+    finally:
+        for c in clients.values():
+            c.close()
+    wait_until(lambda: _slot_owner(cluster, slot) == to, f"slot {slot} on {to}")
+
+
+async def test_a_room_follows_its_slot_to_another_master(redis_cluster: RedisCluster) -> None:
+    redis_cluster.flush()
+    channel = b"lc:{g:room}:batch"
+    slot = key_slot(channel)
+    src = _slot_owner(redis_cluster, slot)
+    dst = next(m.port for m in redis_cluster.masters if m.port != src)
+    a, _ = await _start(redis_cluster.url, "a")
+    b, heard = await _start(redis_cluster.url, "b")
+    try:
+        await b.subscribe("room")
+        assert b._where[channel] == f"127.0.0.1:{src}"
+        await asyncio.to_thread(_move_slot, redis_cluster, slot, dst)
+
+        async def moved() -> bool:
+            return b._where.get(channel) == f"127.0.0.1:{dst}" and b.connected()
+        await until_true(moved)  # Redis told b (sunsubscribe): b subscribed on dst
+        await _publish_until_heard(a, heard, 1)  # a's publish follows MOVED
+        assert heard.batches == [("room", b"again", None)]
+    finally:
+        await a.close()
+        await b.close()
+        await asyncio.to_thread(_move_slot, redis_cluster, slot, src)

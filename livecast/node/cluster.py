@@ -70,8 +70,9 @@ Invariants:
     (a sweep that finds Redis back, or a pub/sub connection that came back:
     ``Broker.reconnects``), every room here is read from the store again, off
     the membership loop; a room the store no longer has was destroyed
-    meanwhile and is dropped here too; the kick times are read again (a
-    UserSig revoked meanwhile is refused here too).
+    meanwhile and is dropped here too (unless the store has none of this
+    process's rooms: Redis lost its data, the rooms are kept); the kick
+    times are read again (a UserSig revoked meanwhile is refused here too).
 """
 
 from __future__ import annotations
@@ -283,6 +284,7 @@ class ClusterLink:
         try:
             while self._resync_again:
                 self._resync_again = False
+                gone: list[str] = []
                 for gid in list(self.node.rooms):
                     try:
                         record = await self.node.store.load_group(gid)
@@ -291,10 +293,18 @@ class ClusterLink:
                         self._resync_again = True  # the next sweep starts it again
                         return
                     if record is None:
-                        log.info("room %s: destroyed while Redis was away", gid)
-                        self._forget_room(gid)
-                    else:
+                        gone.append(gid)
+                    elif gid in self.node.rooms:
                         self._restore(gid, record)
+                if gone and len(gone) == len(self.node.rooms):
+                    # every room gone at once: Redis lost its data (no AOF), not a
+                    # destroy of each; the rooms go on here
+                    log.warning("cluster resync: none of this process's %d rooms is in "
+                                "the store (did Redis lose its data?): kept", len(gone))
+                else:
+                    for gid in gone:
+                        log.info("room %s: destroyed while a subscription was down", gid)
+                        self._forget_room(gid)
                 try:
                     kicks = await self.node.store.kick_times()
                 except StoreError as err:
@@ -765,10 +775,12 @@ class ClusterLink:
             self.node.hub.merge_tips(message.group_id, message.joins, message.quits)
 
     def on_destroy(self, origin: str, message: Destroy) -> None:
-        self._forget_room(message.group_id)
+        # where it was destroyed, dropped then (a room made again since stays)
+        self._forget_room(message.group_id, drop=origin != self.node_id)
 
-    def _forget_room(self, gid: str) -> None:
-        self.node.drop_room(gid)  # nothing left to do if it is gone already
+    def _forget_room(self, gid: str, drop: bool = True) -> None:
+        if drop:
+            self.node.drop_room(gid)
         self.tokens.pop(gid, None)
         self.owners.pop(gid, None)
         self.follows.pop(gid, None)

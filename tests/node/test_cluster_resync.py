@@ -74,11 +74,23 @@ async def test_a_mute_announced_while_the_subscription_was_down_holds_after(
 async def test_a_room_destroyed_while_the_subscription_was_down_is_dropped_after(
         cut: tuple[Node, Node], gate: asyncio.Event) -> None:
     a, b = cut
+    await a.create_group("administrator", {"Name": "kept"}, "kept")
+    assert await b.link.find("kept")
     await a.destroy_group(GID)
     assert GID not in a.rooms and GID in b.rooms  # the announcement was missed
     await back(b, gate)
     await until(lambda: GID not in b.rooms, "the destroyed room dropped")
     assert GID not in b.link.owners and GID not in b.link.follows
+    assert "kept" in b.rooms
+
+
+async def test_rooms_all_gone_from_the_store_at_once_are_kept(
+        cut: tuple[Node, Node], gate: asyncio.Event) -> None:
+    _a, b = cut
+    await b.store.delete_group(GID)  # as a Redis restarted without its data
+    await back(b, gate)
+    await until(lambda: not (b.link._resync_again or b.link._resyncing), "the resync done")
+    assert GID in b.rooms  # not dropped: a lost store is no destroy
 
 
 async def test_a_kick_announced_while_the_subscription_was_down_revokes_after(

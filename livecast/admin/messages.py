@@ -17,8 +17,10 @@ Invariants:
   Random) as an *admitted* send of the last 5 minutes is not delivered again;
   it gets the first send's answer (waiting for it if need be). A refused send
   (an error code) is not remembered, nor is an admitted one whose answer is
-  an error (10002 "retry", say): its retry with the same ``Random`` is a new
-  send;
+  an error certain that nothing was delivered (10010, 10002 at a shutdown):
+  its retry with the same ``Random`` is a new send.  A cluster's 10002 whose
+  fate is unknown (``UNSURE_INFOS``: it may have been delivered) stays
+  remembered, so that its retry is not delivered twice;
 - system notifications are tips: not rate limited, no seq, no webhooks (2.6).
 """
 
@@ -44,7 +46,7 @@ from livecast.admin.table import (
     user,
 )
 from livecast.core.callbacks import PLATFORM_REST
-from livecast.core.fate import Address
+from livecast.core.fate import UNSURE_INFOS, Address
 from livecast.core.group_fields import bad, utf8_len
 from livecast.core.messages import (
     MAX_MSG_BYTES,
@@ -185,8 +187,9 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     await _remember(node, key, now)  # admitted: a repeat after a restart is not delivered
     try:
         return await asyncio.shield(answer)
-    except LivecastError:  # failed after admission: the client is told to retry
-        await _forget(node, call, key)
+    except LivecastError as err:  # failed after admission: the client is told so
+        if err.info not in UNSURE_INFOS:  # certain that nothing was delivered
+            await _forget(node, call, key)
         raise
 
 

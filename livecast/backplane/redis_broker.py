@@ -190,6 +190,8 @@ class RedisBroker:
         self._shards: dict[str, Shard] = {}
         self._where: dict[bytes, str] = {}  # channel -> the shard it was put on
         self._remapping: asyncio.Task[None] | None = None
+        self._remap_again = False
+        self._gaps = 0  # subscription gaps not counted by the shards there are now
         self._rooms: dict[bytes, str] = {}  # batch channel -> group id
         self._control = {self._name(f"{{n:{node_id}}}:ctl"), self._name("{nodes}:ctl")}
         self._publish_cmd = "SPUBLISH" if self.cluster else "PUBLISH"
@@ -250,33 +252,46 @@ class RedisBroker:
 
     def _moved(self) -> None:
         """A shard saw a sign of a slot served elsewhere (redis_pubsub, invariant
-        5): the channels are mapped again, once at a time (invariant 7)."""
+        5): the channels are mapped again, once at a time, and again if another
+        sign came meanwhile (invariant 7)."""
+        self._remap_again = True
         if self._remapping is None and self._handler is not None:
-            self._remapping = asyncio.get_running_loop().create_task(self._remap())
+            self._remapping = asyncio.get_running_loop().create_task(self._remaps())
 
-    async def _remap(self) -> None:
+    async def _remaps(self) -> None:
         try:
-            assert isinstance(self._client, RedisCluster)
-            try:
-                await self._client.nodes_manager.initialize()
-            except _ERRORS as exc:
-                log.warning("Redis Cluster: the slot map could not be read: %s", exc)
-                return  # the shard's next sign asks again
-            moved: list[tuple[Shard, bytes]] = []
-            for name, shard in list(self._shards.items()):
-                moved += [(shard, ch) for ch in shard.channels if self._master(ch) != name]
-            for old, channel in moved:
-                old.forget(channel)
-            await asyncio.gather(*(self._shard(channel).add(channel) for _old, channel in moved))
-            for name, shard in list(self._shards.items()):
-                if not shard.channels:  # a master that serves none of ours any more
-                    del self._shards[name]
-                    await shard.close()
-            if moved:
-                log.info("Redis Cluster: %d channels moved to their slots' new masters",
-                         len(moved))
+            while self._remap_again:
+                self._remap_again = False
+                try:
+                    await self._remap()
+                except Exception:  # a slot with no master yet, say: the next sign tries again
+                    log.warning("Redis Cluster: channels not mapped again", exc_info=True)
         finally:
             self._remapping = None
+
+    async def _remap(self) -> None:
+        assert isinstance(self._client, RedisCluster)
+        try:
+            await self._client.nodes_manager.initialize()
+        except _ERRORS as exc:
+            log.warning("Redis Cluster: the slot map could not be read: %s", exc)
+            return  # the shard's next sign asks again
+        moved: list[bytes] = []
+        for name, shard in list(self._shards.items()):
+            for channel in [ch for ch in shard.channels if self._master(ch) != name]:
+                shard.forget(channel)
+                self._shard(channel).channels[channel] = None  # wanted there from now on
+                moved.append(channel)
+        if moved:
+            self._gaps += 1  # what was published to them meanwhile was missed
+            log.info("Redis Cluster: %d channels moved to their slots' new masters",
+                     len(moved))
+        await asyncio.gather(*(self._shard(channel).add(channel) for channel in moved))
+        for name, shard in list(self._shards.items()):
+            if not shard.channels:  # a master that serves none of ours any more
+                del self._shards[name]
+                self._gaps += max(0, shard.connects - 1)  # the count never goes down
+                await shard.close()
 
     def _master(self, channel: bytes) -> str:
         assert isinstance(self._client, RedisCluster)
@@ -294,7 +309,7 @@ class RedisBroker:
         return bool(self._shards) and all(shard.up for shard in self._shards.values())
 
     def reconnects(self) -> int:
-        return sum(max(0, shard.connects - 1) for shard in self._shards.values())
+        return self._gaps + sum(max(0, shard.connects - 1) for shard in self._shards.values())
 
     async def ready(self) -> bool:
         if not self._shards or not all(shard.up for shard in self._shards.values()):

@@ -31,9 +31,11 @@ Invariants:
 5. A sign that a channel's slot is served elsewhere now is reported to
    ``on_moved`` (a Redis Cluster's slot moved, or its master failed over):
    a ``MOVED`` error reply, a ``sunsubscribe`` Redis pushed for a channel
-   still wanted (no one here asked for it), or a second failed connection in
-   a row.  The broker then maps the channels to their masters again and
-   moves them (``forget`` here, ``add`` on the new master's shard).
+   still wanted (no one here asked for it), or each failed connection from
+   the second in a row on (a replica is promoted only after the cluster's
+   node timeout: the slot map is asked again until it names a new master).
+   The broker then maps the channels to their masters again and moves them
+   (``forget`` here, ``add`` on the new master's shard).
 """
 
 from __future__ import annotations
@@ -122,17 +124,17 @@ class Shard:
 
     # ----------------------------------------------------------- the reader
     async def _run(self) -> None:
-        failures = 0  # in a row, since the last connection that was made
+        failures = 0  # the backoff's step: it grows, whatever came in between
+        refused = 0  # connections refused in a row
         while True:
             try:
                 await self._serve()
             except _ERRORS as exc:
                 if self.up or failures == 0:
                     log.warning("pub/sub connection to %s lost: %s", self.name, exc)
-                if self.up:
-                    failures = 0
-                elif failures == 1:  # a second connection refused: a failover? (invariant 5)
-                    self._moved()
+                refused = 0 if self.up else refused + 1
+                if refused >= 2:  # a dead master: failed over? asked again each time
+                    self._moved()  # (invariant 5), until the slot map names another
             finally:
                 self.up = False
                 wire, self._wire = self._wire, None

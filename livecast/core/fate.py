@@ -56,6 +56,14 @@ class Dropped:
     reason: str = FREQ_CTRL
 
 
+# A forwarded send's fate that never came: it may have been delivered all the
+# same (its owner delivered it, then its answer was lost), so a retry may
+# repeat it; every other failure is certain that nothing was delivered.
+UNSURE_INFO = "no answer from the room's owner: it may have been delivered; retry"
+AWAY_UNSURE_INFO = "the cluster's Redis is unavailable: it may have been delivered; retry"
+UNSURE_INFOS = frozenset({UNSURE_INFO, AWAY_UNSURE_INFO})
+
+
 @dataclass(frozen=True, slots=True)
 class Failed:
     code: int

@@ -70,9 +70,9 @@ Invariants:
     (a sweep that finds Redis back, or a pub/sub connection that came back:
     ``Broker.reconnects``), every room here is read from the store again, off
     the membership loop; a room the store no longer has was destroyed
-    meanwhile and is dropped here too (unless the store has none of this
-    process's rooms: Redis lost its data, the rooms are kept); the kick
-    times are read again (a UserSig revoked meanwhile is refused here too).
+    meanwhile and is dropped here too (unless the store's marker changed:
+    Redis lost its data, and the rooms go on); the kick times are read again
+    (a UserSig revoked meanwhile is refused here too).
 """
 
 from __future__ import annotations
@@ -102,7 +102,14 @@ from livecast.backplane.broker import (
     decode_fates,
     encode_fates,
 )
-from livecast.core.fate import Address, Delivered, Failed, Fate
+from livecast.core.fate import (
+    AWAY_UNSURE_INFO,
+    UNSURE_INFO,
+    Address,
+    Delivered,
+    Failed,
+    Fate,
+)
 from livecast.core.records import restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.errors import Code
@@ -183,6 +190,8 @@ class ClusterLink:
         self._reconnects = 0  # the broker's count of subscriptions back after a loss
         self._resync_again = False  # rooms to be read from the store again (invariant 14)
         self._resyncing = False
+        self._marker: str | None = None  # the store's identity (Store.marker), once read
+        self.resyncs = 0  # rooms read again from the store (invariant 14), for tests
         # a batch goes straight to the hub's fan-out (no call in between: every tick)
         self.on_batch: Callable[[str, bytes, bytes | None], None] = node.hub.fan
         self.renewed_at = time.monotonic()  # the start of the last lease round that answered
@@ -198,10 +207,14 @@ class ClusterLink:
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         await self.broker.start(self)
+        with contextlib.suppress(StoreError):  # else taken at the first resync
+            self._marker = await self.node.store.marker()
         await self.sweep()
         self._loop_task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        for finding in list(self._finding.values()):
+            finding.cancel()  # no lease is taken after the ones held are given up
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,37 +297,41 @@ class ClusterLink:
         try:
             while self._resync_again:
                 self._resync_again = False
-                gone: list[str] = []
-                for gid in list(self.node.rooms):
-                    try:
-                        record = await self.node.store.load_group(gid)
-                    except StoreError as err:
-                        log.warning("cluster resync of %s: %s", gid, err)
-                        self._resync_again = True  # the next sweep starts it again
-                        return
-                    if record is None:
-                        gone.append(gid)
-                    elif gid in self.node.rooms:
-                        self._restore(gid, record)
-                if gone and len(gone) == len(self.node.rooms):
-                    # every room gone at once: Redis lost its data (no AOF), not a
-                    # destroy of each; the rooms go on here
-                    log.warning("cluster resync: none of this process's %d rooms is in "
-                                "the store (did Redis lose its data?): kept", len(gone))
-                else:
-                    for gid in gone:
-                        log.info("room %s: destroyed while a subscription was down", gid)
-                        self._forget_room(gid)
                 try:
+                    await self._resync_rooms()
                     kicks = await self.node.store.kick_times()
                 except StoreError as err:
-                    log.warning("cluster resync of kick times: %s", err)
-                    self._resync_again = True
+                    log.warning("cluster resync: %s", err)
+                    self._resync_again = True  # the next sweep starts it again
                     return
                 for user, at in kicks.items():  # record_kick keeps the later time
                     self.node.kicks.record_kick(user, at)
         finally:
             self._resyncing = False
+
+    async def _resync_rooms(self) -> None:
+        """Each room as stored now, under its lock (no change made here meanwhile
+        is overwritten by an older read); a room the store no longer has is
+        dropped, unless the store lost its data (its marker changed: a Redis
+        restarted without AOF), where the rooms go on here."""
+        node = self.node
+        marker = await node.store.marker()
+        lost = self._marker is not None and marker != self._marker
+        self._marker = marker
+        if lost:
+            log.warning("cluster resync: the store lost its data (a Redis restarted "
+                        "without AOF?): the %d rooms here go on", len(node.rooms))
+        self.resyncs += 1
+        for gid in list(node.rooms):
+            async with node._lock(gid):
+                record = await node.store.load_group(gid)
+                if gid not in node.rooms:
+                    continue  # destroyed here meanwhile
+                if record is not None:
+                    self._restore(gid, record)
+                elif not lost:
+                    log.info("room %s: destroyed while a subscription was down", gid)
+                    self._forget_room(gid)
 
     def available(self) -> bool:
         """False while Redis is known to be away (invariant 6): no round trip."""
@@ -325,7 +342,7 @@ class ClusterLink:
         and forwarded sends waiting for a fate are answered 10002 now."""
         self.redis_ok = False
         for address in list(self.forwarded):
-            self._unanswered(address, AWAY_INFO)
+            self._unanswered(address, AWAY_UNSURE_INFO)
 
     async def sweep_room(self, gid: str) -> None:
         """Take a new room's lease at once (its creator owns it when free)."""
@@ -489,7 +506,12 @@ class ClusterLink:
         if finding is None:
             finding = self._finding[gid] = asyncio.create_task(self._lease_quietly(gid))
             finding.add_done_callback(lambda _t: self._finding.pop(gid, None))
-        await asyncio.shield(finding)
+        try:
+            await asyncio.shield(finding)
+        except asyncio.CancelledError:
+            if not finding.cancelled():
+                raise  # this send's task was cancelled, not the lookup
+            return  # shutting down: every connection is closed
         address = msg.reply_to
         if address is not None and address not in self.forwarded:
             return  # answered meanwhile (10002: Redis away, or its deadline): not sent
@@ -504,7 +526,7 @@ class ClusterLink:
             self.queue(self.owners[gid], ForwardedSend(
                 gid, address or Address(node=self.node_id), outgoing_fields(msg), rides))
         elif address is not None:
-            self._unanswered(address)
+            self._unanswered(address, RETRY_INFO)  # never forwarded: not delivered
 
     async def _lease_quietly(self, gid: str) -> None:
         try:
@@ -546,13 +568,13 @@ class ClusterLink:
                             continue  # it went out: its fates will come
                         for message in messages:
                             if isinstance(message, ForwardedSend):
-                                self._unanswered(message.reply_to, AWAY_INFO)
+                                self._unanswered(message.reply_to, AWAY_UNSURE_INFO)
                     if failed is None or failed.issuperset(bundles):
                         self.redis_away()  # else one master of a cluster failed, not Redis
         finally:
             self._flushing = False
 
-    def _unanswered(self, address: Address, info: str = RETRY_INFO) -> None:
+    def _unanswered(self, address: Address, info: str = UNSURE_INFO) -> None:
         if self._take(address) is not None:
             self.node.answer_local(address, Failed(Code.INTERNAL, info))
 

@@ -115,6 +115,11 @@ class Store(Protocol):
     async def kick_times(self) -> dict[str, float]:
         """Every user's last kick time (what ``load_all`` finds in ``kicks``)."""
 
+    async def marker(self) -> str:
+        """The store's identity: made by the first call, kept with the data, so
+        that a store that lost its data (a Redis restarted without AOF) answers
+        another one."""
+
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         """True if ``key`` was recorded within ``window`` seconds before ``now``;
         else record it at ``now`` and answer False. Atomic: of two concurrent

@@ -8,6 +8,7 @@ but for surviving a restart.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 from livecast.core.records import GroupRecord
@@ -15,13 +16,14 @@ from livecast.store.base import DEDUP_WINDOW, Snapshot, StoreError, expired
 
 
 class MemoryStore:
-    __slots__ = ("_groups", "_kicks", "_likes", "_seen", "closed")
+    __slots__ = ("_groups", "_kicks", "_likes", "_marker", "_seen", "closed")
 
     def __init__(self) -> None:
         self._groups: dict[str, GroupRecord] = {}
         self._kicks: dict[str, float] = {}
         self._likes: dict[str, int] = {}
         self._seen: dict[str, float] = {}
+        self._marker = uuid.uuid4().hex
         self.closed = False
 
     @property
@@ -101,6 +103,10 @@ class MemoryStore:
     async def kick_times(self) -> dict[str, float]:
         self._check()
         return dict(self._kicks)
+
+    async def marker(self) -> str:
+        self._check()
+        return self._marker
 
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         self._check()

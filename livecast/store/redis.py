@@ -38,6 +38,7 @@ Invariants:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -261,6 +262,12 @@ class RedisStore:
     async def kick_time(self, user: str) -> float | None:
         found = await self._run("kick_time", lambda: self._client.hget(self._kicks, user))
         return None if found is None else float(found)
+
+    async def marker(self) -> str:
+        name, fresh = f"{self._prefix}:marker", uuid.uuid4().hex
+        await self._run("marker", lambda: self._client.set(name, fresh, nx=True))
+        found = await self._run("marker", lambda: self._client.get(name))
+        return str(found)
 
     async def kick_times(self) -> dict[str, float]:
         found = await self._run("kick_times", lambda: self._client.hgetall(self._kicks))

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOU
 CREATE INDEX IF NOT EXISTS dedup_at ON dedup (at);
 CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT NULL)
   WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 _GROUP_COLUMNS = (
@@ -165,6 +167,9 @@ class SqliteStore:
 
     async def kick_times(self) -> dict[str, float]:
         return await self._call("kick_times", _kick_times, write=False)
+
+    async def marker(self) -> str:
+        return await self._call("marker", _marker, uuid.uuid4().hex)
 
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         return await self._call("seen", _seen, key, now, window)
@@ -361,6 +366,11 @@ def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
 def _recent(conn: Conn, key: str, now: float, window: float) -> bool:
     row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
     return row is not None and now - row[0] < window
+
+
+def _marker(conn: Conn, fresh: str) -> str:
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('marker', ?)", (fresh,))
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'marker'").fetchone()[0])
 
 
 def _kick_times(conn: Conn) -> dict[str, float]:

@@ -205,3 +205,44 @@ async def test_a_room_created_on_one_process_is_joined_at_once_on_another(
     finally:
         for j in joiners:
             await j.close()
+
+
+async def test_a_rest_send_whose_fate_is_unknown_is_not_sent_again_by_its_retry(
+        tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    servers: list[Server] = []
+    try:
+        env = cluster_env(server.url, tmp_path, LIVECAST_MAX_WAIT_MS="300,300,300,300")
+        await start_servers(env, 2, servers)
+        a, b = servers
+        await a.ok("group_open_http_svc", "create_group",
+                   {"Type": "AVChatRoom", "GroupId": GID, "Name": "owned by a"})
+        watcher = await member(b, "watcher")
+        body = {"GroupId": GID, "From_Account": "administrator", "Random": 77,
+                "MsgBody": text("once")}
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)  # the owner stops answering (not gone)
+        try:
+            first = await b.rest("group_open_http_svc", "send_group_msg", body)
+        finally:
+            a.proc.send_signal(signal.SIGCONT)  # it may deliver the send after all
+        assert first["ErrorCode"] == 10002 and "may have been delivered" in first["ErrorInfo"]
+        again = await b.rest("group_open_http_svc", "send_group_msg", body)
+        assert again == first  # the first answer: the retry is not sent again
+        await until(lambda: _sends(b, "marker"), "the room answering again")
+        texts = []
+        while "marker" not in texts:
+            push = await asyncio.wait_for(watcher.next_push("msgs"), 15)
+            texts += [m["msgBody"][0]["MsgContent"]["Text"] for m in push["msgs"]]
+        assert texts.count("once") <= 1  # delivered once at most, never twice
+        await watcher.close()
+    finally:
+        await kill_servers(servers)
+        server.stop()
+
+
+async def _sends(s: Server, what: str) -> bool:
+    r = await s.rest("group_open_http_svc", "send_group_msg", {  # a new Random each try
+        "GroupId": GID, "From_Account": "administrator", "Random": time.monotonic_ns() % 2**32,
+        "MsgBody": text(what)})
+    return bool(r["ErrorCode"] == 0 and r["MsgSeq"] > 0)

@@ -14,10 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from livecast.backplane.redis_broker import RedisBroker
-from livecast.core.fate import Address
+from livecast.core.fate import AWAY_UNSURE_INFO, UNSURE_INFO, Address
 from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.errors import Code, LivecastError
-from livecast.node.cluster import AWAY_INFO, RETRY_INFO
 from livecast.node.node import Node
 from livecast.node.room import Outgoing
 from livecast.settings import Settings
@@ -128,7 +127,7 @@ async def test_a_bundle_to_an_owner_that_is_gone_is_answered_10002_each(
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:
             b.submit(GID, msg)
-        await all_refused(sends, RETRY_INFO)
+        await all_refused(sends, UNSURE_INFO)
         assert not b.link.forwarded and not b.rest_waiters
     finally:
         await b.close_collaborators()
@@ -143,7 +142,7 @@ async def test_a_bundle_that_cannot_cross_is_answered_10002_each(redis: RedisSer
         sends = [outgoing(b, i) for i in range(SENDS)]
         for msg, _answer in sends:
             b.link.forward(GID, msg)  # straight to the outbox, as a send admitted just before
-        await all_refused(sends, AWAY_INFO)
+        await all_refused(sends, AWAY_UNSURE_INFO)
         assert not b.link.forwarded and not b.link.redis_ok
     finally:
         await b.close_collaborators()
@@ -162,7 +161,7 @@ async def test_a_send_answered_while_its_owner_is_looked_up_is_not_forwarded(
         first = outgoing(b, 1)
         b.submit(GID, first[0])  # the owner is looked up meanwhile (a round trip)
         b.link.redis_away()  # a call to Redis failed: the send is answered 10002 now
-        await all_refused([first], AWAY_INFO)
+        await all_refused([first], AWAY_UNSURE_INFO)
         await b.link.sweep()  # available again; the lookup has ended
         assert b.link.owners[GID] == "a"
         second = outgoing(b, 2)

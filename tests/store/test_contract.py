@@ -208,3 +208,8 @@ async def test_recent_checks_without_recording(store: Store) -> None:
     assert not await store.seen("k", now)
     assert await store.recent("k", now + 1)
     assert not await store.recent("other", now + 1)
+
+
+async def test_the_marker_is_made_once_and_kept(store: Store) -> None:
+    first = await store.marker()
+    assert first and await store.marker() == first

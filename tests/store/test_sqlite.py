@@ -133,3 +133,19 @@ async def test_a_database_from_before_join_history_gets_the_column(tmp_path: Pat
         assert (await store.load_group("old-room")).join_history is False  # type: ignore[union-attr]
     finally:
         await store.close()
+
+
+async def test_the_marker_is_kept_with_the_file(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path)
+    first = await store.marker()
+    await store.close()
+    again = await SqliteStore.open(tmp_path)
+    try:
+        assert await again.marker() == first
+    finally:
+        await again.close()
+    other = await SqliteStore.open(tmp_path / "elsewhere")
+    try:
+        assert await other.marker() != first  # another file, another store
+    finally:
+        await other.close()

@@ -429,6 +429,9 @@ class RedisBroker:
         On a cluster the targets' masters are asked at once, so that a slow one
         holds up no other; ``BrokerError.failed`` names the targets not sent."""
         if self._controls is None:
+            if len(sends) == 1:  # the usual bundle: one target, no task for it
+                await self._spublish_control(*sends[0])
+                return
             results = await asyncio.gather(
                 *(self._spublish_control(t, data) for t, data in sends), return_exceptions=True)
             failed = [(t, r) for (t, _), r in zip(sends, results, strict=True)

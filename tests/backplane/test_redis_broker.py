@@ -240,7 +240,7 @@ async def test_a_slow_master_fails_its_own_controls_only(redis_cluster: RedisClu
             brokers.append(broker)
         paused = next(m for m in redis_cluster.masters if m.port == slow)
         with paused.client() as r:
-            r.execute_command("CLIENT", "PAUSE", "3000", "ALL")  # longer than a command may take
+            r.execute_command("CLIENT", "PAUSE", "4000", "ALL")  # twice a command's timeout
         with pytest.raises(BrokerError) as err:
             await a.control_many({slow_name: [Destroy("x")], fast_name: [Destroy("y")]})
         assert err.value.failed == frozenset({slow_name})

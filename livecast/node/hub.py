@@ -52,8 +52,8 @@ class LocalRoom:
     """A room as this process sees it: its members here, their tips, and the
     frames still on their way to them."""
 
-    __slots__ = ("fanq", "group_id", "joins", "members", "merged_joins", "merged_quits",
-                 "online_sent", "quits")
+    __slots__ = ("fanq", "group_id", "joined", "joins", "members", "merged_joins",
+                 "merged_quits", "online_sent", "quits")
 
     def __init__(self, group_id: str, tip_cap: int) -> None:
         self.group_id = group_id
@@ -64,6 +64,7 @@ class LocalRoom:
         self.merged_quits = TipBuffer(tip_cap)
         self.online_sent = 0  # the online count last pushed in an ``online`` tip
         self.fanq: deque[FanJob] = deque()  # chunked fan-out in progress (big rooms)
+        self.joined = 0  # members added so far: a waiting job's list is still whole
 
     def encode(self, op: str, key: str, items: list[Any]) -> bytes:
         return orjson.dumps({"op": op, "groupId": self.group_id, key: items})
@@ -180,6 +181,7 @@ class LocalHub:
         if conn in room.members:
             return False
         room.members[conn] = None
+        room.joined += 1
         conn.rooms.add(group_id)
         user = conn.user if conn.logged_in else ""
         room.joins.add(user)
@@ -315,27 +317,32 @@ class LocalHub:
         if not room.fanq and len(room.members) <= self.settings.fanout_chunk:
             self._write(room.members, full, lite)
             return
-        if len(room.fanq) > 1:  # one job runs, one waits: the waiting one carries this too
-            room.fanq[-1].absorb(full, lite)
+        # The members a frame goes to are those of now, when its batch is
+        # published (and in the history): one who joins later has the batch in
+        # its join reply, and must not get it again from a job that starts
+        # later.  A waiting job carries this frame too only if nobody joined
+        # since its list was taken (else the joiner would miss this one).
+        fanq = room.fanq
+        if len(fanq) > 1 and fanq[-1].joined == room.joined:
+            fanq[-1].absorb(full, lite)
             return
-        room.fanq.append(FanJob(full, lite))
-        if len(room.fanq) == 1:
+        fanq.append(FanJob(full, lite, list(room.members), room.joined, fresh=not fanq))
+        if len(fanq) == 1:
             self._fan_step(room)
 
     def _fan_step(self, room: LocalRoom) -> None:
         job = room.fanq[0]
         chunk = self.settings.fanout_chunk
         try:
-            if job.members is None:
-                job.members = list(room.members)
+            if job.pos == 0 and job.fresh:  # taken just now: nobody has left since
                 part = job.members[:chunk]
-            else:  # a later chunk: skip members who left since the snapshot
+            else:  # skip members who left since the list was taken
                 members = room.members
                 part = [c for c in job.members[job.pos:job.pos + chunk] if c in members]
             job.pos += chunk
             self._write(part, job.full, job.lite)
         finally:  # whatever happened, the room's queue moves on
-            if job.members is None or job.pos >= len(job.members):
+            if job.pos >= len(job.members):
                 room.fanq.popleft()
             if room.fanq and self.rooms.get(room.group_id) is room:
                 asyncio.get_running_loop().call_soon(self._fan_step, room)

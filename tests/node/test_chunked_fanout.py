@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from livecast.client import Client, text
 from tests.conftest import LiveFactory
 
@@ -51,7 +53,7 @@ async def test_a_chunked_fanout_is_in_progress_between_loop_iterations(
 def test_a_waiting_job_absorbs_later_frames_in_order() -> None:
     from livecast.node.fanout import FanJob
 
-    job = FanJob(b"A", None)
+    job = FanJob(b"A", None, [])
     job.absorb(b"B", None)
     assert (job.full, job.lite) == (b"AB", None)
     job.absorb(b"C", b"c")
@@ -72,3 +74,30 @@ async def test_destroying_a_big_room_tells_every_member(live_factory: LiveFactor
             push = await m.next_push()
             ops.append(push["op"] if push["op"] != "tips" else push["tips"][0]["type"])
         assert ops[-2:] == ["destroyed", "kicked"]
+
+
+async def test_a_joiner_never_gets_a_batch_of_its_join_reply_again(
+        live_factory: LiveFactory) -> None:
+    from livecast.core.scheduler import Priority
+    from livecast.node.room import Outgoing
+
+    live = await live_factory(fanout_chunk=1)
+    gid = await live.room()
+    for i in range(3):
+        await live.client(f"m{i}", join=gid)
+    late = await live.client("late")
+    owner, room = live.node.room(gid), live.node.hub.rooms[gid]
+
+    def publish(what: str) -> None:
+        live.node.submit(gid, Outgoing("m0", "", "", Priority.NORMAL, 0, text(what), ""))
+        owner.dispatch()
+
+    publish("one")
+    publish("two")  # its frame waits behind the first one's, chunk by chunk
+    assert len(room.fanq) == 2
+    conn = next(iter(live.node.hub.sessions["late"]))
+    reply = live.node.join(conn, gid, {"groupId": gid, "history": 20})
+    history = orjson.loads(orjson.dumps(reply["msgs"]))  # the kept batches, as sent
+    assert reply["lastSeq"] == 2 and [m["seq"] for m in history] == [1, 2]
+    publish("three")
+    assert await seqs_until(late, 3) == [3]  # 2 was in the reply: not pushed again

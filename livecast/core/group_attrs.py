@@ -192,12 +192,17 @@ class GroupAttrs:
         self.seq += 1
         return AttrChange(dict(result), self.seq)
 
-    def member_write(self, seq: int, now: float) -> None:
-        """Admit a member's write: the compare-and-set check (10056), then the
-        group's member-write budget (10049). Call before the write itself."""
+    def check_seq(self, seq: int) -> None:
+        """The compare-and-set check: a write made at ``seq`` must find the
+        attributes still at it (10056)."""
         if seq != self.seq:
             raise LivecastError(STALE_WRITE, f"stale write: the attributes are at attrSeq "
                                              f"{self.seq}, not {seq}; read them again")
+
+    def member_write(self, seq: int, now: float) -> None:
+        """Admit a member's write: the compare-and-set check (10056), then the
+        group's member-write budget (10049). Call before the write itself."""
+        self.check_seq(seq)
         if self._writes is None:
             self._writes = TokenBucket(MEMBER_WRITES_PER_S, MEMBER_WRITES_PER_S, now)
         if not self._writes.try_take(now):

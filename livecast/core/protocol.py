@@ -319,14 +319,33 @@ def _lone_surrogate(data: str | bytes) -> FrameError | None:
     """A frame that is JSON but for a lone surrogate escape (``"\\ud800"``, which
     no UTF-8 text can hold): refused with its id, like any invalid field.
     The standard library's parser reads such escapes; orjson refuses them."""
-    try:
-        frame = json.loads(data)
-    except (ValueError, RecursionError):
+    try:  # NaN, Infinity or 1e400 are no JSON either: the standard parser
+        frame = json.loads(data, parse_constant=_no_constant)  # takes them
+    except (ValueError, RecursionError, OverflowError):
         return None
+    if not _holds_lone_surrogate(frame):
+        return None  # refused by orjson for another reason (1e400): not valid JSON
     rid = frame.get("id") if isinstance(frame, dict) else None
     known = _valid_id(rid) and rid is not None and _unicode(rid)  # answerable as it came
     return FrameError(Code.BAD_PARAMETER, "a string holds a lone surrogate escape (\\ud800 to "
                       "\\udfff): not valid Unicode", rid if known else None, not known)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _holds_lone_surrogate(v: object, depth: int = 0) -> bool:
+    if isinstance(v, str):
+        return not _unicode(v)
+    if depth > 64:
+        return False
+    if isinstance(v, dict):
+        return any(_holds_lone_surrogate(k, depth + 1) or _holds_lone_surrogate(x, depth + 1)
+                   for k, x in v.items())
+    if isinstance(v, list):
+        return any(_holds_lone_surrogate(x, depth + 1) for x in v)
+    return False
 
 
 def _unicode(v: object) -> bool:

@@ -469,8 +469,12 @@ class Node:
                                is_admin=self.settings.is_admin(conn.user))
         if refusal is not None:
             raise LivecastError(*refusal)
-        room.group.attrs.member_write(seq, now)
-        return await self.write_attrs(group_id, write)
+        room.group.attrs.member_write(seq, now)  # a stale or flooding write goes at once
+
+        def checked(attrs: GroupAttrs) -> AttrChange | None:
+            attrs.check_seq(seq)  # again under the room's lock: another write may be first
+            return write(attrs)
+        return await self.write_attrs(group_id, checked)
 
     # ----------------------------------------------------------- members
     def attach(self, conn: Connection) -> None:
@@ -530,7 +534,7 @@ class Node:
         self.hub.add_member(conn, group_id)
         group = room.group
         answer = {"group": group.profile(), "counters": group.counter_list(),
-                  "onlineMemberNum": self.hub.online(group_id), "epoch": self.epoch,
+                  "onlineMemberNum": self.online(group_id), "epoch": self.epoch,
                   "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
         if args is not None:
             answer.update(self._history_answer(room, args))

@@ -458,3 +458,14 @@ def test_a_lone_surrogate_is_an_invalid_field_answered_with_its_id(field: str) -
 def test_a_lone_surrogate_without_a_usable_id_is_a_violation() -> None:
     err = parse_frame(b'{"op":"send","id":[1],"msgBody":"\\udfff"}')
     assert isinstance(err, FrameError) and err.id is None and err.violation
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"op":"ping","id":1,"x":NaN}', b'{"op":"nope","id":1,"x":Infinity}',
+    b'{"op":"ping","id":1,"x":-Infinity}', b'{"op":"ping","id":1,"x":1e400}',
+])
+def test_what_only_a_lenient_parser_reads_is_not_json(frame: bytes) -> None:
+    err = parse_frame(frame)  # a violation (counted toward 4009), not a bad field
+    assert isinstance(err, FrameError)
+    assert (err.code, err.id, err.violation) == (Code.BAD_PARAMETER, None, True)
+    assert err.info == "frame is not valid JSON"

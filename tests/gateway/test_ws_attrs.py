@@ -4,11 +4,15 @@ member, and member writes under LIVECAST_MEMBER_ATTRS with compare-and-set."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from livecast.errors import LivecastError
 from livecast.node.node import Node
+from livecast.store.sqlite import SqliteStore
 from tests.admin.conftest import ManualClock
 from tests.admin.test_attrs import attr_tip
 from tests.conftest import Live, LiveFactory, base_settings, start_live
@@ -141,3 +145,26 @@ async def test_member_writes_share_five_a_second_per_group(clocked_members: Live
     r = await alice.request("setGroupAttributes", groupId=gid, attrSeq=seq + 1,
                             groupAttributes={"n": "later"})
     assert r["code"] == 0, r
+
+
+async def test_two_writes_at_one_attr_seq_one_wins_on_a_real_store(tmp_path: Path) -> None:
+    settings = base_settings(member_attrs=True)
+    live = await start_live(settings, Node(settings, store=await SqliteStore.open(tmp_path)))
+    try:
+        gid = await live.room("r1")
+        for user in ("alice", "bob"):
+            await live.client(user, join=gid)
+        hub, node = live.node.hub, live.node
+        writes = [node.member_write_attrs(next(iter(hub.sessions[user])), gid, 0,
+                                          lambda a, u=user: a.modify([("pinned", u)]))
+                  for user in ("alice", "bob")]
+        # the first holds the room's lock while its store write is on a thread
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert not isinstance(results[0], BaseException)
+        assert isinstance(results[1], LivecastError) and results[1].code == 10056
+        assert (node.room(gid).group.attrs.values, node.room(gid).group.attrs.seq) == (
+            {"pinned": "alice"}, 1)
+    finally:
+        for c in live.clients:
+            await c.close()
+        await live.server.close()

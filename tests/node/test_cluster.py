@@ -84,7 +84,11 @@ async def test_one_room_one_seq_stream_across_three_processes(cluster: list[Serv
     assert seqs == list(range(seqs[0], seqs[0] + 6))  # contiguous
     # the online count sums the three processes (5 members), on any of them
     await until(lambda: _online_is(b, 5), "online counts summed over processes")
-    for x in members + senders:
+    await until(lambda: _online_is(c, 5), "the same count on c")
+    late, code = await c.client("late")
+    assert code == 0
+    assert (await late.join(GID))["onlineMemberNum"] == 6  # the join reply's too
+    for x in members + senders + [late]:
         await x.close()
 
 

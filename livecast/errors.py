@@ -68,6 +68,7 @@ class Code(IntEnum):
     SIG_SDKAPPID_MISMATCH = 70014
     AUTH_LOCKED = 70050  # too many failed REST authentications from this IP: retry later
     LOGIN_RATE_LIMIT = 70399  # too many logins (per IP or on the node): retry later
+    BATCH_SIZE = 70206  # im_open_login_svc: a batch over its size (Tencent's "bad batch size")
     # per-service "invalid parameter" of REST services other than groups
     LOGIN_BAD_PARAMETER = 70402     # im_open_login_svc
     PROFILE_BAD_PARAMETER = 40001   # profile

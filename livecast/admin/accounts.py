@@ -28,7 +28,7 @@ from typing import Any
 from livecast.admin.table import Body, Call, array, command, strings, user
 from livecast.core.group_fields import bad, check_text, check_user
 from livecast.core.protocol import MAX_AVATAR_BYTES, MAX_NICK_BYTES
-from livecast.errors import LivecastError
+from livecast.errors import Code, LivecastError
 
 LOGIN = "im_open_login_svc"
 PROFILE = "profile"
@@ -75,7 +75,8 @@ async def multiaccount_import(call: Call, body: Body) -> Body:
     listed in ``FailAccounts`` and the others are imported.
     """
     new = "AccountList" in body or "Accounts" not in body
-    items = array(body, "AccountList" if new else "Accounts", most=MAX_IMPORT)
+    items = array(body, "AccountList" if new else "Accounts", most=MAX_IMPORT,
+                  too_many=Code.BATCH_SIZE)
     plans: list[tuple[str, Profile]] = []
     failed: list[str] = []
     for item in items:

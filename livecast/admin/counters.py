@@ -16,10 +16,14 @@ SVC = "group_open_http_svc"
 
 
 def _keys(body: Body) -> list[str] | None:
-    """``GroupCounterKeys``: absent means every key."""
+    """``GroupCounterKeys``: absent means every key; null is a wrong type (it
+    does not mean every key: a delete of them all is asked for by leaving it out)."""
     if "GroupCounterKeys" not in body:
         return None
-    return parse_counter_keys(required(body, "GroupCounterKeys"))
+    keys = body["GroupCounterKeys"]
+    if keys is None:
+        raise bad("GroupCounterKeys must be an array of strings, not null")
+    return parse_counter_keys(keys)
 
 
 @command(SVC, "get_group_counter")

@@ -123,23 +123,17 @@ def _check_controls(body: Body) -> None:
 DUPLICATE = "Duplicate"  # MsgDropReason of a repeat whose first answer was lost in a restart
 
 
-async def _seen_before(node: Node, key: SendKey, now: float) -> bool:
-    """Whether an admitted send had this (group, sender, Random) within 5
-    minutes: the memory table answers repeats within one run, the store
-    across restarts.  A failing store does not stop sends: the check is then
-    skipped."""
+async def _claimed_before(node: Node, key: SendKey, now: float) -> bool:
+    """Whether this (group, sender, Random) was claimed within 5 minutes by a
+    send made before a restart or on another process, else claim it now: one
+    atomic step in the store (``Store.seen``), so that of two concurrent
+    repeats exactly one goes on.  The memory table answers repeats within one
+    run.  A failing store does not stop sends: the check is then skipped."""
     try:
-        return await node.store.recent(_dedup_key(key), now)
+        return await node.store.seen(_dedup_key(key), now)
     except StoreError as err:
         log.warning("Random de-duplication skipped: %s", err)
         return False
-
-
-async def _remember(node: Node, key: SendKey, now: float) -> None:
-    try:
-        await node.store.seen(_dedup_key(key), now)
-    except StoreError as err:
-        log.warning("Random de-duplication not stored: %s", err)
 
 
 def _dedup_key(key: SendKey) -> str:
@@ -172,19 +166,20 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     except LivecastError:
         node.rest_waiters.pop(waiter, None)
         raise
-    if await _seen_before(node, key, now):  # a repeat of a send made before a restart
+    call.state.sends.record(key, answer, now)  # before any await: a repeat waits on it
+    if await _claimed_before(node, key, now):  # before a restart, or on another process
         node.rest_waiters.pop(waiter, None)
-        return {"MsgSeq": 0, "MsgTime": int(now), "MsgDropReason": DUPLICATE}
-    call.state.sends.record(key, answer, now)
+        duplicate = {"MsgSeq": 0, "MsgTime": int(now), "MsgDropReason": DUPLICATE}
+        answer.set_result(duplicate)  # the repeats waiting here get it too
+        return duplicate
     try:
         await node.send(room.group_id, msg)
     except LivecastError as err:
-        call.state.sends.forget(key)
+        await _forget(node, call, key)  # refused: not remembered
         node.rest_waiters.pop(waiter, None)
         answer.set_exception(err)
         answer.exception()  # retrieved here: waiters (repeats) re-raise it themselves
         raise
-    await _remember(node, key, now)  # admitted: a repeat after a restart is not delivered
     try:
         return await asyncio.shield(answer)
     except LivecastError as err:  # failed after admission: the client is told so

@@ -61,12 +61,15 @@ async def test_multiaccount_import_both_shapes(live: Live) -> None:
 
 async def test_a_malformed_multiaccount_import_imports_nothing(live: Live) -> None:
     for body in ({}, {"Accounts": "a"}, {"Accounts": []}, {"Accounts": ["a", 5]},
-                 {"Accounts": [f"u{i}" for i in range(101)]},
                  {"AccountList": [{"UserID": "e", "Nick": "E"}, "f"]},
                  {"AccountList": [{"UserID": "e", "Nick": "E"}, {"Nick": "F"}]},
                  {"AccountList": [{"UserID": "e", "Nick": "E"}, {"UserID": "f", "Nick": 1}]}):
         fails(await rest(live, LOGIN, "multiaccount_import", body), 70402)
+    for key in ("Accounts", "AccountList"):  # over 100: Tencent's "bad batch size"
+        many = [f"u{i}" if key == "Accounts" else {"UserID": f"u{i}"} for i in range(101)]
+        fails(await rest(live, LOGIN, "multiaccount_import", {key: many}), 70206)
     assert await portrait(live, "e", NICK) == [{"Tag": NICK, "Value": ""}]
+    assert await portrait(live, "u0", NICK) == [{"Tag": NICK, "Value": ""}]
 
 
 # ------------------------------------------------------------ kick

@@ -88,5 +88,7 @@ async def test_bad_counter_requests_change_nothing(live: Live) -> None:
     for name in ("get_group_counter", "delete_group_counter"):
         fails(await call(live, name, {"GroupId": gid, "GroupCounterKeys": "like"}), 10004)
         fails(await call(live, name, {"GroupId": gid, "GroupCounterKeys": [""]}), 10004)
+        # null is a wrong type, not "every key" (left out, it is)
+        fails(await call(live, name, {"GroupId": gid, "GroupCounterKeys": None}), 10004)
         fails(await call(live, name, {"GroupId": "nope"}), 10010)
     assert await counters(live, gid) == [{"Key": "like", "Value": INT64_MAX}]

@@ -5,12 +5,15 @@ real WebSocket members receiving what is sent."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from livecast.client import Client, custom, text
 from livecast.gateway.keys import ADMIN
+from livecast.node.node import Node
+from livecast.store.sqlite import SqliteStore
 from tests.admin.conftest import ManualClock, fails, ok, rest, until
-from tests.conftest import Live
+from tests.conftest import Live, base_settings, start_live
 
 G = "group_open_http_svc"
 
@@ -133,6 +136,23 @@ async def test_a_send_that_fails_after_admission_may_be_retried_with_its_random(
     assert ok(await send(live, gid, "again", random=5))["MsgSeq"] > 0  # not "Duplicate"
     texts = [m["msgBody"][0]["MsgContent"]["Text"] for m in await messages_until(alice, "again")]
     assert texts == ["again"]
+
+
+async def test_concurrent_repeats_on_a_real_store_are_delivered_once(tmp_path: Path) -> None:
+    settings = base_settings()
+    live = await start_live(settings, Node(settings, store=await SqliteStore.open(tmp_path)))
+    try:
+        gid = await live.room("r1")
+        alice = await live.client("alice", join=gid)
+        answers = await asyncio.gather(*(send(live, gid, "once?", random=11) for _ in range(4)))
+        assert answers[0]["MsgSeq"] > 0 and all(a == answers[0] for a in answers)
+        ok(await send(live, gid, "marker", random=12))
+        got = await messages_until(alice, "marker")
+        assert [m["msgBody"][0]["MsgContent"]["Text"] for m in got] == ["once?", "marker"]
+    finally:
+        for c in live.clients:
+            await c.close()
+        await live.server.close()
 
 
 async def test_a_refused_send_does_not_consume_its_random(live: Live) -> None:

@@ -238,14 +238,16 @@ def _envelope(status: int, data: bytes) -> tuple[int, str, dict[str, Any]] | Fai
     if status != 200:
         return Failure(f"HTTP {status}")
     try:
-        obj = orjson.loads(data)
+        obj = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))  # a BOM some stacks write
     except orjson.JSONDecodeError:
         return Failure("reply is not JSON")
     if not isinstance(obj, dict):
         return Failure("reply is not a JSON object")
-    code, info = obj.get("ErrorCode"), obj.get("ErrorInfo", "")
+    code, info = obj.get("ErrorCode"), obj.get("ErrorInfo")
     if not isinstance(code, int) or isinstance(code, bool):
         return Failure("ErrorCode is not an integer")
+    if info is None:  # absent, or null (a serializer's default for an unset field)
+        info = ""
     if not isinstance(info, str):
         return Failure("ErrorInfo is not a string")
     return code, info, obj

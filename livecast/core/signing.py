@@ -22,6 +22,9 @@ SIGNATURE_HEADER = "X-Livecast-Signature"
 DEFAULT_WINDOW = 300.0
 
 
+MAX_TIME_DIGITS = 16  # a unix time in seconds has 10; longer is no time (and slow to int())
+
+
 def tencent_sign(token: str, request_time: int) -> str:
     return hashlib.sha256(f"{token}{request_time}".encode()).hexdigest()
 
@@ -29,12 +32,13 @@ def tencent_sign(token: str, request_time: int) -> str:
 def tencent_sign_ok(token: str, sign: str, request_time: str, now: float,
                     window: float | None = None) -> bool:
     """Check a callback's ``Sign``/``RequestTime``; ``window`` bounds clock skew (optional)."""
-    if not (request_time.isascii() and request_time.isdigit()):  # no sign, space, "_", "²"
+    if not (request_time.isascii() and request_time.isdigit()  # no sign, space, "_", "²"
+            and len(request_time) <= MAX_TIME_DIGITS):
         return False
     t = int(request_time)
     if window is not None and abs(now - t) > window:
         return False
-    return hmac.compare_digest(tencent_sign(token, t), sign.lower())
+    return hmac.compare_digest(tencent_sign(token, t).encode(), sign.lower().encode())
 
 
 def body_mac(key: str, timestamp: int, body: bytes) -> str:
@@ -55,11 +59,12 @@ def body_signature_ok(keys: Sequence[str], header: str, body: bytes, now: float,
     macs: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isascii() and value.isdigit():  # "²".isdigit() too
+        if (name == "t" and value.isascii() and value.isdigit()  # "²".isdigit() too
+                and len(value) <= MAX_TIME_DIGITS):
             timestamp = int(value)
         elif name == "v1":
             macs.append(value)
     if timestamp is None or abs(now - timestamp) > window:
         return False
     expected = [body_mac(k, timestamp, body) for k in keys]
-    return any(hmac.compare_digest(e, m) for e in expected for m in macs)
+    return any(hmac.compare_digest(e.encode(), m.encode()) for e in expected for m in macs)

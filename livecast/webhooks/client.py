@@ -17,8 +17,11 @@ rooms' webhooks):
   ``callback_breaker`` consecutive failures: while open, before-* calls get
   the failure verdict at once and after-events are dropped, both counted in
   ``livecast_callbacks_dropped_total``; one probe per cooldown tests the
-  backend again.  The breaker counts a timeout, a transport error or an HTTP
-  status >= 500 as a failure; any other HTTP answer shows the backend alive;
+  backend again.  Before-* calls and after-events have a breaker each: a
+  backend slow to answer after-events (whose replies are ignored) opens no
+  breaker the before-* verdicts depend on.  A breaker counts a timeout, a
+  transport error or an HTTP status >= 500 as a failure; any other HTTP
+  answer shows the backend alive;
 - metrics: ``sent`` counts calls that passed the breaker (attempted);
   ``failed`` counts sent calls that failed (after-events: transport, timeout
   or a non-200 status; before-*: also an unusable reply); ``timeout`` is the
@@ -78,6 +81,7 @@ class _Job:
     data: bytes  # the body, encoded once
     client_ip: str
     platform: str
+    after: bool = False  # an after-event: its own breaker (a slow one blocks no verdict)
 
 
 class WebhookMetrics:
@@ -117,6 +121,11 @@ class Webhooks:
         self.enabled = bool(settings.callback_url)
         self.clock = clock
         self.breaker = Breaker(settings.callback_breaker, settings.callback_breaker_cooldown)
+        # after-events count on a breaker of their own: a backend slow to
+        # answer them (Tencent ignores those replies) opens no breaker the
+        # before-* verdicts depend on
+        self.after_breaker = Breaker(settings.callback_breaker,
+                                     settings.callback_breaker_cooldown)
         self.probe: asyncio.Task[None] | None = None  # a before-* probe in flight
         self.metrics = WebhookMetrics(registry)
         self._url = URL(settings.callback_url)
@@ -203,11 +212,12 @@ class Webhooks:
         if not self.enabled:
             return
         command = body["CallbackCommand"]
-        if self._closing or self.breaker.blocked(self.clock()):
+        if self._closing or self.after_breaker.blocked(self.clock()):
             self.metrics.dropped.labels(command).inc()
             return
         try:
-            self._queue.put_nowait(_Job(command, orjson.dumps(body), client_ip, platform))
+            self._queue.put_nowait(_Job(command, orjson.dumps(body), client_ip, platform,
+                                        after=True))
         except asyncio.QueueFull:
             self.metrics.dropped.labels(command).inc()
 
@@ -301,12 +311,13 @@ class Webhooks:
         return await self._send(job)
 
     def _allowed(self, job: _Job) -> bool:
-        """May ``job`` go out now (the breaker's decision, counted when not)?"""
-        before = self.breaker.state
-        if self._session is None or not self.breaker.allow(self.clock()):
+        """May ``job`` go out now (its breaker's decision, counted when not)?"""
+        breaker = self.after_breaker if job.after else self.breaker
+        before = breaker.state
+        if self._session is None or not breaker.allow(self.clock()):
             self.metrics.dropped.labels(job.command).inc()
             return False
-        self._note_breaker(before)
+        self._note_breaker(breaker, before)
         return True
 
     async def _send(self, job: _Job) -> Raw | Failure:
@@ -316,10 +327,11 @@ class Webhooks:
         started = loop.time()
         result = await self._exchange(self._session, job)
         self.metrics.seconds.labels(job.command).observe(loop.time() - started)
-        before = self.breaker.state
+        breaker = self.after_breaker if job.after else self.breaker
+        before = breaker.state
         alive = not isinstance(result, Failure) and result[0] < 500
-        self.breaker.record(alive, self.clock())
-        self._note_breaker(before)
+        breaker.record(alive, self.clock())
+        self._note_breaker(breaker, before)
         return result
 
     async def _exchange(self, session: aiohttp.ClientSession, job: _Job) -> Raw | Failure:
@@ -344,14 +356,16 @@ class Webhooks:
                 raise
             return Failure("closed")  # close() ran while this call waited for a slot
 
-    def _note_breaker(self, before: BreakerState) -> None:
-        state = self.breaker.state
-        self.metrics.breaker.set(int(state))
+    def _note_breaker(self, breaker: Breaker, before: BreakerState) -> None:
+        state = breaker.state
+        which = "after-event" if breaker is self.after_breaker else "before-*"
+        if breaker is self.breaker:
+            self.metrics.breaker.set(int(state))
         if state is BreakerState.OPEN and before is BreakerState.CLOSED:
-            log.warning("webhooks: circuit breaker open after %d failures; retry in %gs",
-                        self.breaker.threshold, self.breaker.cooldown)
+            log.warning("webhooks: %s circuit breaker open after %d failures; retry in %gs",
+                        which, breaker.threshold, breaker.cooldown)
         elif state is BreakerState.CLOSED and before is not BreakerState.CLOSED:
-            log.info("webhooks: circuit breaker closed, the backend answers again")
+            log.info("webhooks: %s circuit breaker closed, the backend answers again", which)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:

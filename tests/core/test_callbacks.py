@@ -153,6 +153,8 @@ def test_query_with_token_carries_the_tencent_vector() -> None:
     (reply(2), cb.DROP),
     (reply(10100, ErrorInfo="level too low"), Verdict(Action.REJECT, 10100, "level too low")),
     (reply(10200), Verdict(Action.REJECT, 10200, "")),
+    (reply(1, ErrorInfo=None), Verdict(Action.REJECT, 10016, "rejected by the app backend")),
+    ((200, b"\xef\xbb\xbf" + reply(1, ErrorInfo="bom")[1]), Verdict(Action.REJECT, 10016, "bom")),
 ])
 def test_before_send_verdicts(raw: tuple[int, bytes], expected: Verdict) -> None:
     assert cb.parse_before_send(*raw, sent()) == expected

@@ -56,3 +56,11 @@ def test_no_header_value_raises(value: str) -> None:
 def test_superscript_digits_are_refused() -> None:
     assert not body_signature_ok(["k"], "t=²,v1=00", b"", now=2)
     assert not tencent_sign_ok("tok", tencent_sign("tok", 2), "²", now=2)
+
+
+def test_a_hostile_sign_or_time_is_refused_never_raised() -> None:
+    good = tencent_sign("tok", 1000)
+    assert not tencent_sign_ok("tok", "é" * 64, "1000", now=1000)  # compare_digest raised
+    assert not tencent_sign_ok("tok", good, "1" * 5000, now=1000)  # int() raised past 4,300
+    assert not body_signature_ok(["k"], "t=1000,v1=" + "é" * 64, b"", now=1000)
+    assert not body_signature_ok(["k"], "t=" + "1" * 5000 + ",v1=00", b"", now=1000)

@@ -375,9 +375,31 @@ async def test_a_dead_backend_costs_no_call_once_open(rig: RigFactory, dead_url:
     assert (r.sent(cb.BEFORE_JOIN), r.failed(cb.BEFORE_JOIN)) == (3, 3)
     assert r.timeouts(cb.BEFORE_JOIN) == 0  # refused at once, not timed out
     assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == FAIL_OPEN
-    r.hooks.post(cb.after_join("live-1", ["alice"], T0))
     assert r.sent() == 0 and r.dropped() == 1
-    assert r.sent(cb.AFTER_JOIN) == 0 and r.dropped(cb.AFTER_JOIN) == 1
+    # after-events have a breaker of their own: tried until it opens too
+    for i in range(3):
+        r.hooks.post(cb.after_join("live-1", [f"u{i}"], T0))
+        await r.hooks._queue.join()
+    assert r.hooks.after_breaker.state is BreakerState.OPEN
+    r.hooks.post(cb.after_join("live-1", ["late"], T0))
+    assert r.sent(cb.AFTER_JOIN) == 3 and r.dropped(cb.AFTER_JOIN) == 1
+
+
+async def test_slow_after_events_leave_the_verdicts_alone(rig: RigFactory,
+                                                         backend: Backend) -> None:
+    """A backend slow only to answer after-events (Tencent ignores those
+    replies): their timeouts open their own breaker, never the one the
+    before-send verdicts depend on."""
+    r = await rig(callback_timeout=0.05, callback_breaker=2)
+    backend.answer = backend.hang()
+    for i in range(4):
+        r.hooks.post(cb.after_join("live-1", [f"u{i}"], T0))
+        await r.hooks._queue.join()
+    assert r.hooks.after_breaker.state is BreakerState.OPEN and r.timeouts(cb.AFTER_JOIN) == 2
+    backend.answer = ok(1)
+    verdict = await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB)
+    assert verdict.code == 10016 and not verdict.failed  # the backend's own verdict
+    assert r.breaker() == BreakerState.CLOSED
 
 
 async def test_breaker_probes_after_the_cooldown_and_closes(rig: RigFactory,

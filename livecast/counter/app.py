@@ -125,11 +125,25 @@ class Counter:
         if found is None:
             return 0
         like, key = found
-        if not await durable.count(key, like.group_id, like.count):
+        fresh, counted = await durable.count(key, like.group_id, like.count)
+        if not fresh:
             self.stats.duplicates += 1
+            self._catch_up(like.group_id, counted)
             return 0
         self.recent.first(key)
-        return self.count(like)
+        added = self.count(like)
+        self._catch_up(like.group_id, counted)
+        return added
+
+    def _catch_up(self, group_id: str, counted: int) -> None:
+        """Redis holds more likes for the room than memory: one was counted
+        there while its reply was lost (the replay found it seen), or a room
+        forgotten here was not forgotten there.  Redis is the count (one
+        counter per app: docs/counter.md); memory takes the difference."""
+        behind = counted - self.tally.counted(group_id)
+        if behind > 0:
+            self.tally.add(group_id, behind, self.clock())
+            self._nudge()
 
     def _like_of(self, command: str, raw: bytes) -> tuple[Like, str] | None:
         self.stats.callbacks += 1

@@ -34,9 +34,9 @@ SEEN_TTL = 7 * 86400  # a resent callback is recognised for a week
 
 _COUNT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then
-  return redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+  return {1, redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])}
 end
-return -1
+return {0, tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')}
 """
 _FORGET = """
 local c = redis.call('HGET', KEYS[1], ARGV[1])
@@ -77,11 +77,12 @@ class DurableTally:
         except (RedisError, OSError) as exc:
             raise DurableError(type(exc).__name__) from None
 
-    async def count(self, key: str, group_id: str, likes: int) -> bool:
-        """Count ``likes`` once for ``key``: True when counted now, False when seen."""
-        got = await self._do(self._count(keys=[self._seen + key, self._counted],
-                                         args=[group_id, likes, SEEN_TTL]))
-        return int(got) >= 0
+    async def count(self, key: str, group_id: str, likes: int) -> tuple[bool, int]:
+        """Count ``likes`` once for ``key``: (True when counted now, False when
+        seen before; the room's counted likes in Redis after it)."""
+        fresh, counted = await self._do(self._count(keys=[self._seen + key, self._counted],
+                                                    args=[group_id, likes, SEEN_TTL]))
+        return bool(int(fresh)), int(counted)
 
     async def set_base(self, group_id: str, value: int) -> int:
         """Record the room's base unless one is recorded; returns the recorded one."""

@@ -29,10 +29,10 @@ async def durable(redis_server: RedisServer) -> DurableTally:
 
 async def test_a_key_is_counted_once_and_read_back(durable: DurableTally) -> None:
     try:
-        assert await durable.count("k1", "g1", 3)
-        assert not await durable.count("k1", "g1", 3)  # resent: not counted again
-        assert await durable.count("k2", "g1", 1)
-        assert await durable.count("k3", "g2", 5)
+        assert await durable.count("k1", "g1", 3) == (True, 3)
+        assert await durable.count("k1", "g1", 3) == (False, 3)  # resent: not counted again
+        assert await durable.count("k2", "g1", 1) == (True, 4)
+        assert await durable.count("k3", "g2", 5) == (True, 5)
         assert await durable.set_base("g1", 40) == 40
         assert await durable.set_base("g1", 99) == 40  # set once
         assert await durable.load() == {"g1": (4, 40), "g2": (5, None)}
@@ -63,6 +63,30 @@ async def test_a_restarted_counter_restores_and_dedups(redis_server: RedisServer
         assert second.stats.duplicates == 1
     finally:
         await second.durable.close()
+
+
+async def test_a_like_counted_in_redis_whose_reply_was_lost_is_counted_here(
+        redis_server: RedisServer) -> None:
+    redis_server.flush()
+    counter = Counter(CounterSettings(redis_url=redis_server.url), clock=lambda: 100.0,
+                      rand=lambda: 0.5)
+    counter.durable = DurableTally.open(redis_server.url)
+    try:
+        raw = orjson.dumps(like_body("g1", 7))
+        found = counter._like_of("Group.CallbackBeforeSendMsg", raw)
+        assert found is not None
+        like, key = found
+        # the script ran in Redis, its reply never came back: the callback got
+        # 503 and comes again, replayed
+        assert await counter.durable.count(key, like.group_id, like.count) == (True, 7)
+        assert counter.tally.counted("g1") == 0
+        assert await counter.receive_durable("Group.CallbackBeforeSendMsg", raw) == 0
+        assert counter.stats.duplicates == 1
+        assert counter.tally.counted("g1") == 7  # counted once, here too
+        assert await counter.receive_durable("Group.CallbackBeforeSendMsg", raw) == 0
+        assert counter.tally.counted("g1") == 7  # and never twice
+    finally:
+        await counter.durable.close()
 
 
 async def test_redis_down_is_an_error_not_a_count() -> None:

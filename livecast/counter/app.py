@@ -131,15 +131,15 @@ class Counter:
             self._catch_up(like.group_id, counted)
             return 0
         self.recent.first(key)
-        added = self.count(like)
-        self._catch_up(like.group_id, counted)
-        return added
+        self.stats.likes += like.count
+        self._catch_up(like.group_id, counted)  # Redis is the count: memory follows it
+        return like.count
 
     def _catch_up(self, group_id: str, counted: int) -> None:
-        """Redis holds more likes for the room than memory: one was counted
-        there while its reply was lost (the replay found it seen), or a room
-        forgotten here was not forgotten there.  Redis is the count (one
-        counter per app: docs/counter.md); memory takes the difference."""
+        """Memory follows Redis's count for the room (one counter per app:
+        docs/counter.md), never below it: a like counted there while its
+        reply was lost (the replay found it seen) is counted here too, and
+        replies that come back out of order count nothing twice."""
         behind = counted - self.tally.counted(group_id)
         if behind > 0:
             self.tally.add(group_id, behind, self.clock())

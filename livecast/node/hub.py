@@ -48,6 +48,9 @@ KICK_CLOSE = {"multiLogin": Close.MULTI_LOGIN, "adminKick": Close.MULTI_LOGIN,
               "banned": Close.BANNED, "groupDestroyed": Close.NORMAL, "slow": Close.SLOW}
 
 
+MAX_WAITING = 2  # chunked frames waiting behind the running one, per room, at most
+
+
 class LocalRoom:
     """A room as this process sees it: its members here, their tips, and the
     frames still on their way to them."""
@@ -321,16 +324,25 @@ class LocalHub:
         # published (and in the history): one who joins later has the batch in
         # its join reply, and must not get it again from a job that starts
         # later.  A waiting job carries this frame too only if nobody joined
-        # since its list was taken (else the joiner would miss this one).
+        # since its list was taken (else the joiner would miss this one), or
+        # when ``MAX_WAITING`` jobs wait already: then its list is taken anew
+        # (the joiners since may get one of its batches again, rather than the
+        # queue and its lists growing while the fan-out is behind).
         fanq = room.fanq
-        if len(fanq) > 1 and fanq[-1].joined == room.joined:
-            fanq[-1].absorb(full, lite)
-            return
+        if len(fanq) > 1:
+            last = fanq[-1]
+            if last.joined != room.joined and len(fanq) > MAX_WAITING:
+                last.members, last.joined = list(room.members), room.joined
+            if last.joined == room.joined:
+                last.absorb(full, lite)
+                return
         fanq.append(FanJob(full, lite, list(room.members), room.joined, fresh=not fanq))
         if len(fanq) == 1:
             self._fan_step(room)
 
     def _fan_step(self, room: LocalRoom) -> None:
+        if not room.fanq:
+            return  # the room closed since this step was scheduled
         job = room.fanq[0]
         chunk = self.settings.fanout_chunk
         try:

@@ -146,3 +146,10 @@ def test_the_redis_url_settings(tmp_path: Path) -> None:
         build({"LIVECAST_COUNTER_REDIS_URL": "http://x"}, dev_key_file=key)
     with pytest.raises(ConfigError, match="one Redis server"):
         build({"LIVECAST_REDIS_URL": "redis+cluster://x:1"}, dev_key_file=key)
+
+
+def test_memory_follows_redis_whatever_order_the_replies_come_in() -> None:
+    counter = Counter(CounterSettings(), clock=lambda: 100.0, rand=lambda: 0.5)
+    counter._catch_up("g1", 8)  # B's reply (Redis at 8, A's 5 likes included) came first
+    counter._catch_up("g1", 5)  # then A's: nothing more
+    assert counter.tally.counted("g1") == 8

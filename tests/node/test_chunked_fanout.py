@@ -101,3 +101,25 @@ async def test_a_joiner_never_gets_a_batch_of_its_join_reply_again(
     assert reply["lastSeq"] == 2 and [m["seq"] for m in history] == [1, 2]
     publish("three")
     assert await seqs_until(late, 3) == [3]  # 2 was in the reply: not pushed again
+
+
+async def test_joins_between_frames_keep_the_queue_bounded_and_in_order(
+        live_factory: LiveFactory) -> None:
+    from livecast.core.scheduler import Priority
+    from livecast.node.hub import MAX_WAITING
+    from livecast.node.room import Outgoing
+
+    live = await live_factory(fanout_chunk=1)
+    gid = await live.room()
+    members = [await live.client(f"m{i}", join=gid) for i in range(3)]
+    late = [await live.client(f"late{i}") for i in range(6)]
+    owner, room = live.node.room(gid), live.node.hub.rooms[gid]
+    longest = 0
+    for i in range(len(late)):  # a frame, then a join, while the fan-out is behind
+        live.node.submit(gid, Outgoing("m0", "", "", Priority.NORMAL, 0, text(f"{i}"), ""))
+        owner.dispatch()
+        longest = max(longest, len(room.fanq))
+        live.node.join(next(iter(live.node.hub.sessions[f"late{i}"])), gid)
+    assert longest == MAX_WAITING + 1  # the queue grew to its bound and no further
+    for m in members:
+        assert await seqs_until(m, len(late)) == list(range(1, len(late) + 1))

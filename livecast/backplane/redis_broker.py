@@ -170,6 +170,10 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _name(host: str, port: int) -> str:
+    """A shard's name: its master's address, or "redis" for the one server."""
+    return f"{host}:{port}" if host else "redis"
+
 class RedisBroker:
     """The Broker protocol on Redis (module invariants)."""
 
@@ -234,12 +238,8 @@ class RedisBroker:
     def _shard(self, channel: bytes) -> Shard:
         """The reader of ``channel``: the one server, or the master of its slot
         (as the slot map says now; ``_where`` keeps where it was put)."""
-        if isinstance(self._client, RedisCluster):
-            node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
-            host, port = str(node.host), int(node.port)
-        else:
-            host, port = "", 0
-        name = f"{host}:{port}" if host else "redis"
+        host, port = self._master(channel)
+        name = _name(host, port)
         self._where[channel] = name
         shard = self._shards.get(name)
         if shard is None:
@@ -278,7 +278,7 @@ class RedisBroker:
             return  # the shard's next sign asks again
         moved: list[bytes] = []
         for name, shard in list(self._shards.items()):
-            for channel in [ch for ch in shard.channels if self._master(ch) != name]:
+            for channel in [ch for ch in shard.channels if _name(*self._master(ch)) != name]:
                 shard.forget(channel)
                 self._shard(channel).channels[channel] = None  # wanted there from now on
                 moved.append(channel)
@@ -293,10 +293,12 @@ class RedisBroker:
                 self._gaps += max(0, shard.connects - 1)  # the count never goes down
                 await shard.close()
 
-    def _master(self, channel: bytes) -> str:
-        assert isinstance(self._client, RedisCluster)
+    def _master(self, channel: bytes) -> tuple[str, int]:
+        """The master of ``channel``'s slot as the slot map says now (one server: "")."""
+        if not isinstance(self._client, RedisCluster):
+            return "", 0
         node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
-        return f"{node.host}:{node.port}"
+        return str(node.host), int(node.port)
 
     def _endpoint(self, host: str, port: int) -> Endpoint:
         """The one server of the URL, or a cluster's master (the URL's credentials)."""

@@ -84,8 +84,8 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from livecast.backplane.broker import (
     ALL,
@@ -121,6 +121,7 @@ if TYPE_CHECKING:
     from livecast.store.base import GroupRecord
 
 log = logging.getLogger("livecast.cluster")
+T = TypeVar("T")
 
 Held = tuple[str, Outgoing, Priority, Fate]  # a Delivered fate waiting for its publish
 LEASE_TTL = 3.0         # seconds a room's lease lasts unless renewed
@@ -153,6 +154,17 @@ def outgoing_of(fields: dict[str, Any], reply_to: Address) -> Outgoing:
                     operator=str(fields["o"]), client_ip=str(fields["i"]),
                     platform=str(fields["f"]), before_callback=bool(fields["bc"]),
                     after_callback=bool(fields["ac"]))
+
+
+def one_per_key(tasks: dict[str, asyncio.Task[T]], key: str,
+                start: Callable[[str], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
+    """The task running ``start(key)``: the one in ``tasks`` while it runs,
+    else a new one, kept there until it ends (one at a time per key)."""
+    task = tasks.get(key)
+    if task is None:
+        task = tasks[key] = asyncio.create_task(start(key))
+        task.add_done_callback(lambda _t: tasks.pop(key, None))
+    return task
 
 
 def sweep_delay(now: float, renewed_at: float, failed: bool) -> float:
@@ -502,10 +514,7 @@ class ClusterLink:
     async def _find_owner(self, gid: str, msg: Outgoing, rides: bool = False) -> None:
         """No owner known here yet: the room's lease holder, or this process
         (one lookup per room at a time, whatever the sends waiting on it)."""
-        finding = self._finding.get(gid)
-        if finding is None:
-            finding = self._finding[gid] = asyncio.create_task(self._lease_quietly(gid))
-            finding.add_done_callback(lambda _t: self._finding.pop(gid, None))
+        finding = one_per_key(self._finding, gid, self._lease_quietly)
         try:
             await asyncio.shield(finding)
         except asyncio.CancelledError:
@@ -773,11 +782,7 @@ class ClusterLink:
             if until > time.monotonic():
                 return False
             del self._misses[gid]
-        lookup = self._lookups.get(gid)
-        if lookup is None:
-            lookup = self._lookups[gid] = asyncio.create_task(self._look_up(gid))
-            lookup.add_done_callback(lambda _t: self._lookups.pop(gid, None))
-        return await asyncio.shield(lookup)
+        return await asyncio.shield(one_per_key(self._lookups, gid, self._look_up))
 
     async def _look_up(self, gid: str) -> bool:
         try:

@@ -32,7 +32,6 @@ class FanJob:
     lite: bytes | None
     members: list[Connection]  # the room's members when the frame was published
     joined: int = 0  # the room's count of joins then (LocalRoom.joined)
-    fresh: bool = False  # starts at once: its first chunk needs no check for leavers
     pos: int = 0
 
     def absorb(self, full: bytes, lite: bytes | None) -> None:

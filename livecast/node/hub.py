@@ -336,17 +336,18 @@ class LocalHub:
             if last.joined == room.joined:
                 last.absorb(full, lite)
                 return
-        fanq.append(FanJob(full, lite, list(room.members), room.joined, fresh=not fanq))
+        fanq.append(FanJob(full, lite, list(room.members), room.joined))
         if len(fanq) == 1:
-            self._fan_step(room)
+            self._fan_step(room, fresh=True)
 
-    def _fan_step(self, room: LocalRoom) -> None:
+    def _fan_step(self, room: LocalRoom, fresh: bool = False) -> None:
+        """One chunk of the first job (``fresh``: its list taken just now)."""
         if not room.fanq:
             return  # the room closed since this step was scheduled
         job = room.fanq[0]
         chunk = self.settings.fanout_chunk
         try:
-            if job.pos == 0 and job.fresh:  # taken just now: nobody has left since
+            if fresh:  # nobody has left since the list was taken
                 part = job.members[:chunk]
             else:  # skip members who left since the list was taken
                 members = room.members

@@ -312,7 +312,7 @@ class Webhooks:
 
     def _allowed(self, job: _Job) -> bool:
         """May ``job`` go out now (its breaker's decision, counted when not)?"""
-        breaker = self.after_breaker if job.after else self.breaker
+        breaker = self._breaker_of(job)
         before = breaker.state
         if self._session is None or not breaker.allow(self.clock()):
             self.metrics.dropped.labels(job.command).inc()
@@ -327,7 +327,7 @@ class Webhooks:
         started = loop.time()
         result = await self._exchange(self._session, job)
         self.metrics.seconds.labels(job.command).observe(loop.time() - started)
-        breaker = self.after_breaker if job.after else self.breaker
+        breaker = self._breaker_of(job)
         before = breaker.state
         alive = not isinstance(result, Failure) and result[0] < 500
         breaker.record(alive, self.clock())
@@ -355,6 +355,9 @@ class Webhooks:
             if not session.closed:
                 raise
             return Failure("closed")  # close() ran while this call waited for a slot
+
+    def _breaker_of(self, job: _Job) -> Breaker:
+        return self.after_breaker if job.after else self.breaker
 
     def _note_breaker(self, breaker: Breaker, before: BreakerState) -> None:
         state = breaker.state

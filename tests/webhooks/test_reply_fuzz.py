@@ -98,12 +98,14 @@ def _doc_verdict(reply: Reply, join: bool) -> Outcome:
     if reply.status != 200 or len(reply.data) > MAX_REPLY:
         return FAILED
     try:
-        obj = orjson.loads(reply.data)
+        obj = orjson.loads(reply.data.removeprefix(b"\xef\xbb\xbf"))  # a BOM is skipped
     except orjson.JSONDecodeError:
         return FAILED
     if not isinstance(obj, dict):
         return FAILED
-    code, info = obj.get("ErrorCode"), obj.get("ErrorInfo", "")
+    code, info = obj.get("ErrorCode"), obj.get("ErrorInfo")
+    if info is None:  # absent or null: read as empty
+        info = ""
     if type(code) is not int or not isinstance(info, str):
         return FAILED
     if code == 1:
@@ -245,6 +247,8 @@ HTML = b"<html><body>502 Bad Gateway</body></html>"
 @example(reply=Reply(200, b'{"ErrorCode":0,"MsgBody":' + orjson.dumps(VALID_BODIES[1]) + b"}",
                      0.0), join=False)
 @example(reply=Reply(200, b'{"ErrorCode":1,"ErrorInfo":"no"}', 0.05), join=False)
+@example(reply=Reply(200, b'{"ErrorCode":1,"ErrorInfo":null}', 0.0), join=True)
+@example(reply=Reply(200, b'\xef\xbb\xbf{"ErrorCode":1}', 0.0), join=False)
 @example(reply=Reply(200, b'{"ErrorCode":10150}', 0.0), join=True)
 @example(reply=Reply(200, b'{"ErrorCode":2}', 0.0), join=False)
 @example(reply=Reply(200, HTML, 0.0), join=False)

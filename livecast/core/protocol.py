@@ -106,9 +106,11 @@ def _int(name: str, v: object) -> int:
 
 
 def _ranged_int(name: str, v: object, lo: int, hi: int) -> int:
+    """An integer (else a violation) within ``lo..hi`` (else a bad value:
+    answered, not a violation)."""
     n = _int(name, v)
     if not lo <= n <= hi:
-        raise _Violation(Code.BAD_PARAMETER, f"{name} must be in {lo}..{hi}")
+        raise LivecastError(Code.BAD_PARAMETER, f"{name} must be in {lo}..{hi}")
     return n
 
 

@@ -288,6 +288,14 @@ def test_bad_priority_is_not_a_violation(priority: str) -> None:
     assert (e.code, e.id, e.violation) == (Code.BAD_PARAMETER, 6, False)
 
 
+@pytest.mark.parametrize("field", [{"history": -1}, {"history": 1001}, {"history": 5000},
+                                   {"sinceSeq": -1}, {"sinceSeq": 2**53 + 1},
+                                   {"historyEpoch": -5}, {"historyEpoch": 2**63 + 1}])
+def test_a_join_history_field_out_of_range_is_not_a_violation(field: dict[str, int]) -> None:
+    e = err(frame(op="join", id=7, groupId="g", **field))
+    assert (e.code, e.id, e.violation) == (Code.BAD_PARAMETER, 7, False)
+
+
 @pytest.mark.parametrize("random", [-1, 4294967296, 2**63])
 def test_random_out_of_range_is_not_a_violation(random: int) -> None:
     e = err(frame(op="send", id=6, groupId="g", msgBody=TEXT, random=random))

@@ -94,6 +94,16 @@ class HistoryRing:
         self._trim()
         return contiguous
 
+    def advance(self, last_seq: int) -> None:
+        """The room's newest seq is ``last_seq`` though the messages up to it
+        were not all given to this ring (a history that expired, a stream
+        with a hole, history off): what it holds no longer reaches the newest
+        end, so it is dropped (invariant 2), and the position is kept
+        (invariant 4).  Nothing changes when ``last_seq`` is not newer."""
+        if last_seq > self.last_seq:
+            self._clear()
+            self.last_seq = last_seq
+
     def last(self, n: int, now_ms: int) -> list[bytes]:
         """The newest ``n`` messages still held and no older than the TTL, oldest first."""
         if n <= 0:

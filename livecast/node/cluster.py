@@ -72,7 +72,8 @@ Invariants:
     the membership loop; a room the store no longer has was destroyed
     meanwhile and is dropped here too (unless the store's marker changed:
     Redis lost its data, and the rooms go on); the kick times are read again
-    (a UserSig revoked meanwhile is refused here too).
+    (a UserSig revoked meanwhile is refused here too); every history ring
+    is dropped, as a batch may have been missed (node/history.py).
 """
 
 from __future__ import annotations
@@ -302,13 +303,16 @@ class ClusterLink:
         """After a gap in the subscriptions (Redis away, a pub/sub connection
         lost and back) a change announced meanwhile (a ban, a mute, a profile, a
         destroy) may have been missed: every room here is read from the store
-        again, and a room no longer stored was destroyed (invariant 14).  Off
+        again, and a room no longer stored was destroyed (invariant 14); a
+        batch may have been missed too, so every history ring is dropped, to
+        be read again by the next join that needs it.  Off
         the membership loop, so that leases are renewed meanwhile; once at a
         time, again if another gap came while it ran."""
         self._resyncing = True
         try:
             while self._resync_again:
                 self._resync_again = False
+                self.node.history.reset()  # batches may have been missed too: read again
                 try:
                     await self._resync_rooms()
                     kicks = await self.node.store.kick_times()
@@ -752,10 +756,31 @@ class ClusterLink:
         self.node.hub.push_tips(message.group_id, message.tips)
 
     async def reload(self, gid: str) -> None:
-        """The room as stored now (created, changed elsewhere)."""
+        """The room as stored now (created, changed elsewhere), read under the
+        room's lock: a change made here meanwhile is not overwritten by an
+        older read."""
+        if gid not in self.node.rooms:  # nothing here to overwrite (and no lock
+            record = await self.node.store.load_group(gid)  # made for an unknown id)
+            if record is not None:
+                self._restore(gid, record)
+            return
+        async with self.node._lock(gid):
+            record = await self.node.store.load_group(gid)
+            if record is not None:
+                self._restore(gid, record)
+
+    async def refresh(self, gid: str) -> bool:
+        """Under the room's lock, before a change made here: the room as stored
+        now, so that the change applies to what another process changed
+        before it, announced or not yet; False if it is no longer stored
+        (destroyed elsewhere: dropped here)."""
         record = await self.node.store.load_group(gid)
-        if record is not None:
-            self._restore(gid, record)
+        if record is None:
+            log.info("room %s: destroyed elsewhere", gid)
+            self._forget_room(gid)
+            return False
+        self._restore(gid, record)
+        return True
 
     def _restore(self, gid: str, record: GroupRecord) -> None:
         group = restore_group(record)

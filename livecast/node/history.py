@@ -56,7 +56,8 @@ log = logging.getLogger("livecast.history")
 
 __all__ = ["HistoryBook", "HistoryStore", "MemoryHistoryStore", "RedisHistoryStore"]
 
-Stored = tuple[int, list[bytes]]  # (the room's epoch, its batches' payloads, oldest first)
+# (the room's epoch, its batches' payloads oldest first, the room's newest published seq)
+Stored = tuple[int, list[bytes], int]
 
 
 class HistoryStore(Protocol):
@@ -68,7 +69,8 @@ class HistoryStore(Protocol):
         """One tick's batch (the ``msgs`` frame's JSON), under fencing token ``token``."""
 
     async def read(self, group_id: str, epoch: int) -> Stored:
-        """The room's epoch (``epoch`` if it had none) and its batches held."""
+        """The room's epoch (``epoch`` if it had none), its batches held, and
+        its newest seq published (0: none), held or not."""
 
     async def close(self) -> None: ...
 
@@ -107,6 +109,12 @@ class HistoryBook:
     def enabled(self) -> bool:
         return self.settings.history_size > 0
 
+    @property
+    def follows(self) -> bool:
+        """Cluster: the rings follow the rooms, history on or off: a ring of
+        no message still knows the room's newest seq (a join's ``lastSeq``)."""
+        return self.store is not None
+
     def _ring(self, last_seq: int = 0) -> HistoryRing:
         s = self.settings
         return HistoryRing(s.history_size, s.history_bytes, int(s.history_ttl * 1000), last_seq)
@@ -125,8 +133,6 @@ class HistoryBook:
 
     def on_batch(self, group_id: str, full: bytes) -> None:
         """Cluster: a batch this process received, for the room's ring."""
-        if not self.enabled:
-            return
         arrived = self._arrived.get(group_id)
         if arrived is not None:  # a seed is on its way: merged after it
             arrived.append(frame_payload(full))
@@ -181,8 +187,15 @@ class HistoryBook:
         return self.epochs.get(group_id, self.epoch)
 
     def needs_read(self, group_id: str) -> bool:
-        """Cluster: whether a join must wait for ``ready`` to answer with history."""
-        return self.store is not None and self.enabled and group_id not in self.rings
+        """Cluster: whether a join must wait for ``ready`` to answer (its
+        history, its ``lastSeq``)."""
+        return self.store is not None and group_id not in self.rings
+
+    def reset(self) -> None:
+        """Cluster: batches may have been missed (a subscription gap): every
+        ring is read again by the next join that needs it."""
+        for group_id in list(self.rings):
+            self.forget(group_id)
 
     async def ready(self, group_id: str) -> None:
         """Cluster: the room's ring, seeded from the store (single flight)."""
@@ -204,9 +217,12 @@ class HistoryBook:
                 self._followed.add(group_id)
             self._arrived[group_id] = []
             self.reads += 1
-            epoch, batches = await self.store.read(group_id, self.epoch)
+            epoch, batches, published = await self.store.read(group_id, self.epoch)
             ring = self._ring()
-            for payload in (*batches, *self._arrived.pop(group_id, [])):
+            for payload in batches:
+                ring.append(decode_batch(payload))
+            ring.advance(published)  # what was published but is not held (expired, trimmed)
+            for payload in self._arrived.pop(group_id, []):
                 ring.append(decode_batch(payload))
             self.rings[group_id] = ring
             self.epochs[group_id] = epoch
@@ -225,12 +241,15 @@ class HistoryBook:
         ring = self.rings.get(group_id)
         return [] if ring is None else ring.last(n, self.now_ms())
 
-    def since(self, group_id: str, seq: int, epoch: int | None) -> Recovery:
+    def since(self, group_id: str, seq: int, epoch: int | None, last_seq: int) -> Recovery:
+        """A recovery after ``seq``; ``last_seq``: the room's newest seq."""
         ring = self.rings.get(group_id)
         if epoch is not None and epoch != self.epoch_of(group_id):
-            return Recovery(False, [], 0 if ring is None else ring.last_seq)
-        if ring is None:  # one process: nothing delivered yet; a cluster: not followed
-            return Recovery(self.store is None and seq == 0, [], 0)
+            return Recovery(False, [], last_seq)
+        if ring is None:  # one process: nothing delivered yet, or history off; a
+            # cluster: the ring could not be read.  Nothing held: recovered only
+            # when nothing was missed
+            return Recovery(self.store is None and seq == last_seq, [], last_seq)
         return ring.since(seq, self.now_ms())
 
 
@@ -243,6 +262,7 @@ class MemoryHistoryStore:
         self.in_broker = False
         self.rooms: dict[str, tuple[int, deque[bytes]]] = {}
         self.fences: dict[str, int] = {}
+        self.published: dict[str, int] = {}  # each room's newest seq appended
 
     async def append(self, group_id: str, token: int, payload: bytes) -> bool:
         if token < self.fences.get(group_id, 0):
@@ -251,11 +271,12 @@ class MemoryHistoryStore:
         _epoch, batches = self.rooms.setdefault(group_id, (_epoch_candidate(),
                                                            deque(maxlen=self.size)))
         batches.append(payload)
+        self.published[group_id] = max(self.published.get(group_id, 0), _last_seq(payload))
         return True
 
     async def read(self, group_id: str, epoch: int) -> Stored:
         held, batches = self.rooms.setdefault(group_id, (epoch, deque(maxlen=self.size)))
-        return held, list(batches)
+        return held, list(batches), self.published.get(group_id, 0)
 
     async def close(self) -> None:
         return None
@@ -315,7 +336,7 @@ class RedisHistoryStore:
         last = int(published or 0)
         while batches and _last_seq(batches[-1]) > last:
             batches.pop()
-        return int(held), batches
+        return int(held), batches, last
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -132,6 +132,9 @@ class Node:
         self._held: dict[str, list[Any]] = {}  # cluster: a tick's deliveries, per room
         self._holding: Connection | None = None  # its tick frame held for its reply (publish)
         self._reserved: set[str] = set()
+        # cluster: joins on their way per room, whose ring (node/history.py)
+        # must not be dropped under them
+        self._joining: dict[str, int] = {}
         self._group_counter = 0
         self._salt = os.urandom(8)
 
@@ -232,7 +235,9 @@ class Node:
         self._reserved.add(group_id)
         try:
             await self._unique(group_id, owner)
-            await self._store(self.store.put_group(group_record(group)))
+            if not await self._store(self.store.put_group(group_record(group), create=True)):
+                await self._unique(group_id, owner)  # created elsewhere meanwhile: its owner's
+                raise LivecastError(Code.GROUP_ID_TAKEN, f"group id {group_id!r} is already used")
         finally:
             self._reserved.discard(group_id)
         self._own(group)
@@ -321,17 +326,24 @@ class Node:
     async def change(self, group_id: str, apply: Callable[[Group], T],
                      restrictions: bool = False) -> T:
         """Apply a change to a copy of the room's group, store it, then make it
-        the room's (invariant 1).  ``restrictions``: mutes or bans changed."""
+        the room's (invariant 1).  ``restrictions``: mutes or bans changed.
+        In a cluster the room is read from the store first (another process
+        may have changed it, its announcement not here yet), and a room
+        destroyed meanwhile is not written back."""
         room = self.room(group_id)
+        gone = LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
         async with self._lock(group_id):
             if self.rooms.get(group_id) is not room:
-                raise LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
+                raise gone
+            if self.cluster is not None and not await self._store(self.cluster.refresh(group_id)):
+                raise gone
             draft = copy.deepcopy(room.group)
             result = apply(draft)
             if result or restrictions:
                 record = group_record(draft)
                 write = self.store.put_group if restrictions else self.store.put_settings
-                await self._store(write(record))
+                if not await self._store(write(record)):
+                    raise gone  # destroyed meanwhile, elsewhere
                 draft.last_msg_time = room.group.last_msg_time  # messages went on meanwhile
                 room.group = draft
         return result
@@ -427,9 +439,14 @@ class Node:
         await book.ready(group_id)
         last = book.last_seq(group_id) if self.cluster is not None else room.sched.next_seq - 1
         answer = book.epoch_of(group_id), last, book.last(group_id, count)
-        if self.cluster is not None and not self.hub.online(group_id):
+        if self.cluster is not None and not self._followed_here(group_id):
             book.forget(group_id)
         return answer
+
+    def _followed_here(self, group_id: str) -> bool:
+        """Cluster: the room's ring is kept while it has members here or a
+        join on its way (node/history.py)."""
+        return bool(self.hub.online(group_id) or self._joining.get(group_id))
 
     def _changed(self, group_id: str) -> None:
         """A change with no tip of its own: the other processes reload the room."""
@@ -497,18 +514,27 @@ class Node:
         if group_id not in self.rooms:
             await self.link.find(group_id)
         room = self.room(group_id)
-        if args is not None and self.join_waits(args):
-            await self.history.ready(group_id)  # cluster: one read per room (node/history.py)
-        if self.hooks.enabled and conn.logged_in and not self.hub.is_member(conn, group_id):
-            if room.group.is_banned(conn.user, self.clock()):
-                raise LivecastError(Code.NO_PERMISSION, "banned from this group")
-            await self.hooks.before_join(group_id, conn.user, conn.peer)
+        joining = self._joining
+        joining[group_id] = joining.get(group_id, 0) + 1
         try:
+            if self.hooks.enabled and conn.logged_in and not self.hub.is_member(conn, group_id):
+                if room.group.is_banned(conn.user, self.clock()):
+                    raise LivecastError(Code.NO_PERMISSION, "banned from this group")
+                await self.hooks.before_join(group_id, conn.user, conn.peer)
+            # cluster: one read per room (node/history.py); read again if the
+            # ring was dropped meanwhile (a missed batch), at most twice more
+            for _ in range(3):
+                if args is None or not self.join_waits(args):
+                    break
+                await self.history.ready(group_id)
             if conn.closing:
                 raise LivecastError(Code.NO_PERMISSION, "connection closed")
             return self.join(conn, group_id, args)
         finally:  # a cluster follows a room's history only while it has members here
-            if self.cluster is not None and not self.hub.online(group_id):
+            left = joining.pop(group_id) - 1
+            if left:
+                joining[group_id] = left
+            if self.cluster is not None and not self._followed_here(group_id):
                 self.history.forget(group_id)
 
     def join_waits(self, args: Mapping[str, Any]) -> bool:
@@ -549,7 +575,7 @@ class Node:
         since = args.get("sinceSeq")
         msgs: list[bytes] = []
         if since is not None:
-            rec = book.since(gid, int(since), args.get("historyEpoch"))
+            rec = book.since(gid, int(since), args.get("historyEpoch"), last_seq)
             out["recovered"], msgs = rec.recovered, rec.msgs
         if want > 0 and not out.get("recovered") and room.group.join_history:
             msgs = book.last(gid, want)
@@ -563,7 +589,7 @@ class Node:
         book.subscribe, book.unsubscribe = cluster.broker.subscribe, cluster.broker.unsubscribe
 
         def follow(gid: str, opened: bool) -> None:
-            if not opened:
+            if not opened and not self._joining.get(gid):
                 book.forget(gid)
             watch(gid, opened)
         self.hub.watch = follow

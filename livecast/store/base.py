@@ -8,25 +8,37 @@ state: the store", lists what each table and key holds.
 Contract (tests/store/test_contract.py runs it against every engine):
 1. Acknowledged means stored: a write returns only once its change is
    committed (SQLite: the transaction committed; Redis: the server answered
-   EXEC). Each write is one transaction: readers see all of it or none.
+   EXEC or the script). Each write is one transaction: readers see all of it
+   or none.
 2. Failures are values at this edge: an engine error becomes ``StoreError``
    (never a driver exception), is reported to the observer and turns
    ``healthy`` false until an operation succeeds again. ``ping`` never raises.
+   A stored room or profile that cannot be decoded (written by a newer
+   livecast, or damaged) is a ``StoreError`` naming it, from every read.
 3. Times are unix seconds chosen by the caller (the store reads no clock),
    except that Redis expires ``seen`` keys by its own clock; pass wall time.
 4. A mute or ban ending at ``FOREVER`` never expires; any other ends at
    ``until`` (``until <= now`` is over).
-5. ``put_group`` replaces the whole room (mutes and bans included);
-   ``put_settings`` replaces all but the mutes and bans.
+5. Only a create makes a room: ``put_group(create=True)`` stores a room whose
+   id no room stored has (so an id is unique across the processes sharing the
+   store); ``put_group`` replaces the whole room (mutes and bans included) and
+   ``put_settings`` all but its mutes and bans, and only while it is stored.
+   A refused write writes nothing and answers False: a late write cannot bring
+   a deleted room back.
+6. A key recorded by ``seen`` lives the ``window`` it was recorded with,
+   whatever windows later calls pass for other keys.
 """
 
 from __future__ import annotations
 
+import reprlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from types import UnionType
+from typing import Any, Protocol, TypeVar, cast, get_args, get_origin, get_type_hints
 
+import orjson
 from prometheus_client import Counter, Histogram
 
 from livecast.core.group_fields import FOREVER
@@ -37,11 +49,16 @@ __all__ = [
     "GroupRecord",
     "Instrument",
     "Observer",
+    "Profile",
     "Snapshot",
     "Store",
     "StoreError",
+    "decode_profile",
+    "decode_record",
     "expired",
+    "loads",
     "prometheus_observer",
+    "unreadable",
 ]
 
 DEDUP_WINDOW = 300.0  # seconds: send_group_msg's Random is unique "within 5 minutes"
@@ -50,6 +67,10 @@ DEDUP_WINDOW = 300.0  # seconds: send_group_msg's Random is unique "within 5 min
 Observer = Callable[[str, float, bool], None]
 
 T = TypeVar("T")
+Profile = Mapping[str, str | int]  # tag -> value
+
+_FIELDS = get_type_hints(GroupRecord)  # field -> type: what a decoded room is checked against
+_SETTINGS = frozenset(_FIELDS) - {"group_id", "mutes", "bans"}  # what a stored room holds
 
 
 class StoreError(Exception):
@@ -70,6 +91,65 @@ def expired(until: float, now: float) -> bool:
     return until <= now and until < FOREVER
 
 
+def unreadable(what: str, detail: object) -> StoreError:
+    """The error of a stored ``what`` this livecast cannot decode (invariant 2)."""
+    return StoreError(f"{what}: the stored record is unreadable (written by a newer "
+                      f"livecast, or damaged): {detail}")
+
+
+def loads(what: str, text: object) -> Any:
+    """JSON stored for ``what``, decoded; StoreError if it is not JSON."""
+    try:
+        return orjson.loads(text)  # type: ignore[arg-type]  # a column may hold anything
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise unreadable(what, exc) from exc
+
+
+def decode_record(group_id: str, stored: object, mutes: object, bans: object) -> GroupRecord:
+    """The room ``group_id`` from its stored settings (decoded JSON or columns,
+    by field name), mutes and bans; StoreError unless each is of its type."""
+    what = f"room {group_id!r}"
+    if not isinstance(stored, dict):
+        raise unreadable(what, f"{type(stored).__name__}, not an object")
+    unknown = set(stored) - _SETTINGS
+    if unknown:
+        raise unreadable(what, f"unknown fields {sorted(unknown)}")
+    values = {**stored, "mutes": mutes, "bans": bans}
+    for name, value in values.items():
+        if not _fits(value, _FIELDS[name]):
+            raise unreadable(what, f"{name} = {reprlib.repr(value)}")
+    try:
+        return GroupRecord(group_id=group_id, **values)
+    except TypeError as exc:  # a field without default missing
+        raise unreadable(what, exc) from exc
+
+
+def decode_profile(user: str, text: object) -> dict[str, str | int]:
+    """``user``'s stored profile (JSON); StoreError unless it maps tags to values."""
+    what = f"the profile of {user!r}"
+    found = loads(what, text)
+    if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str | int) for k, v in found.items()):
+        raise unreadable(what, reprlib.repr(found))
+    return cast(dict[str, str | int], found)
+
+
+def _fits(value: object, kind: Any) -> bool:
+    """Whether decoded ``value`` is of type ``kind`` (a ``GroupRecord`` field's):
+    a JSON number fits a float, a bool fits only a bool."""
+    if isinstance(kind, UnionType):
+        return any(_fits(value, k) for k in get_args(kind))
+    if get_origin(kind) is Mapping:
+        _, of = get_args(kind)
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and _fits(v, of) for k, v in value.items())
+    if isinstance(value, bool) or kind is bool:
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
 class Store(Protocol):
     @property
     def healthy(self) -> bool:
@@ -87,14 +167,18 @@ class Store(Protocol):
     async def load_group(self, group_id: str) -> GroupRecord | None:
         """One room, or None if it is not stored."""
 
-    async def put_group(self, record: GroupRecord) -> None:
-        """Store the whole room, replacing what was stored (mutes and bans too)."""
+    async def put_group(self, record: GroupRecord, create: bool = False) -> bool:
+        """Replace the whole stored room (mutes and bans too); False, and nothing
+        written, if it is not stored. With ``create``: store a new room; False,
+        and nothing written, if a room with its id is stored (invariant 5)."""
 
-    async def put_settings(self, record: GroupRecord) -> None:
-        """Store the room but its mutes and bans, which stay as stored."""
+    async def put_settings(self, record: GroupRecord) -> bool:
+        """Replace the stored room but its mutes and bans, which stay as stored;
+        False, and nothing written, if it is not stored (invariant 5)."""
 
     async def delete_group(self, group_id: str) -> bool:
-        """Remove every row or key of the room (likes too); True if it was stored."""
+        """Remove every row or key of the room (likes and history too); True if
+        it was stored."""
 
     async def set_mute(self, group_id: str, user: str, until: float) -> None:
         """``user`` may not send in the room until ``until`` (FOREVER: never)."""
@@ -121,13 +205,14 @@ class Store(Protocol):
         another one."""
 
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
-        """True if ``key`` was recorded within ``window`` seconds before ``now``;
-        else record it at ``now`` and answer False. Atomic: of two concurrent
-        calls with one key, exactly one answers False."""
+        """True if ``key`` is recorded and has not expired at ``now``; else record
+        it, to expire ``window`` seconds after ``now``, and answer False. Atomic:
+        of two concurrent calls with one key, exactly one answers False."""
 
     async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
-        """True if ``key`` was recorded (by ``seen``) within ``window`` seconds
-        before ``now``; records nothing."""
+        """True if ``key`` is recorded (by ``seen``) and has not expired at
+        ``now`` (``window`` is unused: a key keeps the one it was seen with);
+        records nothing."""
 
     async def unsee(self, key: str) -> None:
         """Forget ``key`` (recorded by ``seen``): the next ``seen`` answers False."""
@@ -137,6 +222,13 @@ class Store(Protocol):
 
     async def likes(self, group_id: str) -> int:
         """The room's like total (0 if none)."""
+
+    async def put_profile(self, user: str, profile: Profile) -> None:
+        """Store ``user``'s whole profile (tag -> value: ``Tag_Profile_IM_Nick``,
+        ``Tag_Profile_IM_Image``, other ``Tag_Profile_*``), replacing the stored one."""
+
+    async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
+        """The stored profiles of ``users``; a user with none is left out."""
 
     async def close(self) -> None:
         """Release the engine; later operations raise StoreError."""

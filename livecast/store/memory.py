@@ -3,26 +3,31 @@
 For a node embedded in a program that wants no file (tests build their nodes
 with it); ``livecast serve`` never uses it: its default is SQLite.  It passes
 the same contract suite as the real engines (tests/store/test_contract.py),
-but for surviving a restart.
+but for surviving a restart and reporting to an observer.
+
+Kept: rooms by id, kick times and like totals, ``seen`` keys with the time
+each expires, profiles by user (copies, so a caller's later change is not stored).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 
 from livecast.core.records import GroupRecord
-from livecast.store.base import DEDUP_WINDOW, Snapshot, StoreError, expired
+from livecast.store.base import DEDUP_WINDOW, Profile, Snapshot, StoreError, expired
 
 
 class MemoryStore:
-    __slots__ = ("_groups", "_kicks", "_likes", "_marker", "_seen", "closed")
+    __slots__ = ("_groups", "_kicks", "_likes", "_marker", "_profiles", "_seen", "closed")
 
     def __init__(self) -> None:
         self._groups: dict[str, GroupRecord] = {}
         self._kicks: dict[str, float] = {}
         self._likes: dict[str, int] = {}
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # key -> when it expires
+        self._profiles: dict[str, dict[str, str | int]] = {}
         self._marker = uuid.uuid4().hex
         self.closed = False
 
@@ -45,21 +50,28 @@ class MemoryStore:
                     r, mutes={u: t for u, t in r.mutes.items() if not expired(t, now)},
                     bans={u: t for u, t in r.bans.items() if not expired(t, now)})
         groups = sorted(self._groups.values(), key=lambda r: (r.created, r.group_id))
-        return Snapshot(tuple(groups), dict(self._kicks), dict(self._likes))
+        likes = {gid: n for gid, n in self._likes.items() if n and gid in self._groups}
+        return Snapshot(tuple(groups), dict(self._kicks), likes)
 
     async def load_group(self, group_id: str) -> GroupRecord | None:
         self._check()
         return self._groups.get(group_id)
 
-    async def put_group(self, record: GroupRecord) -> None:
+    async def put_group(self, record: GroupRecord, create: bool = False) -> bool:
         self._check()
+        if (record.group_id in self._groups) == create:
+            return False
         self._groups[record.group_id] = record
+        return True
 
-    async def put_settings(self, record: GroupRecord) -> None:
+    async def put_settings(self, record: GroupRecord) -> bool:
         self._check()
         old = self._groups.get(record.group_id)
-        mutes, bans = (old.mutes, old.bans) if old is not None else ({}, {})
-        self._groups[record.group_id] = replace(record, mutes=dict(mutes), bans=dict(bans))
+        if old is None:
+            return False
+        self._groups[record.group_id] = replace(record, mutes=dict(old.mutes),
+                                                bans=dict(old.bans))
+        return True
 
     async def delete_group(self, group_id: str) -> bool:
         self._check()
@@ -110,17 +122,17 @@ class MemoryStore:
 
     async def seen(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         self._check()
-        for k in [k for k, at in self._seen.items() if now - at >= window]:
+        for k in [k for k, ends in self._seen.items() if ends <= now]:
             del self._seen[k]
         if key in self._seen:
             return True
-        self._seen[key] = now
+        self._seen[key] = now + window
         return False
 
     async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
         self._check()
-        at = self._seen.get(key)
-        return at is not None and now - at < window
+        ends = self._seen.get(key)
+        return ends is not None and now < ends
 
     async def unsee(self, key: str) -> None:
         self._check()
@@ -135,6 +147,14 @@ class MemoryStore:
     async def likes(self, group_id: str) -> int:
         self._check()
         return self._likes.get(group_id, 0)
+
+    async def put_profile(self, user: str, profile: Profile) -> None:
+        self._check()
+        self._profiles[user] = dict(profile)
+
+    async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
+        self._check()
+        return {u: dict(self._profiles[u]) for u in users if u in self._profiles}
 
     async def close(self) -> None:
         self.closed = True

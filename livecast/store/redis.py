@@ -18,16 +18,27 @@ Keys (``lc`` is the prefix; ``<gid>`` the group id as is):
 - ``lc:{g:<gid>}:mutes``      sorted set: user -> end time (FOREVER: permanent)
 - ``lc:{g:<gid>}:bans``       sorted set: user -> end time
 - ``lc:{g:<gid>}:likes``      string: the like total
+- ``lc:{g:<gid>}:history``    stream and ``lc:{g:<gid>}:hepoch`` string: the
+                              room's recent history (node/history.py's
+                              RedisHistoryStore); ``delete_group`` removes them
+                              too, not the broker's ``:seq`` and ``:fence``
+- ``lc:profile:<user>``       string: JSON of the user's profile (tag -> value)
 
 Invariants:
 1. One room's keys share the hash tag ``{g:<gid>}`` (Redis hashes only what is
    between the first ``{`` and the next ``}``, the same for every key of the
    room), so a cluster holds a room on one slot and every multi-key change of
-   a room is one MULTI/EXEC; a call returns once Redis has answered it.
-2. The index is on its own slot: ``put_*`` adds to it before writing the room
-   and ``delete_group`` removes from it after, so a crash between the two
+   a room is one MULTI/EXEC or one script; a call returns once Redis has
+   answered it.
+2. A stored room always has its index entry (the index is on its own slot).
+   Only a create makes a ``group`` key (``SET NX`` in ``_PUT_GROUP``); an
+   update writes only over an existing one (``EXISTS`` in the same script,
+   ``SET XX``), so a write racing a delete cannot leave a room behind. A
+   create adds the index entry before the room and again after it (a delete
+   may have taken it between); ``delete_group`` removes the entry after the
+   room, then puts it back if the room was created again meanwhile. A crash
    leaves at most an index entry without a ``group`` key, which ``load_all``
-   skips. A stored room always has its index entry.
+   skips.
 3. Times round-trip exactly: JSON numbers are written shortest-exact, kick
    times with ``repr``, and sorted-set scores come back with 17 digits.
 4. ``seen`` is ``SET NX PX``: atomic, expired by the server's own clock.
@@ -51,7 +62,18 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from livecast.core.group_fields import FOREVER
 from livecast.core.records import GroupRecord
-from livecast.store.base import DEDUP_WINDOW, Instrument, Observer, Snapshot, StoreError, expired
+from livecast.store.base import (
+    DEDUP_WINDOW,
+    Instrument,
+    Observer,
+    Profile,
+    Snapshot,
+    StoreError,
+    decode_profile,
+    decode_record,
+    expired,
+    loads,
+)
 
 __all__ = ["SCHEMA_VERSION", "RedisStore", "connect"]
 
@@ -61,6 +83,7 @@ Client = Redis | RedisCluster
 T = TypeVar("T")
 
 _ROOM_PARTS = ("group", "mutes", "bans", "likes")
+_DELETED = (*_ROOM_PARTS, "history", "hepoch")  # node/history.py's two, not :seq or :fence
 _RESTRICTIONS = ("mutes", "bans")
 _SETTINGS = tuple(f.name for f in fields(GroupRecord) if f.name not in ("group_id", *_RESTRICTIONS))
 _ERRORS = (RedisError, RedisClusterException, OSError)
@@ -70,6 +93,27 @@ _SET_KICK = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current or tonumber(current) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
+"""
+
+# Write a room (invariant 2): KEYS group, mutes, bans; ARGV "1" to create
+# (only if no group key) or "0" to update (only over one), the group's JSON,
+# the number of mutes, then of bans, then (score, user) pairs of the mutes and
+# then of the bans. Scores go to ZADD as given: a Lua number would round them.
+# 1 if written, else 0 (and nothing written).
+_PUT_GROUP = """
+if (redis.call('EXISTS', KEYS[1]) == 1) == (ARGV[1] == '1') then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[3])
+local at = 5
+for k = 2, 3 do
+  for _ = 1, tonumber(ARGV[k + 1]) do
+    redis.call('ZADD', KEYS[k], ARGV[at], ARGV[at + 1])
+    at = at + 2
+  end
 end
 return 1
 """
@@ -206,37 +250,40 @@ class RedisStore:
         found = _decode(group_id, await pipe.execute(), None)
         return None if found is None else found[0]
 
-    async def put_group(self, record: GroupRecord) -> None:
-        await self._run("put_group", lambda: self._put_group(record))
+    async def put_group(self, record: GroupRecord, create: bool = False) -> bool:
+        return await self._run("put_group", lambda: self._put_group(record, create))
 
-    async def _put_group(self, record: GroupRecord) -> None:
-        await self._client.zadd(self._index, {record.group_id: record.created})
+    async def _put_group(self, record: GroupRecord, create: bool) -> bool:
+        entry = {record.group_id: record.created}
+        if create:  # invariant 2: the entry first (kept as is if the room exists)
+            await self._client.zadd(self._index, _any(entry), nx=True)
         keys = self._keys(record.group_id)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(keys["group"], _encode(record))
-        pipe.delete(*(keys[part] for part in _RESTRICTIONS))
-        for part, table in zip(_RESTRICTIONS, (record.mutes, record.bans), strict=True):
-            if table:
-                pipe.zadd(keys[part], _any(table))
-        await pipe.execute()
+        args: list[bytes | str | int] = [
+            int(create), _encode(record), len(record.mutes), len(record.bans),
+            *_scored(record.mutes), *_scored(record.bans)]
+        written = bool(await self._client.eval(
+            _PUT_GROUP, 3, keys["group"], keys["mutes"], keys["bans"], *args))
+        if written and create:  # again: a delete racing the create may have taken it
+            await self._client.zadd(self._index, _any(entry))
+        return written
 
-    async def put_settings(self, record: GroupRecord) -> None:
-        await self._run("put_settings", lambda: self._put_settings(record))
-
-    async def _put_settings(self, record: GroupRecord) -> None:
-        await self._client.zadd(self._index, {record.group_id: record.created})
-        await self._client.set(self._key(record.group_id, "group"), _encode(record))
+    async def put_settings(self, record: GroupRecord) -> bool:
+        key, blob = self._key(record.group_id, "group"), _encode(record)
+        return bool(await self._run("put_settings", lambda: self._client.set(key, blob, xx=True)))
 
     async def delete_group(self, group_id: str) -> bool:
         return await self._run("delete_group", lambda: self._delete(group_id))
 
     async def _delete(self, group_id: str) -> bool:
-        keys = self._keys(group_id)
+        group = self._key(group_id, "group")
         pipe = self._client.pipeline(transaction=True)
-        pipe.exists(keys["group"])
-        pipe.delete(*keys.values())
+        pipe.exists(group)
+        pipe.delete(*(self._key(group_id, part) for part in _DELETED))
         found, _ = await pipe.execute()
         await self._client.zrem(self._index, group_id)
+        again = await self._client.get(group)
+        if again is not None:  # created again meanwhile by another process: invariant 2
+            await self._client.zadd(self._index, {group_id: _created(again)})
         return bool(found)
 
     async def set_mute(self, group_id: str, user: str, until: float) -> None:
@@ -296,6 +343,24 @@ class RedisStore:
         found = await self._run("likes", lambda: self._client.get(key))
         return 0 if found is None else int(found)
 
+    def _profile_key(self, user: str) -> str:
+        return f"{self._prefix}:profile:{user}"
+
+    async def put_profile(self, user: str, profile: Profile) -> None:
+        key, blob = self._profile_key(user), orjson.dumps(dict(profile))
+        await self._run("put_profile", lambda: self._client.set(key, blob))
+
+    async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
+        return await self._run("load_profiles", lambda: self._load_profiles(users))
+
+    async def _load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
+        pipe = self._client.pipeline(transaction=False)  # users' keys: on many slots
+        for user in users:
+            pipe.get(self._profile_key(user))
+        found = await pipe.execute()
+        return {user: decode_profile(user, blob)
+                for user, blob in zip(users, found, strict=True) if blob is not None}
+
     async def close(self) -> None:
         if self._inst.closed:
             return
@@ -306,6 +371,19 @@ class RedisStore:
 def _any(values: Mapping[str, Any]) -> dict[Any, Any]:
     """A copy typed for redis-py's encodable mappings."""
     return dict(values)
+
+
+def _scored(table: Mapping[str, float]) -> list[str]:
+    """``(score, member)`` pairs, flat, for ``_PUT_GROUP``: ``repr`` is exact."""
+    return [item for user, until in table.items() for item in (repr(float(until)), user)]
+
+
+def _created(blob: str | bytes) -> float:
+    """The creation time in a room's JSON (0 if unreadable: ``load_all`` reports it)."""
+    try:
+        return float(orjson.loads(blob)["created"])
+    except (ValueError, TypeError, KeyError):
+        return 0.0
 
 
 def _encode(record: GroupRecord) -> bytes:
@@ -338,5 +416,5 @@ def _decode(
             live = {u: t for u, t in table.items() if not expired(t, now)}
             stale = stale or len(live) < len(table)
             tables[i] = live
-    record = GroupRecord(group_id=group_id, mutes=tables[0], bans=tables[1], **orjson.loads(blob))
+    record = decode_record(group_id, loads(f"room {group_id!r}", blob), tables[0], tables[1])
     return record, 0 if likes is None else int(likes), stale

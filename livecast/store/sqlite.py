@@ -15,6 +15,16 @@ Invariants:
 4. ``schema_version`` holds one row; a file of a newer version is refused.
 5. A cancelled caller does not cancel its transaction: it still commits or
    rolls back whole in the store's thread.
+6. A table added since a file was made is created when it is opened (``IF NOT
+   EXISTS``), a column added with its default, a table replaced has its rows
+   carried over (``_migrate``); ``schema_version`` moves only when a file could
+   no longer be read by an older livecast.
+
+Tables: ``groups`` (a room but its mutes and bans; maps as JSON), ``mutes`` and
+``bans`` (group, user -> end time), ``kicks`` (user -> time of the last kick),
+``seen`` (de-duplication key -> when it expires), ``likes`` (group -> total),
+``profiles`` (user -> JSON of the profile), ``meta`` (the marker),
+``schema_version``.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import functools
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,7 +43,17 @@ import orjson
 
 from livecast.core.group_fields import FOREVER
 from livecast.core.records import GroupRecord
-from livecast.store.base import DEDUP_WINDOW, Instrument, Observer, Snapshot, StoreError
+from livecast.store.base import (
+    DEDUP_WINDOW,
+    Instrument,
+    Observer,
+    Profile,
+    Snapshot,
+    StoreError,
+    decode_profile,
+    decode_record,
+    loads,
+)
 
 __all__ = ["DB_FILE", "SCHEMA_VERSION", "SqliteStore", "data_dir"]
 
@@ -58,8 +78,9 @@ CREATE TABLE IF NOT EXISTS mutes (group_id TEXT NOT NULL, user TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS bans (group_id TEXT NOT NULL, user TEXT NOT NULL,
   until REAL NOT NULL, PRIMARY KEY (group_id, user));
 CREATE TABLE IF NOT EXISTS kicks (user TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedup_at ON dedup (at);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
+CREATE TABLE IF NOT EXISTS profiles (user TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT NULL)
   WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -70,13 +91,18 @@ _GROUP_COLUMNS = (
     "max_member_num", "mute_all", "info_seq", "last_info_time", "last_msg_time", "rate", "burst",
     "app_defined", "counters", "attributes", "attrs_seq", "join_history",
 )
-_UPSERT_GROUP = (
+_INSERT_GROUP = (
     f"INSERT INTO groups ({', '.join(_GROUP_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_GROUP_COLUMNS))}) ON CONFLICT (group_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _GROUP_COLUMNS[1:])
+    f"VALUES ({', '.join('?' * len(_GROUP_COLUMNS))}) ON CONFLICT (group_id) DO NOTHING"
+)
+_UPDATE_GROUP = (  # the parameters: the row but its group_id, then the group_id
+    f"UPDATE groups SET {', '.join(f'{c} = ?' for c in _GROUP_COLUMNS[1:])} WHERE group_id = ?"
 )
 _SELECT_GROUPS = f"SELECT {', '.join(_GROUP_COLUMNS)} FROM groups"
 _RESTRICTIONS = ("mutes", "bans")
+_JSON_COLUMNS = ("app_defined", "counters", "attributes")
+_FLAG_COLUMNS = ("mute_all", "join_history")
+PROFILES_PER_QUERY = 500  # users per SELECT of load_profiles (SQLite caps the parameters)
 
 
 def data_dir(env: Mapping[str, str]) -> Path:
@@ -138,11 +164,11 @@ class SqliteStore:
     async def load_group(self, group_id: str) -> GroupRecord | None:
         return await self._call("load_group", _load_group, group_id, write=False)
 
-    async def put_group(self, record: GroupRecord) -> None:
-        await self._call("put_group", _put_group, record, True)
+    async def put_group(self, record: GroupRecord, create: bool = False) -> bool:
+        return await self._call("put_group", _put_group, record, True, create)
 
-    async def put_settings(self, record: GroupRecord) -> None:
-        await self._call("put_settings", _put_group, record, False)
+    async def put_settings(self, record: GroupRecord) -> bool:
+        return await self._call("put_settings", _put_group, record, False, False)
 
     async def delete_group(self, group_id: str) -> bool:
         return await self._call("delete_group", _delete_group, group_id)
@@ -175,7 +201,7 @@ class SqliteStore:
         return await self._call("seen", _seen, key, now, window)
 
     async def recent(self, key: str, now: float, window: float = DEDUP_WINDOW) -> bool:
-        return await self._call("recent", _recent, key, now, window, write=False)
+        return await self._call("recent", _recent, key, now, write=False)
 
     async def unsee(self, key: str) -> None:
         await self._call("unsee", _unsee, key)
@@ -185,6 +211,12 @@ class SqliteStore:
 
     async def likes(self, group_id: str) -> int:
         return await self._call("likes", _likes, group_id, write=False)
+
+    async def put_profile(self, user: str, profile: Profile) -> None:
+        await self._call("put_profile", _put_profile, user, _json(profile))
+
+    async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
+        return await self._call("load_profiles", _load_profiles, list(users), write=False)
 
     async def close(self) -> None:
         if self._inst.closed:
@@ -222,6 +254,12 @@ def _migrate(conn: Conn) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
     if "join_history" not in columns:  # a database made before recent history
         conn.execute("ALTER TABLE groups ADD COLUMN join_history INTEGER NOT NULL DEFAULT 1")
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dedup'").fetchone():
+        # a file from before ``seen`` kept expiry times: ``dedup`` held when each
+        # key was recorded; it lives the default window from then (a key recorded
+        # with a shorter one lives longer, once)
+        conn.execute("INSERT OR IGNORE INTO seen SELECT key, at + ? FROM dedup", (DEDUP_WINDOW,))
+        conn.execute("DROP TABLE dedup")
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if row[0] is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -272,25 +310,30 @@ def _group_row(r: GroupRecord) -> tuple[Any, ...]:
 
 
 def _record(row: tuple[Any, ...], mutes: dict[str, float], bans: dict[str, float]) -> GroupRecord:
-    (gid, kind, owner, created, name, intro, notif, face, max_num, mute_all, info_seq,
-     info_time, msg_time, rate, burst, app, counters, attrs, attrs_seq, join_history) = row
-    return GroupRecord(
-        group_id=gid, owner=owner, created=created, type=kind, name=name, introduction=intro,
-        notification=notif, face_url=face, max_member_num=max_num, mute_all=bool(mute_all),
-        info_seq=info_seq, last_info_time=info_time, last_msg_time=msg_time, rate=rate,
-        burst=burst, app_defined=orjson.loads(app), counters=orjson.loads(counters),
-        attributes=orjson.loads(attrs), attrs_seq=attrs_seq, mutes=mutes, bans=bans,
-        join_history=bool(join_history))
+    """The room of a ``groups`` row; StoreError if a value is not of its type."""
+    gid = str(row[0])
+    stored = dict(zip(_GROUP_COLUMNS[1:], row[1:], strict=True))
+    for name in _JSON_COLUMNS:
+        stored[name] = loads(f"room {gid!r}", stored[name])
+    for name in _FLAG_COLUMNS:  # 0 or 1; anything else is left to fail the check
+        if type(stored[name]) is int and stored[name] in (0, 1):
+            stored[name] = bool(stored[name])
+    return decode_record(gid, stored, mutes, bans)
 
 
-def _put_group(conn: Conn, record: GroupRecord, restrictions: bool) -> None:
-    conn.execute(_UPSERT_GROUP, _group_row(record))
-    if not restrictions:
-        return
+def _put_group(conn: Conn, record: GroupRecord, restrictions: bool, create: bool) -> bool:
+    row = _group_row(record)
+    if create:
+        written = conn.execute(_INSERT_GROUP, row).rowcount > 0
+    else:
+        written = conn.execute(_UPDATE_GROUP, (*row[1:], row[0])).rowcount > 0
+    if not written or not restrictions:
+        return written
     for table, entries in (("mutes", record.mutes), ("bans", record.bans)):
         conn.execute(f"DELETE FROM {table} WHERE group_id = ?", (record.group_id,))
         conn.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)",
                          ((record.group_id, u, until) for u, until in entries.items()))
+    return True
 
 
 def _delete_group(conn: Conn, group_id: str) -> bool:
@@ -355,17 +398,16 @@ def _kick_time(conn: Conn, user: str) -> float | None:
 
 
 def _seen(conn: Conn, key: str, now: float, window: float) -> bool:
-    conn.execute("DELETE FROM dedup WHERE at <= ?", (now - window,))
-    row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
-    if row is not None and now - row[0] < window:
+    conn.execute("DELETE FROM seen WHERE expires <= ?", (now,))
+    if conn.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone() is not None:
         return True
-    conn.execute("INSERT OR REPLACE INTO dedup VALUES (?, ?)", (key, now))
+    conn.execute("INSERT INTO seen VALUES (?, ?)", (key, now + window))
     return False
 
 
-def _recent(conn: Conn, key: str, now: float, window: float) -> bool:
-    row = conn.execute("SELECT at FROM dedup WHERE key = ?", (key,)).fetchone()
-    return row is not None and now - row[0] < window
+def _recent(conn: Conn, key: str, now: float) -> bool:
+    row = conn.execute("SELECT expires FROM seen WHERE key = ?", (key,)).fetchone()
+    return row is not None and now < row[0]
 
 
 def _marker(conn: Conn, fresh: str) -> str:
@@ -378,7 +420,7 @@ def _kick_times(conn: Conn) -> dict[str, float]:
 
 
 def _unsee(conn: Conn, key: str) -> None:
-    conn.execute("DELETE FROM dedup WHERE key = ?", (key,))
+    conn.execute("DELETE FROM seen WHERE key = ?", (key,))
 
 
 def _add_likes(conn: Conn, group_id: str, n: int) -> int:
@@ -391,3 +433,19 @@ def _add_likes(conn: Conn, group_id: str, n: int) -> int:
 def _likes(conn: Conn, group_id: str) -> int:
     row = conn.execute("SELECT total FROM likes WHERE group_id = ?", (group_id,)).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def _put_profile(conn: Conn, user: str, data: str) -> None:
+    conn.execute("INSERT INTO profiles VALUES (?, ?) ON CONFLICT (user) "
+                 "DO UPDATE SET data = excluded.data", (user, data))
+
+
+def _load_profiles(conn: Conn, users: list[str]) -> dict[str, dict[str, str | int]]:
+    found = {}
+    for start in range(0, len(users), PROFILES_PER_QUERY):
+        batch = users[start:start + PROFILES_PER_QUERY]
+        marks = ", ".join("?" * len(batch))
+        for user, data in conn.execute(
+                f"SELECT user, data FROM profiles WHERE user IN ({marks})", batch):
+            found[str(user)] = decode_profile(str(user), data)
+    return found

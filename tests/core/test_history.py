@@ -134,3 +134,15 @@ def test_extend_keeps_exactly_what_append_keeps(batches: list[tuple[int, int, in
         assert by_columns.size_bytes == sum(len(e.data) for e in kept) <= max_bytes
         assert [e.seq for e in kept] == list(range(by_columns.first_seq, seq + 1))[-len(kept):]
     assert by_entries.last(size, 2000) == by_columns.last(size, 2000)
+
+
+def test_advance_keeps_the_position_and_drops_what_no_longer_reaches_it() -> None:
+    ring = HistoryRing(10, 1 << 20, 60_000)
+    ring.extend([1, 2], 0, [b"a", b"b"])
+    ring.advance(2)  # not newer: nothing changes
+    assert (ring.last_seq, len(ring)) == (2, 2)
+    ring.advance(5)  # 3..5 were never given: 1..2 no longer reach the newest end
+    assert (ring.last_seq, len(ring)) == (5, 0)
+    assert ring.since(5, 0).recovered and not ring.since(2, 0).recovered
+    assert ring.append([Entry(6, 0, b"f")])  # 6 continues the position
+    assert ring.since(5, 0).msgs == [b"f"]

@@ -142,11 +142,11 @@ async def test_a_seed_reads_only_the_batches_already_published(redis_url: str) -
         assert await store.append(GID, token, one)
         assert await broker.publish(GID, frame(one), None, 1, token)
         assert await store.append(GID, token, two)  # written, not published yet
-        _epoch, batches = await store.read(GID, 7)
-        assert batches == [one]
+        _epoch, batches, published = await store.read(GID, 7)
+        assert batches == [one] and published == 1
         assert await broker.publish(GID, frame(two), None, 2, token, prev=1)
-        _epoch, batches = await store.read(GID, 7)
-        assert batches == [one, two]
+        _epoch, batches, published = await store.read(GID, 7)
+        assert batches == [one, two] and published == 2
     finally:
         await store.close()
         await broker.close()
@@ -174,15 +174,16 @@ async def test_the_publish_appends_the_stream_in_the_same_step(redis_url: str) -
                                         prev, stream=book.riding(GID, full))
 
         assert await publish(1, prev=-1)
-        epoch, held = await store.read(GID, 7)
+        epoch, held, _published = await store.read(GID, 7)
         assert held == batches[:1] and epoch != 7  # the first append gave the stream its epoch
         assert not await publish(2, prev=1, tok=token - 1)  # a deposed owner
         assert not await publish(3, prev=2)  # does not follow seq 1
         assert (await store.read(GID, 7))[1] == batches[:1]
         for seq in range(2, 6):
             assert await publish(seq, prev=seq - 1)
-        again, held = await store.read(GID, 7)
+        again, held, published = await store.read(GID, 7)
         assert again == epoch and held == batches[2:]  # trimmed to history_size
+        assert published == 5
     finally:
         await store.close()
         await broker.close()

@@ -69,7 +69,7 @@ async def test_a_join_finds_a_room_just_created_elsewhere() -> None:
     """Stored by another process and not announced here yet: found before 10010."""
     node = Node(Settings())
     group = Group.create("fresh", "administrator", time.time(), {"Name": "fresh"})
-    await node.store.put_group(group_record(group))
+    await node.store.put_group(group_record(group), create=True)
     assert "fresh" not in node.rooms
     assert await node.link.find("fresh")
     assert node.rooms["fresh"].group.owner == "administrator"

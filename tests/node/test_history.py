@@ -104,6 +104,12 @@ async def test_history_off(live_factory: LiveFactory) -> None:
     r = await c.join(ROOM, history=5, since_seq=2, history_epoch=live.node.epoch)
     assert r["code"] == 0 and r["recovered"] is False and r["msgs"] == [] and r["lastSeq"] == 4
     assert live.node.history.rings == {}
+    # a member last saw nothing (seq 0): it missed 4 messages, none held
+    r = await c.join(ROOM, since_seq=0, history_epoch=live.node.epoch)
+    assert (r["recovered"], r["lastSeq"]) == (False, 4)
+    # nothing missed: recovered, with nothing to give
+    r = await c.join(ROOM, since_seq=4, history_epoch=live.node.epoch)
+    assert (r["recovered"], r["msgs"], r["lastSeq"]) == (True, [], 4)
 
 
 async def test_room_switch_turns_join_history_off_but_not_recovery(live: Live) -> None:
@@ -177,7 +183,7 @@ async def test_a_cluster_book_seeds_once_per_room_and_follows_batches() -> None:
     await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert book.reads == 1
     book.on_batch(ROOM, _frame(3))
-    rec = book.since(ROOM, 1, book.epoch_of(ROOM))
+    rec = book.since(ROOM, 1, book.epoch_of(ROOM), 3)
     assert rec.recovered and rec.last_seq == 3 and len(rec.msgs) == 2
     book.on_batch(ROOM, _frame(5))  # 4 was lost: the ring is dropped, read again later
     assert book.needs_read(ROOM)
@@ -198,8 +204,9 @@ async def test_one_process_book_needs_no_read() -> None:
     """One process keeps no store: its book is the history."""
     book = HistoryBook(base_settings(), lambda: 1000.0, epoch=7)
     assert not book.needs_read(ROOM)
-    assert book.since(ROOM, 0, 7).recovered
-    assert not book.since(ROOM, 0, 8).recovered
+    assert book.since(ROOM, 0, 7, 0).recovered  # nothing sent, nothing missed
+    assert not book.since(ROOM, 0, 8, 0).recovered  # another epoch
+    assert not book.since(ROOM, 0, 7, 2).recovered  # two sent, none held
 
 
 async def test_messages_a_lagging_member_was_not_sent_are_recoverable(

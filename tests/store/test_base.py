@@ -22,7 +22,7 @@ def _metrics() -> tuple[CollectorRegistry, Histogram, Counter]:
 async def test_the_prometheus_observer_counts_latency_and_errors(tmp_path: Path) -> None:
     registry, latency, errors = _metrics()
     store = await SqliteStore.open(tmp_path, observe=prometheus_observer(latency, errors))
-    await store.put_group(GroupRecord("room", "owner", 1.0))
+    await store.put_group(GroupRecord("room", "owner", 1.0), create=True)
     await store.put_group(GroupRecord("room", "owner", 2.0))
     await store.close()
     await store.ping()  # fails: the store is closed

@@ -1,5 +1,5 @@
 """The Store contract (livecast/store/base.py), run against every engine:
-a SQLite file, a redis-server, and a 3-master Redis Cluster."""
+the memory twin, a SQLite file, a redis-server, and a 3-master Redis Cluster."""
 
 from __future__ import annotations
 
@@ -29,38 +29,39 @@ FULL = GroupRecord(
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(record=records())
 async def test_a_room_reads_back_exactly_as_put(store: Store, record: GroupRecord) -> None:
-    await store.put_group(record)
+    assert await store.put_group(record, create=True) is True
     assert await store.load_group(record.group_id) == record
     await store.delete_group(record.group_id)
 
 
 async def test_put_settings_keeps_the_stored_mutes_and_bans(store: Store) -> None:
-    await store.put_group(FULL)
+    await store.put_group(FULL, create=True)
     changed = replace(FULL, name="Renamed", mutes={}, bans={}, app_defined={"Topic": "talk"},
                       counters={}, attributes={}, rate=None, burst=None)
-    await store.put_settings(changed)
+    assert await store.put_settings(changed) is True
     assert await store.load_group("room-1") == replace(changed, mutes=FULL.mutes, bans=FULL.bans)
-    await store.put_group(changed)  # the whole room: no mutes or bans left
+    assert await store.put_group(changed) is True  # the whole room: no mutes or bans left
     assert await store.load_group("room-1") == changed
 
 
 async def test_delete_group_removes_every_part_of_the_room(store: Store) -> None:
     other = replace(FULL, group_id="room-2")
-    await store.put_group(FULL)
-    await store.put_group(other)
+    await store.put_group(FULL, create=True)
+    await store.put_group(other, create=True)
     await store.add_likes("room-1", 5)
     assert await store.delete_group("room-1") is True
     assert await store.delete_group("room-1") is False
     assert await store.load_group("room-1") is None
     assert await store.likes("room-1") == 0
-    await store.put_settings(replace(FULL, mutes={}, bans={}))  # re-created: nothing comes back
+    # re-created: nothing comes back
+    assert await store.put_group(replace(FULL, mutes={}, bans={}), create=True) is True
     found = await store.load_group("room-1")
     assert found is not None and found.mutes == {} and found.bans == {}
     assert await store.load_group("room-2") == other
 
 
 async def test_mutes_and_bans_are_set_and_cleared_one_member_at_a_time(store: Store) -> None:
-    await store.put_group(replace(FULL, mutes={}, bans={}))
+    await store.put_group(replace(FULL, mutes={}, bans={}), create=True)
     await store.set_mute("room-1", "a", 100.5)
     await store.set_mute("room-1", "a", 200.5)  # a later call replaces the end time
     await store.set_mute("room-1", "b", float(FOREVER))
@@ -77,7 +78,7 @@ async def test_mutes_and_bans_are_set_and_cleared_one_member_at_a_time(store: St
 async def test_load_all_with_now_drops_and_deletes_what_is_over(store: Store) -> None:
     await store.put_group(replace(FULL, mutes={"over": 100.0, "at-now": 150.0, "later": 151.0,
                                                "forever": float(FOREVER)},
-                                  bans={"over": 10.0, "forever": float(FOREVER)}))
+                                  bans={"over": 10.0, "forever": float(FOREVER)}), create=True)
     # past FOREVER itself, a FOREVER entry still holds (core/group.py)
     snapshot = await store.load_all(now=150.0)
     (room,) = snapshot.groups
@@ -90,7 +91,7 @@ async def test_load_all_with_now_drops_and_deletes_what_is_over(store: Store) ->
 
 async def test_load_all_lists_rooms_by_creation_then_id(store: Store) -> None:
     for gid, created in (("c", 2.0), ("b", 1.0), ("a", 2.0), ("d", 0.5)):
-        await store.put_group(GroupRecord(gid, "owner", created))
+        await store.put_group(GroupRecord(gid, "owner", created), create=True)
     snapshot = await store.load_all()
     assert [g.group_id for g in snapshot.groups] == ["d", "b", "a", "c"]
 
@@ -98,7 +99,7 @@ async def test_load_all_lists_rooms_by_creation_then_id(store: Store) -> None:
 async def test_awkward_group_ids_keep_their_rooms_apart(store: Store) -> None:
     ids = ["a", "a}:info", "{a}", "a}", "@TGS#aXYZ", "with space:and:colons"]
     for n, gid in enumerate(ids):
-        await store.put_group(replace(FULL, group_id=gid, info_seq=n))
+        await store.put_group(replace(FULL, group_id=gid, info_seq=n), create=True)
         await store.add_likes(gid, n + 1)
     for n, gid in enumerate(ids):
         assert await store.load_group(gid) == replace(FULL, group_id=gid, info_seq=n)
@@ -161,20 +162,20 @@ async def test_like_totals_add_up(store: Store) -> None:
     assert sorted(totals) == list(range(4, 54))
     assert await store.likes("room-1") == 53
     assert (await store.load_all()).likes == {}  # only the totals of stored rooms
-    await store.put_group(FULL)
+    await store.put_group(FULL, create=True)
     assert (await store.load_all()).likes == {"room-1": 53}
 
 
-async def test_a_reopened_store_finds_everything(engine: Engine) -> None:
-    store = await engine.open()
-    await store.put_group(replace(FULL, mutes={}, bans={}))
-    await store.put_group(replace(FULL, group_id="room-2", created=1.0))
+async def test_a_reopened_store_finds_everything(durable: Engine) -> None:
+    store = await durable.open()
+    await store.put_group(replace(FULL, mutes={}, bans={}), create=True)
+    await store.put_group(replace(FULL, group_id="room-2", created=1.0), create=True)
     await store.set_mute("room-1", "loud", 1700000500.5)
     await store.set_ban("room-1", "spam", float(FOREVER))
     await store.set_kick("kicked", 1700000300.5)
     await store.add_likes("room-1", 99)
     await store.close()
-    reopened = await engine.open()
+    reopened = await durable.open()
     snapshot = await reopened.load_all(now=1700000400.0)
     assert snapshot.groups == (replace(FULL, group_id="room-2", created=1.0),
                                replace(FULL, mutes={"loud": 1700000500.5},
@@ -184,11 +185,11 @@ async def test_a_reopened_store_finds_everything(engine: Engine) -> None:
     assert await reopened.kick_time("kicked") == 1700000300.5
 
 
-async def test_health_and_metrics(engine: Engine) -> None:
+async def test_health_and_metrics(durable: Engine) -> None:
     calls: list[tuple[str, float, bool]] = []
-    store = await engine.open(lambda op, seconds, ok: calls.append((op, seconds, ok)))
+    store = await durable.open(lambda op, seconds, ok: calls.append((op, seconds, ok)))
     assert store.healthy and await store.ping()
-    await store.put_group(FULL)
+    await store.put_group(FULL, create=True)
     assert [(op, ok) for op, _, ok in calls] == [("ping", True), ("put_group", True)]
     assert all(seconds >= 0 for _, seconds, _ in calls)
     await store.close()
@@ -213,3 +214,106 @@ async def test_recent_checks_without_recording(store: Store) -> None:
 async def test_the_marker_is_made_once_and_kept(store: Store) -> None:
     first = await store.marker()
     assert first and await store.marker() == first
+
+
+async def test_put_settings_writes_only_a_stored_room(store: Store) -> None:
+    assert await store.put_settings(FULL) is False
+    assert await store.load_group("room-1") is None
+    assert (await store.load_all()).groups == ()
+    await store.put_group(replace(FULL, name="first"), create=True)
+    assert await store.put_settings(FULL) is True
+    assert await store.load_group("room-1") == FULL
+
+
+async def test_put_group_replaces_only_a_stored_room(store: Store) -> None:
+    assert await store.put_group(FULL) is False
+    assert await store.load_group("room-1") is None
+    assert (await store.load_all()).groups == ()
+    await store.put_group(replace(FULL, mutes={}, bans={}, name="first"), create=True)
+    assert await store.put_group(FULL) is True
+    assert await store.load_group("room-1") == FULL
+
+
+async def test_a_create_never_overwrites_a_stored_room(store: Store) -> None:
+    assert await store.put_group(FULL, create=True) is True
+    assert await store.put_group(replace(FULL, owner="thief", mutes={}, bans={"x": 1.0}),
+                                 create=True) is False
+    assert await store.load_group("room-1") == FULL
+    assert [g.group_id for g in (await store.load_all()).groups] == ["room-1"]
+
+
+async def test_of_concurrent_creates_of_one_id_exactly_one_wins(engine: Engine) -> None:
+    first = await engine.open()
+    second = first if engine.name == "memory" else await engine.open()  # two processes
+    rivals = [replace(FULL, owner=f"owner-{n}") for n in range(10)]
+    won = await asyncio.gather(*((first, second)[n % 2].put_group(r, create=True)
+                                 for n, r in enumerate(rivals)))
+    assert won.count(True) == 1
+    assert await second.load_group("room-1") == rivals[won.index(True)]
+
+
+async def test_a_destroyed_room_is_not_brought_back_by_a_late_write(store: Store) -> None:
+    await store.put_group(FULL, create=True)
+    assert await store.delete_group("room-1") is True
+    assert await store.put_settings(replace(FULL, name="late")) is False
+    assert await store.put_group(replace(FULL, name="late")) is False
+    assert await store.load_group("room-1") is None
+    assert (await store.load_all()).groups == ()
+    assert await store.put_group(FULL, create=True) is True  # the id is free again
+    assert (await store.load_all()).groups == (FULL,)
+
+
+async def test_a_short_window_does_not_forget_keys_of_a_longer_one(store: Store) -> None:
+    t0 = time.time()
+    assert await store.seen("room-1:alice:1", t0) is False  # the default window
+    assert await store.seen("broadcast-rate", t0 + 2, window=1.0) is False
+    assert await store.recent("room-1:alice:1", t0 + 2)
+    assert await store.seen("room-1:alice:1", t0 + 2) is True
+
+
+async def test_a_key_lives_the_window_it_was_seen_with(store: Store) -> None:
+    # Redis expires keys by its clock: nothing here waits for an expiry
+    t0 = time.time()
+    assert await store.seen("long", t0, window=1000.0) is False
+    assert await store.recent("long", t0 + 500)  # past the default window, not past its own
+    assert await store.seen("long", t0 + 500) is True
+
+
+NICK, IMAGE = "Tag_Profile_IM_Nick", "Tag_Profile_IM_Image"
+
+
+async def test_profiles_read_back_as_put(store: Store) -> None:
+    alice = {NICK: "Ålice 🎤 李", IMAGE: "https://x/a.png", "Tag_Profile_IM_Level": 7,
+             "Tag_Profile_Custom_Score": -(2**63)}
+    await store.put_profile("alice", alice)
+    await store.put_profile("with space:and:{colons}", {NICK: ""})
+    assert await store.load_profiles(["alice", "nobody", "with space:and:{colons}"]) == {
+        "alice": alice, "with space:and:{colons}": {NICK: ""}}
+    assert await store.load_profiles([]) == {}
+    assert await store.load_profiles(["nobody"]) == {}
+
+
+async def test_a_profile_put_again_replaces_the_stored_one(store: Store) -> None:
+    await store.put_profile("alice", {NICK: "Alice", IMAGE: "https://x/a.png"})
+    await store.put_profile("bob", {NICK: "Bob"})
+    await store.put_profile("alice", {NICK: "Al"})
+    assert await store.load_profiles(["alice", "bob"]) == {"alice": {NICK: "Al"},
+                                                          "bob": {NICK: "Bob"}}
+
+
+async def test_profiles_of_many_users_load_in_one_call(store: Store) -> None:
+    users = [f"user-{n}" for n in range(300)]  # on a cluster: keys on every master
+    for n, user in enumerate(users):
+        await store.put_profile(user, {NICK: f"nick {n}", "Tag_Profile_IM_Level": n})
+    found = await store.load_profiles([*users, "nobody"])
+    assert found == {u: {NICK: f"nick {n}", "Tag_Profile_IM_Level": n}
+                     for n, u in enumerate(users)}
+
+
+async def test_profiles_survive_a_restart(durable: Engine) -> None:
+    store = await durable.open()
+    await store.put_profile("alice", {NICK: "Ålice", "Tag_Profile_IM_Level": 3})
+    await store.close()
+    reopened = await durable.open()
+    assert await reopened.load_profiles(["alice"]) == {
+        "alice": {NICK: "Ålice", "Tag_Profile_IM_Level": 3}}

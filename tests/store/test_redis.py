@@ -1,9 +1,13 @@
-"""Redis engine specifics (livecast/store/redis.py): URLs, hash tags, a server that fails."""
+"""Redis engine specifics (livecast/store/redis.py): URLs, hash tags, a server that
+fails, the index under races, the keys a deleted room leaves, unreadable records."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as ClusterClient
@@ -22,7 +26,7 @@ async def test_a_rooms_keys_share_one_cluster_slot(redis_cluster: RedisCluster) 
     redis_cluster.flush()
     store = await RedisStore.open(redis_cluster.url)
     try:
-        await store.put_group(ROOM)
+        await store.put_group(ROOM, create=True)
         await store.add_likes(ROOM.group_id, 1)
     finally:
         await store.close()
@@ -52,7 +56,7 @@ async def test_a_server_that_goes_away_makes_the_store_unhealthy(tmp_path: Path)
     calls: list[tuple[str, bool]] = []
     store = await RedisStore.open(server.url, observe=lambda op, _s, ok: calls.append((op, ok)))
     try:
-        await store.put_group(ROOM)
+        await store.put_group(ROOM, create=True)
         server.stop()
         with pytest.raises(StoreError, match="put_group"):
             await store.put_group(ROOM)
@@ -73,3 +77,93 @@ async def test_a_newer_layout_is_refused(redis_server: RedisServer) -> None:
     with pytest.raises(StoreError, match="newer"):
         await RedisStore.open(redis_server.url)
     redis_server.flush()
+
+
+@pytest.fixture(params=("redis", "cluster"))
+def redis_url(request: pytest.FixtureRequest) -> str:
+    backend: RedisServer | RedisCluster = request.getfixturevalue(
+        "redis_server" if request.param == "redis" else "redis_cluster")
+    backend.flush()
+    return backend.url
+
+
+def room_key(group_id: str, part: str) -> str:
+    return f"lc:{{g:{group_id}}}:{part}"
+
+
+async def test_delete_group_removes_the_rooms_history_not_the_brokers_keys(
+    redis_url: str
+) -> None:
+    store, raw = await RedisStore.open(redis_url), connect(redis_url)
+    gid = ROOM.group_id
+    try:
+        await store.put_group(ROOM, create=True)
+        await raw.xadd(room_key(gid, "history"), {"b": b"a tick's batch"})
+        await raw.set(room_key(gid, "hepoch"), 7)
+        await raw.set(room_key(gid, "seq"), 41)  # the broker's (node/history.py)
+        await raw.set(room_key(gid, "fence"), "owner-token")
+        assert await store.delete_group(gid) is True
+        assert await raw.exists(room_key(gid, "history")) == 0
+        assert await raw.exists(room_key(gid, "hepoch")) == 0
+        assert await raw.get(room_key(gid, "seq")) == "41"
+        assert await raw.get(room_key(gid, "fence")) == "owner-token"
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_a_room_written_while_being_deleted_keeps_its_index_entry(redis_url: str) -> None:
+    """Invariant 2 under real races: two processes create and modify a room
+    while a third deletes it; whatever the order, a stored room is indexed."""
+    creator, writer, deleter = [await RedisStore.open(redis_url) for _ in range(3)]
+    raw = connect(redis_url)
+    gid = ROOM.group_id
+    try:
+        for _ in range(100):
+            await asyncio.gather(creator.put_group(ROOM, create=True),
+                                 writer.put_settings(ROOM), writer.put_group(ROOM),
+                                 deleter.delete_group(gid))
+            stored = await raw.exists(room_key(gid, "group"))
+            assert not stored or await raw.zscore("lc:groups", gid) == ROOM.created
+    finally:
+        await raw.aclose()
+        for store in (creator, writer, deleter):
+            await store.close()
+
+
+UNREADABLE: dict[str, Any] = {
+    "not JSON": b"{not json",
+    "not an object": b"[1, 2]",
+    "an unknown field": {"owner": "o", "created": 1.0, "colour": "red"},
+    "a missing field": {"created": 1.0},
+    "a wrong type": {"owner": "o", "created": "yesterday"},
+    "a wrong type in a map": {"owner": "o", "created": 1.0, "counters": {"likes": "many"}},
+    "a map that is a list": {"owner": "o", "created": 1.0, "app_defined": ["a"]},
+}
+
+
+@pytest.mark.parametrize("blob", UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_an_unreadable_record_is_a_store_error(redis_url: str, blob: Any) -> None:
+    store, raw = await RedisStore.open(redis_url), connect(redis_url)
+    try:
+        await raw.zadd("lc:groups", {"odd-room": 1.0})
+        await raw.set(room_key("odd-room", "group"),
+                      blob if isinstance(blob, bytes) else orjson.dumps(blob))
+        with pytest.raises(StoreError, match=r"'odd-room'.*unreadable"):
+            await store.load_group("odd-room")
+        with pytest.raises(StoreError, match=r"'odd-room'.*unreadable"):
+            await store.load_all(now=2.0)
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_an_unreadable_profile_is_a_store_error(redis_url: str) -> None:
+    store, raw = await RedisStore.open(redis_url), connect(redis_url)
+    try:
+        await raw.set("lc:profile:alice", b'{"Tag_Profile_IM_Nick": ["a"]}')
+        with pytest.raises(StoreError, match=r"'alice'.*unreadable"):
+            await store.load_profiles(["alice"])
+    finally:
+        await raw.aclose()
+        await store.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from livecast.core.group_fields import FOREVER
+from livecast.core.records import GroupRecord
 from livecast.store.base import StoreError
 from livecast.store.sqlite import DB_FILE, SCHEMA_VERSION, SqliteStore, data_dir
 
@@ -28,7 +29,7 @@ async def main(directory):
     store = await SqliteStore.open(directory)
     i = 0
     while True:
-        await store.put_group(GroupRecord(f"g{i}", "owner", float(i), name=f"n{i}"))
+        await store.put_group(GroupRecord(f"g{i}", "owner", float(i), name=f"n{i}"), create=True)
         await store.set_ban(f"g{i}", "troll", 4294967295.0)
         total = await store.add_likes("g0", 1)
         print(i, total, flush=True)
@@ -107,8 +108,90 @@ async def test_seen_follows_the_callers_clock_and_purges_expired_keys(tmp_path: 
     finally:
         await store.close()
     with sqlite3.connect(tmp_path / DB_FILE) as conn:
-        assert sorted(k for (k,) in conn.execute("SELECT key FROM dedup")) == ["fresh", "k"]
+        assert sorted(k for (k,) in conn.execute("SELECT key FROM seen")) == ["fresh", "k"]
     conn.close()
+
+
+async def test_keys_seen_before_expiry_times_were_stored_keep_the_default_window(
+    tmp_path: Path
+) -> None:
+    """A file from before ``seen`` kept expiry times: its ``dedup`` rows (the
+    time each key was recorded) carry over with the default window."""
+    await (await SqliteStore.open(tmp_path)).close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("DROP TABLE IF EXISTS seen")
+        conn.execute("CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, at REAL NOT NULL)")
+        conn.execute("INSERT INTO dedup VALUES ('room-1:alice:1', 1000.0)")
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        assert await store.seen("room-1:alice:1", 1299.0) is True
+        assert await store.seen("room-1:alice:1", 1300.0) is False
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "dedup" not in tables
+
+
+async def test_a_database_from_before_profiles_gets_the_table(tmp_path: Path) -> None:
+    await (await SqliteStore.open(tmp_path)).close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("DROP TABLE IF EXISTS profiles")
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        await store.put_profile("alice", {"Tag_Profile_IM_Nick": "Alice"})
+        assert await store.load_profiles(["alice"]) == {
+            "alice": {"Tag_Profile_IM_Nick": "Alice"}}
+    finally:
+        await store.close()
+
+
+UNREADABLE = {
+    "not JSON": ("app_defined", "{not json"),
+    "not an object": ("counters", "[1, 2]"),
+    "a wrong type": ("created", "yesterday"),
+    "a wrong type in a map": ("counters", '{"likes": "many"}'),
+    "a flag that is not one": ("mute_all", "yes"),
+    "a count that is not a number": ("max_member_num", "lots"),
+}
+
+
+@pytest.mark.parametrize(("column", "value"), UNREADABLE.values(), ids=UNREADABLE.keys())
+async def test_an_unreadable_record_is_a_store_error(
+    tmp_path: Path, column: str, value: str
+) -> None:
+    store = await SqliteStore.open(tmp_path)
+    await store.put_group(GroupRecord("odd-room", "owner", 1.0), create=True)
+    await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute(f"UPDATE groups SET {column} = ?", (value,))
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        with pytest.raises(StoreError, match=r"'odd-room'.*unreadable"):
+            await store.load_group("odd-room")
+        with pytest.raises(StoreError, match=r"'odd-room'.*unreadable"):
+            await store.load_all(now=2.0)
+    finally:
+        await store.close()
+
+
+async def test_an_unreadable_profile_is_a_store_error(tmp_path: Path) -> None:
+    await (await SqliteStore.open(tmp_path)).close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS profiles (user TEXT PRIMARY KEY, "
+                     "data TEXT NOT NULL)")
+        conn.execute("INSERT INTO profiles VALUES ('alice', '{not json')")
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        with pytest.raises(StoreError, match=r"'alice'.*unreadable"):
+            await store.load_profiles(["alice"])
+    finally:
+        await store.close()
 
 
 async def test_a_database_from_before_join_history_gets_the_column(tmp_path: Path) -> None:
@@ -116,10 +199,8 @@ async def test_a_database_from_before_join_history_gets_the_column(tmp_path: Pat
     with join history on, and the setting is stored from then on."""
     from dataclasses import replace
 
-    from livecast.core.records import GroupRecord
-
     store = await SqliteStore.open(tmp_path)
-    await store.put_group(GroupRecord("old-room", "owner", 1.0, name="old"))
+    await store.put_group(GroupRecord("old-room", "owner", 1.0, name="old"), create=True)
     await store.close()
     with sqlite3.connect(tmp_path / DB_FILE) as conn:
         conn.execute("ALTER TABLE groups DROP COLUMN join_history")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -21,6 +24,8 @@ from livecast.runner import raise_fd_limit
 from livecast.settings import ENV, FIELD_OF, ConfigError, Settings, build, with_flags
 
 if TYPE_CHECKING:
+    import subprocess
+
     from livecast.counter.settings import CounterSettings
     from livecast.node.node import Node
     from livecast.store.base import Store
@@ -133,35 +138,73 @@ def durable_store(s: Settings) -> Callable[[Node], Awaitable[Store]]:
 
 
 def store_line(s: Settings) -> str:
+    """The banner's store line (a URL settings.py has checked; never its credentials)."""
+    if s.redis_url.startswith("unix://"):
+        return f"  store     Redis at {urlsplit(s.redis_url).path}"
     if s.redis_url:
         where = urlsplit(s.redis_url.split(",")[0])
         return f"  store     Redis at {where.hostname}:{where.port or 6379}"
     return f"  store     SQLite in {s.data_dir}"
 
 
-def workers(s: Settings) -> int:
+# ``serve --workers``: what the supervisor does when a worker exits (README,
+# "Running a cluster").  Exit 2 is a worker that could not start (configuration,
+# store, listen address: ``serve``'s start-up errors); the next one would fail
+# the same way, so the supervisor stops every worker and exits 2, leaving the
+# restarting to the service manager (systemd, Docker), which backs off and
+# logs.  Any other exit is a crash or a kill: the worker is started again at
+# once, and if it exits again within STABLE_AFTER of its start, after
+# RESTART_BASE seconds, doubling up to RESTART_CAP, so that a crash loop never
+# spins.  A worker that ran STABLE_AFTER seconds starts its count over.
+START_FAILED = 2
+STABLE_AFTER = 30.0
+RESTART_BASE = 1.0
+RESTART_CAP = 60.0
+
+
+def after_exit(code: int, uptime: float, quick: int) -> tuple[int, float] | None:
+    """A worker exited with ``code`` after ``uptime`` seconds, having exited
+    within STABLE_AFTER of its start ``quick`` times in a row before: None to
+    stop the supervisor, else (that count now, seconds to wait before
+    starting the worker again)."""
+    if code == START_FAILED:
+        return None
+    quick = quick + 1 if uptime < STABLE_AFTER else 0
+    return quick, 0.0 if quick <= 1 else min(RESTART_CAP, RESTART_BASE * 2 ** (quick - 2))
+
+
+@dataclass
+class Slot:
+    """One worker's place: its process (None while it waits for its restart)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    quick: int = 0
+    due: float = 0.0      # when a waiting worker is started again (monotonic)
+
+
+def workers(s: Settings, env: Mapping[str, str]) -> int:
     """``serve --workers N``: N processes on one port (SO_REUSEPORT), members
-    of one cluster on Redis; restarted when one dies, stopped on SIGINT/SIGTERM."""
+    of one cluster on Redis; restarted when one dies (``after_exit``), stopped on SIGINT/SIGTERM."""
     if not s.redis_url:
         print("livecast: --workers needs LIVECAST_REDIS_URL: worker processes share rooms "
               "through Redis (a cluster); without it, run one process", file=sys.stderr)
         return 2
-    import contextlib
-    import select
     import signal
     import subprocess
 
-    env = dict(os.environ)
-    children: dict[int, subprocess.Popen[bytes]] = {}
+    slots = {i: Slot() for i in range(1, s.workers + 1)}
 
-    def spawn(i: int) -> None:
-        children[i] = subprocess.Popen(
+    def spawn(i: int) -> None:  # ``env`` holds the flags: no secret on a command line
+        slots[i].proc = subprocess.Popen(
             [sys.executable, "-m", "livecast", "serve"],
             env=dict(env, LIVECAST_WORKER=str(i), LIVECAST_WORKERS="1",
                      LIVECAST_HOST=s.host, LIVECAST_PORT=str(s.port)))
+        slots[i].started = time.monotonic()
 
     # The supervisor sleeps until a signal comes: SIGCHLD (a worker exited),
-    # SIGINT or SIGTERM each write a byte to the wakeup pipe; no polling.
+    # SIGINT or SIGTERM each write a byte to the wakeup pipe; no polling.  It
+    # wakes by itself only when a worker's restart is due.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -170,25 +213,61 @@ def workers(s: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
-    for i in range(1, s.workers + 1):
+    for i in slots:
         spawn(i)
     log.info("%d workers on %s:%d", s.workers, s.host, s.port)
-    while not stopping:
-        select.select([wake_r], [], [])
-        with contextlib.suppress(BlockingIOError):
-            os.read(wake_r, 4096)
-        for i, child in list(children.items()):
-            if child.poll() is not None and not stopping:
-                log.warning("worker %d exited (%s): restarting it", i, child.returncode)
-                spawn(i)
+    code = 0
+    while not stopping and not code:
+        _sleep_until_woken(wake_r, slots)
+        code = _tend(slots, spawn, stopping)
     signal.set_wakeup_fd(-1)
     os.close(wake_r)
     os.close(wake_w)
-    for child in children.values():
-        child.send_signal(signal.SIGTERM)
-    for child in children.values():
-        child.wait()
+    _stop_all(slots)
+    return code
+
+
+def _sleep_until_woken(wake_r: int, slots: dict[int, Slot]) -> None:
+    import contextlib
+    import select
+
+    due = [slot.due for slot in slots.values() if slot.proc is None]
+    timeout = max(0.0, min(due) - time.monotonic()) if due else None
+    select.select([wake_r], [], [], timeout)
+    with contextlib.suppress(BlockingIOError):
+        os.read(wake_r, 4096)
+
+
+def _tend(slots: dict[int, Slot], spawn: Callable[[int], None], stopping: list[int]) -> int:
+    """Restart what exited or is due; the supervisor's exit code if it must stop, else 0."""
+    now = time.monotonic()
+    for i, slot in slots.items():
+        if slot.proc is not None and slot.proc.poll() is not None:
+            code = slot.proc.returncode
+            slot.proc = None
+            verdict = after_exit(code, now - slot.started, slot.quick)
+            if verdict is None:
+                print(f"livecast: worker {i} could not start (exit {code}; its message is "
+                      "above): stopping the other workers", file=sys.stderr, flush=True)
+                return code
+            slot.quick, delay = verdict
+            slot.due = now + delay
+            log.warning("worker %d exited (%s): restarting it%s", i, code,
+                        f" in {delay:.0f} s" if delay else "")
+        if slot.proc is None and slot.due <= now and not stopping:
+            spawn(i)
     return 0
+
+
+def _stop_all(slots: dict[int, Slot]) -> None:
+    import signal
+
+    for slot in slots.values():
+        if slot.proc is not None and slot.proc.poll() is None:
+            slot.proc.send_signal(signal.SIGTERM)
+    for slot in slots.values():
+        if slot.proc is not None:
+            slot.proc.wait()
 
 
 def serve(s: Settings, likes: CounterSettings | None = None) -> int:
@@ -206,9 +285,57 @@ def serve(s: Settings, likes: CounterSettings | None = None) -> int:
                               front=Front, reuse_port=s.worker > 0))
     except StoreError as exc:
         where = "LIVECAST_REDIS_URL" if s.redis_url else f"LIVECAST_DATA_DIR ({s.data_dir})"
-        print(f"livecast: the store could not be opened ({where}): {exc}", file=sys.stderr)
+        print(f"livecast: the store could not be opened or read ({where}): {exc}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeError) as exc:
+        if not is_listen_error(exc):
+            raise
+        print(f"livecast: {listen_failure(s, exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+# what binding or resolving a listen address fails with (a port taken, an
+# address not this host's, a port below 1024 without the right, a bad host)
+LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EINVAL})
+
+
+def is_listen_error(exc: OSError | UnicodeError) -> bool:
+    return isinstance(exc, socket.gaierror | UnicodeError) or (
+        isinstance(exc, OSError) and exc.errno in LISTEN_ERRNOS)
+
+
+def listen_failure(s: Settings, exc: OSError | UnicodeError) -> str:
+    """One line naming the address that could not be listened on and why."""
+    name, host, port = _failed_address(s, exc)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        why = f"unknown host {host!r} ({exc.strerror})"
+    elif isinstance(exc, UnicodeError):
+        why = f"{host!r} is not a valid host name"
+    else:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"cannot listen on {where} ({name}): {why}"
+
+
+def _failed_address(s: Settings, exc: OSError | UnicodeError) -> tuple[str, str, int]:
+    """Which of the listen addresses ``exc`` is about: the ops listener's
+    (LIVECAST_OPS_LISTEN, started first, with the app) or the main one."""
+    primary = ("LIVECAST_HOST, LIVECAST_PORT", s.host, s.port)
+    if s.ops_listen is None:
+        return primary
+    ops = ("LIVECAST_OPS_LISTEN", *s.ops_listen)
+    if isinstance(exc, socket.gaierror | UnicodeError):
+        return ops if not _resolves(s.ops_listen[0]) else primary
+    return ops if f"{s.ops_listen[0]!r}, {s.ops_listen[1]}" in str(exc) else primary
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,8 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.command == "counter":
         return counter(args)
+    # the variables with every flag given on top: the settings are built from
+    # them, and ``--workers`` hands them to its workers as their environment
+    env = with_flags(os.environ, args, FIELD_OF)
     try:
-        s = settings_from(args, dict(os.environ))
+        s = build(env)
     except ConfigError as exc:
         print(f"livecast: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -250,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"livecast: configuration error: {exc}", file=sys.stderr)
         return 2
     if s.workers > 1 and not s.worker:
-        return workers(s)
+        return workers(s, env)
     return serve(s, likes)
 
 

@@ -9,13 +9,17 @@
 
 Replies are matched to requests by ``id``; pushes (``msgs``, ``tips``,
 ``kicked``) are queued in arrival order.  A reply with a non-zero code is
-returned, not raised: callers check ``reply["code"]``.
+returned, not raised: callers check ``reply["code"]``.  A reply that comes
+after its request gave up (``timeout``, or the caller cancelled) is dropped
+and counted in ``late_replies``, never queued as a push.
 
 Recovery (docs/protocol.md, "Recent messages and recovery"): the client
 keeps, per joined room, the last seq it saw and the room's ``historyEpoch``.
-``reconnect`` connects, logs in and joins every room again with ``sinceSeq``:
-the messages missed meanwhile are queued as one ``msgs`` push (marked
-``"recovered": true``) before any live push, so the stream of seqs goes on
+``reconnect`` connects, logs in and joins every room again (but those left
+with ``quit``) with ``sinceSeq``: the messages missed meanwhile are queued
+as one ``msgs`` push (marked ``"recovered": true``) after the pushes that
+came before the connection was lost and were not read yet (a reconnect keeps
+them) and before any live push, so the stream of seqs goes on
 with no gap and no duplicate; ``recovered: false`` in the join reply says
 they could not all be had (the app reloads what it needs).  The messages a
 join's reply carries (``history`` or ``sinceSeq``) are queued the same way.
@@ -93,6 +97,8 @@ class Client:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int | str, asyncio.Future[dict[str, Any]]] = {}
+        self._gave_up: set[int] = set()  # requests of this connection no longer waited for
+        self.late_replies = 0  # replies dropped: their request had given up
         self._pushes: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -112,10 +118,22 @@ class Client:
     async def connect(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        self._pushes = asyncio.Queue()
+        self._keep_unread()
+        self._gave_up.clear()
         self.close_code, self.close_reason = None, ""
         self._ws = await self._session.ws_connect(self.url, autoping=True, max_msg_size=0)
         self._reader = asyncio.create_task(self._read())
+
+    def _keep_unread(self) -> None:
+        """The pushes not read yet stay queued for the next connection; only
+        the end-of-connection marker of the last one goes."""
+        unread = []
+        while not self._pushes.empty():
+            push = self._pushes.get_nowait()
+            if push is not None:
+                unread.append(push)
+        for push in unread:
+            self._pushes.put_nowait(push)
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed:
@@ -177,6 +195,7 @@ class Client:
             for fut in self._waiting.values():
                 if not fut.done():
                     fut.set_exception(ClientClosed(self.close_code))
+            self._waiting.clear()
             self._pushes.put_nowait(None)
 
     def _route(self, frame: dict[str, Any]) -> None:
@@ -187,8 +206,13 @@ class Client:
             if gid is not None and frame.get("code") == 0:
                 self._joined(gid, frame)
             fut = self._waiting.pop(rid, None)  # type: ignore[arg-type]
-            if fut is not None and not fut.done():
-                fut.set_result(frame)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(frame)
+                return
+            if isinstance(rid, int) and rid in self._gave_up:  # too late: not a push
+                self._gave_up.discard(rid)
+                self.late_replies += 1
                 return
         elif op == "msgs" and not self._seen(frame):
             return
@@ -235,8 +259,12 @@ class Client:
         self._waiting[rid] = fut
         if op == "join":
             self._joins[rid] = str(fields.get("groupId"))
-        await self.send_frame({"op": op, "id": rid, **fields})
-        return await asyncio.wait_for(fut, self.timeout)
+        try:
+            await self.send_frame({"op": op, "id": rid, **fields})
+            return await asyncio.wait_for(fut, self.timeout)
+        finally:  # not answered (timed out, cancelled): a reply may still come
+            if self._waiting.pop(rid, None) is not None:
+                self._gave_up.add(rid)
 
     async def login(self, sdkappid: int, user_id: str, user_sig: str) -> dict[str, Any]:
         return await self.request("login", sdkAppId=sdkappid, userId=user_id, userSig=user_sig)
@@ -287,6 +315,10 @@ class Client:
                 transport.abort()
 
     async def quit(self, group_id: str) -> dict[str, Any]:
+        """Leave the room: ``reconnect`` no longer rejoins it, whatever the reply."""
+        self.positions.pop(group_id, None)
+        for rid in [rid for rid, gid in self._joins.items() if gid == group_id]:
+            del self._joins[rid]  # a join still in flight does not bring it back
         return await self.request("quit", groupId=group_id)
 
     async def send(self, group_id: str, msg_body: list[dict[str, Any]], priority: str = "Normal",

@@ -7,13 +7,16 @@ a log line (``Secret``).
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from livecast.core.cors import parse_origins
 
@@ -135,7 +138,7 @@ def _bool(v: str) -> bool:
 def _ranged(convert: Callable[[str], float], lo: float, hi: float) -> Any:
     def parse(v: str) -> float:
         x = convert(v)
-        if not lo <= x <= hi:
+        if not math.isfinite(x) or not lo <= x <= hi:  # nan and inf are never a setting
             raise ValueError(f"must be between {lo} and {hi}")
         return x
     return parse
@@ -158,7 +161,7 @@ def _admins(v: str) -> tuple[str, ...]:
 
 def _max_wait(v: str) -> tuple[float, float, float, float]:
     parts = [float(p) / 1000.0 for p in v.split(",")]
-    if len(parts) != 4 or any(p <= 0 or p > 600 for p in parts):
+    if len(parts) != 4 or not all(math.isfinite(p) and 0 < p <= 600 for p in parts):
         raise ValueError("four positive millisecond values: High,Normal,Low,Lowest")
     return (parts[0], parts[1], parts[2], parts[3])
 
@@ -191,6 +194,52 @@ def _url(prefixes: tuple[str, ...]) -> Any:
     return parse
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+
+def _host_port(where: str) -> None:
+    """``host[:port]`` (``[v6]:port``): a host, and a port of 1 to 65535 if any."""
+    parts = urlsplit("//" + where)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0 or where.endswith(":"):
+        raise ValueError(f"{where!r} is not host:port (a port from 1 to 65535)")
+
+
+def _redis_url(v: str) -> str:
+    """Empty, or one of the URL forms of livecast/store/redis.py: every host
+    named, every port a number from 1 to 65535, a database a number."""
+    if not v:
+        return v
+    scheme, sep, _ = v.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        raise ValueError(f"must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    parts = urlsplit(v)
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix:// needs the socket's path (unix:///path/to/redis.sock)")
+        return v
+    hosts = parts.netloc.rpartition("@")[2]
+    for where in hosts.split(","):
+        _host_port(where)
+    if not scheme.endswith("+cluster") and parts.path.strip("/") \
+            and not parts.path.strip("/").isdigit():
+        raise ValueError(f"the database must be a number, got {parts.path!r}")
+    return v
+
+
+def _callback_url(v: str) -> str:
+    """Empty (no webhooks), or an http:// or https:// URL with a host."""
+    if not v:
+        return v
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    _host_port(urlsplit(v).netloc.rpartition("@")[2])
+    return v
+
+
 OPS_TOKEN_MIN_CHARS = 16
 
 
@@ -217,13 +266,12 @@ def _listen(v: str) -> tuple[str, int] | None:
 
 ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_HOST", "host", str),
-    ("LIVECAST_PORT", "port", _int(0, 65535)),
+    ("LIVECAST_PORT", "port", _int(1, 65535)),
     ("LIVECAST_SDKAPPID", "sdkappid", _int(1, 2**32 - 1)),
     ("LIVECAST_SECRET_KEY", "secret_key", Secret),
     ("LIVECAST_ADMINS", "admins", _admins),
-    ("LIVECAST_REDIS_URL", "redis_url", _url(("redis://", "rediss://", "unix://", "redis+cluster://",
-                                           "rediss+cluster://"))),
-    ("LIVECAST_CALLBACK_URL", "callback_url", _url(("http://", "https://"))),
+    ("LIVECAST_REDIS_URL", "redis_url", _redis_url),
+    ("LIVECAST_CALLBACK_URL", "callback_url", _callback_url),
     ("LIVECAST_CALLBACK_TOKEN", "callback_token", Secret),
     ("LIVECAST_CALLBACK_TIMEOUT", "callback_timeout", _float(0.05, 60)),
     ("LIVECAST_ROOM_RATE", "room_rate", _int(0, 100000)),
@@ -315,26 +363,49 @@ def default_data_dir() -> Path:
 
 def load_dev_key(path: Path) -> str:
     """The development key: made once, kept in ``path`` (mode 0600) so that
-    ``livecast usersig`` and ``livecast serve`` agree across restarts."""
+    ``livecast usersig`` and ``livecast serve`` agree across restarts.  A path
+    that cannot be read or written is a ConfigError naming it."""
+    try:
+        key = _read_dev_key(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"LIVECAST_DEV_KEY_FILE {path}: cannot be read "
+                          f"({_why(exc)})") from None
+    if key:
+        return key
+    try:
+        return _make_dev_key(path)
+    except OSError as exc:
+        raise ConfigError(f"LIVECAST_DEV_KEY_FILE {path}: cannot be written "
+                          f"({_why(exc)})") from None
+
+
+def _why(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not text"
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link is refused"
+    return exc.strerror or str(exc)
+
+
+def _read_dev_key(path: Path) -> str:
+    """The key kept in ``path``; "" when there is none yet."""
     try:  # never through a link: the key file is ours alone
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise ConfigError(f"LIVECAST_DEV_KEY_FILE {path}: cannot be read ({exc.strerror}; "
-                          "a symbolic link is refused)") from exc
-    else:
-        with os.fdopen(fd) as f:
-            mode = os.fstat(f.fileno()).st_mode
-            key = f.read().strip()
-        if mode & 0o077:
-            log.warning("the development key file %s is readable by other users "
-                        "(mode %o): chmod 600 it", path, mode & 0o777)
-        if key:
-            return key
+        return ""
+    with os.fdopen(fd) as f:
+        mode = os.fstat(f.fileno()).st_mode
+        key = f.read().strip()
+    if mode & 0o077:
+        log.warning("the development key file %s is readable by other users "
+                    "(mode %o): chmod 600 it", path, mode & 0o777)
+    return key
+
+
+def _make_dev_key(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
     return key

@@ -133,11 +133,38 @@ async def test_demo_room_works_and_sigterm_closes_members_with_1001(served: Serv
 def test_an_unreachable_redis_store_stops_serve_clearly(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
-    monkeypatch.setenv("LIVECAST_PORT", "0")
+    monkeypatch.setenv("LIVECAST_PORT", str(closed_port()))
     monkeypatch.setenv("LIVECAST_REDIS_URL", f"redis://127.0.0.1:{closed_port()}")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
-    assert "store could not be opened" in err and "LIVECAST_REDIS_URL" in err
+    assert "store could not be opened or read" in err and "LIVECAST_REDIS_URL" in err
+
+
+def test_an_unreadable_stored_room_stops_serve_clearly(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """A room written by a newer livecast, or damaged: one line naming the
+    room, exit 2, no traceback."""
+    import sqlite3
+
+    from livecast.core.group import Group
+    from livecast.core.records import group_record
+    from livecast.store.sqlite import SqliteStore
+
+    async def one_room() -> None:
+        store = await SqliteStore.open(tmp_path)
+        await store.put_group(group_record(Group.create("r1", "admin", 1.0, {"Name": "r"})),
+                              create=True)
+        await store.close()
+    asyncio.run(one_room())
+    with sqlite3.connect(tmp_path / "livecast.db") as db:
+        db.execute("UPDATE groups SET counters = '{\"likes\": [' WHERE group_id = 'r1'")
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
+    monkeypatch.setenv("LIVECAST_PORT", str(closed_port()))
+    monkeypatch.setenv("LIVECAST_DATA_DIR", str(tmp_path))
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "'r1'" in err and "unreadable" in err and "Traceback" not in err
 
 
 def test_an_unwritable_data_dir_stops_serve_clearly(
@@ -146,7 +173,7 @@ def test_an_unwritable_data_dir_stops_serve_clearly(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("LIVECAST_SECRET_KEY", "k")
-    monkeypatch.setenv("LIVECAST_PORT", "0")
+    monkeypatch.setenv("LIVECAST_PORT", str(closed_port()))
     monkeypatch.setenv("LIVECAST_DATA_DIR", str(blocker / "data"))
     assert main(["serve"]) == 2
     assert "LIVECAST_DATA_DIR" in capsys.readouterr().err
@@ -185,3 +212,63 @@ def test_a_short_secret_key_is_refused_off_loopback(
     monkeypatch.setenv("LIVECAST_HOST", "0.0.0.0")
     assert main(["serve"]) == 2
     assert "too short" in capsys.readouterr().err
+
+
+def test_a_port_in_use_stops_serve_with_one_line_naming_it(tmp_path: Path) -> None:
+    """A real socket holds the port: ``livecast serve`` says which address and
+    why in one line, and exits 2 as its other start-up errors do."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+        env.update(LIVECAST_SECRET_KEY="k" * 32, LIVECAST_PORT=str(port),
+                   LIVECAST_DATA_DIR=str(tmp_path / "data"), LIVECAST_LOG_LEVEL="warning")
+        done = subprocess.run([sys.executable, "-m", "livecast", "serve"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        f"livecast: cannot listen on 127.0.0.1:{port} (LIVECAST_HOST, LIVECAST_PORT): "
+        "Address already in use"]
+
+
+def test_an_ops_address_in_use_stops_serve_naming_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setenv("LIVECAST_SECRET_KEY", "k" * 32)
+        monkeypatch.setenv("LIVECAST_PORT", str(closed_port()))
+        monkeypatch.setenv("LIVECAST_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("LIVECAST_OPS_LISTEN", f"127.0.0.1:{port}")
+        assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"livecast: cannot listen on 127.0.0.1:{port} (LIVECAST_OPS_LISTEN): "
+                   "Address already in use")
+
+
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "a..b"])
+def test_an_unknown_host_stops_serve_naming_it(
+        host: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """``.invalid`` never resolves (RFC 6761); ``a..b`` is not a host name."""
+    port = closed_port()
+    monkeypatch.setenv("LIVECAST_SECRET_KEY", "k" * 32)
+    monkeypatch.setenv("LIVECAST_HOST", host)
+    monkeypatch.setenv("LIVECAST_PORT", str(port))
+    monkeypatch.setenv("LIVECAST_DATA_DIR", str(tmp_path / "data"))
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"livecast: cannot listen on {host}:{port} (LIVECAST_HOST, "
+                          f"LIVECAST_PORT): ") and "\n" not in err and repr(host) in err
+
+
+def test_the_banner_names_a_unix_socket_store() -> None:
+    from livecast.cli import store_line
+    from livecast.settings import Settings
+
+    line = store_line(Settings(redis_url="unix:///run/redis/redis.sock"))
+    assert line.split() == ["store", "Redis", "at", "/run/redis/redis.sock"]

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from livecast.settings import ConfigError, Secret, build
 
@@ -110,3 +113,104 @@ def test_ops_token_and_listen_are_parsed_and_checked(tmp_path: Path) -> None:
             build({**key, "LIVECAST_OPS_LISTEN": bad})
     with pytest.raises(ConfigError, match="LIVECAST_OPS_LISTEN must differ"):
         build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:8080"})
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:abc", "redis://127.0.0.1:99999", "redis://127.0.0.1:0", "redis://:6379",
+    "redis://", "redis://h:", "redis://h:6379/abc", "rediss://[::1]:x",
+    "redis+cluster://a:1,b:99999", "redis+cluster://u:p@a:1,b:x", "redis+cluster://a:1,",
+    "redis://a:1,b:abc", "rediss+cluster://", "unix://", "redis:/h:1", "REDIS://h:1",
+    "tcp://h:6379",
+])
+def test_a_malformed_redis_url_names_the_variable(url: str, tmp_path: Path) -> None:
+    """Refused when the settings are built, not later in the banner or the store."""
+    with pytest.raises(ConfigError, match="LIVECAST_REDIS_URL"):
+        build({"LIVECAST_REDIS_URL": url}, dev_key_file=tmp_path / "k")
+
+
+@pytest.mark.parametrize("url", [
+    "redis://127.0.0.1:6379", "redis://h", "redis://u:p%40ss@h:6379/2", "rediss://[::1]:6380/",
+    "redis+cluster://a:1,b:2,c:65535", "rediss+cluster://u:p@a:7000", "redis://a:1,b:2",
+    "unix:///var/run/redis.sock", "",
+])
+def test_a_well_formed_redis_url_is_kept_as_given(url: str, tmp_path: Path) -> None:
+    assert build({"LIVECAST_REDIS_URL": url}, dev_key_file=tmp_path / "k").redis_url == url
+
+
+@pytest.mark.parametrize("url", ["http://", "https://", "http://:8090/cb", "http://h:0/",
+                                 "http://h:99999/", "http://h:x/", "ftp://h/", "h:8090/cb",
+                                 "HTTP://h/"])
+def test_a_callback_url_without_a_host_or_of_another_scheme_is_refused(
+        url: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="LIVECAST_CALLBACK_URL"):
+        build({"LIVECAST_CALLBACK_URL": url}, dev_key_file=tmp_path / "k")
+    ok = "https://user:pw@backend.example:8443/livecast?x=1"
+    assert build({"LIVECAST_CALLBACK_URL": ok}, dev_key_file=tmp_path / "k").callback_url == ok
+
+
+def test_port_0_is_refused(tmp_path: Path) -> None:
+    """The banner (and ``--workers``, whose workers would each get a port of
+    their own) need the port the server really listens on."""
+    with pytest.raises(ConfigError, match="LIVECAST_PORT"):
+        build({"LIVECAST_PORT": "0"}, dev_key_file=tmp_path / "k")
+
+
+def test_a_dev_key_file_that_is_a_directory_names_the_variable_and_path(
+        tmp_path: Path) -> None:
+    where = tmp_path / "a-directory"
+    where.mkdir()
+    with pytest.raises(ConfigError, match="LIVECAST_DEV_KEY_FILE") as caught:
+        build({}, dev_key_file=where)
+    assert str(where) in str(caught.value)
+
+
+def test_a_dev_key_file_whose_directory_cannot_be_made_names_the_variable_and_path(
+        tmp_path: Path) -> None:
+    """Its directory a dangling link: nothing to read, and mkdir fails (as root too)."""
+    parent = tmp_path / "gone"
+    parent.symlink_to(tmp_path / "missing" / "deeper")
+    where = parent / "dev-key"
+    with pytest.raises(ConfigError, match="LIVECAST_DEV_KEY_FILE") as caught:
+        build({"LIVECAST_DEV_KEY_FILE": str(where)})
+    assert str(where) in str(caught.value)
+
+
+def test_a_dev_key_file_that_is_not_text_names_the_variable(tmp_path: Path) -> None:
+    where = tmp_path / "dev-key"
+    where.write_bytes(b"\xff\xfe\x00garbage")
+    where.chmod(0o600)
+    with pytest.raises(ConfigError, match="LIVECAST_DEV_KEY_FILE"):
+        build({}, dev_key_file=where)
+
+
+def _float_variables() -> list[str]:
+    """Every variable whose setting is a float or a tuple of floats."""
+    from livecast.settings import ENV, Settings
+
+    kinds = {f.name: str(f.type) for f in fields(Settings)}
+    return [name for name, fld, _ in ENV
+            if kinds[fld] == "float" or kinds[fld].startswith("tuple[float")]
+
+
+NON_FINITE = st.sampled_from(["nan", "NaN", "-nan", "+nan", "inf", "-inf", "+inf", "Infinity",
+                              "-Infinity", "INF", "1e999", "-1e999"])
+
+
+def test_the_float_variables_are_found() -> None:
+    names = _float_variables()
+    assert "LIVECAST_MAX_WAIT_MS" in names and "LIVECAST_CALLBACK_TIMEOUT" in names
+    assert len(names) >= 15
+
+
+@given(name=st.sampled_from(_float_variables()), bad=NON_FINITE,
+       at=st.integers(min_value=0, max_value=3))
+def test_no_float_setting_takes_nan_or_inf(name: str, bad: str, at: int) -> None:
+    """nan compares False with every bound, so a range check alone lets it
+    through (and start-up failed later, deep in the scheduler)."""
+    value = bad
+    if name == "LIVECAST_MAX_WAIT_MS":  # four values: the bad one anywhere among them
+        parts = ["1000"] * 4
+        parts[at] = bad
+        value = ",".join(parts)
+    with pytest.raises(ConfigError, match=name):
+        build({name: value, "LIVECAST_SECRET_KEY": "k"})

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
-from livecast.cli import main
+from livecast.cli import RESTART_CAP, STABLE_AFTER, after_exit, main
 from livecast.client import Client, text
 from tests.redis_fixtures import RedisServer, free_port
 from tests.test_restart import KEY, Server, until
@@ -159,3 +163,92 @@ async def test_sigterm_with_redis_gone_stops_every_worker(redis: RedisServer, go
             for child in supervisor.children():
                 child.kill()
             s.proc.kill()
+
+
+def _bare_env(tmp_path: Path) -> dict[str, str]:
+    """No LIVECAST_* but where a worker left to itself would keep its key and
+    rooms (in ``tmp_path``, not the home directory)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    env.update(LIVECAST_DEV_KEY_FILE=str(tmp_path / "dev-key"),
+               LIVECAST_DATA_DIR=str(tmp_path / "sqlite"))
+    return env
+
+
+async def test_flags_given_to_the_supervisor_reach_every_worker(
+        redis: RedisServer, tmp_path: Path) -> None:
+    """``--redis-url``, ``--secret-key`` and the rest given as flags only: every
+    worker runs on that Redis with that key (the key in its environment, not on
+    its command line)."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecast", "serve", "--workers", "2", "--port", str(port),
+        "--redis-url", redis.url, "--secret-key", KEY, "--shutdown-grace", "1",
+        env=_bare_env(tmp_path))
+    s = Server({}, port, proc)
+    supervisor = psutil.Process(proc.pid)
+    clients: list[Client] = []
+    try:
+        await until(lambda: _listening(supervisor, port, 2), "two workers listening")
+        for child in supervisor.children():
+            assert KEY not in " ".join(child.cmdline())
+        await s.ok("group_open_http_svc", "create_group",  # an admin sig made with KEY
+                   {"Type": "AVChatRoom", "GroupId": "w", "Name": "workers"})
+        with redis.client() as r:
+            assert r.keys("lc:*"), "the room was not kept in the flag's Redis"
+        for i in range(8):  # on either worker: logged in with KEY, in the room kept in Redis
+            c, code = await s.client(f"f{i}")
+            clients.append(c)
+            assert code == 0
+            assert (await c.join("w"))["code"] == 0
+        assert not (tmp_path / "dev-key").exists()
+    finally:
+        for c in clients:
+            await c.close()
+        await s.stop(signal.SIGTERM)
+
+
+async def test_a_worker_that_cannot_start_stops_the_supervisor(
+        redis: RedisServer, tmp_path: Path) -> None:
+    """The port held by a socket without SO_REUSEPORT: each worker exits 2
+    with one line naming the address; the supervisor does not restart them
+    forever, it stops the others and exits 2 itself, saying why."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = dict(_bare_env(tmp_path), LIVECAST_SECRET_KEY=KEY, LIVECAST_REDIS_URL=redis.url,
+                   LIVECAST_PORT=str(port), LIVECAST_WORKERS="2", LIVECAST_LOG_LEVEL="warning")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "livecast", "serve", env=env, stderr=subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:  # frozen first: it starts no worker meanwhile
+                supervisor = psutil.Process(proc.pid)
+                supervisor.suspend()
+                for child in supervisor.children():
+                    child.kill()
+                proc.kill()
+                await proc.wait()
+    text_ = err.decode()
+    assert proc.returncode == 2, text_
+    assert "Traceback" not in text_
+    assert f"cannot listen on 127.0.0.1:{port}" in text_
+    assert "could not start (exit 2" in text_ and "stopping the other workers" in text_
+
+
+def test_a_worker_is_restarted_at_once_then_with_a_bounded_backoff() -> None:
+    """``after_exit``, the supervisor's decision: exit 2 (could not start)
+    stops it; a crash restarts at once, a crash loop waits 1, 2, 4 ... s up to
+    RESTART_CAP; a worker that ran STABLE_AFTER s starts its count over."""
+    assert after_exit(2, 0.1, 0) is None and after_exit(2, 3600, 5) is None
+    quick, delays = 0, []
+    for _ in range(12):
+        verdict = after_exit(1, 0.5, quick)
+        assert verdict is not None
+        quick, delay = verdict
+        delays.append(delay)
+    assert delays[:6] == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert max(delays) == RESTART_CAP == delays[-1]
+    assert after_exit(-9, STABLE_AFTER, quick) == (0, 0.0)  # killed after a good run
+    assert after_exit(-9, STABLE_AFTER + 1, 0) == (0, 0.0)

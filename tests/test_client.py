@@ -1,0 +1,127 @@
+"""The Python client (livecast/client.py): recovery across a reconnect and
+replies matched to requests, against a real server on loopback (and, for a
+reply held back on purpose, a real aiohttp server speaking just that much of
+the protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import WSMsgType, web
+
+from livecast.client import Client, text
+from tests.conftest import SDKAPPID, Live, sig
+
+ROOM = "client-1"
+
+
+async def until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Wait until ``condition`` holds (the client's reader task makes it so)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # polling a state, bounded by ``within``
+
+
+async def send_n(sender: Client, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        r = await sender.send(ROOM, text(f"m{i}"))
+        assert r["code"] == 0, r
+
+
+async def seqs_until(c: Client, last: int) -> list[int]:
+    """Every seq pushed to ``c`` until ``last``, in the order read."""
+    got: list[int] = []
+    while not got or got[-1] < last:
+        push = await c.next_push("msgs")
+        got.extend(m["seq"] for m in push["msgs"])
+    return got
+
+
+async def test_a_room_quit_is_not_rejoined_on_reconnect(live: Live) -> None:
+    await live.room(ROOM)
+    await live.room("kept")
+    bob = await live.client("bob", ROOM)
+    assert (await bob.join("kept"))["code"] == 0
+    assert (await bob.quit(ROOM))["code"] == 0
+    bob.drop()
+    await bob.wait_closed()
+    replies = await bob.reconnect(SDKAPPID, "bob", sig("bob"))
+    assert list(replies) == ["kept"] and replies["kept"]["code"] == 0
+    assert (await bob.get_online_member_num(ROOM))["onlineMemberNum"] == 0
+    assert (await bob.get_online_member_num("kept"))["onlineMemberNum"] == 1
+
+
+async def test_pushes_not_read_yet_survive_a_reconnect(live: Live) -> None:
+    """Three messages received but not read when the connection is lost: after
+    the reconnect they are read first, then the ones missed meanwhile, then
+    live ones; each seq once (the position had moved past the three, so the
+    rejoin's sinceSeq could not bring them back)."""
+    await live.room(ROOM)
+    sender = await live.client("alice", ROOM)
+    viewer = await live.client("bob", ROOM)
+    await send_n(sender, 1, 3)
+    await until(lambda: viewer.positions[ROOM][1] == 3, "bob received seqs 1 to 3")
+    viewer.drop()
+    await viewer.wait_closed()
+    await send_n(sender, 4, 2)  # 4, 5 while bob is away
+    replies = await viewer.reconnect(SDKAPPID, "bob", sig("bob"))
+    assert replies[ROOM]["code"] == 0 and replies[ROOM]["recovered"] is True
+    await send_n(sender, 6, 2)  # 6, 7 live
+    assert await seqs_until(viewer, 7) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def _reply(frame: dict[str, Any], **fields: Any) -> str:
+    return orjson.dumps({"op": "reply", "id": frame["id"], "code": 0, **fields}).decode()
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A WebSocket server that answers every request at once but ``send``,
+    whose reply it holds until the event is set; after that reply it pushes
+    a ``tips`` frame, so that what the client queues after it is known."""
+    release = asyncio.Event()
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            frame = orjson.loads(msg.data)
+            if frame["op"] == "send":
+                await release.wait()
+                await sock.send_str(_reply(frame, msgSeq=1))
+                await sock.send_str(orjson.dumps(
+                    {"op": "tips", "groupId": ROOM, "tips": [{"type": "marker"}]}).decode())
+            else:
+                await sock.send_str(_reply(frame))
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/v1/ws", ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", release
+    release.set()
+    await runner.cleanup()
+
+
+async def test_a_reply_after_its_request_gave_up_is_dropped_not_pushed(
+        held: tuple[str, asyncio.Event]) -> None:
+    url, release = held
+    async with Client(url, timeout=0.2) as c:
+        assert (await c.ping())["code"] == 0
+        with pytest.raises(TimeoutError):  # the server holds the reply back
+            await c.send(ROOM, text("late"))
+        release.set()
+        push = await c.next_push(within=10)
+        assert push["op"] == "tips" and push["tips"] == [{"type": "marker"}]
+        assert c.late_replies == 1
+        assert (await c.ping())["code"] == 0  # and requests still get their replies

@@ -4,7 +4,8 @@ directory (the default) and a real redis-server.
 
 Before the stop, over REST and WebSocket as an operator and viewers would:
 rooms with a profile, custom data, counters, attributes, a mute, a ban,
-mute-all, a room rate, a kicked user, likes counted in-process.  After the
+mute-all, a room rate, a kicked user, likes counted in-process, users'
+profiles.  After the
 start, every one of them is back, members rejoin with code 0, the banned and
 the kicked are still refused, and the room's seq visibly starts a new epoch.
 """
@@ -196,8 +197,13 @@ async def populate(s: Server) -> dict[str, Any]:
     await s.ok("livecast_ext", "set_room_rate", {"GroupId": "live-1", "Rate": 7, "Burst": 9})
     carol_old = sig("carol", time.time() - 10)
     await s.ok("im_open_login_svc", "kick", {"UserID": "carol"})
+    await s.ok("profile", "portrait_set", {"From_Account": "erin", "ProfileItem": [
+        {"Tag": "Tag_Profile_IM_Nick", "Value": "Erin"},
+        {"Tag": "Tag_Profile_IM_Image", "Value": "https://x.test/erin.png"},
+        {"Tag": "Tag_Profile_Custom_Level", "Value": 5}]})
     dave, code = await s.client("dave")
     assert code == 0
+    assert (await dave.request("setMyProfile", nick="Dave D"))["code"] == 0
     joined = await dave.join("live-1")
     assert joined["code"] == 0
     for _ in range(3):
@@ -238,6 +244,16 @@ async def check_restored(s: Server, before: dict[str, Any]) -> None:
         "GroupId": "live-1", "From_Account": "administrator", "Random": 4242,
         "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "once"}}]})
     assert (again["MsgSeq"], again["MsgDropReason"]) == (0, "Duplicate")
+    # profiles, set over REST and by a member himself
+    got = await s.ok("profile", "portrait_get", {"To_Account": ["erin"], "TagList": [
+        "Tag_Profile_IM_Nick", "Tag_Profile_IM_Image", "Tag_Profile_Custom_Level"]})
+    assert {i["Tag"]: i["Value"] for i in got["UserProfileItem"][0]["ProfileItem"]} == {
+        "Tag_Profile_IM_Nick": "Erin", "Tag_Profile_IM_Image": "https://x.test/erin.png",
+        "Tag_Profile_Custom_Level": 5}
+    dave, code = await s.client("dave")
+    assert code == 0
+    assert (await dave.request("getMyProfile"))["nick"] == "Dave D"
+    await dave.close()
     # members rejoin; the muted may not speak, the banned may not join
     alice, code = await s.client("alice")
     assert code == 0

@@ -13,7 +13,9 @@ Decisions (docs/rest.md):
 - ``Tag_Profile_IM_Nick`` (<= 64 bytes, as the WebSocket ``setMyProfile``)
   and ``Tag_Profile_IM_Image`` (<= 500 bytes) are the nick and avatar stamped
   on that user's messages from then on, connected sessions included; any
-  other ``Tag_Profile_*`` tag is kept in memory and returned by portrait_get;
+  other ``Tag_Profile_*`` tag is kept too and returned by portrait_get; a
+  profile is stored before it is answered (Node.change_profile) and
+  survives a restart;
 - kick closes every connection of the user: a ``kicked`` push with reason
   ``adminKick``, then close 4003 (as for a newer login: the client should not
   reconnect on its own); and it revokes the user's UserSigs issued at or
@@ -27,6 +29,7 @@ from typing import Any
 
 from livecast.admin.table import Body, Call, array, command, strings, user
 from livecast.core.group_fields import bad, check_text, check_user
+from livecast.core.profiles import IMAGE, MAX_TAGS, NICK
 from livecast.core.protocol import MAX_AVATAR_BYTES, MAX_NICK_BYTES
 from livecast.errors import Code, LivecastError
 
@@ -34,10 +37,7 @@ LOGIN = "im_open_login_svc"
 PROFILE = "profile"
 MAX_IMPORT = 100
 MAX_PROFILE_ACCOUNTS = 100
-MAX_TAGS = 64
 TAG_VALUE_LIMIT = 500
-NICK = "Tag_Profile_IM_Nick"
-IMAGE = "Tag_Profile_IM_Image"
 KICK_REASON = "adminKick"
 _UINT64_MAX = 2**64 - 1
 
@@ -54,16 +54,16 @@ def _import_profile(item: dict[str, Any]) -> Profile:
     return nick, face
 
 
-def _apply(call: Call, account: str, profile: Profile) -> None:
+async def _apply(call: Call, account: str, profile: Profile) -> None:
     if profile != (None, None):
-        call.node.set_profile(account, *profile)
+        await call.node.change_profile(account, *profile)
 
 
 @command(LOGIN, "account_import")
 async def account_import(call: Call, body: Body) -> Body:
     name = "UserID" if "UserID" in body or "Identifier" not in body else "Identifier"
     account = user(body, name)
-    _apply(call, account, _import_profile(body))
+    await _apply(call, account, _import_profile(body))
     return {}
 
 
@@ -91,7 +91,7 @@ async def multiaccount_import(call: Call, body: Body) -> Body:
         else:
             failed.append(account)
     for account, profile in plans:
-        _apply(call, account, profile)
+        await _apply(call, account, profile)
     return {"FailAccounts": failed}
 
 
@@ -132,12 +132,7 @@ async def portrait_set(call: Call, body: Body) -> Body:
     account = user(body, "From_Account")
     items = dict(_profile_item(i) for i in array(body, "ProfileItem", most=MAX_TAGS))
     nick, image = items.pop(NICK, None), items.pop(IMAGE, None)
-    tags = call.state.tags.get(account, {})
-    if len(tags.keys() | items.keys()) > MAX_TAGS:
-        raise bad(f"a user holds at most {MAX_TAGS} other profile tags")
-    if items:
-        call.state.tags[account] = {**tags, **items}
-    _apply(call, account, (_as_text(nick), _as_text(image)))
+    await call.node.change_profile(account, _as_text(nick), _as_text(image), items)
     return {}
 
 
@@ -152,13 +147,12 @@ async def portrait_get(call: Call, body: Body) -> Body:
     if "TagList" not in body:
         raise bad("TagList is required")
     tags = strings(body["TagList"], "TagList", most=MAX_TAGS)
-    return {"UserProfileItem": [_portrait(call, a, tags) for a in accounts],
+    stored = await call.node.stored_profiles(list(dict.fromkeys(accounts)))
+    return {"UserProfileItem": [_portrait(a, stored.get(a, {}), tags) for a in accounts],
             "FailAccount": []}
 
 
-def _portrait(call: Call, account: str, tags: list[str]) -> dict[str, Any]:
-    nick, avatar = call.node.profiles.get(account, ("", ""))
-    known: dict[str, str | int] = {**call.state.tags.get(account, {}), NICK: nick,
-                                   IMAGE: avatar}
+def _portrait(account: str, stored: dict[str, str | int], tags: list[str]) -> dict[str, Any]:
+    known: dict[str, str | int] = {NICK: "", IMAGE: "", **stored}
     items = [{"Tag": t, "Value": known[t]} for t in dict.fromkeys(tags) if t in known]
     return {"To_Account": account, "ProfileItem": items, "ResultCode": 0, "ResultInfo": ""}

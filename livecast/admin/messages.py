@@ -147,6 +147,7 @@ async def send_group_msg(call: Call, body: Body) -> Body:
     room = room_of(node, body)
     send = parse_send(body, call.caller)
     check_size(send.body, send.cloud_custom_data)
+    await node.load_profile(send.sender)  # its nick and avatar (before the record below)
     now = node.clock()
     key: SendKey = (room.group_id, send.sender, send.random)
     earlier = call.state.sends.find(key, now)
@@ -231,6 +232,7 @@ async def send_broadcast_msg(call: Call, body: Body) -> Body:
     size = message_size(send.body, send.cloud_custom_data)
     if size > BROADCAST_MAX_BYTES:
         raise LivecastError(Code.MSG_TOO_LONG, f"broadcast is {size} bytes, over 12000")
+    await node.load_profile(send.sender)
     now = node.clock()
     key: SendKey = ("", send.sender, send.random)
     earlier = state.sends.find(key, now)

@@ -3,10 +3,9 @@ held under ``gateway.keys.ADMIN`` for the app's lifetime).
 
 Kept here until the node holds it itself (see docs/rest.md, "Where state
 lives"): the ``Random`` de-duplication table of send_group_msg and
-send_broadcast_msg (docs/rest.md: 5 minutes), the broadcast
-rate limit and sequence (1 call/s), profile tags other than nick and
-avatar, the first time a member was seen (get_members ``JoinTime``), and the
-stable ordinals that make get_appid_group_list's ``Next`` cursor.
+send_broadcast_msg (docs/rest.md: 5 minutes), the broadcast rate limit and
+sequence (1 call/s), the first time a member was seen (get_members
+``JoinTime``), and the stable ordinals that make get_appid_group_list's ``Next`` cursor.
 
 Invariants:
 - ``SendLog`` holds at most ``cap`` entries, none older than ``window``
@@ -78,14 +77,13 @@ class AdminState:
     """Everything the admin layer remembers for one node."""
 
     __slots__ = ("broadcast_seq", "first_seen", "last_broadcast", "members_page", "next_ordinal",
-                 "ordinals", "sends", "tags")
+                 "ordinals", "sends")
 
     def __init__(self) -> None:
         self.members_page = MEMBERS_PAGE
         self.sends = SendLog()
         self.broadcast_seq = 0
         self.last_broadcast = float("-inf")
-        self.tags: dict[str, dict[str, str | int]] = {}
         self.first_seen: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
         self.ordinals: dict[str, tuple[Group, int]] = {}
         self.next_ordinal = 1

@@ -60,7 +60,8 @@ import orjson
 from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 
 __all__ = ["ALL", "Broadcast", "Broker", "BrokerError", "Control", "Destroy", "EventHandler",
-           "FateNotice", "ForwardedSend", "Kick", "MemberTips", "RoomRefs", "StreamAppend", "Tips",
+           "FateNotice", "ForwardedSend", "Kick", "MemberTips", "ProfileChanged", "RoomRefs",
+           "StreamAppend", "Tips",
            "decode_control", "decode_controls", "decode_fates", "deliver", "encode_control",
            "encode_controls", "encode_fates", "hand_batch", "pack_batch", "unpack_batch"]
 
@@ -136,11 +137,22 @@ class Destroy:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    """``user``'s nick and avatar as stored now, for its sessions and the
+    profile caches on every process."""
+
+    user: str
+    nick: str
+    avatar: str
+
+
+@dataclass(frozen=True, slots=True)
 class Broadcast:
     message: dict[str, Any]
 
 
-Control = ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast | MemberTips
+Control = (ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast | MemberTips
+           | ProfileChanged)
 
 
 class StreamAppend(NamedTuple):
@@ -166,6 +178,7 @@ class EventHandler(Protocol):
     def on_destroy(self, origin: str, message: Destroy) -> None: ...
     def on_broadcast(self, origin: str, message: Broadcast) -> None: ...
     def on_member_tips(self, origin: str, message: MemberTips) -> None: ...
+    def on_profile(self, origin: str, message: ProfileChanged) -> None: ...
 
 
 class Broker(Protocol):
@@ -264,10 +277,12 @@ class Broker(Protocol):
 
 # ----------------------------------------------------------------- encoding
 _KINDS: dict[type, str] = {ForwardedSend: "send", FateNotice: "fate", Kick: "kick", Tips: "tips",
-                           Destroy: "destroy", Broadcast: "broadcast", MemberTips: "members"}
+                           Destroy: "destroy", Broadcast: "broadcast", MemberTips: "members",
+                           ProfileChanged: "profile"}
 _HANDLERS: dict[str, str] = {"send": "on_forwarded_send", "fate": "on_fate", "kick": "on_kick",
                              "tips": "on_tips", "destroy": "on_destroy",
-                             "broadcast": "on_broadcast", "members": "on_member_tips"}
+                             "broadcast": "on_broadcast", "members": "on_member_tips",
+                             "profile": "on_profile"}
 
 
 def _address(a: Address) -> list[Any]:
@@ -297,6 +312,7 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Destroy: lambda m: {"g": m.group_id},
     Broadcast: lambda m: {"m": m.message},
     MemberTips: lambda m: {"g": m.group_id, "j": m.joins, "q": m.quits},
+    ProfileChanged: lambda m: {"u": m.user, "n": m.nick, "a": m.avatar},
 }
 
 _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
@@ -308,6 +324,7 @@ _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
     "destroy": lambda d: Destroy(str(d["g"])),
     "broadcast": lambda d: Broadcast(dict(d["m"])),
     "members": lambda d: MemberTips(str(d["g"]), _tip(d["j"]), _tip(d["q"])),
+    "profile": lambda d: ProfileChanged(str(d["u"]), str(d["n"]), str(d["a"])),
 }
 
 

@@ -158,13 +158,37 @@ def _pending(*futures: asyncio.Future[None] | None) -> list[asyncio.Future[None]
 
 # ------------------------------------------------------------------ ops
 def op_login(node: Node, conn: Connection, req: Request) -> Result:
+    if _login_refused(node, conn, req):
+        return None
+    return _logged_in(node, conn, req)
+
+
+async def op_login_hooked(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
+    """A login off the reader (its user's profile not known here, or earlier
+    requests waited for): checked first, so a refused login costs no read of
+    the profile, then the profile is read (``Node.load_profile``)."""
+    if _login_refused(node, conn, req):
+        return None
+    await node.load_profile(req.args["userId"])
+    if conn.closing:
+        return None
+    return _logged_in(node, conn, req)
+
+
+def _logged_in(node: Node, conn: Connection, req: Request) -> Result:
+    node.login(conn, req.args["userId"])
+    return {"serverTime": int(node.clock() * 1000)}
+
+
+def _login_refused(node: Node, conn: Connection, req: Request) -> bool:
+    """Admission control and the UserSig; a refusal is answered and closes."""
     a = req.args
     s = node.settings
     wait = refused(node, conn.peer, "login")
     if wait is not None:  # admission control: the client retries after ``wait``
         conn.send(reply(req.id, Code.LOGIN_RATE_LIMIT, try_later("login", wait)))
         node.close(conn, Close.TRY_LATER, try_later("login", wait))
-        return None
+        return True
     if a["sdkAppId"] != s.sdkappid:
         code: int = Code.SIG_SDKAPPID_MISMATCH
     else:
@@ -173,9 +197,8 @@ def op_login(node: Node, conn: Connection, req: Request) -> Result:
     if code:
         conn.send(reply(req.id, int(code), "login failed: UserSig refused"))
         node.close(conn, Close.LOGIN_FAILED, "login failed")
-        return None
-    node.login(conn, a["userId"])
-    return {"serverTime": int(node.clock() * 1000)}
+        return True
+    return False
 
 
 def op_join(node: Node, conn: Connection, req: Request) -> Result:
@@ -233,8 +256,8 @@ def op_online(node: Node, conn: Connection, req: Request) -> Result:
     return {"onlineMemberNum": node.online(req.args["groupId"])}
 
 
-def op_set_profile(node: Node, conn: Connection, req: Request) -> Result:
-    node.set_profile(conn.user, req.args.get("nick"), req.args.get("avatar"))
+async def op_set_profile(node: Node, conn: Connection, req: Request, turn: Turn) -> Result:
+    await node.change_profile(conn.user, req.args.get("nick"), req.args.get("avatar"))
     return {}
 
 
@@ -284,6 +307,7 @@ class Op:
     handler: Handler | None = None  # carried out on the reader; None: always ``hooked``
     hooked: HookedHandler | None = None  # off the reader: with webhooks on, or always
     needs: Needs = Needs.ANY  # of the connection's phase (``Session.refusal``)
+    hooks: bool = True  # with webhooks on, always ``hooked`` (the backend is asked)
 
 
 # Every op of the protocol (docs/protocol.md), one row each.  An op with a
@@ -291,13 +315,14 @@ class Op:
 # first when webhooks are on; one with only a ``hooked`` handler writes to the
 # store, always off the reader; either way in its turn (``_chain``).
 OPS: Mapping[str, Op] = MappingProxyType({
-    "login": Op(spec.LOGIN, Kind.CHANGE, op_login, needs=Needs.NO_LOGIN),
+    "login": Op(spec.LOGIN, Kind.CHANGE, op_login, op_login_hooked, needs=Needs.NO_LOGIN,
+                hooks=False),
     "join": Op(spec.JOIN, Kind.CHANGE, op_join, op_join_hooked),
     "quit": Op(spec.GROUP, Kind.CHANGE, op_quit),
     "send": Op(spec.SEND, Kind.SEND, op_send, op_send_hooked),
     "getGroupInfo": Op(spec.GROUP, Kind.READ, op_group_info, needs=Needs.READER),
     "getOnlineMemberNum": Op(spec.GROUP, Kind.READ, op_online, needs=Needs.READER),
-    "setMyProfile": Op(spec.SET_PROFILE, Kind.CHANGE, op_set_profile, needs=Needs.LOGIN),
+    "setMyProfile": Op(spec.SET_PROFILE, Kind.CHANGE, hooked=op_set_profile, needs=Needs.LOGIN),
     "getMyProfile": Op(spec.NO_FIELDS, Kind.READ, op_get_profile, needs=Needs.LOGIN),
     "getGroupAttributes": Op(spec.GET_ATTRS, Kind.READ, op_get_attrs),
     "setGroupAttributes": Op(spec.ATTR_WRITE, Kind.CHANGE, hooked=op_set_attrs),
@@ -386,8 +411,9 @@ def _dispatch(conn: WsConnection, req: Request) -> None:
     node, row = conn.node, OPS[req.op]
     order = conn.order
     after, turn = order.waits_for(row.kind) if order is not None else (_NONE, None)
-    if (after or row.handler is None or (row.hooked is not None and node.hooks.enabled)
-            or (req.op == "join" and _off_reader(node, req))):
+    if (after or row.handler is None or (row.hooks and row.hooked is not None
+                                         and node.hooks.enabled)
+            or _off_reader(node, req)):
         _chain(node, conn, req, row, after or [], turn or Turn(None, None))
         return
     try:
@@ -405,13 +431,19 @@ _NONE: list[asyncio.Future[None]] = []  # nothing to wait for (never handed on: 
 
 
 def _off_reader(node: Node, req: Request) -> bool:
-    """A join that must look something up first runs off the reader, through
-    its hooked handler (``Node.enter``): a room not known on this process (it
-    may have just been created on another) or, in a cluster, the room's
-    history not read yet on this process."""
-    if req.op != "join":
-        return False
-    return req.args["groupId"] not in node.rooms or node.join_waits(req.args)
+    """A join or login that must look something up first runs off the
+    reader, through its hooked handler: a join (``Node.enter``) of a room not
+    known on this process (it may have just been created on another) or, in
+    a cluster, whose history is not read yet on this process; a login of a
+    user whose profile is not known here (``Node.load_profile``)."""
+    if req.op == "join":
+        return req.args["groupId"] not in node.rooms or node.join_waits(req.args)
+    if req.op == "login":
+        return not node.profile_known(req.args["userId"])
+    return False
+
+
+_OFF_READER = frozenset({"join", "login"})  # carried out by their hooked handler off the reader
 
 
 def _allowed(conn: WsConnection, row: Op) -> None:
@@ -494,8 +526,8 @@ async def _after(after: list[asyncio.Future[None]], turn: Turn, node: Node, conn
             return
         try:
             _allowed(conn, row)
-            hooked = row.hooked if (row.handler is None or node.hooks.enabled
-                                    or req.op == "join") else None  # join: Node.enter
+            hooked = row.hooked if (row.handler is None or (row.hooks and node.hooks.enabled)
+                                    or req.op in _OFF_READER) else None  # join: Node.enter
             if hooked is not None:
                 result = await hooked(node, conn, req, turn)
             else:

@@ -72,8 +72,9 @@ Invariants:
     the membership loop; a room the store no longer has was destroyed
     meanwhile and is dropped here too (unless the store's marker changed:
     Redis lost its data, and the rooms go on); the kick times are read again
-    (a UserSig revoked meanwhile is refused here too); every history ring
-    is dropped, as a batch may have been missed (node/history.py).
+    (a UserSig revoked meanwhile is refused here too), and so are the users'
+    profiles (Node.reload_profiles); every history ring is dropped, as a
+    batch may have been missed (node/history.py).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ from livecast.backplane.broker import (
     ForwardedSend,
     Kick,
     MemberTips,
+    ProfileChanged,
     Tips,
     decode_fates,
     encode_fates,
@@ -316,6 +318,7 @@ class ClusterLink:
                 try:
                     await self._resync_rooms()
                     kicks = await self.node.store.kick_times()
+                    await self.node.reload_profiles()
                 except StoreError as err:
                     log.warning("cluster resync: %s", err)
                     self._resync_again = True  # the next sweep starts it again
@@ -746,6 +749,10 @@ class ClusterLink:
         at = await self.node.store.kick_time(user)
         if at is not None:
             self.node.kicks.record_kick(user, at)
+
+    def on_profile(self, origin: str, message: ProfileChanged) -> None:
+        if origin != self.node_id:  # set where it was made (Node.change_profile)
+            self.node.hub.set_profile(message.user, message.nick, message.avatar)
 
     def on_tips(self, origin: str, message: Tips) -> None:
         if origin != self.node_id:  # pushed at once where it was made (node.push_tips)

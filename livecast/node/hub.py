@@ -121,8 +121,11 @@ class LocalHub:
         self.sockets: dict[Connection, None] = {}  # not lost yet (closing ones included)
         self.sessions: dict[str, dict[Connection, None]] = {}
         # nick and avatar by user, oldest set first: at most MAX_PROFILES kept
-        # for users with no session here (per-user tables stay bounded)
+        # for users with no session here (per-user tables stay bounded); a
+        # cache of the store's profiles (Node, "profiles"), ``complete`` while
+        # it holds every stored one (a user not in it then has none)
         self.profiles: dict[str, tuple[str, str]] = {}
+        self.profiles_complete = False
         self.draining = False
         self.drained = asyncio.Event()
         # during a tick's synchronous fan-out: the member whose frame waits for
@@ -246,7 +249,9 @@ class LocalHub:
         return profile
 
     def _forget_profiles(self) -> None:
-        """Drop the oldest profiles of users with no session here, down to the cap."""
+        """Drop the oldest profiles of users with no session here, down to the cap
+        (then the cache no longer holds every stored profile)."""
+        self.profiles_complete = False
         excess = len(self.profiles) - MAX_PROFILES
         for user in list(self.profiles):
             if excess <= 0:

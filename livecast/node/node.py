@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from livecast.backplane.broker import Broker, Destroy, Kick, Tips
+from livecast.backplane.broker import Broker, Destroy, KeyedLocks, Kick, ProfileChanged, Tips
 from livecast.backplane.memory_broker import MemoryBroker
 from livecast.core.callbacks import DROP_REASON
 from livecast.core.fate import (
@@ -54,6 +54,7 @@ from livecast.core.fate import (
 )
 from livecast.core.group import Group, new_group_id, wire_time
 from livecast.core.group_attrs import AttrChange, GroupAttrs
+from livecast.core.profiles import Profile, merge, nick_and_avatar
 from livecast.core.protocol import reply
 from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
@@ -63,7 +64,7 @@ from livecast.node.cluster import AWAY_INFO, ClusterLink
 from livecast.node.connection import Connection
 from livecast.node.history import HistoryBook
 from livecast.node.hooks import Hooks
-from livecast.node.hub import LocalHub
+from livecast.node.hub import MAX_PROFILES, LocalHub
 from livecast.node.kicks import KickTimes, MemoryKickTimes
 from livecast.node.metrics import Metrics
 from livecast.node.owner import RoomOwner, Timers
@@ -114,9 +115,11 @@ class Node:
         self.clock = clock
         self.kicks: KickTimes = kicks or MemoryKickTimes()  # UserSig revocation
         self.store: Store = store or MemoryStore()
+        self._profile_locks = KeyedLocks()  # one change of a user's profile at a time
         self.webhooks = webhooks or Webhooks(settings, self.metrics.registry, clock)
         self.hooks = Hooks(self.webhooks, clock)
         self.hub = LocalHub(settings, self.metrics, self.hooks)
+        self.hub.profiles_complete = store is None  # a store of its own: empty
         self.timers: Timers = timers or LoopTimers()
         self.rooms: dict[str, RoomOwner] = {}
         # this process's link to its broker; ``cluster`` too when it is shared
@@ -146,6 +149,7 @@ class Node:
             self._own(restore_group(record))
         for user, at in snap.kicks.items():
             self.kicks.record_kick(user, at)
+        await self.reload_profiles()
         self.metrics.rooms.set(len(self.rooms))
         self.hub.watch = self.link.watch
         self.hub.announce = self.link.announce_members
@@ -502,8 +506,70 @@ class Node:
         if not self.settings.multi_login:
             self.link.announce(Kick(user, "multiLogin"))  # its sessions on other processes
 
-    def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
-        return self.hub.set_profile(user, nick, avatar)
+    # ----------------------------------------------------------- profiles
+    # A user's profile (core/profiles.py) is stored; each process caches the
+    # nick and avatar (``hub.profiles``): every stored one when there are at
+    # most MAX_PROFILES (read at start: a user not in the cache has none, and
+    # a login is answered on the reader), else the newest ones, and a login
+    # of a user not in it reads the store first, off the reader.  A change is
+    # stored, then announced to every process (ProfileChanged).
+    def profile_known(self, user: str) -> bool:
+        """Whether ``user``'s nick and avatar are known here without a read."""
+        return self.hub.profiles_complete or user in self.hub.profiles
+
+    async def load_profile(self, user: str) -> None:
+        """``user``'s nick and avatar into the cache, read from the store if
+        not known here (a store that fails: 10002)."""
+        if self.profile_known(user):
+            return
+        found = await self._store(self.store.load_profiles([user]))
+        if not self.profile_known(user):  # not set meanwhile
+            self.hub.set_profile(user, *nick_and_avatar(found.get(user, {})))
+
+    async def stored_profiles(self, users: list[str]) -> dict[str, Profile]:
+        """The whole stored profiles of ``users`` (REST portrait_get)."""
+        found: dict[str, Profile] = await self._store(self.store.load_profiles(users))
+        return found
+
+    async def change_profile(self, user: str, nick: str | None = None,
+                             avatar: str | None = None,
+                             tags: Mapping[str, str | int] | None = None) -> tuple[str, str]:
+        """Merge a change into ``user``'s stored profile (None: unchanged), store
+        it (invariant 1), then give every session of the user, here and on the
+        other processes, its nick and avatar; returns them."""
+        async with self._profile_locks.hold(user):
+            found = await self._store(self.store.load_profiles([user]))
+            stored = found.get(user, {})
+            profile = merge(stored, nick, avatar, tags)
+            if profile != stored:
+                await self._store(self.store.put_profile(user, profile))
+            now = nick_and_avatar(profile)
+            self.hub.set_profile(user, *now)
+            self.link.announce(ProfileChanged(user, *now))
+        return now
+
+    async def reload_profiles(self) -> None:
+        """The cache as stored now (at start; in a cluster after a gap in the
+        subscriptions, where a ProfileChanged may have been missed): every
+        stored profile if few enough, else those of the users with a session
+        here, the others read again at their next login."""
+        hub = self.hub
+        stored = await self.store.all_profiles(MAX_PROFILES)
+        if stored is not None:
+            known = {user: nick_and_avatar(p) for user, p in stored.items()}
+        else:
+            users = list(hub.sessions)
+            found = await self.store.load_profiles(users) if users else {}
+            known = {user: nick_and_avatar(found.get(user, {})) for user in users}
+        for user in [u for u in hub.profiles if u not in known]:
+            if user in hub.sessions:  # no stored profile any more
+                hub.set_profile(user, "", "")
+            else:
+                del hub.profiles[user]
+        for user, (nick, avatar) in known.items():
+            if hub.profiles.get(user) != (nick, avatar):
+                hub.set_profile(user, nick, avatar)
+        hub.profiles_complete = stored is not None and len(hub.profiles) <= MAX_PROFILES
 
     async def enter(self, conn: Connection, group_id: str,
                     args: Mapping[str, Any] | None = None) -> dict[str, Any]:

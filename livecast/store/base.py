@@ -230,6 +230,10 @@ class Store(Protocol):
     async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
         """The stored profiles of ``users``; a user with none is left out."""
 
+    async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
+        """Every stored profile if there are at most ``limit`` of them, else None
+        (a process then reads them user by user)."""
+
     async def close(self) -> None:
         """Release the engine; later operations raise StoreError."""
 

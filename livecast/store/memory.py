@@ -156,5 +156,11 @@ class MemoryStore:
         self._check()
         return {u: dict(self._profiles[u]) for u in users if u in self._profiles}
 
+    async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
+        self._check()
+        if len(self._profiles) > limit:
+            return None
+        return {u: dict(p) for u, p in self._profiles.items()}
+
     async def close(self) -> None:
         self.closed = True

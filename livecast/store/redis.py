@@ -10,6 +10,7 @@ Keys (``lc`` is the prefix; ``<gid>`` the group id as is):
 - ``lc:schema``               string: the layout version (1)
 - ``lc:groups``               sorted set: group id -> created (the index)
 - ``lc:kicks``                hash: user -> time of the last kick
+- ``lc:profiles``             set: the users with a stored profile (``all_profiles``)
 - ``lc:seen:<key>``           string "1" that lives for the de-duplication window
 - ``lc:{g:<gid>}:group``      string: JSON of the room but its mutes and bans
                               (owner, type, created, profile, MaxMemberNum,
@@ -153,6 +154,7 @@ class RedisStore:
         self._inst = Instrument(observe, _ERRORS)
         self._index = f"{prefix}:groups"
         self._kicks = f"{prefix}:kicks"
+        self._profiles = f"{prefix}:profiles"
 
     @classmethod
     async def open(cls, url: str, *, prefix: str = "lc",
@@ -348,7 +350,20 @@ class RedisStore:
 
     async def put_profile(self, user: str, profile: Profile) -> None:
         key, blob = self._profile_key(user), orjson.dumps(dict(profile))
-        await self._run("put_profile", lambda: self._client.set(key, blob))
+
+        async def put() -> None:  # the index first: a user in it may have no profile yet
+            await self._client.sadd(self._profiles, user)
+            await self._client.set(key, blob)
+        await self._run("put_profile", put)
+
+    async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
+        async def read() -> dict[str, dict[str, str | int]] | None:
+            if await self._client.scard(self._profiles) > limit:
+                return None
+            users = sorted(u.decode() if isinstance(u, bytes) else str(u)
+                           for u in await self._client.smembers(self._profiles))
+            return await self._load_profiles(users)
+        return await self._run("all_profiles", read)
 
     async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
         return await self._run("load_profiles", lambda: self._load_profiles(users))

@@ -218,6 +218,9 @@ class SqliteStore:
     async def load_profiles(self, users: Sequence[str]) -> dict[str, dict[str, str | int]]:
         return await self._call("load_profiles", _load_profiles, list(users), write=False)
 
+    async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
+        return await self._call("all_profiles", _all_profiles, limit, write=False)
+
     async def close(self) -> None:
         if self._inst.closed:
             return
@@ -438,6 +441,13 @@ def _likes(conn: Conn, group_id: str) -> int:
 def _put_profile(conn: Conn, user: str, data: str) -> None:
     conn.execute("INSERT INTO profiles VALUES (?, ?) ON CONFLICT (user) "
                  "DO UPDATE SET data = excluded.data", (user, data))
+
+
+def _all_profiles(conn: Conn, limit: int) -> dict[str, dict[str, str | int]] | None:
+    rows = conn.execute("SELECT user, data FROM profiles LIMIT ?", (limit + 1,)).fetchall()
+    if len(rows) > limit:
+        return None
+    return {str(user): decode_profile(str(user), data) for user, data in rows}
 
 
 def _load_profiles(conn: Conn, users: list[str]) -> dict[str, dict[str, str | int]]:

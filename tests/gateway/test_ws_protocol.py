@@ -543,17 +543,18 @@ async def test_pipelined_requests_take_effect_in_order_without_webhooks(live: Li
 
 def test_every_op_is_one_row_with_its_kind_handlers_and_needs() -> None:
     """The op table: each op carried out on the reader, off it, or both (with
-    webhooks on), in the order rules of its kind (docs/protocol.md)."""
+    webhooks on; a login off the reader when its user's profile must be
+    read), in the order rules of its kind (docs/protocol.md)."""
     table = {name: (row.kind.value, row.handler is not None, row.hooked is not None,
                     row.needs.value) for name, row in OPS.items()}
     assert table == {
-        "login": ("change", True, False, "no login"),
+        "login": ("change", True, True, "no login"),
         "join": ("change", True, True, "any"),
         "quit": ("change", True, False, "any"),
         "send": ("send", True, True, "any"),
         "getGroupInfo": ("read", True, False, "reader"),
         "getOnlineMemberNum": ("read", True, False, "reader"),
-        "setMyProfile": ("change", True, False, "login"),
+        "setMyProfile": ("change", False, True, "login"),
         "getMyProfile": ("read", True, False, "login"),
         "getGroupAttributes": ("read", True, False, "any"),
         "setGroupAttributes": ("change", False, True, "any"),
@@ -614,3 +615,23 @@ async def test_room_reads_need_a_login_when_guests_are_not_allowed(
     alice = await live.client("alice")
     assert (await alice.request("getGroupInfo", groupId=gid))["code"] == 0
     assert (await alice.request("getOnlineMemberNum", groupId=gid))["code"] == 0
+
+
+async def test_a_login_whose_profile_is_not_cached_reads_it_first(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the cache's size (here 1) the profiles of users with no session
+    are forgotten; such a user's login reads its profile from the store off
+    the reader, and its messages carry it."""
+    monkeypatch.setattr("livecast.node.hub.MAX_PROFILES", 1)
+    for user, nick in (("erin", "Erin"), ("fred", "Fred")):
+        r = await live.rest("profile", "portrait_set", {
+            "From_Account": user, "ProfileItem": [{"Tag": "Tag_Profile_IM_Nick", "Value": nick}]})
+        assert r["ErrorCode"] == 0, r
+    assert not live.node.profile_known("erin")  # forgotten here, still stored
+    gid = await live.room("r1")
+    erin = await live.client("erin", gid)
+    assert (await erin.request("getMyProfile"))["nick"] == "Erin"
+    r = await erin.send(gid, text("hi"))
+    assert r["code"] == 0
+    push = await erin.next_push("msgs")
+    assert push["msgs"][0]["nick"] == "Erin"

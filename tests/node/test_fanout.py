@@ -274,9 +274,9 @@ async def test_profiles_stay_bounded_and_keep_those_in_session(
     online = await member(members)
     node.attach(online.conn)
     node.login(online.conn, "online")
-    node.set_profile("online", "Still here", "")
+    node.hub.set_profile("online", "Still here", "")
     for i in range(20):
-        node.set_profile(f"gone{i}", f"nick{i}", "")
+        node.hub.set_profile(f"gone{i}", f"nick{i}", "")
     assert len(node.profiles) == 5
     assert node.profiles["online"] == ("Still here", "")  # in session: kept
     assert "gone19" in node.profiles and "gone0" not in node.profiles  # newest kept

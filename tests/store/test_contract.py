@@ -293,6 +293,16 @@ async def test_profiles_read_back_as_put(store: Store) -> None:
     assert await store.load_profiles(["nobody"]) == {}
 
 
+async def test_all_profiles_up_to_a_limit(store: Store) -> None:
+    assert await store.all_profiles(10) == {}
+    for user in ("a", "b", "c"):
+        await store.put_profile(user, {NICK: user.upper()})
+    await store.put_profile("a", {NICK: "A2"})  # replaced, still one profile
+    assert await store.all_profiles(3) == {"a": {NICK: "A2"}, "b": {NICK: "B"},
+                                           "c": {NICK: "C"}}
+    assert await store.all_profiles(2) is None  # more than the limit
+
+
 async def test_a_profile_put_again_replaces_the_stored_one(store: Store) -> None:
     await store.put_profile("alice", {NICK: "Alice", IMAGE: "https://x/a.png"})
     await store.put_profile("bob", {NICK: "Bob"})

@@ -20,6 +20,10 @@ log = logging.getLogger("livecast")
 # (app, aiohttp's protocol factory) -> the protocol of one new connection
 FrontFactory = Callable[[web.Application, Callable[[], asyncio.Protocol]], asyncio.Protocol]
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+# seconds an HTTP connection served by aiohttp may sit idle between requests
+# (a later request's head still arriving counts as idle) before it is closed:
+# ``web.run_app``'s default; ``web.AppRunner`` alone would keep it 3630 s
+KEEPALIVE_TIMEOUT = 75.0
 
 
 def install_uvloop() -> None:
@@ -34,14 +38,16 @@ def install_uvloop() -> None:
 class Listener:
     """An aiohttp app on a TCP socket.  With ``front``, each new connection is
     first served by ``front(app, http)``, which may hand it to aiohttp's own
-    protocol (``http()``); without, aiohttp serves every connection."""
+    protocol (``http()``); without, aiohttp serves every connection.  Either
+    way aiohttp closes a connection idle for ``keepalive_timeout`` seconds."""
 
     def __init__(self, app: web.Application, front: FrontFactory | None = None,
-                 shutdown_timeout: float = 60.0) -> None:
+                 shutdown_timeout: float = 60.0,
+                 keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
         self.app = app
         self.front = front
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
-                                    handle_signals=False)
+                                    handle_signals=False, keepalive_timeout=keepalive_timeout)
         self.server: asyncio.Server | None = None
         self.host = ""
         self.port = 0

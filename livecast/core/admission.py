@@ -11,19 +11,50 @@ and the lockout of an IP after repeated failed REST authentication
 - ``Lockout``: failures per IP counted in a fixed window of ``window``
   seconds; the ``limit``-th failure locks the IP out for ``lock_for``
   seconds, during which every call is refused without being checked.
+- ``client_key``: what "per IP" means for both.  An IPv4 client is its
+  address; an IPv6 client is its /64 prefix, because one subscriber, host or
+  cloud instance is commonly handed a whole /64 (RFC 6177, RFC 7934) and can
+  take a fresh address from it for each connection; an IPv4-mapped IPv6
+  address (``::ffff:a.b.c.d``, a dual-stack socket) is its IPv4 address.
+  The trade-off: clients behind one /64 share one budget, as clients behind
+  one IPv4 NAT already do.
 
 Pure: no clock reads; every call takes ``now`` (seconds, monotonic).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from livecast.core.bucket import TokenBucket
 
-__all__ = ["Lockout", "RateGate", "retry_hint"]
+__all__ = ["IPV6_PREFIX", "Lockout", "RateGate", "client_key", "retry_hint"]
+
+IPV6_PREFIX = 64  # bits of an IPv6 address that name one client
+_HOST_BITS = 128 - IPV6_PREFIX
+
+
+def client_key(peer: str, exempt_loopback: bool = False) -> str | None:
+    """The key of the peer address ``peer`` in the per-IP tables: an IPv4
+    address as it is (normalised), an IPv6 address as its /64 network
+    (``"2001:db8:1:2::/64"``, any zone dropped), an IPv4-mapped one as its
+    IPv4 address; a string that is no address is its own key.  None (exempt
+    from per-IP limits) for a loopback address when ``exempt_loopback``."""
+    try:
+        addr = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if exempt_loopback and addr.is_loopback:
+        return None
+    if isinstance(addr, ipaddress.IPv4Address):
+        return str(addr)
+    network = ipaddress.IPv6Address(int(addr) >> _HOST_BITS << _HOST_BITS)
+    return f"{network}/{IPV6_PREFIX}"
 
 
 def _wait(bucket: TokenBucket, now: float) -> float:

@@ -28,15 +28,23 @@ Invariants:
 2. Every frame costs a token of the request bucket (``LIVECAST_REQ_RATE`` /
    ``LIVECAST_REQ_BURST``), control frames included, except the peer's close
    and frames refused as violations (they count toward 4009 instead): pings
-   and unsolicited pongs are a flood like any request (issue 14 points 2, 6).
+   and unsolicited pongs are a flood like any request (issue 14 points 2, 6),
+   and a message in N frames costs N tokens: the reader marks each frame of
+   a fragmented message but the last (``wsframe.FRAGMENT``), and each mark
+   takes its token where its frame came, the message its last frame's.
 3. A frame with no token is refused (10023 when it has an id) and adds to the
-   decaying flood score (core/flood.py); past its limit: close 4029.
+   decaying flood score (core/flood.py); past its limit: close 4029.  A
+   fragment has no id of its own: its message is refused whole when it ends
+   (10023 when it has an id), even if its last frame finds a token.
 4. ``violation_limit`` violations close with 4009; each is counted.
 5. While the outbox is past ``outbox_hard_bytes`` a text frame or a ping is
    not answered: the connection is shed; past ``outbox_soft_bytes`` pings go
    unanswered (RFC 6455 section 5.5.3 asks only for the latest).
 6. Once closing, nothing the peer sends is acted on but its close frame,
-   which ends the session (the close is echoed, the socket hung up).
+   which ends the session (the close is echoed, the socket hung up).  Input
+   is looked through for it up to ``CLOSE_WAIT_BYTES`` read after closing
+   was decided (here or by the node); past that the peer is not answering
+   (a flood goes on): ``HANG_UP``, and nothing more is read.
 7. Broken framing (RFC 6455 section 7.1.7): the whole messages before it are
    still acted on, then the connection closes with the reader's code (1002,
    1007, 1008, 1009) and the rest is only walked for the peer's close
@@ -64,6 +72,7 @@ from livecast.core.bucket import TokenBucket
 from livecast.core.flood import FloodScore, flood_limit
 from livecast.core.protocol import (
     MAX_FRAME_BYTES,
+    FrameError,
     HasSpec,
     Needs,
     Request,
@@ -73,6 +82,7 @@ from livecast.core.protocol import (
 from livecast.core.wsframe import (
     OP_BINARY,
     OP_CLOSE,
+    OP_CONT,
     OP_PING,
     OP_PONG,
     OP_TEXT,
@@ -152,6 +162,12 @@ class Signal(Enum):
 SHED, HANG_UP, VIOLATION = Signal.SHED, Signal.HANG_UP, Signal.VIOLATION
 _ANY, _CLOSING = Needs.ANY, Phase.CLOSING  # a member read off its class costs 0.2 us
 Action = Request | Reply | Write | CloseWith | Signal
+_SLOW_DOWN = "too many requests: slow down"
+# input read once closing, looked through for the peer's close (invariant 6):
+# two frames of the largest size; a peer that answers its close frame has no
+# reason to send more, one that floods on is hung up on instead of read
+CLOSE_WAIT_BYTES = 2 * MAX_FRAME_BYTES
+_NO_ANSWER: tuple[int, bytes] = (-1, b"")  # the inbox's last item past it: hang up
 Outbox = Callable[[], int]
 
 
@@ -164,24 +180,34 @@ def _echo(code: int) -> int:
 class Session:
     """One connection's protocol state, budgets and rules (module docstring)."""
 
-    __slots__ = ("failure", "flood", "inbox", "limiter", "limits", "ops", "phase", "reader",
-                 "violations")
+    __slots__ = ("cut", "failure", "flood", "inbox", "limiter", "limits", "ops", "phase",
+                 "reader", "violations", "waited")
 
     def __init__(self, limits: Limits, ops: Mapping[str, HasSpec], now: float) -> None:
         self.limits = limits
         self.ops = ops
-        self.reader = Reader(MAX_FRAME_BYTES)
+        self.reader = Reader(MAX_FRAME_BYTES, marks=True)  # a FRAGMENT per fragment: a token each
         self.limiter = TokenBucket(limits.req_rate, limits.req_burst, now)
         self.flood: FloodScore | None = None  # made at the first refusal: none while idle
         self.violations = 0
         self.phase = Phase.OPEN
         self.inbox: list[tuple[int, bytes]] | None = None  # received, newest first
         self.failure: WsError | None = None  # broken framing, acted on after the inbox
+        self.cut = False  # a frame of the fragmented message under way found no token
+        self.waited: int | None = None  # bytes read since closing was decided (invariant 6)
 
     # ---------------------------------------------------------------- input
     def receive_data(self, data: bytes) -> None:
         """Take bytes as the socket read them; the messages they complete are
         acted on by ``next_actions``."""
+        waited = self.waited
+        if waited is not None:  # closing: only the peer's close is looked for
+            if waited > CLOSE_WAIT_BYTES:
+                return  # hung up on: nothing more is read
+            self.waited = waited = waited + len(data)
+            if waited > CLOSE_WAIT_BYTES:
+                self.inbox, self.failure = [_NO_ANSWER], None
+                return
         try:
             messages = self.reader.feed(data)
         except WsError as err:  # the messages before the violation still count
@@ -198,7 +224,7 @@ class Session:
             if opcode == OP_CLOSE:
                 return self._peer_closed(payload)
             if closing or self.phase is _CLOSING:
-                return []
+                return self._ignored(opcode)
             return self.on_frame(opcode, payload, now, outbox)
         self.inbox = None  # an idle session keeps no empty list
         if self.failure is not None:
@@ -235,7 +261,7 @@ class Session:
         """The login deadline has come: close 4002 when neither logged in nor
         a guest."""
         if self.phase is Phase.OPEN:
-            self.phase = Phase.CLOSING
+            self._closing()
             return [CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
         return []
 
@@ -248,7 +274,10 @@ class Session:
             return self._on_ping(payload, now, outbox)
         if opcode == OP_PONG:  # proves the peer alive (the shell's ``seen``); costs a token
             return [] if self.limiter.try_take(now) else self._flood(now, None)
+        if opcode == OP_CONT:  # a frame of a fragmented message but its last
+            return self._on_fragment(now)
         if opcode == OP_BINARY:
+            self.cut = False
             return self._violation(None, Code.BAD_PARAMETER, "binary frames are refused")
         return []
 
@@ -256,6 +285,8 @@ class Session:
         if outbox() > self.limits.outbox_hard_bytes:
             return self._shed()
         parsed = parse_frame(payload, self.ops)
+        if self.cut:
+            return self._cut_short(parsed, now)
         if isinstance(parsed, Request):
             return [parsed] if self.limiter.try_take(now) else self._flood(now, parsed.id)
         if parsed.violation:
@@ -263,6 +294,25 @@ class Session:
         if not self.limiter.try_take(now):  # refused values cost a token too
             return self._flood(now, parsed.id)
         return [] if parsed.id is None else [Reply(reply(parsed.id, parsed.code, parsed.info))]
+
+    def _on_fragment(self, now: float) -> list[Action]:
+        """A fragment costs a token like any frame (invariant 2); without one,
+        it is refused like one, and so will its message be (invariant 3)."""
+        if self.limiter.try_take(now):
+            return []
+        self.cut = True
+        return self._flood(now, None)
+
+    def _cut_short(self, parsed: Request | FrameError, now: float) -> list[Action]:
+        """The end of a message one of whose fragments found no token: its
+        last frame costs a token too, and the message is refused whole, as a
+        message with no token is (a broken one is still a violation)."""
+        self.cut = False
+        if isinstance(parsed, FrameError) and parsed.violation:
+            return self._violation(parsed.id, parsed.code, parsed.info)
+        if not self.limiter.try_take(now):
+            return self._flood(now, parsed.id)
+        return [] if parsed.id is None else [Reply(reply(parsed.id, Code.FREQ_LIMIT, _SLOW_DOWN))]
 
     def _on_ping(self, payload: bytes, now: float, outbox: Outbox) -> list[Action]:
         """A ping costs a token like any request; its pong shares the outbox."""
@@ -279,7 +329,7 @@ class Session:
         if rid is not None:
             actions.append(Reply(reply(rid, code, info)))
         if self.violations >= self.limits.violation_limit:
-            self.phase = Phase.CLOSING
+            self._closing()
             actions.append(CloseWith(Close.VIOLATIONS, "too many protocol violations"))
         return actions
 
@@ -290,17 +340,34 @@ class Session:
         over = flood.refused(now)
         actions: list[Action] = []
         if rid is not None:
-            actions.append(Reply(reply(rid, Code.FREQ_LIMIT, "too many requests: slow down")))
+            actions.append(Reply(reply(rid, Code.FREQ_LIMIT, _SLOW_DOWN)))
         if over:
-            self.phase = Phase.CLOSING
+            self._closing()
             actions.append(CloseWith(Close.FLOOD, "flood"))
         return actions
 
     # ---------------------------------------------------------------- endings
+    def _closing(self) -> None:
+        """This object decides to close (invariant 8); from now on input is
+        only looked through for the peer's close (invariant 6)."""
+        self.phase = Phase.CLOSING
+        if self.waited is None:
+            self.waited = 0
+
+    def _ignored(self, opcode: int) -> list[Action]:
+        """A frame received while closing (invariant 6): nothing is done about
+        it, but the peer is hung up on once it has sent too much."""
+        if opcode == _NO_ANSWER[0]:
+            self.inbox = None
+            return [HANG_UP]
+        if self.waited is None:  # the node closed it: count from now on
+            self.waited = 0
+        return []
+
     def _shed(self) -> list[Action]:
         """Answers share the bounded outbox: a client past the hard limit (one
         that sends but never reads) is shed, as fan-out does."""
-        self.phase = Phase.CLOSING
+        self._closing()
         return [SHED]
 
     def _peer_closed(self, payload: bytes) -> list[Action]:
@@ -317,9 +384,11 @@ class Session:
         """RFC 6455 section 7.1.7: send the close frame, process nothing more,
         and hang up as soon as the peer's close arrives (a ``Drain`` still
         finds it in the broken stream), at once when the framing is lost.
-        Input is read until then, not left unread: closing a socket with
-        unread input resets it, and the reset could discard the close frame."""
+        Input is read until then (up to ``CLOSE_WAIT_BYTES``), not left
+        unread: closing a socket with unread input resets it, and the reset
+        could discard the close frame."""
         self.failure, self.phase = None, Phase.CLOSING
         self.reader = Drain()
-        self.receive_data(err.rest)
+        self.receive_data(err.rest)  # read with the violation: not counted (invariant 6)
+        self._closing()
         return [CloseWith(err.code, err.reason)]

@@ -49,6 +49,9 @@ _CONTROL = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 _PEER_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 MAX_FRAGMENTS = 1024  # frames of one fragmented message
+# what ``Reader(marks=True)`` gives for each frame of a fragmented message
+# but its last, where the frame was read (one shared tuple: nothing allocated)
+FRAGMENT: tuple[int, bytes] = (OP_CONT, b"")
 _U16 = struct.Struct("!H").unpack_from
 _U64 = struct.Struct("!Q").unpack_from
 
@@ -92,15 +95,22 @@ class Reader:
     ``MAX_FRAGMENTS`` frames.  After a ``WsError`` the reader is not fed
     again: the rest of the input goes to a ``Drain``.
 
+    With ``marks``, each frame of a fragmented message but its last (whose
+    place the whole message takes) also gives ``FRAGMENT``, ``(OP_CONT,
+    b"")``, in the order the frames came: one item per frame read, so that a
+    caller can make every frame cost something (``core.session``, invariant
+    2).  An unfragmented message gives nothing more.
+
     Cost is linear in the input however it is cut: a partial frame waits in a
     bytearray that grows by appending, and a fragmented message keeps a
     running size.  Idle, a reader holds an empty buffer and no fragments.
     """
 
-    __slots__ = ("buf", "max_size", "parts", "size")
+    __slots__ = ("buf", "marks", "max_size", "parts", "size")
 
-    def __init__(self, max_size: int) -> None:
+    def __init__(self, max_size: int, marks: bool = False) -> None:
         self.buf: bytes | bytearray = b""  # the start of a frame still arriving
+        self.marks = marks  # FRAGMENT for each frame of a fragmented message but the last
         self.max_size = max_size
         self.parts: list[bytes] | None = None  # fragments so far; [0] holds the opcode
         self.size = 0  # payload bytes in ``parts``
@@ -200,14 +210,14 @@ class Reader:
             if first[0] == OP_TEXT:  # checked fragment by fragment: fails fast
                 self.parts[0] = first[:1] + _utf8_head(first[1:] + payload, fin)
             if not fin:
-                return None
+                return FRAGMENT if self.marks else None
             opcode, payload = first[0], b"".join(self.parts[1:])
             self.parts, self.size = None, 0
             return opcode, payload
         carry = _utf8_head(payload, fin) if opcode == OP_TEXT else b""
         if not fin:
             self.parts, self.size = [bytes([opcode]) + carry, payload], len(payload)
-            return None
+            return FRAGMENT if self.marks else None
         return opcode, payload
 
 

@@ -2,19 +2,19 @@
 control"; docs/rest.md, "Failed authentication"): the node's connect and
 login gates and its REST lockout, made on first use, one set per node.
 
-Loopback peers are exempt from the per-IP limits unless
+"Per IP" is per ``core.admission.client_key``: an IPv4 address, or an IPv6
+client's /64 prefix.  Loopback peers are exempt from the per-IP limits unless
 ``LIVECAST_ADMISSION_LOOPBACK`` is on (behind a reverse proxy on the same
 host every client is 127.0.0.1); the global limits apply to every peer.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 import weakref
 from dataclasses import dataclass
 
-from livecast.core.admission import Lockout, RateGate, retry_hint
+from livecast.core.admission import Lockout, RateGate, client_key, retry_hint
 from livecast.node.node import Node
 
 
@@ -42,15 +42,9 @@ def gates(node: Node) -> Gates:
 
 
 def limited_ip(node: Node, ip: str) -> str | None:
-    """The key of ``ip`` in the per-IP tables; None when it is exempt."""
-    if node.settings.admission_loopback:
-        return ip
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return None if (mapped or addr).is_loopback else ip
+    """The key of ``ip`` in the per-IP tables (an IPv6 client's is its /64);
+    None when it is exempt."""
+    return client_key(ip, exempt_loopback=not node.settings.admission_loopback)
 
 
 def refused(node: Node, peer: str, what: str) -> int | None:

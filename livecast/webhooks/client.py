@@ -22,6 +22,11 @@ rooms' webhooks):
   breaker the before-* verdicts depend on.  A breaker counts a timeout, a
   transport error or an HTTP status >= 500 as a failure; any other HTTP
   answer shows the backend alive;
+- redirects are never followed: a 3xx answer is the backend's answer, a
+  status other than 200, so a failed callback like any other (the failure
+  policy's verdict; for the breaker the backend is alive).  Following one
+  would send the body and a valid signature to wherever the ``Location``
+  points (307, 308), or take the verdict from a bodiless GET (301-303);
 - metrics: ``sent`` counts calls that passed the breaker (attempted);
   ``failed`` counts sent calls that failed (after-events: transport, timeout
   or a non-200 status; before-*: also an unusable reply); ``timeout`` is the
@@ -343,8 +348,8 @@ class Webhooks:
             headers[SIGNATURE_HEADER] = body_signature(self._keys, request_time, job.data)
         try:
             async with asyncio.timeout(self.settings.callback_timeout):
-                async with self._slots, session.post(url, data=job.data,
-                                                     headers=headers) as resp:
+                async with self._slots, session.post(url, data=job.data, headers=headers,
+                                                     allow_redirects=False) as resp:
                     data = await _read_capped(resp, MAX_REPLY_BYTES)
                     return Failure("reply too large") if data is None else (resp.status, data)
         except TimeoutError:

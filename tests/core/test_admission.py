@@ -3,10 +3,13 @@ per-IP table, retry hints and the failed-authentication lockout."""
 
 from __future__ import annotations
 
-from hypothesis import given
+import ipaddress
+
+import pytest
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from livecast.core.admission import Lockout, RateGate, retry_hint
+from livecast.core.admission import Lockout, RateGate, client_key, retry_hint
 
 
 def test_per_ip_burst_then_refused_with_the_wait_for_one_token() -> None:
@@ -92,3 +95,66 @@ def test_lockout_table_is_bounded() -> None:
     for i in range(100):
         lock.failed(str(i), 0)
         assert len(lock) <= 3
+
+
+# ------------------------------------------------------------------ what "per IP" keys
+V6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None)
+
+
+@given(V6, st.integers(0, 2**64 - 1))
+def test_every_address_of_an_ipv6_slash_64_has_the_prefix_as_its_key(
+        addr: ipaddress.IPv6Address, host: int) -> None:
+    other = ipaddress.IPv6Address(int(addr) >> 64 << 64 | host)
+    assume(other.ipv4_mapped is None)  # ::ffff:0:0/96 lies in ::/64, and is IPv4
+    assert client_key(str(addr)) == client_key(str(other)) == str(
+        ipaddress.IPv6Network((addr, 64), strict=False))
+    assert client_key(addr.exploded) == client_key(str(addr))  # however it is written
+
+
+@given(V6, V6)
+def test_ipv6_addresses_of_different_slash_64s_have_different_keys(
+        a: ipaddress.IPv6Address, b: ipaddress.IPv6Address) -> None:
+    assert (client_key(str(a)) == client_key(str(b))) == (int(a) >> 64 == int(b) >> 64)
+
+
+@given(st.ip_addresses(v=4), st.ip_addresses(v=4))
+def test_an_ipv4_address_is_its_own_key_and_its_mapped_form_too(
+        a: ipaddress.IPv4Address, b: ipaddress.IPv4Address) -> None:
+    assert client_key(str(a)) == client_key(f"::ffff:{a}") == str(a)
+    assert (client_key(str(a)) == client_key(str(b))) == (a == b)
+
+
+@pytest.mark.parametrize(("peer", "key", "exempt"), [
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64", "2001:db8:1:2::/64"),
+    ("2001:DB8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64", "2001:db8:1:2::/64"),
+    ("fe80::1%eth0", "fe80::/64", "fe80::/64"),
+    ("::ffff:203.0.113.9", "203.0.113.9", "203.0.113.9"),
+    ("203.0.113.9", "203.0.113.9", "203.0.113.9"),
+    ("127.0.0.1", "127.0.0.1", None),
+    ("::ffff:127.0.0.1", "127.0.0.1", None),
+    ("::1", "::/64", None),
+    ("not an address", "not an address", "not an address"),
+    ("", "", ""),
+])
+def test_client_key_examples(peer: str, key: str, exempt: str | None) -> None:
+    assert client_key(peer) == key
+    assert client_key(peer, exempt_loopback=True) == exempt
+
+
+@given(st.text())
+def test_client_key_never_raises(peer: str) -> None:
+    assert isinstance(client_key(peer), str)
+
+
+def test_a_slash_64_rotating_its_addresses_shares_one_bucket_and_one_lockout() -> None:
+    """The review's case: 1,000 connects from 1,000 addresses of one /64 are
+    limited as 1,000 from one address are."""
+    gate = RateGate(rate=1, burst=10, global_rate=0, global_burst=1, max_ips=100, now=0)
+    admitted = sum(gate.admit(client_key(f"2001:db8:1:2::{i:x}"), 0) is None
+                   for i in range(1000))
+    assert admitted == 10 and len(gate) == 1
+    lockout = Lockout(limit=20, window=60, lock_for=60, max_ips=100)
+    for i in range(20):
+        lockout.failed(client_key(f"2001:db8:1:2::{i:x}") or "", 0)
+    assert lockout.locked(client_key("2001:db8:1:2:dead::beef") or "", 1) == 59
+    assert lockout.locked(client_key("2001:db8:1:3::1") or "", 1) == 0

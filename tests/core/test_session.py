@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from livecast.core.flood import flood_limit
 from livecast.core.protocol import Needs, Request
 from livecast.core.session import (
+    CLOSE_WAIT_BYTES,
     HANG_UP,
     SHED,
     VIOLATION,
@@ -27,11 +28,13 @@ from livecast.core.session import (
     Write,
 )
 from livecast.core.wsframe import (
+    MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,
     OP_PING,
     OP_PONG,
+    OP_TEXT,
     frame,
 )
 from livecast.errors import Close, Code
@@ -181,6 +184,85 @@ def test_a_control_frame_flood_in_one_read_is_closed_4029(control: bytes) -> Non
         limits.req_burst if control == PING else 0)
 
 
+# ------------------------------------------------------------------ fragments
+def fragmented(body: bytes, frames: int, last_fin: bool = True) -> bytes:
+    """``body`` as one text message in ``frames`` frames: the first carries
+    it, the continuations are empty (as the review's flood sent them)."""
+    return b"".join(client_frame(b"" if i else body, OP_CONT if i else OP_TEXT,
+                                 fin=i == frames - 1 and last_fin) for i in range(frames))
+
+
+@pytest.mark.parametrize("n", [2, 7, MAX_FRAGMENTS])
+def test_a_message_in_n_frames_costs_n_tokens(n: int) -> None:
+    """Invariant 2: every frame costs a token, each fragment included."""
+    session = new(replace(LIMITS, req_burst=n + 1, req_rate=0.0))
+    (req,) = run(session, fragmented(orjson.dumps({"op": "ping", "id": 1}), n))
+    assert isinstance(req, Request) and req.id == 1
+    assert isinstance(run(session, text(op="ping", id=2))[0], Request)  # the last token
+    assert reply_codes(run(session, text(op="ping", id=3))) == [Code.FREQ_LIMIT]
+
+
+def test_each_fragment_takes_its_token_when_it_is_read() -> None:
+    """Not when its message ends: a message still under way has paid for the
+    frames read so far, and a fragment cut across two reads is paid once."""
+    session = new(replace(LIMITS, req_burst=6, req_rate=0.0))
+    frames = [client_frame(b'{"op":"ping",', OP_TEXT, fin=False),
+              client_frame(b'"id":', OP_CONT, fin=False),
+              client_frame(b"1", OP_CONT, fin=False), client_frame(b"}", OP_CONT)]
+    for k, f in enumerate(frames[:-1], start=1):
+        assert run(session, f[:3]) == [] and run(session, f[3:]) == []
+        assert session.limiter.available(0.0) == 6 - k
+    (req,) = run(session, frames[-1])
+    assert isinstance(req, Request) and req.id == 1
+    assert session.limiter.available(0.0) == 2
+
+
+def test_a_message_whose_fragments_outrun_the_bucket_is_refused_10023() -> None:
+    session = new(replace(LIMITS, req_burst=3, req_rate=0.0))
+    actions = run(session, fragmented(orjson.dumps({"op": "ping", "id": 9}), 5))
+    assert not any(isinstance(a, Request) for a in actions)
+    assert reply_codes(actions) == [Code.FREQ_LIMIT]
+    assert session.flood is not None and session.flood.score == 2  # frames 4 and 5
+
+
+def test_a_message_with_a_refused_fragment_is_refused_even_if_its_end_finds_a_token() -> None:
+    """A fragment has no id to answer: its message is refused whole when it ends."""
+    session = new(replace(LIMITS, req_burst=2, req_rate=1.0))
+    data = fragmented(orjson.dumps({"op": "ping", "id": 4}), 4)
+    last = len(client_frame(b"", OP_CONT))
+    assert run(session, data[:-last], now=0.0) == []  # three fragments, two tokens
+    actions = run(session, data[-last:], now=5.0)  # the bucket refilled meanwhile
+    assert reply_codes(actions) == [Code.FREQ_LIMIT]
+    assert not any(isinstance(a, Request) for a in actions)
+    assert session.flood is not None and session.flood.score < 2  # the end was not refused
+    assert isinstance(run(session, text(op="ping", id=5), now=5.0)[0], Request)  # the next is
+
+
+@pytest.mark.parametrize("kind", ["fragments", "messages", "pings"])
+def test_a_fragment_flood_is_closed_4029_like_a_message_flood(kind: str) -> None:
+    """Issue 14 point 2 holds frame by frame: the frame that closes a flood
+    is the same whether the frames are fragments, messages or pings."""
+    limits = replace(LIMITS, req_burst=40, req_rate=0.0)
+    count = limits.req_burst + math.floor(flood_limit(limits.req_burst)) + 1
+    body = orjson.dumps({"op": "ping", "id": 1})
+    frames = {"fragments": fragmented(body, count + 1, last_fin=False),
+              "messages": client_frame(body) * (count + 1), "pings": PING * (count + 1)}[kind]
+    size = len(frames) // (count + 1)
+    assert closes(run(new(limits), frames[:size * (count - 1)])) == []
+    actions = run(new(limits), frames)
+    assert closes(actions) == [Close.FLOOD] and actions[-1] == CloseWith(Close.FLOOD, "flood")
+
+
+def test_the_reviews_fragment_flood_is_closed_in_its_first_message() -> None:
+    """At the defaults, pings cut into MAX_FRAGMENTS frames: closed 4029
+    before the first one ends, and none carried out."""
+    attack = b"".join(fragmented(orjson.dumps({"op": "ping", "id": i}), MAX_FRAGMENTS)
+                      for i in range(3))
+    actions = run(new(), attack)
+    assert actions[-1] == CloseWith(Close.FLOOD, "flood")
+    assert not any(isinstance(a, Request | Reply) for a in actions)
+
+
 def test_after_the_close_nothing_but_the_peers_close_is_acted_on() -> None:
     session = new()
     assert run(session, text(op="ping", id=1) + PING, closing=True) == []
@@ -199,6 +281,46 @@ def test_the_peers_close_is_echoed_and_ends_the_read(code: int, echo: int) -> No
 
 def test_a_close_with_no_code_is_answered_1000() -> None:
     assert run(new(), client_frame(b"", OP_CLOSE)) == [CloseWith(Close.NORMAL), HANG_UP]
+
+
+# ------------------------------------------------------------------ after the close: a bound
+def flooded(limits: Limits) -> Session:
+    """A session that has just closed 4029 on a ping flood."""
+    session = new(limits)
+    actions = run(session, PING * (limits.req_burst + math.floor(flood_limit(limits.req_burst))
+                                   + 1))
+    assert actions[-1] == CloseWith(Close.FLOOD, "flood")
+    return session
+
+
+def test_after_its_close_a_flooder_is_read_only_for_its_close_up_to_a_bound() -> None:
+    """Invariant 6: within CLOSE_WAIT_BYTES the peer's close still ends the
+    session cleanly (echoed, then hung up)."""
+    session = flooded(replace(LIMITS, req_burst=8, req_rate=0.0))
+    chunk = PING * 1000
+    sent = 0
+    while sent + 2 * len(chunk) <= CLOSE_WAIT_BYTES:
+        assert run(session, chunk) == []
+        sent += len(chunk)
+    assert run(session, client_frame(close_payload(1000), OP_CLOSE)) == [
+        CloseWith(1000), HANG_UP]
+
+
+@pytest.mark.parametrize("node_closed", [False, True])
+def test_a_peer_that_goes_on_sending_past_the_bound_is_hung_up_on(node_closed: bool) -> None:
+    """Past CLOSE_WAIT_BYTES read since the close (this object's, or the
+    node's: ``closing``), HANG_UP once, and nothing more is read."""
+    limits = replace(LIMITS, req_burst=8, req_rate=0.0)
+    session = new(limits) if node_closed else flooded(limits)
+    assert run(session, PING, closing=node_closed) == []  # the node's close is seen here
+    chunk, actions = PING * 1000, []
+    for _ in range(CLOSE_WAIT_BYTES // len(chunk) + 1):
+        actions += run(session, chunk, closing=node_closed)
+    assert actions == [HANG_UP]
+    before = session.reader.buf
+    assert run(session, client_frame(close_payload(1000), OP_CLOSE)[:3] + PING,
+               closing=node_closed) == []
+    assert session.reader.buf is before  # not even fed
 
 
 # ------------------------------------------------------------------ broken framing

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livecast.core.wsframe import (
+    FRAGMENT,
     MAX_FRAGMENTS,
     OP_BINARY,
     OP_CLOSE,
@@ -432,6 +433,48 @@ def test_empty_continuations_count_toward_the_fragment_limit() -> None:
     with pytest.raises(WsError) as err:
         Reader(1 << 16).feed(data)
     assert err.value.code == 1008
+
+
+# ------------------------------------------------------------------ marks: one item a frame
+def frame_count(stream: bytes) -> int:
+    """The frames of a masked client stream."""
+    pos = count = 0
+    while pos < len(stream):
+        n, pos = stream[pos + 1] & 0x7F, pos + 2
+        if n >= 126:
+            width = 2 if n == 126 else 8
+            n, pos = int.from_bytes(stream[pos:pos + width], "big"), pos + width
+        pos, count = pos + 4 + n, count + 1
+    return count
+
+
+def test_marks_give_a_fragment_for_each_frame_of_a_message_but_its_last() -> None:
+    data = b"".join([client_frame(b"a", OP_TEXT, fin=False), client_frame(b"p", OP_PING),
+                     client_frame(b"b", OP_CONT, fin=False), client_frame(b"c", OP_CONT),
+                     client_frame(b"whole")])
+    assert Reader(BIG, marks=True).feed(data) == [
+        FRAGMENT, (OP_PING, b"p"), FRAGMENT, (OP_TEXT, b"abc"), (OP_TEXT, b"whole")]
+    assert Reader(BIG).feed(data) == [(OP_PING, b"p"), (OP_TEXT, b"abc"), (OP_TEXT, b"whole")]
+
+
+def test_marks_come_with_the_error_of_a_message_in_too_many_frames() -> None:
+    reader = Reader(1 << 16, marks=True)
+    with pytest.raises(WsError) as err:
+        reader.feed(_fragments(MAX_FRAGMENTS + 1, last_fin=False))
+    assert err.value.code == 1008 and err.value.messages == [FRAGMENT] * MAX_FRAGMENTS
+
+
+@given(conversations(st.one_of(SMALL_DATA, LONG_DATA)), st.data())
+def test_with_marks_any_conversation_gives_one_item_a_frame(
+        conversation: tuple[bytes, list[tuple[int, bytes]]], data: st.DataObject) -> None:
+    """In any chunks: as many items as frames, and the same messages as without."""
+    stream, expected = conversation
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(stream)), max_size=40)))
+    reader, out = Reader(BIG, marks=True), []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        out += reader.feed(stream[a:b])
+    assert len(out) == frame_count(stream)
+    assert [item for item in out if item is not FRAGMENT] == expected
 
 
 # ------------------------------------------------------------------ after a violation

@@ -18,6 +18,7 @@ import pytest
 
 from livecast.client import Client, retry_after, retry_delay
 from livecast.errors import Close, Code
+from livecast.gateway.admission import gates, limited_ip, refused
 from tests.conftest import SDKAPPID, Live, LiveFactory, sig
 from tests.gateway.test_ws_closes import metric
 
@@ -195,3 +196,19 @@ async def test_python_client_gives_a_refused_connection_up_after_its_attempts() 
             await bob.connect_and_login(SDKAPPID, "bob", sig("bob"), attempts=2)
     finally:
         await bob.close()
+
+
+async def test_an_ipv6_slash_64_is_one_client_for_the_per_ip_limits(
+        live_factory: LiveFactory) -> None:
+    """One /64 handing each connection a fresh address gets one budget: the
+    per-IP connect gate and the REST lockout key it by its prefix; an
+    IPv4-mapped peer is its IPv4 address."""
+    live = await live_factory(connect_rate=0.01, connect_burst=3, auth_fail_limit=3)
+    waits = [refused(live.node, f"2001:db8:1:2::{i:x}", "connect") for i in range(10)]
+    assert waits[:3] == [None] * 3 and None not in waits[3:]
+    assert refused(live.node, "2001:db8:1:3::1", "connect") is None  # the next /64
+    auth = gates(live.node).auth
+    for i in range(3):
+        auth.failed(limited_ip(live.node, f"2001:db8:1:2::{i:x}") or "", 0.0)
+    assert auth.locked(limited_ip(live.node, "2001:db8:1:2:ffff::1") or "", 1.0) > 0
+    assert limited_ip(live.node, "::ffff:198.51.100.7") == limited_ip(live.node, "198.51.100.7")

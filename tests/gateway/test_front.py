@@ -15,11 +15,15 @@ import aiohttp
 import orjson
 import pytest
 
-from livecast.core.handshake import accept_key
+from livecast.core.handshake import MAX_HEAD_BYTES, accept_key
 from livecast.core.protocol import MAX_FRAME_BYTES
+from livecast.core.session import CLOSE_WAIT_BYTES
 from livecast.core.wsframe import OP_PONG
+from livecast.gateway.app import make_app
+from livecast.gateway.front import MAX_FIRST_HEAD, Front
 from livecast.gateway.ws import HEARTBEAT, WsConnection, heartbeat
-from tests.conftest import SDKAPPID, Live, LiveFactory, sig
+from livecast.runner import KEEPALIVE_TIMEOUT, Listener
+from tests.conftest import SDKAPPID, Live, LiveFactory, base_settings, sig
 from tests.gateway.test_ws_closes import (
     OP_BINARY,
     OP_CLOSE,
@@ -217,6 +221,72 @@ async def test_a_silent_new_connection_is_closed_after_the_handshake_timeout(
     writer.close()
 
 
+def padded_head(path: str, size: int) -> bytes:
+    """The start of a request head of at least ``size`` bytes that never ends,
+    in lines aiohttp accepts (fewer than 128, each under 8190 bytes)."""
+    head = f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode()
+    line = 0
+    while len(head) < size:
+        head += b"X-Pad-%d: %s\r\n" % (line, b"a" * 1000)
+        line += 1
+    return head
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/v1/ws"])
+async def test_a_head_not_ended_within_the_front_limit_is_answered_431_and_closed(
+        live: Live, path: str) -> None:
+    """It is not handed to aiohttp (which would wait for its end for an hour):
+    431, then the server's end of stream, long before the handshake timeout."""
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    writer.write(padded_head(path, MAX_FIRST_HEAD + 1000))
+    answer = await asyncio.wait_for(reader.read(), 10)  # to the server's end of stream
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"Connection: close\r\n" in answer and answer.endswith(b"64 KiB")
+    assert live.server.runner.server is not None and live.server.runner.server.connections == []
+    writer.close()
+
+
+@pytest.mark.parametrize("size", [0, MAX_HEAD_BYTES + 1000])
+async def test_a_partial_plain_http_head_is_closed_at_the_handshake_timeout(
+        live_factory: LiveFactory, size: int) -> None:
+    """The handshake timeout covers the first head, whole: a head past 32 KiB
+    (once handed to aiohttp unfinished) is held by the front and closed too."""
+    live = await live_factory(handshake_timeout=0.2)
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    writer.write(padded_head("/healthz", size))
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+    writer.close()
+
+
+async def test_a_connection_handed_to_aiohttp_has_the_keepalive_timeout(live: Live) -> None:
+    reader, writer, head = await exchange(live, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(reader.readexactly(content_length(head)), 10)
+    http = live.server.runner.server
+    assert http is not None and len(http.connections) == 1
+    assert http.connections[0].keepalive_timeout == KEEPALIVE_TIMEOUT == 75.0
+    writer.close()
+
+
+@pytest.mark.parametrize("then", [b"", b"GET /healthz HTTP/1.1\r\nHost: x\r\n"])
+async def test_an_idle_or_slow_kept_alive_connection_is_closed_at_the_keepalive_timeout(
+        then: bytes) -> None:
+    """After its first request a connection is aiohttp's: idle, or with a later
+    head arriving slowly, it is closed after ``keepalive_timeout`` (0.2 s here)."""
+    app = make_app(base_settings())
+    server = Listener(app, Front, shutdown_timeout=1.0, keepalive_timeout=0.2)
+    await server.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + then)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" not in head
+        await asyncio.wait_for(reader.readexactly(content_length(head)), 10)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        writer.close()
+    finally:
+        await server.close()
+
+
 async def test_upgrades_during_drain_are_answered_503(live: Live) -> None:
     live.node.going_away()
     key = base64.b64encode(os.urandom(16)).decode()
@@ -304,6 +374,40 @@ async def test_a_ping_flood_is_a_request_flood(live_factory: LiveFactory) -> Non
         pongs += 1
     assert frame[0] == OP_CLOSE and struct.unpack("!H", frame[1][:2])[0] == 4029
     assert pongs <= 5  # the burst, less the login's token
+    raw.close()
+
+
+async def test_a_fragment_flood_is_a_request_flood(live_factory: LiveFactory) -> None:
+    """Every fragment costs a token: a ping cut into 40 frames overruns a
+    burst of 5 and is closed 4029, never carried out (it used to cost one)."""
+    live = await live_factory(req_rate=1, req_burst=5)
+    raw = await RawWs.connect(live)
+    await login_raw(raw, "cutter")
+    body = orjson.dumps({"op": "ping", "id": "cut"})
+    data = b"".join(encode_client_frame(OP_CONT if i else OP_TEXT, b"" if i else body,
+                                        fin=i == 39) for i in range(40))
+    await raw.loop.sock_sendall(raw.sock, data)
+    frame = await raw.recv_frame()
+    assert frame[0] == OP_CLOSE and struct.unpack("!H", frame[1][:2])[0] == 4029
+    raw.close()
+
+
+async def test_a_flooder_that_goes_on_after_its_4029_is_hung_up_on(
+        live_factory: LiveFactory) -> None:
+    """Past CLOSE_WAIT_BYTES sent after the close frame it is not read any
+    more: the socket is closed long before the 60 s abort timer."""
+    live = await live_factory(req_rate=1, req_burst=5, shutdown_grace=60)
+    raw = await RawWs.connect(live)
+    await raw.loop.sock_sendall(raw.sock, encode_client_frame(OP_PING, b"x") * 40)
+    assert await raw.close_code() == 4029
+    sent, ended = 0, False
+    while not ended and sent <= 64 * CLOSE_WAIT_BYTES:
+        try:
+            await raw.loop.sock_sendall(raw.sock, encode_client_frame(OP_PING, b"") * 4096)
+        except (BrokenPipeError, ConnectionResetError):
+            ended = True
+        sent += 6 * 4096
+    assert ended
     raw.close()
 
 

@@ -341,6 +341,53 @@ async def test_a_good_reply_is_not_overridden_by_fail_closed(rig: RigFactory,
     assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == cb.ALLOW
 
 
+# ------------------------------------------------------------------ redirects
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[tuple[list[str], str]]:
+    """Another host: a real aiohttp app that records every request, any method
+    and path, and rejects (10100) whatever it is asked."""
+    got: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        got.append(f"{request.method} {request.path} {len(await request.read())}")
+        return web.json_response({"ActionStatus": "FAIL", "ErrorCode": 10100,
+                                  "ErrorInfo": "refused by the redirect target"})
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield got, str(server.make_url("/elsewhere"))
+    await server.close()
+
+
+def redirect(status: int, location: str) -> Answer:
+    async def answer(seen: Seen) -> web.StreamResponse:
+        return web.Response(status=status, headers={"Location": location})
+    return answer
+
+
+@pytest.mark.parametrize("fail_closed", [False, True])
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed_and_is_a_failed_callback(
+        rig: RigFactory, backend: Backend, elsewhere: tuple[list[str], str],
+        status: int, fail_closed: bool) -> None:
+    """Following it would send the body and its signature to the other host
+    (307, 308) or take the verdict from a bodiless GET (301-303)."""
+    got, url = elsewhere
+    backend.answer = redirect(status, url)
+    r = await rig(callback_fail_closed=fail_closed, callback_hmac_keys=(Secret("k" * 32),))
+    policy = cb.failure_verdict(fail_closed)
+    assert await r.hooks.before_send(send_body(), "", cb.PLATFORM_WEB) == policy
+    assert await r.hooks.before_join(join_body(), "", cb.PLATFORM_WEB) == policy
+    r.hooks.post(cb.after_join("live-1", ["alice"], T0))
+    await r.hooks.close()
+    assert got == []  # the other host got nothing
+    assert len(backend.seen) == 3
+    for command in (cb.BEFORE_SEND, cb.BEFORE_JOIN, cb.AFTER_JOIN):
+        assert (r.sent(command), r.failed(command)) == (1, 1)
+    assert r.breaker() == BreakerState.CLOSED  # the backend answered: it is alive
+
+
 # ------------------------------------------------------------------ timeouts and the breaker
 @pytest.mark.parametrize("fail_closed", [False, True])
 async def test_timeout_follows_the_failure_policy(rig: RigFactory, backend: Backend,

@@ -148,26 +148,30 @@ def store_line(s: Settings) -> str:
 
 
 # ``serve --workers``: what the supervisor does when a worker exits (README,
-# "Running a cluster").  Exit 2 is a worker that could not start (configuration,
-# store, listen address: ``serve``'s start-up errors); the next one would fail
-# the same way, so the supervisor stops every worker and exits 2, leaving the
-# restarting to the service manager (systemd, Docker), which backs off and
-# logs.  Any other exit is a crash or a kill: the worker is started again at
-# once, and if it exits again within STABLE_AFTER of its start, after
-# RESTART_BASE seconds, doubling up to RESTART_CAP, so that a crash loop never
-# spins.  A worker that ran STABLE_AFTER seconds starts its count over.
+# "Running a cluster").  Exit 2 at a worker's first start is a worker that
+# could not start (configuration, store, listen address: ``serve``'s start-up
+# errors); the next one would fail the same way, so the supervisor stops
+# every worker and exits 2, leaving the restarting to the service manager
+# (systemd, Docker), which backs off and logs.  A worker that had started
+# once and fails to start again (Redis away for a while) is restarted like a
+# crash, the other workers serving meanwhile.  Any other exit is a crash or
+# a kill: the worker is started again at once, and if it exits again within
+# STABLE_AFTER of its start, after RESTART_BASE seconds, doubling up to
+# RESTART_CAP, so that a crash loop never spins.  A worker that ran
+# STABLE_AFTER seconds starts its count over.
 START_FAILED = 2
 STABLE_AFTER = 30.0
 RESTART_BASE = 1.0
 RESTART_CAP = 60.0
 
 
-def after_exit(code: int, uptime: float, quick: int) -> tuple[int, float] | None:
+def after_exit(code: int, uptime: float, quick: int,
+               first: bool = True) -> tuple[int, float] | None:
     """A worker exited with ``code`` after ``uptime`` seconds, having exited
-    within STABLE_AFTER of its start ``quick`` times in a row before: None to
-    stop the supervisor, else (that count now, seconds to wait before
-    starting the worker again)."""
-    if code == START_FAILED:
+    within STABLE_AFTER of its start ``quick`` times in a row before
+    (``first``: at its first start): None to stop the supervisor, else (that
+    count now, seconds to wait before starting the worker again)."""
+    if code == START_FAILED and first:
         return None
     quick = quick + 1 if uptime < STABLE_AFTER else 0
     return quick, 0.0 if quick <= 1 else min(RESTART_CAP, RESTART_BASE * 2 ** (quick - 2))
@@ -180,6 +184,7 @@ class Slot:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     quick: int = 0
+    starts: int = 0       # how many times it was started
     due: float = 0.0      # when a waiting worker is started again (monotonic)
 
 
@@ -201,6 +206,7 @@ def workers(s: Settings, env: Mapping[str, str]) -> int:
             env=dict(env, LIVECAST_WORKER=str(i), LIVECAST_WORKERS="1",
                      LIVECAST_HOST=s.host, LIVECAST_PORT=str(s.port)))
         slots[i].started = time.monotonic()
+        slots[i].starts += 1
 
     # The supervisor sleeps until a signal comes: SIGCHLD (a worker exited),
     # SIGINT or SIGTERM each write a byte to the wakeup pipe; no polling.  It
@@ -245,7 +251,7 @@ def _tend(slots: dict[int, Slot], spawn: Callable[[int], None], stopping: list[i
         if slot.proc is not None and slot.proc.poll() is not None:
             code = slot.proc.returncode
             slot.proc = None
-            verdict = after_exit(code, now - slot.started, slot.quick)
+            verdict = after_exit(code, now - slot.started, slot.quick, slot.starts == 1)
             if verdict is None:
                 print(f"livecast: worker {i} could not start (exit {code}; its message is "
                       "above): stopping the other workers", file=sys.stderr, flush=True)
@@ -301,6 +307,11 @@ LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, 
 
 
 def is_listen_error(exc: OSError | UnicodeError) -> bool:
+    """A host name that cannot be encoded (IDNA: a UnicodeError, but never a
+    decode error, which is data read from somewhere) or resolved, or a bind
+    refused."""
+    if isinstance(exc, UnicodeDecodeError):
+        return False
     return isinstance(exc, socket.gaierror | UnicodeError) or (
         isinstance(exc, OSError) and exc.errno in LISTEN_ERRNOS)
 

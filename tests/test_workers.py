@@ -238,10 +238,13 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor(
 
 
 def test_a_worker_is_restarted_at_once_then_with_a_bounded_backoff() -> None:
-    """``after_exit``, the supervisor's decision: exit 2 (could not start)
-    stops it; a crash restarts at once, a crash loop waits 1, 2, 4 ... s up to
+    """``after_exit``, the supervisor's decision: exit 2 at a first start
+    (could not start) stops it, at a restart (Redis away meanwhile) it is a
+    crash; a crash restarts at once, a crash loop waits 1, 2, 4 ... s up to
     RESTART_CAP; a worker that ran STABLE_AFTER s starts its count over."""
     assert after_exit(2, 0.1, 0) is None and after_exit(2, 3600, 5) is None
+    assert after_exit(2, 0.1, 0, first=False) == (1, 0.0)
+    assert after_exit(2, 0.1, 1, first=False) == (2, 1.0)
     quick, delays = 0, []
     for _ in range(12):
         verdict = after_exit(1, 0.5, quick)

@@ -154,6 +154,11 @@ class GroupAttrs:
     seq: int = 0
     _writes: TokenBucket | None = field(default=None, repr=False, compare=False)
 
+    def keep_limit(self, before: GroupAttrs) -> None:
+        """These attributes (read again from the store) replace ``before``:
+        the members' write budget spent on it carries over."""
+        self._writes = before._writes
+
     def get(self, keys: Iterable[str] | None = None) -> dict[str, str]:
         """The attributes named in ``keys`` that exist (all of them when None)."""
         if keys is None:

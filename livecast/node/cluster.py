@@ -113,7 +113,7 @@ from livecast.core.fate import (
     Failed,
     Fate,
 )
-from livecast.core.records import restore_group
+from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
 from livecast.errors import Code
 from livecast.node.room import Outgoing
@@ -319,7 +319,7 @@ class ClusterLink:
                     await self._resync_rooms()
                     kicks = await self.node.store.kick_times()
                     await self.node.reload_profiles()
-                except StoreError as err:
+                except Exception as err:  # StoreError, or a bug: tried again, never lost
                     log.warning("cluster resync: %s", err)
                     self._resync_again = True  # the next sweep starts it again
                     return
@@ -752,7 +752,7 @@ class ClusterLink:
 
     def on_profile(self, origin: str, message: ProfileChanged) -> None:
         if origin != self.node_id:  # set where it was made (Node.change_profile)
-            self.node.hub.set_profile(message.user, message.nick, message.avatar)
+            self.spawn(self.node.reload_profile(message.user))  # as stored: the newest
 
     def on_tips(self, origin: str, message: Tips) -> None:
         if origin != self.node_id:  # pushed at once where it was made (node.push_tips)
@@ -781,8 +781,17 @@ class ClusterLink:
         now, so that the change applies to what another process changed
         before it, announced or not yet; False if it is no longer stored
         (destroyed elsewhere: dropped here)."""
-        record = await self.node.store.load_group(gid)
+        store = self.node.store
+        record = await store.load_group(gid)
         if record is None:
+            marker = await store.marker()
+            if self._marker is not None and marker != self._marker:
+                # the store lost its data (a Redis restarted without AOF): the
+                # room goes on, as after a resync (invariant 14), stored again
+                room = self.node.rooms.get(gid)
+                if room is not None:
+                    await store.put_group(group_record(room.group), create=True)
+                    return True
             log.info("room %s: destroyed elsewhere", gid)
             self._forget_room(gid)
             return False
@@ -797,6 +806,7 @@ class ClusterLink:
             return
         group.last_msg_time = room.group.last_msg_time
         group.attrs = copy.deepcopy(group.attrs)
+        group.attrs.keep_limit(room.group.attrs)  # members' writes spent here go on counting
         room.group = group
         s = self.node.settings
         rate = s.room_rate if group.rate is None else group.rate

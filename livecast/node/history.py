@@ -138,7 +138,12 @@ class HistoryBook:
             arrived.append(frame_payload(full))
             return
         ring = self.rings.get(group_id)
-        if ring is not None and not ring.append(decode_batch(frame_payload(full))):
+        if ring is None:
+            return
+        if not self.enabled:  # a ring of no message: the newest seq alone, no decode
+            ring.advance(_last_seq(frame_payload(full)))
+            return
+        if not ring.append(decode_batch(frame_payload(full))):
             log.info("room %s: a batch was missed; its history is read again", group_id)
             self.forget(group_id)
 
@@ -343,9 +348,13 @@ class RedisHistoryStore:
 
 
 def _last_seq(payload: bytes) -> int:
-    """The last seq of one batch (a ``msgs`` frame's JSON); 0 if unreadable."""
-    entries = decode_batch(payload)
-    return entries[-1].seq if entries else 0
+    """The last seq of one batch (a ``msgs`` frame's JSON); 0 if unreadable.
+    Its messages are not encoded again (``decode_batch`` does that)."""
+    try:
+        msgs = orjson.loads(payload)["msgs"]
+        return int(msgs[-1]["seq"]) if msgs else 0
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return 0
 
 
 def _ttl_ms(settings: Settings) -> int:

@@ -30,11 +30,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, ValuesView
+from collections.abc import AsyncIterator, Callable, Mapping, ValuesView
 from typing import Any, TypeVar
 
 import orjson
@@ -76,6 +77,11 @@ from livecast.webhooks.client import Webhooks
 
 log = logging.getLogger("livecast.node")
 T = TypeVar("T")
+# a cluster's read-change-write of a room or a profile (Node._everywhere): how
+# long a change waits for one on another process, and how long a lock lives
+# if its holder dies holding it
+LOCK_WAIT = 5.0
+LOCK_TTL = 10.0
 
 
 class LoopTimers:
@@ -336,7 +342,7 @@ class Node:
         destroyed meanwhile is not written back."""
         room = self.room(group_id)
         gone = LivecastError(Code.GROUP_NOT_FOUND, f"group {group_id!r} does not exist")
-        async with self._lock(group_id):
+        async with self._lock(group_id), self._everywhere(f"room:{group_id}"):
             if self.rooms.get(group_id) is not room:
                 raise gone
             if self.cluster is not None and not await self._store(self.cluster.refresh(group_id)):
@@ -537,7 +543,7 @@ class Node:
         """Merge a change into ``user``'s stored profile (None: unchanged), store
         it (invariant 1), then give every session of the user, here and on the
         other processes, its nick and avatar; returns them."""
-        async with self._profile_locks.hold(user):
+        async with self._profile_locks.hold(user), self._everywhere(f"profile:{user}"):
             found = await self._store(self.store.load_profiles([user]))
             stored = found.get(user, {})
             profile = merge(stored, nick, avatar, tags)
@@ -547,6 +553,46 @@ class Node:
             self.hub.set_profile(user, *now)
             self.link.announce(ProfileChanged(user, *now))
         return now
+
+    async def reload_profile(self, user: str) -> None:
+        """``user``'s profile changed on another process: read it again, in
+        turn with this process's own changes of it (the last read wins, and
+        it is the newest), if it is cached or in session here."""
+        async with self._profile_locks.hold(user):
+            hub = self.hub
+            if not (hub.profiles_complete or user in hub.profiles or user in hub.sessions):
+                return
+            try:
+                found = await self.store.load_profiles([user])
+            except StoreError as err:
+                log.warning("profile of %s not read again: %s", user, err)
+                return
+            hub.set_profile(user, *nick_and_avatar(found.get(user, {})))
+
+    @contextlib.asynccontextmanager
+    async def _everywhere(self, name: str) -> AsyncIterator[None]:
+        """In a cluster, the store's lock ``name`` (Store.lock) held around a
+        read-change-write, so that one made on another process at the same
+        time is not undone by it; taken within ``LOCK_WAIT`` s (else 10002),
+        given up after ``LOCK_TTL`` s should this process die holding it.
+        One process: its own locks are enough."""
+        if self.cluster is None:
+            yield
+            return
+        deadline, pause = time.monotonic() + LOCK_WAIT, 0.002
+        while (token := await self._store(self.store.lock(name, LOCK_TTL))) is None:
+            if time.monotonic() > deadline:
+                raise LivecastError(Code.INTERNAL, "being changed on another process: "
+                                                   "nothing was changed, try again")
+            await asyncio.sleep(pause)  # another process holds it: ask again
+            pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            try:
+                await self.store.unlock(name, token)
+            except StoreError as err:  # it expires by itself
+                log.warning("store: unlock %s: %s", name, err)
 
     async def reload_profiles(self) -> None:
         """The cache as stored now (at start; in a cluster after a gap in the

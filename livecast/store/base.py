@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import reprlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import UnionType
@@ -48,6 +49,7 @@ __all__ = [
     "DEDUP_WINDOW",
     "GroupRecord",
     "Instrument",
+    "LocalLocks",
     "Observer",
     "Profile",
     "Snapshot",
@@ -84,6 +86,29 @@ class Snapshot:
     groups: tuple[GroupRecord, ...] = ()
     kicks: Mapping[str, float] = field(default_factory=dict)  # user -> time of last kick
     likes: Mapping[str, int] = field(default_factory=dict)  # group id -> total
+
+
+class LocalLocks:
+    """``Store.lock`` for a store one process owns (memory, SQLite)."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}  # name -> (token, expires, monotonic)
+
+    def lock(self, name: str, ttl: float) -> str | None:
+        now = time.monotonic()
+        held = self._held.get(name)
+        if held is not None and held[1] > now:
+            return None
+        token = uuid.uuid4().hex
+        self._held[name] = (token, now + ttl)
+        return token
+
+    def unlock(self, name: str, token: str) -> None:
+        held = self._held.get(name)
+        if held is not None and held[0] == token:
+            del self._held[name]
 
 
 def expired(until: float, now: float) -> bool:
@@ -233,6 +258,16 @@ class Store(Protocol):
     async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
         """Every stored profile if there are at most ``limit`` of them, else None
         (a process then reads them user by user)."""
+
+    async def lock(self, name: str, ttl: float) -> str | None:
+        """Take the lock ``name`` for at most ``ttl`` seconds, unless it is
+        held: a token to ``unlock`` it with, or None.  Shared by every process
+        on the store (Redis: ``SET NX PX``), so that a read-change-write of
+        one thing made on two processes runs one at a time."""
+
+    async def unlock(self, name: str, token: str) -> None:
+        """Release ``name`` if ``token`` still holds it (not once it expired
+        and another took it)."""
 
     async def close(self) -> None:
         """Release the engine; later operations raise StoreError."""

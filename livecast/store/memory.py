@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from livecast.core.records import GroupRecord
-from livecast.store.base import DEDUP_WINDOW, Profile, Snapshot, StoreError, expired
+from livecast.store.base import DEDUP_WINDOW, LocalLocks, Profile, Snapshot, StoreError, expired
 
 
 class MemoryStore:
-    __slots__ = ("_groups", "_kicks", "_likes", "_marker", "_profiles", "_seen", "closed")
+    __slots__ = ("_groups", "_kicks", "_likes", "_locks", "_marker", "_profiles", "_seen",
+                 "closed")
 
     def __init__(self) -> None:
         self._groups: dict[str, GroupRecord] = {}
@@ -28,6 +29,7 @@ class MemoryStore:
         self._likes: dict[str, int] = {}
         self._seen: dict[str, float] = {}  # key -> when it expires
         self._profiles: dict[str, dict[str, str | int]] = {}
+        self._locks = LocalLocks()
         self._marker = uuid.uuid4().hex
         self.closed = False
 
@@ -161,6 +163,14 @@ class MemoryStore:
         if len(self._profiles) > limit:
             return None
         return {u: dict(p) for u, p in self._profiles.items()}
+
+    async def lock(self, name: str, ttl: float) -> str | None:
+        self._check()
+        return self._locks.lock(name, ttl)
+
+    async def unlock(self, name: str, token: str) -> None:
+        self._check()
+        self._locks.unlock(name, token)
 
     async def close(self) -> None:
         self.closed = True

@@ -11,6 +11,7 @@ Keys (``lc`` is the prefix; ``<gid>`` the group id as is):
 - ``lc:groups``               sorted set: group id -> created (the index)
 - ``lc:kicks``                hash: user -> time of the last kick
 - ``lc:profiles``             set: the users with a stored profile (``all_profiles``)
+- ``lc:lock:<name>``          string: the token of a lock's holder (``lock``), with a TTL
 - ``lc:seen:<key>``           string "1" that lives for the de-duplication window
 - ``lc:{g:<gid>}:group``      string: JSON of the room but its mutes and bans
                               (owner, type, created, profile, MaxMemberNum,
@@ -87,7 +88,12 @@ _ROOM_PARTS = ("group", "mutes", "bans", "likes")
 _DELETED = (*_ROOM_PARTS, "history", "hepoch")  # node/history.py's two, not :seq or :fence
 _RESTRICTIONS = ("mutes", "bans")
 _SETTINGS = tuple(f.name for f in fields(GroupRecord) if f.name not in ("group_id", *_RESTRICTIONS))
-_ERRORS = (RedisError, RedisClusterException, OSError)
+_ERRORS = (RedisError, RedisClusterException, OSError, UnicodeDecodeError)  # a value not UTF-8
+# KEYS the lock; ARGV its holder's token: released only by its holder
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # Keep the later of the stored and the given kick time.
 _SET_KICK = """
@@ -375,6 +381,16 @@ class RedisStore:
         found = await pipe.execute()
         return {user: decode_profile(user, blob)
                 for user, blob in zip(users, found, strict=True) if blob is not None}
+
+    async def lock(self, name: str, ttl: float) -> str | None:
+        key, token = f"{self._prefix}:lock:{name}", uuid.uuid4().hex
+        taken = await self._run("lock", lambda: self._client.set(
+            key, token, nx=True, px=max(1, int(ttl * 1000))))
+        return token if taken else None
+
+    async def unlock(self, name: str, token: str) -> None:
+        key = f"{self._prefix}:lock:{name}"
+        await self._run("unlock", lambda: self._client.eval(_UNLOCK, 1, key, token))
 
     async def close(self) -> None:
         if self._inst.closed:

@@ -46,6 +46,7 @@ from livecast.core.records import GroupRecord
 from livecast.store.base import (
     DEDUP_WINDOW,
     Instrument,
+    LocalLocks,
     Observer,
     Profile,
     Snapshot,
@@ -120,6 +121,7 @@ class SqliteStore:
         self._conn = conn
         self._executor = executor
         self._inst = instrument
+        self._locks = LocalLocks()  # one process owns the file: its locks are its own
 
     @classmethod
     async def open(
@@ -220,6 +222,14 @@ class SqliteStore:
 
     async def all_profiles(self, limit: int) -> dict[str, dict[str, str | int]] | None:
         return await self._call("all_profiles", _all_profiles, limit, write=False)
+
+    async def lock(self, name: str, ttl: float) -> str | None:
+        if self._inst.closed:
+            raise StoreError("lock: the store is closed")
+        return self._locks.lock(name, ttl)
+
+    async def unlock(self, name: str, token: str) -> None:
+        self._locks.unlock(name, token)
 
     async def close(self) -> None:
         if self._inst.closed:

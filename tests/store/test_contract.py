@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from livecast.core.group_fields import FOREVER
 from livecast.core.records import GroupRecord
 from livecast.store.base import Store, StoreError
+from tests.backplane.conftest import until_true
 from tests.store.conftest import Engine
 from tests.store.strategies import records
 
@@ -291,6 +292,26 @@ async def test_profiles_read_back_as_put(store: Store) -> None:
         "alice": alice, "with space:and:{colons}": {NICK: ""}}
     assert await store.load_profiles([]) == {}
     assert await store.load_profiles(["nobody"]) == {}
+
+
+async def test_a_lock_has_one_holder_until_released_by_it(store: Store) -> None:
+    token = await store.lock("room:r1", 10)
+    assert token is not None
+    assert await store.lock("room:r1", 10) is None  # held
+    assert await store.lock("room:r2", 10) is not None  # another name
+    await store.unlock("room:r1", "not-the-token")  # not its holder: still held
+    assert await store.lock("room:r1", 10) is None
+    await store.unlock("room:r1", token)
+    again = await store.lock("room:r1", 10)
+    assert again is not None and again != token
+
+
+async def test_a_lock_not_released_expires(store: Store) -> None:
+    assert await store.lock("short", 0.001) is not None
+
+    async def taken() -> bool:
+        return await store.lock("short", 10) is not None
+    await until_true(taken, 5.0)  # the store's own clock expires it
 
 
 async def test_all_profiles_up_to_a_limit(store: Store) -> None:

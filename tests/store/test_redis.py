@@ -167,3 +167,21 @@ async def test_an_unreadable_profile_is_a_store_error(redis_url: str) -> None:
     finally:
         await raw.aclose()
         await store.close()
+
+
+async def test_a_value_that_is_not_utf8_is_a_store_error(redis_url: str) -> None:
+    """The client decodes replies as text: bytes that are not UTF-8 (a room
+    or a profile written by something else) are a StoreError too."""
+    store, raw = await RedisStore.open(redis_url), connect(redis_url)
+    try:
+        await raw.zadd("lc:groups", {"odd-room": 1.0})
+        await raw.set(room_key("odd-room", "group"), b'{"owner": "\xff\xfe"}')
+        await raw.sadd("lc:profiles", "bob")
+        await raw.set("lc:profile:bob", b'{"Tag_Profile_IM_Nick": "\xc3"}')
+        for call in (store.load_group("odd-room"), store.load_all(now=2.0),
+                     store.load_profiles(["bob"]), store.all_profiles(10)):
+            with pytest.raises(StoreError):
+                await call
+    finally:
+        await raw.aclose()
+        await store.close()

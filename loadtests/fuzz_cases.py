@@ -326,8 +326,11 @@ class Draw:
              1009),
             ("oversized-fragments", lambda: masked(0x1, b"x" * 40000, fin=False)
              + masked(0x0, b"x" * 30000), 1009, 2),
+            # each fragment costs a request token: past the budget (LIVECAST_REQ_BURST)
+            # the flood close may come before the fragment count's
             ("too-many-fragments", lambda: masked(0x1, b"[", fin=False)
-             + masked(0x0, b" ", fin=False) * 1024 + masked(0x0, b"]"), 1008, 1026),
+             + masked(0x0, b" ", fin=False) * 1024 + masked(0x0, b"]"),
+             frozenset({1008, 4029}), 1026),
             ("message-inside-fragments", lambda: masked(0x1, b"[", fin=False)
              + masked(rng.choice([0x1, 0x2]), b"1"), 1002, 2),
             ("invalid-utf8", lambda: masked(0x1, b'{"op":"ping","x":"\xff\xfe"}'), 1007),
@@ -344,7 +347,8 @@ class Draw:
             echo = code if code in (1000, 1001) or 3000 <= code < 5000 else 1000
             return Case("close", [masked(0x8, struct.pack("!H", code) + b"bye")],
                         closes=frozenset({echo}))
-        return Case(kind, [data()], closes=frozenset({code}), frames=count[0] if count else 1)
+        closes = frozenset({code}) if isinstance(code, int) else code
+        return Case(kind, [data()], closes=closes, frames=count[0] if count else 1)
 
 
 def _closes_for(payload: bytes) -> frozenset[int]:

@@ -154,7 +154,7 @@ class Engine:
             async with sem:
                 await store.put_group(GroupRecord(
                     group_id=f"room{i}", owner=ADMIN, created=now, name=f"Room {i}",
-                    notification="stored", app_defined={"k": "v"}))
+                    notification="stored", app_defined={"k": "v"}), create=True)
 
         await asyncio.gather(*(one(i) for i in range(rooms)))
         await store.close()

@@ -16,8 +16,7 @@ from aiohttp import WSMsgType, web
 
 from livecast.client import Client, text
 from tests.conftest import SDKAPPID, Live, sig
-
-ROOM = "client-1"
+from tests.node.test_history import ROOM, send_n, seqs_until
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
@@ -26,21 +25,6 @@ async def until(condition: Callable[[], bool], what: str, within: float = 10.0) 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)  # polling a state, bounded by ``within``
-
-
-async def send_n(sender: Client, start: int, n: int) -> None:
-    for i in range(start, start + n):
-        r = await sender.send(ROOM, text(f"m{i}"))
-        assert r["code"] == 0, r
-
-
-async def seqs_until(c: Client, last: int) -> list[int]:
-    """Every seq pushed to ``c`` until ``last``, in the order read."""
-    got: list[int] = []
-    while not got or got[-1] < last:
-        push = await c.next_push("msgs")
-        got.extend(m["seq"] for m in push["msgs"])
-    return got
 
 
 async def test_a_room_quit_is_not_rejoined_on_reconnect(live: Live) -> None:
@@ -65,14 +49,14 @@ async def test_pushes_not_read_yet_survive_a_reconnect(live: Live) -> None:
     await live.room(ROOM)
     sender = await live.client("alice", ROOM)
     viewer = await live.client("bob", ROOM)
-    await send_n(sender, 1, 3)
+    await send_n(sender, 3)
     await until(lambda: viewer.positions[ROOM][1] == 3, "bob received seqs 1 to 3")
     viewer.drop()
     await viewer.wait_closed()
-    await send_n(sender, 4, 2)  # 4, 5 while bob is away
+    await send_n(sender, 2, start=3)  # 4, 5 while bob is away
     replies = await viewer.reconnect(SDKAPPID, "bob", sig("bob"))
     assert replies[ROOM]["code"] == 0 and replies[ROOM]["recovered"] is True
-    await send_n(sender, 6, 2)  # 6, 7 live
+    await send_n(sender, 2, start=5)  # 6, 7 live
     assert await seqs_until(viewer, 7) == [1, 2, 3, 4, 5, 6, 7]
 
 

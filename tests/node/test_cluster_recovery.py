@@ -19,7 +19,7 @@ from livecast.settings import Settings
 from livecast.store.redis import RedisStore
 from tests.node.test_cluster_bundles import GID, outgoing
 from tests.node.test_cluster_fates import until
-from tests.node.test_cluster_resync import back, gate
+from tests.node.test_cluster_resync import back, cut_off, gate
 from tests.node.test_fanout import Member, member, members
 from tests.redis_fixtures import RedisServer
 
@@ -150,14 +150,7 @@ async def test_a_ring_that_may_have_missed_a_batch_is_read_again(
     await until(lambda: GID in b.link.following, "b subscribed")
     assert await send(a, 3) == [1, 2, 3]
     await until(lambda: b.history.last_seq(GID) == 3, "b's ring followed")
-    broker = b.link.broker
-    assert isinstance(broker, RedisBroker)
-    shards = list(broker._shards.values())
-    gate.clear()
-    for shard in shards:
-        assert shard._wire is not None
-        shard._wire.fail(ConnectionError("cut by the test"))
-    await until(lambda: not any(s.up for s in shards), "b's subscriptions down")
+    await cut_off(b, gate)
     assert await send(a, 1) == [4]  # b does not hear it
     resyncs = b.link.resyncs
     await back(b, gate)

@@ -37,18 +37,23 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     return opened
 
 
-@pytest.fixture
-async def cut(pair: tuple[Node, Node], gate: asyncio.Event) -> AsyncIterator[tuple[Node, Node]]:
-    """b's pub/sub connections are cut and stay cut until ``gate`` is set."""
-    a, b = pair
-    broker = b.link.broker
+async def cut_off(node: Node, gate: asyncio.Event) -> None:
+    """``node``'s pub/sub connections are cut and stay cut until ``gate`` is set."""
+    broker = node.link.broker
     assert isinstance(broker, RedisBroker)
     shards = list(broker._shards.values())
     gate.clear()
     for shard in shards:
         assert shard._wire is not None
         shard._wire.fail(ConnectionError("cut by the test"))
-    await until(lambda: not any(s.up for s in shards), "b's subscriptions down")
+    await until(lambda: not any(s.up for s in shards), "the subscriptions down")
+
+
+@pytest.fixture
+async def cut(pair: tuple[Node, Node], gate: asyncio.Event) -> AsyncIterator[tuple[Node, Node]]:
+    """b's pub/sub connections are cut and stay cut until ``gate`` is set."""
+    a, b = pair
+    await cut_off(b, gate)
     yield a, b
     gate.set()
 

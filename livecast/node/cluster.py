@@ -334,12 +334,7 @@ class ClusterLink:
         dropped, unless the store lost its data (its marker changed: a Redis
         restarted without AOF), where the rooms go on here."""
         node = self.node
-        marker = await node.store.marker()
-        lost = self._marker is not None and marker != self._marker
-        self._marker = marker
-        if lost:
-            log.warning("cluster resync: the store lost its data (a Redis restarted "
-                        "without AOF?): the %d rooms here go on", len(node.rooms))
+        lost = await self._lost_data()
         self.resyncs += 1
         for gid in list(node.rooms):
             async with node._lock(gid):
@@ -783,20 +778,32 @@ class ClusterLink:
         (destroyed elsewhere: dropped here)."""
         store = self.node.store
         record = await store.load_group(gid)
+        if record is None and await self._lost_data():
+            record = await store.load_group(gid)  # stored again, unless destroyed since
         if record is None:
-            marker = await store.marker()
-            if self._marker is not None and marker != self._marker:
-                # the store lost its data (a Redis restarted without AOF): the
-                # room goes on, as after a resync (invariant 14), stored again
-                room = self.node.rooms.get(gid)
-                if room is not None:
-                    await store.put_group(group_record(room.group), create=True)
-                    return True
             log.info("room %s: destroyed elsewhere", gid)
             self._forget_room(gid)
             return False
         self._restore(gid, record)
         return True
+
+    async def _lost_data(self) -> bool:
+        """Whether the store lost its data since last asked (its marker changed:
+        a Redis restarted without AOF).  Then the rooms of this process go on
+        (invariant 14): each is stored again at once, as created (a room
+        another process stored again first is left as it is), and from then
+        on a room the store does not have was destroyed."""
+        store = self.node.store
+        marker = await store.marker()
+        lost = self._marker is not None and marker != self._marker
+        self._marker = marker
+        if lost:
+            rooms = list(self.node.rooms.values())
+            log.warning("cluster: the store lost its data (a Redis restarted without AOF?): "
+                        "the %d rooms here go on and are stored again", len(rooms))
+            for room in rooms:
+                await store.put_group(group_record(room.group), create=True)
+        return lost
 
     def _restore(self, gid: str, record: GroupRecord) -> None:
         group = restore_group(record)

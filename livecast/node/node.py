@@ -292,7 +292,7 @@ class Node:
 
     async def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
-        async with self._lock(group_id):
+        async with self._lock(group_id), self._everywhere(f"room:{group_id}"):
             await self._store(self.store.delete_group(group_id))
         if self.rooms.get(group_id) is not room:
             return  # destroyed meanwhile
@@ -528,8 +528,10 @@ class Node:
         not known here (a store that fails: 10002)."""
         if self.profile_known(user):
             return
-        found = await self._store(self.store.load_profiles([user]))
-        if not self.profile_known(user):  # not set meanwhile
+        async with self._profile_locks.hold(user):  # in turn with changes heard of
+            if self.profile_known(user):  # read meanwhile
+                return
+            found = await self._store(self.store.load_profiles([user]))
             self.hub.set_profile(user, *nick_and_avatar(found.get(user, {})))
 
     async def stored_profiles(self, users: list[str]) -> dict[str, Profile]:

@@ -160,6 +160,27 @@ async def test_a_change_after_the_store_lost_its_data_keeps_the_room(
     assert GID in a.rooms and GID in b.rooms
 
 
+async def test_after_a_resync_finds_the_data_lost_the_rooms_are_stored_again(
+        pair: tuple[Node, Node], redis: RedisServer) -> None:
+    """The resync after Redis came back empty keeps the rooms and stores them
+    again, so a later change finds its room; a room destroyed after that
+    stays destroyed, whatever change another process makes next."""
+    a, b = pair
+    await a.create_group("administrator", {"Name": "second"}, "second")
+    with redis.client() as raw:
+        raw.flushall()
+    await a.link._resync_rooms()  # as after a reconnect
+    assert await a.store.load_group(GID) is not None
+    assert await a.store.load_group("second") is not None
+    await a.modify_group(GID, {"Name": "changed after"})  # on the process that resynced
+    assert GID in a.rooms and GID in b.rooms
+    await a.destroy_group("second")
+    with pytest.raises(LivecastError) as err:
+        await b.modify_group("second", {"Name": "too late"})
+    assert err.value.code == Code.GROUP_NOT_FOUND
+    assert await a.store.load_group("second") is None
+
+
 async def test_profiles_changed_at_once_on_two_processes_all_hold_everywhere(
         pair: tuple[Node, Node]) -> None:
     """A nick set on one process and an avatar on the other, at once: both

@@ -76,8 +76,9 @@ class RestClient:
         """One REST call; the reply envelope, or a ``failure`` envelope."""
         url = f"{self.settings.api}/v4/{service}/{command}"
         try:
+            # a redirect is not followed: the admin's UserSig would go to another host
             async with self.session.post(url, params=self._params(), data=orjson.dumps(body),
-                                         headers=JSON_HEADERS) as resp:
+                                         headers=JSON_HEADERS, allow_redirects=False) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

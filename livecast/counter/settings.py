@@ -20,13 +20,16 @@ from livecast.settings import (
     ConfigError,
     Secret,
     _bool,
+    _callback_url,
     _float,
     _int,
     _level,
-    _url,
     default_dev_key_file,
     load_dev_key,
     with_flags,
+)
+from livecast.settings import (
+    _redis_url as _any_redis_url,
 )
 
 TARGETS = ("app_defined_data", "group_counter")
@@ -79,7 +82,7 @@ def _target(v: str) -> str:
 def _api(v: str) -> str:
     if not v:
         raise ValueError("a base URL is required")
-    url: str = _url(("http://", "https://"))(v.strip())
+    url: str = _callback_url(v.strip())  # http(s), a host, a port of 1 to 65535
     return url.rstrip("/")
 
 
@@ -102,9 +105,10 @@ def _redis_url(v: str) -> str:
     url = v.strip()
     if not url:
         return ""
-    if url.startswith("redis+cluster://"):
+    scheme, _, rest = url.partition("://")
+    if "+cluster" in scheme or "," in rest.partition("/")[0]:
         raise ValueError("the counter needs one Redis server (redis://, rediss:// or unix://)")
-    checked: str = _url(("redis://", "rediss://", "unix://"))(url)
+    checked: str = _any_redis_url(url)  # a host, a port of 1 to 65535, a numeric database
     return checked
 
 

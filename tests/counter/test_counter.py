@@ -457,6 +457,27 @@ async def test_a_rest_call_that_times_out_fails_and_is_retried(start_counter: St
             never.set()
 
 
+async def test_a_redirected_rest_call_is_not_followed_and_fails(start_counter: Start) -> None:
+    """The write-back's REST API answering a redirect: nothing (no UserSig)
+    goes to the other host, and the write fails, to be tried again."""
+    reached: list[str] = []
+
+    async def other(request: web.Request) -> web.Response:
+        reached.append(request.path_qs)
+        return web.json_response(OK)  # pragma: no cover
+
+    async with rest_backend("/{tail:.*}", other) as elsewhere:
+        async def moved(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(str(elsewhere.make_url(request.path_qs)))
+
+        async with rest_backend("/{tail:.*}", moved) as server:
+            c = await start_counter(str(server.make_url("/")))
+            await c.like("r1")
+            assert await c.counter.flush_now() == 1
+            assert c.counter.stats.write_failures == 1 and c.counter.tally.pending() == ["r1"]
+    assert reached == []
+
+
 async def test_healthz_reports_counts(live: Live, start_counter: Start) -> None:
     gid = await live.room("r1")
     c = await start_counter(live.url("/"))
@@ -497,6 +518,10 @@ def test_settings_from_env(tmp_path: Path) -> None:
     ("LIVECAST_COUNTER_KEY", "like-count"), ("LIVECAST_COUNTER_KEY", "k" * 17),
     ("LIVECAST_LIKE_PRIORITIES", "low"), ("LIVECAST_LIKE_MAX_COUNT", "0"),
     ("LIVECAST_COUNTER_MIN_S", "6"), ("LIVECAST_COUNTER_ADMIN", " "),
+    ("LIVECAST_COUNTER_API", "http://"), ("LIVECAST_COUNTER_API", "http://h:99999"),
+    ("LIVECAST_COUNTER_REDIS_URL", "redis://127.0.0.1:abc"),
+    ("LIVECAST_COUNTER_REDIS_URL", "redis://a:1,b:2"),
+    ("LIVECAST_COUNTER_REDIS_URL", "redis+cluster://a:1"),
 ])
 def test_bad_settings_name_the_variable(name: str, value: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -14,9 +14,14 @@
 // - connect() makes one attempt, bounded by `connectTimeout`: if the server
 //   cannot be reached, does not answer in time or refuses the login, it
 //   rejects with a ConnectError (an Error with `code`) and nothing is retried;
-// - once connected, after an unexpected close it reconnects by itself, waiting a random time in
+// - once connected, after an unexpected close it reconnects by itself (never
+//   after close(), even one made while a new UserSig was being asked for), waiting a random time in
 //   [0, min(maxDelay, baseDelay * 2^attempt)) ("full jitter"), then logs in again,
-//   restores the profile and re-joins every room it was in ("rejoin" event);
+//   restores the profile and re-joins every room it was in ("rejoin" event):
+//   a room is the client's once a join of it is answered, until it is quit
+//   (even while its join or re-join is on its way), destroyed or refused for
+//   good; a refusal that passes (10002, 10006, 10023, 80003) keeps it, and a
+//   re-join so refused is asked again after a backoff;
 //   closes that a retry cannot fix (4003 kicked, 1009, 4009) stop it, and 4001
 //   (UserSig refused) retries only when `getUserSig` can mint a new one;
 //   4013 (admission control: too many connects or logins) waits the
@@ -29,6 +34,9 @@
 // - it never renders anything: strings from the server go to the caller as is.
 
 const NO_RETRY = new Set([1009, 4003, 4009]);
+// join refusals that pass (the request rate, the server busy or its store, the
+// backend's before-join callback failing): the room is kept and asked again
+const TEMPORARY = new Set([10002, 10006, 10023, 80003]);
 const TRY_LATER = 4013;
 const STATES = ["idle", "connecting", "open", "reconnecting", "closed"];
 
@@ -111,7 +119,8 @@ export class LivecastClient {
     this.pingEvery = opts.pingEvery ?? 20000;
     this.connectTimeout = opts.connectTimeout ?? 10000;  // ms for connect()'s one attempt
     this.state = "idle";
-    this.rooms = new Map();      // groupId -> last seq seen (0: none yet)
+    this.rooms = new Map();      // joined rooms: groupId -> last seq seen (0: none yet)
+    this.wanted = new Set();     // rooms joined or being joined, and not quit since
     this.epochs = new Map();     // groupId -> historyEpoch of that seq (recovery)
     this.history = new Map();    // groupId -> recent messages asked for at join
     this.attrs = new Map();      // groupId -> {groupAttributes, attrSeq} last seen
@@ -206,6 +215,7 @@ export class LivecastClient {
   }
 
   open() {
+    if (this.stopped) return;
     clearTimeout(this.timer);
     this.setState(this.attempt ? "reconnecting" : "connecting");
     const ws = new WebSocket(this.url);
@@ -227,7 +237,10 @@ export class LivecastClient {
       }
       if (this.profile && this.userId) await this.request("setMyProfile", this.profile);
       for (const groupId of [...this.rooms.keys()]) {
-        this.emit("rejoin", { groupId, reply: await this.joinNow(groupId) });
+        if (!this.wanted.has(groupId)) continue;  // quit meanwhile
+        const reply = await this.joinNow(groupId);
+        if (TEMPORARY.has(reply.code)) this.rejoinLater(ws, groupId, 0);
+        this.emit("rejoin", { groupId, reply });
       }
       if (ws !== this.ws) return;
       this.attempt = 0;
@@ -283,6 +296,7 @@ export class LivecastClient {
     }
     if (code === 4001) {
       try { this.userSig = await this.getUserSig(this.userId); } catch (err) { /* retry later */ }
+      if (this.stopped) return;  // close() while the new UserSig was asked for
     }
     const hint = code === TRY_LATER ? retryAfter(reason) * 1000 : 0;
     const delay = hint + backoff(this.attempt, this.baseDelay, this.maxDelay);
@@ -321,9 +335,30 @@ export class LivecastClient {
   /** Join a room (kept across reconnects). Resolves with the reply.
    *  `history`: that many recent messages first, as "message" events. */
   async join(groupId, { history = 0 } = {}) {
-    this.rooms.set(groupId, this.rooms.get(groupId) || 0);
+    const joined = this.rooms.has(groupId);
+    this.wanted.add(groupId);
     if (history > 0) this.history.set(groupId, history);
-    return this.joinNow(groupId);
+    try {
+      const r = await this.joinNow(groupId);
+      if (r.code !== 0 && !joined) this.forget(groupId);  // not a room of this client
+      return r;
+    } catch (err) {  // no reply (closed, timed out): joined only if it was before
+      if (!joined) this.forget(groupId);
+      throw err;
+    }
+  }
+
+  /** A re-join refused for a reason that passes (a rate, the backend, the
+   *  server busy): asked again after a backoff while the socket lives and the
+   *  room is wanted. */
+  rejoinLater(ws, groupId, attempt) {
+    setTimeout(async () => {
+      if (ws !== this.ws || !this.wanted.has(groupId) || this.state !== "open") return;
+      let reply;
+      try { reply = await this.joinNow(groupId); } catch (err) { return; }  // closed: rejoined then
+      if (TEMPORARY.has(reply.code)) this.rejoinLater(ws, groupId, attempt + 1);
+      this.emit("rejoin", { groupId, reply });
+    }, backoff(attempt + 1, this.baseDelay, this.maxDelay));
   }
 
   async joinNow(groupId) {
@@ -333,8 +368,9 @@ export class LivecastClient {
     if (since) Object.assign(fields, { sinceSeq: last, historyEpoch: this.epochs.get(groupId) });
     else if (this.history.get(groupId)) fields.history = this.history.get(groupId);
     const r = await this.request("join", fields);
+    if (!this.wanted.has(groupId)) return r;  // quit while the join was on its way
     if (r.code !== 0) {
-      this.rooms.delete(groupId);
+      if (!TEMPORARY.has(r.code)) this.forget(groupId);  // destroyed, banned, refused
       return r;
     }
     if (r.groupAttributes) this.noteAttrs(groupId, r.groupAttributes, r.attrSeq, true);
@@ -352,6 +388,10 @@ export class LivecastClient {
     if (last !== null && sameRun && r.recovered === false && r.lastSeq > last) {
       this.emit("gap", { groupId, expected: last + 1, got: r.lastSeq + 1,
                          missed: r.lastSeq - last });
+    } else if (last !== null && !sameRun && r.lastSeq > 0 && !(r.msgs || []).length) {
+      // the room's history restarted (a restarted server): its seqs 1..lastSeq
+      // of the new run were sent while this client was away
+      this.emit("gap", { groupId, expected: 1, got: r.lastSeq + 1, missed: r.lastSeq });
     }
     if (!r.recovered || !sameRun) {  // count from the reply's messages, else the newest seq
       this.rooms.set(groupId, msgs.length ? msgs[0].seq - 1 : (r.lastSeq || 0));
@@ -361,11 +401,17 @@ export class LivecastClient {
   }
 
   async quit(groupId) {
+    this.forget(groupId);
+    return this.request("quit", { groupId });
+  }
+
+  /** The room is no longer this client's: not re-joined, its state dropped. */
+  forget(groupId) {
+    this.wanted.delete(groupId);
     this.rooms.delete(groupId);
     this.attrs.delete(groupId);
     this.epochs.delete(groupId);
     this.history.delete(groupId);
-    return this.request("quit", { groupId });
   }
 
   /** Send a msgBody at a priority (High, Normal, Low, Lowest). The reply comes
@@ -477,7 +523,7 @@ export class LivecastClient {
       if (tip.type === "groupAttributes") {
         this.noteAttrs(groupId, tip.groupAttributes || {}, tip.attrSeq);
       }
-      if (tip.type === "destroyed") this.rooms.delete(groupId);
+      if (tip.type === "destroyed") this.forget(groupId);
     }
   }
 }

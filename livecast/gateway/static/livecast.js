@@ -353,7 +353,8 @@ export class LivecastClient {
    *  room is wanted. */
   rejoinLater(ws, groupId, attempt) {
     setTimeout(async () => {
-      if (ws !== this.ws || !this.wanted.has(groupId) || this.state !== "open") return;
+      if (ws !== this.ws || !this.wanted.has(groupId)) return;  // closed (re-joined then), quit
+      if (this.state !== "open") return this.rejoinLater(ws, groupId, attempt);  // still re-joining
       let reply;
       try { reply = await this.joinNow(groupId); } catch (err) { return; }  // closed: rejoined then
       if (TEMPORARY.has(reply.code)) this.rejoinLater(ws, groupId, attempt + 1);

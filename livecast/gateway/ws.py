@@ -413,7 +413,7 @@ def _dispatch(conn: WsConnection, req: Request) -> None:
     after, turn = order.waits_for(row.kind) if order is not None else (_NONE, None)
     if (after or row.handler is None or (row.hooks and row.hooked is not None
                                          and node.hooks.enabled)
-            or _off_reader(node, req)):
+            or (req.op in _OFF_READER and _off_reader(node, req))):  # no call for a send
         _chain(node, conn, req, row, after or [], turn or Turn(None, None))
         return
     try:

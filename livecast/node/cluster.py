@@ -761,13 +761,9 @@ class ClusterLink:
         """The room as stored now (created, changed elsewhere), read under the
         room's lock: a change made here meanwhile is not overwritten by an
         older read."""
-        if gid not in self.node.rooms:  # nothing here to overwrite (and no lock
-            record = await self.node.store.load_group(gid)  # made for an unknown id)
-            if record is not None:
-                self._restore(gid, record)
-            return
-        async with self.node._lock(gid):
-            record = await self.node.store.load_group(gid)
+        node = self.node  # a room not known here: nothing to overwrite, no lock made for it
+        async with node._lock(gid) if gid in node.rooms else contextlib.nullcontext():
+            record = await node.store.load_group(gid)
             if record is not None:
                 self._restore(gid, record)
 

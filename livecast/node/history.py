@@ -109,12 +109,6 @@ class HistoryBook:
     def enabled(self) -> bool:
         return self.settings.history_size > 0
 
-    @property
-    def follows(self) -> bool:
-        """Cluster: the rings follow the rooms, history on or off: a ring of
-        no message still knows the room's newest seq (a join's ``lastSeq``)."""
-        return self.store is not None
-
     def _ring(self, last_seq: int = 0) -> HistoryRing:
         s = self.settings
         return HistoryRing(s.history_size, s.history_bytes, int(s.history_ttl * 1000), last_seq)

@@ -531,8 +531,11 @@ class Node:
         async with self._profile_locks.hold(user):  # in turn with changes heard of
             if self.profile_known(user):  # read meanwhile
                 return
-            found = await self._store(self.store.load_profiles([user]))
-            self.hub.set_profile(user, *nick_and_avatar(found.get(user, {})))
+            self.hub.set_profile(user, *nick_and_avatar(await self._profile_of(user)))
+
+    async def _profile_of(self, user: str) -> Profile:
+        """``user``'s whole stored profile ({} if none; a store that fails: 10002)."""
+        return (await self.stored_profiles([user])).get(user, {})
 
     async def stored_profiles(self, users: list[str]) -> dict[str, Profile]:
         """The whole stored profiles of ``users`` (REST portrait_get)."""
@@ -546,8 +549,7 @@ class Node:
         it (invariant 1), then give every session of the user, here and on the
         other processes, its nick and avatar; returns them."""
         async with self._profile_locks.hold(user), self._everywhere(f"profile:{user}"):
-            found = await self._store(self.store.load_profiles([user]))
-            stored = found.get(user, {})
+            stored = await self._profile_of(user)
             profile = merge(stored, nick, avatar, tags)
             if profile != stored:
                 await self._store(self.store.put_profile(user, profile))
@@ -565,11 +567,11 @@ class Node:
             if not (hub.profiles_complete or user in hub.profiles or user in hub.sessions):
                 return
             try:
-                found = await self.store.load_profiles([user])
-            except StoreError as err:
+                stored = await self._profile_of(user)
+            except LivecastError as err:  # the store failed
                 log.warning("profile of %s not read again: %s", user, err)
                 return
-            hub.set_profile(user, *nick_and_avatar(found.get(user, {})))
+            hub.set_profile(user, *nick_and_avatar(stored))
 
     @contextlib.asynccontextmanager
     async def _everywhere(self, name: str) -> AsyncIterator[None]:

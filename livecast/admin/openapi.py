@@ -137,7 +137,7 @@ BODIES: dict[str, Schema] = {
     "kick": _obj(("UserID",), UserID=USER),
     "portrait_set": _obj(("From_Account", "ProfileItem"), From_Account=USER,
                          ProfileItem=PROFILE_ITEMS),
-    "portrait_get": _obj(("To_Account",), To_Account=_arr(USER, 100, 1),
+    "portrait_get": _obj(("To_Account", "TagList"), To_Account=_arr(USER, 100, 1),
                          TagList=_arr(_str(pattern="^Tag_Profile_"), 64)),
     "set_room_rate": _obj(("GroupId", "Rate"), GroupId=GROUP_ID, Rate=_int(0, 100000),
                           Burst=_int(1, 100000)),
@@ -157,7 +157,7 @@ ENVELOPE: Schema = {
 QUERY = [
     ("sdkappid", {"type": "integer"}, "the app id the server is configured with"),
     ("identifier", _str(32, 1), "an app admin (LIVECAST_ADMINS)"),
-    ("usersig", _str(1), "a UserSig of the identifier"),
+    ("usersig", _str(least=1), "a UserSig of the identifier"),
     ("random", _int(0, UINT32), "accepted, not checked"),
     ("contenttype", _str(enum=["json"]), "accepted, not checked"),
 ]

@@ -135,11 +135,10 @@ def _locked_info(seconds: float) -> str:
 
 def _auth(node: Node, query: Any) -> str:
     s = node.settings
-    try:
-        sdkappid = int(query.get("sdkappid", ""))
-    except ValueError:
-        raise LivecastError(Code.BAD_SDKAPPID, "sdkappid is missing or not a number") from None
-    if sdkappid != s.sdkappid:
+    raw = str(query.get("sdkappid", ""))
+    if not (raw.isascii() and raw.isdigit()):  # int() would take " 14", "+14" and "1_4"
+        raise LivecastError(Code.BAD_SDKAPPID, "sdkappid is missing or not a number")
+    if int(raw) != s.sdkappid:
         raise LivecastError(Code.BAD_SDKAPPID, "invalid SDKAppID")
     identifier = str(query.get("identifier", ""))
     code = verify(str(query.get("usersig", "")), s.sdkappid, s.secret_key.value, identifier,

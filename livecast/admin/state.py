@@ -11,9 +11,11 @@ Invariants:
 - ``SendLog`` holds at most ``cap`` entries, none older than ``window``
   seconds at the last lookup; entries are kept in insertion order, and every
   lookup first drops the expired head;
-- ``ordinals`` gives each group object an integer that grows with creation
-  order: ``ordinal`` walks ``node.rooms`` (creation order) and numbers the
-  rooms it has not numbered yet, so a later room never gets a smaller number.
+- ``ordinals`` gives each room (its ``RoomOwner``, made once when the room
+  is created or loaded, kept through every change of the room) an integer
+  that grows with creation order: ``numbered_rooms`` walks ``node.rooms``
+  (creation order) and numbers the rooms it has not numbered yet, so a later
+  room never gets a smaller number and a changed one keeps its own.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from collections import OrderedDict
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from livecast.core.group import Group
 from livecast.node.connection import Connection
 from livecast.node.node import Node
+from livecast.node.owner import RoomOwner
 
 DEDUP_WINDOW = 300.0  # seconds: "within 5 minutes" (2.5)
 DEDUP_CAP = 100_000
@@ -85,7 +87,7 @@ class AdminState:
         self.broadcast_seq = 0
         self.last_broadcast = float("-inf")
         self.first_seen: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
-        self.ordinals: dict[str, tuple[Group, int]] = {}
+        self.ordinals: dict[str, tuple[RoomOwner, int]] = {}
         self.next_ordinal = 1
 
     def joined(self, conn: Connection, now: float) -> float:
@@ -94,11 +96,11 @@ class AdminState:
 
     def numbered_rooms(self, node: Node) -> list[tuple[int, str]]:
         """``(ordinal, GroupId)`` of every room, in creation order."""
-        fresh: dict[str, tuple[Group, int]] = {}
+        fresh: dict[str, tuple[RoomOwner, int]] = {}
         for gid, room in node.rooms.items():
             known = self.ordinals.get(gid)
-            if known is None or known[0] is not room.group:
-                known = (room.group, self.next_ordinal)
+            if known is None or known[0] is not room:  # new, or destroyed and made again
+                known = (room, self.next_ordinal)
                 self.next_ordinal += 1
             fresh[gid] = known
         self.ordinals = fresh

@@ -127,7 +127,8 @@ class Group:
         ``AppDefinedData`` (an empty Value is skipped); other keys (``Type``,
         ``GroupId``, ``MaxMemberCount``, ``ApplyJoinOption``...) are the
         caller's business. A missing Name is "" (REST requires it itself).
-        A non-empty ``MemberList`` / ``AppMemberDefinedData`` -> 10007.
+        A non-empty ``MemberList`` / ``AppMemberDefinedData`` -> 10007; one
+        that is not an array (``null`` included) -> 10004.
         """
         if not is_valid_group_id(group_id):
             raise LivecastError(Code.INVALID_GROUP_ID, "invalid GroupId")
@@ -135,7 +136,11 @@ class Group:
         if not isinstance(fields, Mapping):
             raise bad("the request body must be an object")
         for refused in _REFUSED_ON_CREATE:
-            if fields.get(refused):
+            if refused not in fields:
+                continue
+            if not isinstance(fields[refused], list):
+                raise bad(f"{refused} must be an array")  # null too: a wrong type
+            if fields[refused]:
                 raise LivecastError(Code.NO_PERMISSION, f"AVChatRoom does not accept {refused}")
         profile = _parse_profile(fields)
         app: dict[str, str] = {}

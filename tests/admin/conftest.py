@@ -24,7 +24,7 @@ from tests.conftest import SDKAPPID, Live, base_settings, sig, start_live
 
 async def rest(live: Live, service: str, command: str, body: Any,
                identifier: str = "administrator", usersig: str | None = None,
-               sdkappid: int | None = SDKAPPID,
+               sdkappid: int | str | None = SDKAPPID,
                http: aiohttp.ClientSession | None = None) -> dict[str, Any]:
     """POST one REST call over real HTTP; assert HTTP 200 and return the JSON answer.
 

@@ -212,6 +212,20 @@ async def test_group_list_cursor_survives_destroy_and_create(live: Live) -> None
     assert rest_["Next"] == 0 and rest_["TotalCount"] == 4
 
 
+async def test_a_changed_room_keeps_its_place_in_the_list(live: Live) -> None:
+    gids = [await live.room(f"r{i}") for i in range(4)]
+    first = ok(await call(live, "get_appid_group_list", {"Limit": 2}))
+    for gid in gids[:3]:  # changes to rooms listed and not yet listed
+        ok(await call(live, "modify_group_base_info", {"GroupId": gid, "Name": "changed"}))
+    ok(await call(live, "forbid_send_msg", {"GroupId": gids[0], "Members_Account": ["u1"],
+                                            "MuteTime": 60}))
+    rest_ = ok(await call(live, "get_appid_group_list", {"Limit": 10, "Next": first["Next"]}))
+    listed = [g["GroupId"] for g in first["GroupIdList"] + rest_["GroupIdList"]]
+    assert listed == gids  # each once, in creation order
+    whole = ok(await call(live, "get_appid_group_list", {}))
+    assert [g["GroupId"] for g in whole["GroupIdList"]] == gids
+
+
 async def test_group_list_type_filter_and_errors(live: Live) -> None:
     await live.room("r1")
     r = ok(await call(live, "get_appid_group_list", {"GroupType": "AVChatRoom"}))

@@ -5,12 +5,16 @@ table, so it lists exactly the commands the server dispatches; served at
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
+import jsonschema_rs
 import schemathesis
 
 from livecast.admin.openapi import BODIES, OPENAPI_PATH, document
 from livecast.admin.rest import COMMANDS
-from tests.conftest import Live
+from tests.admin.conftest import rest
+from tests.conftest import SDKAPPID, Live, sig
 
 
 def test_every_command_is_in_the_document_and_nothing_else() -> None:
@@ -47,3 +51,35 @@ async def test_the_document_is_served_and_loads_as_openapi(live: Live) -> None:
     assert len(operations) == len(COMMANDS)
     async with aiohttp.ClientSession() as http, http.post(live.url(OPENAPI_PATH)) as resp:
         assert resp.status == 405   # GET only; not taken for a /v4/<service>/<command> call
+
+
+def test_a_real_call_s_query_string_is_valid_for_the_document() -> None:
+    query = {"sdkappid": SDKAPPID, "identifier": "administrator",
+             "usersig": sig("administrator"), "random": 1, "contenttype": "json"}
+    for path, item in document()["paths"].items():
+        for param in item["post"]["parameters"]:
+            assert jsonschema_rs.is_valid(param["schema"], query[param["name"]]), (path, param)
+
+
+async def test_a_field_the_server_requires_is_required_by_the_document(live: Live) -> None:
+    """Each command sent an empty body, then a body with only the document's
+    required fields (each a value of its type): a field an answer names as
+    required is in the document's ``required`` list."""
+    def placeholder(field: dict[str, Any]) -> Any:
+        kind = field.get("type", "string")
+        if kind == "array":
+            return [placeholder(field.get("items", {}))]
+        return {"string": "x", "integer": 1, "object": {}, "boolean": True}[kind]
+
+    named = set()
+    async with aiohttp.ClientSession() as http:
+        for (service, command), _handler in COMMANDS.items():
+            schema = BODIES[command]
+            required = schema.get("required", [])
+            least = {f: placeholder(schema["properties"][f]) for f in required}
+            for body in ({}, least):
+                info = (await rest(live, service, command, body, http=http))["ErrorInfo"]
+                if info.endswith(" is required"):
+                    named.add(command)
+                    assert info.removesuffix(" is required") in required, (command, body, info)
+    assert "portrait_get" in named

@@ -64,6 +64,9 @@ async def test_a_configured_second_admin_is_accepted(live_factory: LiveFactory) 
 async def test_a_wrong_or_missing_sdkappid_answers_60006(live: Live) -> None:
     fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=1400000001), 60006)
     fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=None), 60006)
+    for spelled in (f"+{SDKAPPID}", f" {SDKAPPID}", f"{SDKAPPID} ", f"{SDKAPPID:_}", "",
+                    f"{SDKAPPID}.0", "\u0661"):  # int() would take all but three
+        fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=spelled), 60006)
 
 
 async def test_unknown_commands(live: Live) -> None:

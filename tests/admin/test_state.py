@@ -55,7 +55,7 @@ def test_the_log_is_bounded_and_forgets_only_old_entries(ops: list[tuple[int, fl
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(["create", "destroy", "list"]), max_size=40), st.data())
+@given(st.lists(st.sampled_from(["create", "destroy", "change", "list"]), max_size=40), st.data())
 def test_ordinals_grow_with_creation_and_never_change(ops: list[str], data: st.DataObject) -> None:
     asyncio.run(_ordinals(ops, data))
 
@@ -75,6 +75,9 @@ async def _ordinals(ops: list[str], data: st.DataObject) -> None:
             gid = data.draw(st.sampled_from(sorted(node.rooms)))
             await node.destroy_group(gid)
             given_to.pop(gid, None)
+        elif op == "change" and node.rooms:  # a changed room keeps its place
+            gid = data.draw(st.sampled_from(sorted(node.rooms)))
+            await node.modify_group(gid, {"Name": f"n{len(ops)}"}, "administrator")
         numbered = state.numbered_rooms(node)
         assert [gid for _n, gid in numbered] == list(node.rooms)  # creation order
         assert [n for n, _g in numbered] == sorted({n for n, _g in numbered})

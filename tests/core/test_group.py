@@ -180,6 +180,15 @@ def test_create_refuses_member_list_with_10007() -> None:
     assert make(MemberList=[]).name == ""  # an empty list asks for nothing
 
 
+@pytest.mark.parametrize("field", ["MemberList", "AppMemberDefinedData"])
+@pytest.mark.parametrize("value", [None, 0, 1, "x", "", {}, True])
+def test_create_refuses_a_member_list_that_is_not_an_array_with_10004(field: str,
+                                                                      value: object) -> None:
+    with pytest.raises(LivecastError) as exc:
+        make(**{field: value})
+    assert code_of(exc) == Code.BAD_PARAMETER
+
+
 def test_create_checks_group_id_and_owner() -> None:
     with pytest.raises(LivecastError) as exc:
         Group.create("x" * 49, "owner", T0, {})

@@ -296,7 +296,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_ALLOWED_ORIGINS", "allowed_origins", parse_origins),
     ("LIVECAST_MEMBER_ATTRS", "member_attrs", _bool),
     ("LIVECAST_CALLBACK_FAIL_CLOSED", "callback_fail_closed", _bool),
-    ("LIVECAST_CALLBACK_CONCURRENCY", "callback_concurrency", _int(1, 10000)),
+    ("LIVECAST_CALLBACK_CONCURRENCY", "callback_concurrency", _int(2, 10000)),
     ("LIVECAST_CALLBACK_QUEUE", "callback_queue", _int(1, 10_000_000)),
     ("LIVECAST_CALLBACK_HMAC_KEYS", "callback_hmac_keys", _hmac_keys),
     ("LIVECAST_CALLBACK_BREAKER", "callback_breaker", _int(0, 1_000_000)),

@@ -115,7 +115,9 @@ def send_exception(group_id: str, from_account: str, operator: str, random: int,
                    code: int, now: float, info: str | None = None) -> dict[str, Any]:
     """Group.CallbackSendMsgException (3.6): before-send fields + ErrorCode/ErrorInfo
     (10023 for a rate-limit drop, 10017 for a muted sender, 10010 for a message
-    still waiting when its group was destroyed)."""
+    still waiting when its group was destroyed, the refusal's own code and
+    ``info`` for a sender banned, gone from the room or disconnected while its
+    before-send was answered)."""
     body = _message(SEND_EXCEPTION, group_id, from_account, operator, random, msg_body,
                     cloud_custom_data, priority, now)
     body["ErrorCode"] = int(code)

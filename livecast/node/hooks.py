@@ -83,11 +83,11 @@ class Hooks:
                 PRIORITY_NAMES[msg.priority], seq, time_ms, self.clock()),
                 msg.client_ip, msg.platform)
 
-    def failed(self, group_id: str, msg: Outgoing, code: int) -> None:
+    def failed(self, group_id: str, msg: Outgoing, code: int, info: str | None = None) -> None:
         if self.enabled:
             self.webhooks.post(cb.send_exception(
                 group_id, msg.sender, msg.operator, msg.random, msg.body, msg.cloud_custom_data,
-                PRIORITY_NAMES[msg.priority], code, self.clock()),
+                PRIORITY_NAMES[msg.priority], code, self.clock(), info),
                 msg.client_ip, msg.platform)
 
     # ----------------------------------------------------------- members

@@ -784,13 +784,25 @@ class Node:
             room = self.rooms.get(group_id)
             if room is None:  # destroyed during the callback: reported (inv. 4)
                 self.hooks.failed(group_id, msg, Code.GROUP_NOT_FOUND)
-            elif conn is not None:
-                if conn.closing:
-                    raise LivecastError(Code.NO_PERMISSION, "connection closed")
-                room = self.check_send(conn, group_id, msg)
             else:
-                room = self.check_rest_send(group_id, msg)
+                room = self._still_allowed(room, msg, conn)
         self.submit(group_id, msg, room)  # the room may be gone after the await: 10010
+
+    def _still_allowed(self, room: RoomOwner, msg: Outgoing, conn: Connection | None) -> RoomOwner:
+        """The send rule asked again after before-send passed: a refusal now
+        (a mute, a ban, a kick or quit, the sender's connection closed) ends
+        the message, so it is reported to the backend (inv. 4) as well as
+        answered."""
+        try:
+            if conn is None:
+                return self.check_rest_send(room.group_id, msg)
+            if conn.closing:
+                raise LivecastError(Code.NO_PERMISSION, "connection closed")
+            return self.check_send(conn, room.group_id, msg)
+        except LivecastError as err:
+            if err.code != Code.MUTED:  # _refuse reports a mute itself
+                self.hooks.failed(room.group_id, msg, err.code, err.info)
+            raise
 
     def rest_waiter(self) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         """An address for a REST send's answer, and the future that gets it."""

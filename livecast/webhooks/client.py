@@ -11,8 +11,9 @@ rooms' webhooks):
   ``callback_timeout`` in total, and always returns a ``Verdict``: the
   backend's, or the failure policy's (allow, or 80003 when fail-closed);
 - after-events (``post``) never block: encoded at once and put on a bounded
-  queue served by ``max(1, concurrency // 2)`` worker tasks, so after-events
-  never hold every slot; a full queue drops the event and counts it;
+  queue served by ``concurrency // 2`` worker tasks (``concurrency`` is at
+  least 2), so after-events never hold every slot; a full queue drops the
+  event and counts it;
 - a circuit breaker (``livecast.core.breaker``) opens after
   ``callback_breaker`` consecutive failures: while open, before-* calls get
   the failure verdict at once and after-events are dropped, both counted in
@@ -147,7 +148,7 @@ class Webhooks:
 
     @property
     def worker_count(self) -> int:
-        return max(1, self.settings.callback_concurrency // 2)
+        return self.settings.callback_concurrency // 2  # at least 2: settings
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -201,6 +201,8 @@ def test_settings_parse_the_webhook_variables() -> None:
         build({"LIVECAST_SECRET_KEY": "k", "LIVECAST_CALLBACK_HMAC_KEYS": "a,b,c"})
     with pytest.raises(ConfigError, match="LIVECAST_CALLBACK_CONCURRENCY"):
         build({"LIVECAST_SECRET_KEY": "k", "LIVECAST_CALLBACK_CONCURRENCY": "0"})
+    with pytest.raises(ConfigError, match="LIVECAST_CALLBACK_CONCURRENCY"):  # one slot, one worker
+        build({"LIVECAST_SECRET_KEY": "k", "LIVECAST_CALLBACK_CONCURRENCY": "1"})
 
 
 async def test_disabled_without_a_url_allows_at_once() -> None:

@@ -758,6 +758,38 @@ async def test_a_sender_muted_during_before_send_gets_10017(
     assert business.of(cb.AFTER_SEND) == []
 
 
+@pytest.mark.parametrize("meanwhile", ["banned", "closed", "rest banned"])
+async def test_a_send_refused_after_its_before_send_is_reported(
+        start: Start, business: Backend, meanwhile: str) -> None:
+    """A message that passed before-send ends exactly once (rooms.md, inv. 4):
+    a sender banned or disconnected while its before-send was answered gets
+    no delivery, and the backend gets the exception."""
+    live = await start(callback_timeout=30.0)
+    await live.room(GID)
+    gate = business.gates[63] = asyncio.Event()
+    if meanwhile == "rest banned":
+        sent = asyncio.ensure_future(live.rest(SVC, "send_group_msg", rest_msg(63)))
+    else:
+        alice = await live.client("alice", join=GID)
+        sent = asyncio.ensure_future(alice.send(GID, text("held"), random=63))
+    await business.wait_count(cb.BEFORE_SEND, 1, Random=63)
+    if meanwhile in ("banned", "rest banned"):
+        ban = {"GroupId": GID, "Members_Account": ["alice"], "Duration": 600}
+        assert (await live.rest(SVC, "ban_group_member", ban))["ErrorCode"] == 0
+    else:
+        await alice.close()
+    gate.set()
+    if meanwhile == "rest banned":
+        assert (await sent)["ErrorCode"] == Code.NO_PERMISSION
+    else:
+        with pytest.raises(Exception):  # noqa: B017 - no answer: the socket is gone
+            await sent
+    [failed] = await business.wait_count(cb.SEND_EXCEPTION, 1, Random=63)
+    assert failed.body["ErrorCode"] == Code.NO_PERMISSION and failed.body["ErrorInfo"]
+    await marker_in(live, business)  # every event posted before it has arrived
+    assert business.of(cb.AFTER_SEND) == []
+
+
 async def test_sends_waiting_for_the_backend_hold_up_nothing_and_keep_their_order(
         start: Start, business: Backend) -> None:
     live = await start(callback_timeout=30.0)

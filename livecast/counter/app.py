@@ -51,6 +51,7 @@ from livecast.runner import install_uvloop, serve_app
 log = logging.getLogger("livecast.counter")
 
 BEFORE_SEND = "Group.CallbackBeforeSendMsg"
+AFTER_DESTROYED = "Group.CallbackAfterGroupDestroyed"
 ACK = orjson.dumps({"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""})
 MAX_BODY = 64 * 1024  # a message is at most 12 KB (docs/protocol.md); the rest is envelope
 MIN_PAUSE = 0.01  # the shortest pause between two looks, seconds
@@ -106,7 +107,12 @@ class Counter:
         return "" if ok else "Sign or RequestTime is missing or wrong"
 
     def receive(self, command: str, raw: bytes) -> int:
-        """Count the likes of one accepted callback (in memory); returns how many."""
+        """Count the likes of one accepted callback (in memory); returns how many.
+        A destroyed room's likes are forgotten (``destroyed``)."""
+        gone = self._gone_of(command, raw)
+        if gone is not None:
+            self.destroyed(gone)
+            return 0
         found = self._like_of(command, raw)
         if found is None:
             return 0
@@ -121,6 +127,11 @@ class Counter:
         durable = self.durable
         if durable is None:
             return self.receive(command, raw)
+        gone = self._gone_of(command, raw)
+        if gone is not None:  # forgotten in Redis before the next like is counted there
+            self.tally.forget(gone)
+            await durable.forget(gone)
+            return 0
         found = self._like_of(command, raw)
         if found is None:
             return 0
@@ -144,6 +155,25 @@ class Counter:
         if behind > 0:
             self.tally.add(group_id, behind, self.clock())
             self._nudge()
+
+    @staticmethod
+    def _gone_of(command: str, raw: bytes) -> str | None:
+        """The group id of a ``Group.CallbackAfterGroupDestroyed``, else None."""
+        if command != AFTER_DESTROYED or len(raw) > MAX_BODY:
+            return None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        gid = body.get("GroupId") if isinstance(body, dict) else None
+        return gid if isinstance(gid, str) and gid else None
+
+    def destroyed(self, group_id: str) -> None:
+        """The room is gone: its likes are forgotten, here and in Redis, so a
+        room made again with its id starts from its own value, not the old
+        total."""
+        self.tally.forget(group_id)
+        self._forget_durable(group_id, None)
 
     def _like_of(self, command: str, raw: bytes) -> tuple[Like, str] | None:
         self.stats.callbacks += 1
@@ -251,8 +281,7 @@ class Counter:
         self.stats.write_failures += 1
         if code in GONE:
             log.info("room %s is gone (%d %s); its likes are forgotten", group_id, code, info)
-            self.tally.forget(group_id)
-            self._forget_durable(group_id, None)
+            self.destroyed(group_id)
             return
         self.tally.failed(group_id, now)
         self._nudge()

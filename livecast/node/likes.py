@@ -19,7 +19,9 @@ Invariants:
 3. Writes are of totals, through ``Node.modify_group`` (AppDefinedData) or
    ``Node.update_counters`` (group counter), so members get the ``groupInfo``
    or ``counters`` tip exactly as for the REST write of ``livecast counter``.
-4. Lifecycle: ``start`` hooks ``admit`` into the node and starts the
+4. A room dropped on this process (destroyed) is forgotten at once
+   (``on_drop``): a room made again with its id counts from its own value.
+5. Lifecycle: ``start`` hooks ``admit`` into the node and starts the
    write-back loop; ``stop`` unhooks, stops the loop and writes what is
    pending once more.  The app owns both calls.
 """
@@ -121,6 +123,7 @@ class InProcessLikes:
     def start(self, run_loop: bool = True) -> None:
         """Hook into the node; ``run_loop=False`` leaves flushing to the caller (tests)."""
         self.node.on_admit = self.admit
+        self.node.on_drop = self.counter.destroyed  # a room made again starts anew
         if run_loop:
             self._loop = asyncio.create_task(self.counter.run())
         s = self.counter.settings
@@ -130,6 +133,8 @@ class InProcessLikes:
     async def stop(self) -> None:
         if self.node.on_admit == self.admit:
             self.node.on_admit = None
+        if self.node.on_drop == self.counter.destroyed:
+            self.node.on_drop = None
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):

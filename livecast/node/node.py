@@ -135,6 +135,7 @@ class Node:
         self.history = HistoryBook(settings, clock, self.epoch)  # node/history.py
         # each message offered to a room that has a before-send callback (node/likes.py)
         self.on_admit: Callable[[str, Outgoing], None] | None = None
+        self.on_drop: Callable[[str], None] | None = None  # a room ended here (node/likes.py)
         self.rest_waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_waiter = 0
         self._locks: dict[str, asyncio.Lock] = {}
@@ -307,6 +308,8 @@ class Node:
         room = self.rooms.pop(group_id, None)
         if room is None:
             return
+        if self.on_drop is not None:
+            self.on_drop(group_id)
         room.close(Code.GROUP_NOT_FOUND)  # waiting messages answered before the kicks below
         self._locks.pop(group_id, None)
         self._held.pop(group_id, None)

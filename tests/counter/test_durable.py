@@ -65,6 +65,28 @@ async def test_a_restarted_counter_restores_and_dedups(redis_server: RedisServer
         await second.durable.close()
 
 
+async def test_a_destroyed_room_is_forgotten_in_redis_too(redis_server: RedisServer) -> None:
+    redis_server.flush()
+    counter = Counter(CounterSettings(redis_url=redis_server.url), clock=lambda: 100.0,
+                      rand=lambda: 0.5)
+    counter.durable = DurableTally.open(redis_server.url)
+    try:
+        for gid in ("g1", "g2"):
+            assert await counter.receive_durable("Group.CallbackBeforeSendMsg",
+                                                 orjson.dumps(like_body(gid, 7))) == 7
+        await counter.durable.set_base("g1", 40)
+        gone = orjson.dumps({"CallbackCommand": "Group.CallbackAfterGroupDestroyed",
+                             "GroupId": "g1", "Type": "AVChatRoom"})
+        assert await counter.receive_durable("Group.CallbackAfterGroupDestroyed", gone) == 0
+        assert await counter.durable.load() == {"g2": (7, None)}  # a restart does not bring it
+        assert "g1" not in counter.tally and counter.tally.counted("g2") == 7
+        for junk in (b"[]", b"{", b'{"GroupId": 5}', b'{"GroupId": ""}'):  # nothing forgotten
+            assert await counter.receive_durable("Group.CallbackAfterGroupDestroyed", junk) == 0
+        assert await counter.durable.load() == {"g2": (7, None)}
+    finally:
+        await counter.durable.close()
+
+
 async def test_a_like_counted_in_redis_whose_reply_was_lost_is_counted_here(
         redis_server: RedisServer) -> None:
     redis_server.flush()

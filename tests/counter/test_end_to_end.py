@@ -31,6 +31,7 @@ from livecast.client import Client, custom
 from livecast.counter.app import COUNTER, Counter, make_app
 from livecast.counter.settings import CounterSettings
 from livecast.settings import Secret
+from tests.backplane.conftest import until_true
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory
 
 TOKEN = "end-to-end-token"
@@ -145,3 +146,29 @@ async def test_1000_likes_at_20_msgs_per_s_are_counted_exactly(rig: Make, target
         assert {"Key": key, "Value": 1000} in info["counters"]
         late = await live.client("late")
         assert {"Key": key, "Value": 1000} in (await late.join(GID))["counters"]
+
+
+async def test_a_room_made_again_with_its_id_counts_from_its_own_value(rig: Make) -> None:
+    """The counter forgets a destroyed room (``Group.CallbackAfterGroupDestroyed``),
+    so the room made again with its id starts from its own value."""
+    r = await rig()
+    live = r.live
+    await live.room(GID)
+    fan_ = await live.client("fan", join=GID)
+    for n in range(3):
+        assert (await fan_.send(GID, LIKE, priority="Low", random=n))["code"] == 0
+    assert await r.counter.flush_now() == 1
+    await fan_.close()
+    assert (await live.rest("group_open_http_svc", "destroy_group",
+                            {"GroupId": GID}))["ErrorCode"] == 0
+
+    async def forgotten() -> bool:  # the after-event comes on its own time
+        return bool((await r.health())["rooms"] == 0)
+    await until_true(forgotten)
+    await live.room(GID, AppDefinedData=[{"Key": "likes", "Value": "10"}])
+    fan_ = await live.client("fan2", join=GID)
+    for n in range(2):
+        assert (await fan_.send(GID, LIKE, priority="Low", random=10 + n))["code"] == 0
+    assert await r.counter.flush_now() == 1
+    info = await live.rest("group_open_http_svc", "get_group_info", {"GroupIdList": [GID]})
+    assert {"Key": "likes", "Value": "12"} in info["GroupInfo"][0]["AppDefinedData"]

@@ -135,6 +135,24 @@ async def test_pending_likes_are_written_when_the_server_stops(start: Start) -> 
     assert live.node.on_admit is None
 
 
+async def test_a_room_made_again_with_its_id_counts_from_its_own_value(start: Start) -> None:
+    live = await start()
+    gid = await live.room("r4")
+    fan = await live.client("fan", join=gid)
+    viewer = await live.client("viewer", join=gid)
+    await fan.send(gid, like(3), priority="Low")
+    assert (await total_pushed(viewer, 3))[-1] == 3
+    await fan.close()
+    await viewer.close()
+    await live.rest("group_open_http_svc", "destroy_group", {"GroupId": gid})
+    await live.room("r4", AppDefinedData=[{"Key": "likes", "Value": "10"}])
+    fan = await live.client("fan2", join=gid)
+    viewer = await live.client("viewer2", join=gid)
+    await fan.send(gid, like(2), priority="Low")
+    assert (await total_pushed(viewer, 12))[-1] == 12  # 10 + 2, not 3 + 2 nor 15
+    assert await app_defined(live, gid) == "12"
+
+
 @pytest.mark.parametrize("overrides", [{"callback_url": "http://127.0.0.1:9/cb"},
                                        {"like_counter": False}])
 async def test_a_business_backend_or_the_setting_turns_it_off(

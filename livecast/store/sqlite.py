@@ -149,13 +149,18 @@ class SqliteStore:
         return self._inst.healthy and not self._inst.closed
 
     async def _call(self, op: str, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        job = functools.partial(_transaction if write else _read, self._conn, fn, *args)
+        return await self._run(op, functools.partial(_transaction if write else _read,
+                                                     self._conn, fn, *args))
+
+    async def _run(self, op: str, job: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         return await self._inst.run(op, lambda: loop.run_in_executor(self._executor, job))
 
     async def ping(self) -> bool:
+        """Whether a write could start now: a file another process holds
+        locked, which refuses every change, is not ready either."""
         try:
-            await self._call("ping", _ping, write=False)
+            await self._run("ping", functools.partial(_ping, self._conn))
         except StoreError:
             return False
         return True
@@ -308,7 +313,8 @@ def _read(conn: Conn, fn: Callable[..., T], *args: Any) -> T:
 
 
 def _ping(conn: Conn) -> None:
-    conn.execute("SELECT 1").fetchone()
+    conn.execute("BEGIN IMMEDIATE")  # takes the write lock (waits busy_timeout for it)
+    conn.execute("ROLLBACK")
 
 
 def _json(value: Mapping[str, Any]) -> str:

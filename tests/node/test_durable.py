@@ -8,6 +8,8 @@ and started again to make it fail and recover.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -111,4 +113,37 @@ async def test_the_room_limit_answers_10036(tmp_path: Path) -> None:
             "livecast_store_duration_seconds_count", {"op": "put_group"})
         assert seconds == 3  # every create was stored, and timed
     finally:
+        await live.server.close()
+
+
+async def test_a_sqlite_file_another_process_holds_locked_is_not_ready(tmp_path: Path) -> None:
+    """Every change is refused (10002) while another process holds the file's
+    write lock, so /readyz answers 503 too, and 200 once it lets go."""
+    live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe))
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n",
+        str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        r = await live.rest("group_open_http_svc", "create_group",
+                            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
+        assert r["ErrorCode"] == 10002
+        assert await ready(live) == 503
+        holder.stdin.close()
+        await holder.wait()
+        assert await ready(live) == 200
+        r = await live.rest("group_open_http_svc", "create_group",
+                            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
+        assert r["ErrorCode"] == 0
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
         await live.server.close()

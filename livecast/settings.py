@@ -152,6 +152,22 @@ def _float(lo: float, hi: float) -> Any:
     return _ranged(float, lo, hi)
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(v: str) -> float:
+    """A duration: seconds (``86400``, ``1.5``) or a number and one unit,
+    ``s``, ``m``, ``h`` or ``d`` (``24h``, ``90m``)."""
+    text = v.strip().lower()
+    if text[-1:] in _UNITS:
+        return float(text[:-1]) * _UNITS[text[-1]]
+    return float(text)
+
+
+def _duration(lo: float, hi: float) -> Any:
+    return _ranged(_seconds, lo, hi)
+
+
 def _admins(v: str) -> tuple[str, ...]:
     names = tuple(a.strip() for a in v.split(",") if a.strip())
     if not names or len(names) > 5:
@@ -320,7 +336,7 @@ ENV: tuple[tuple[str, str, Any], ...] = (
     ("LIVECAST_OPS_TOKEN", "ops_token", _ops_token),
     ("LIVECAST_OPS_LISTEN", "ops_listen", _listen),
     ("LIVECAST_HISTORY_SIZE", "history_size", _int(0, 100_000)),
-    ("LIVECAST_HISTORY_TTL", "history_ttl", _float(1, 30 * 86400)),
+    ("LIVECAST_HISTORY_TTL", "history_ttl", _duration(1, 30 * 86400)),
     ("LIVECAST_HISTORY_KB", "history_bytes", lambda v: _int(1, 1 << 20)(v) * 1024),
     ("LIVECAST_JOIN_HISTORY_MAX", "join_history_max", _int(0, 1000)),
 )

@@ -17,6 +17,23 @@ def test_defaults_match_operations_contract(tmp_path: Path) -> None:
     assert (s.room_rate, s.room_burst, s.tick_ms, s.allow_guests) == (40, 40, 100, True)
     assert s.callback_timeout == 2.0 and s.redis_url == "" and s.callback_url == ""
     assert s.dev_key and len(s.secret_key.value) == 64
+    assert (s.history_size, s.history_ttl) == (100, 24 * 3600)  # "100 / 24h"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("24h", 86400.0), ("86400", 86400.0), ("90m", 5400.0), ("1.5h", 5400.0), ("2d", 172800.0),
+    ("30s", 30.0), (" 24H ", 86400.0), ("1", 1.0)])
+def test_the_history_ttl_takes_seconds_or_a_unit(value: str, seconds: float,
+                                                 tmp_path: Path) -> None:
+    assert build({"LIVECAST_HISTORY_TTL": value},
+                 dev_key_file=tmp_path / "k").history_ttl == seconds
+
+
+@pytest.mark.parametrize("value", ["24x", "h", "", "24 h h", "0.5s", "31d", "-1h", "1w"])
+def test_a_history_ttl_of_no_known_unit_or_out_of_range_names_the_variable(
+        value: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="LIVECAST_HISTORY_TTL"):
+        build({"LIVECAST_HISTORY_TTL": value}, dev_key_file=tmp_path / "k")
 
 
 def test_dev_key_is_kept_across_builds(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from livecast.gateway.keys import ADMIN, LIKES, NODE
 from livecast.gateway.ops import Gate, guarded
 from livecast.gateway.pages import add_ops_pages, add_pages
 from livecast.gateway.ws import WS_PATH, handle_ws, heartbeat, sweep_interval
+from livecast.node.connection import Connection
 from livecast.node.likes import InProcessLikes
 from livecast.node.node import Node
 from livecast.runner import Listener
@@ -135,13 +136,19 @@ async def _heartbeats(node: Node) -> None:
 async def _on_shutdown(app: web.Application) -> None:
     """Graceful shutdown: 1001 to every member, then wait for them to drain."""
     node = app[NODE]
+    aborted = node.hub.aborted
     node.going_away()
+    left: list[Connection] = []
     try:
         await asyncio.wait_for(node.drained.wait(), node.settings.shutdown_grace)
     except TimeoutError:
-        log.warning("shutdown: %d connections did not close in time", len(node.sockets))
-        for conn in list(node.sockets):
+        left = list(node.sockets)
+        for conn in left:
             conn.transport.abort()
+    # each close's own abort timer (the same grace) mostly fires first
+    late = node.hub.aborted - aborted + len(left)
+    if late:
+        log.warning("shutdown: %d connections did not close in time; aborted", late)
 
 
 def make_app(settings: Settings, node: Node | None = None,

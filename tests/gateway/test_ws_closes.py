@@ -10,6 +10,7 @@ read); the fan-out and fuzz tests use it too.
 from __future__ import annotations
 
 import asyncio
+import logging
 import base64
 import os
 import socket
@@ -387,6 +388,22 @@ async def test_shutdown_waits_for_members_to_answer_the_close(
         await raw.recv_frame()  # the server closed the socket after the answer
     assert not live.node.sockets
     raw.close()
+
+
+async def test_shutdown_logs_how_many_never_answered_the_close(
+        live_factory: LiveFactory, caplog: pytest.LogCaptureFixture) -> None:
+    live = await live_factory(shutdown_grace=0.5)
+    silent = [await RawWs.connect(live) for _ in range(3)]
+    for n, raw in enumerate(silent):
+        await login_raw(raw, f"silent{n}")
+    answering = await live.client("alice")
+    with caplog.at_level(logging.WARNING, logger="livecast.gateway"):
+        await live.server.close()  # the three never answer; alice's client does
+    assert await answering.wait_closed() == 1001
+    warned = [r.getMessage() for r in caplog.records if "did not close" in r.getMessage()]
+    assert warned == ["shutdown: 3 connections did not close in time; aborted"]
+    for raw in silent:
+        raw.close()
 
 
 async def test_drain_closes_1001_and_refuses_new_connections(live: Live) -> None:

@@ -731,7 +731,7 @@ class ClusterLink:
             return
         for address, fate in mine:
             if self._take(address) is not None:
-                self.node.answer_local(address, fate)
+                self.node.answer_local(address, fate, group_id)  # after its echo
 
     def on_kick(self, origin: str, message: Kick) -> None:
         if origin == self.node_id:

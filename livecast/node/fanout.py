@@ -14,7 +14,7 @@ instead of a write: its reply follows in the same write (``Connection.write``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from livecast.node.connection import Connection, kernel_queued
 
@@ -33,6 +33,15 @@ class FanJob:
     members: list[Connection]  # the room's members when the frame was published
     joined: int = 0  # the room's count of joins then (LocalRoom.joined)
     pos: int = 0
+    # senders' replies that must follow their echo (this frame): written
+    # once the job is done (LocalHub.after_echo)
+    replies: list[tuple[Connection, bytes]] = field(default_factory=list)
+
+    def reply(self) -> None:
+        """Write the replies waiting for this job (done, or going no further)."""
+        replies, self.replies = self.replies, []
+        for conn, data in replies:
+            conn.write(data)
 
     def absorb(self, full: bytes, lite: bytes | None) -> None:
         """Carry the next frame too (this job has not started): back-to-back

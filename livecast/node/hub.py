@@ -160,6 +160,8 @@ class LocalHub:
         room = self.rooms.get(group_id)
         if room is None:
             return []
+        for job in room.fanq:  # the replies of messages delivered go first
+            job.reply()
         room.fanq.clear()
         members = list(room.members)
         for conn in members:
@@ -364,10 +366,24 @@ class LocalHub:
         finally:  # whatever happened, the room's queue moves on
             if job.pos >= len(job.members):
                 room.fanq.popleft()
+                job.reply()
             if room.fanq and self.rooms.get(room.group_id) is room:
                 asyncio.get_running_loop().call_soon(self._fan_step, room)
             else:
+                for left in room.fanq:
+                    left.reply()
                 room.fanq.clear()
+
+    def after_echo(self, group_id: str, conn: Connection, data: bytes) -> bool:
+        """A sender's reply, which must follow its echo: when the room's
+        fan-out is chunked and still on its way, it waits for the job that
+        carries the echo (the last one) to be done.  False: nothing is on its
+        way, write it now."""
+        room = self.rooms.get(group_id)
+        if room is None or not room.fanq:
+            return False
+        room.fanq[-1].replies.append((conn, data))
+        return True
 
     def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings

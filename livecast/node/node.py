@@ -863,7 +863,7 @@ class Node:
         self.metrics.hot.settled(priority, fate)
         try:
             if not answered:
-                self.answer(msg, fate)
+                self.answer(msg, fate, group_id if isinstance(fate, Delivered) else "")
             if isinstance(fate, Delivered):
                 if self.hooks.enabled:
                     self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)
@@ -873,17 +873,20 @@ class Node:
         except Exception:  # one sender's trouble never costs the others their answers
             log.exception("answering a message of %s", group_id)
 
-    def answer(self, msg: Outgoing, fate: Fate) -> None:
-        """A message's fate, to its sender: here, or on its process in a cluster."""
+    def answer(self, msg: Outgoing, fate: Fate, group_id: str = "") -> None:
+        """A message's fate, to its sender: here, or on its process in a cluster.
+        ``group_id``: a delivery's room, whose echo the reply follows."""
         address = msg.reply_to
         if address is None:
             return
         if address.node and address.node != self.link.node_id:
             self.link.fate_elsewhere(address, fate)
             return
-        self.answer_local(address, fate)
+        self.answer_local(address, fate, group_id)
 
-    def answer_local(self, address: Address, fate: Fate) -> None:
+    def answer_local(self, address: Address, fate: Fate, group_id: str = "") -> None:
+        """``group_id`` (a delivery's): the reply follows the sender's echo,
+        after a chunked fan-out still on its way (``LocalHub.after_echo``)."""
         if address.rest:
             future = self.rest_waiters.pop(address.rest, None)
             if future is None or future.done():
@@ -897,7 +900,9 @@ class Node:
             conn = self.hub.connections.get(address.conn)
             if conn is not None:
                 code, info, fields = fate_reply(fate)
-                conn.send(reply(address.request, code, info, **fields))
+                data = frame(orjson.dumps(reply(address.request, code, info, **fields)))
+                if not (group_id and self.hub.after_echo(group_id, conn, data)):
+                    conn.write(data)
 
     # ----------------------------------------------------------- tips and shutdown
     def push_tips(self, group_id: str, tips: list[dict[str, Any]]) -> None:

@@ -10,8 +10,8 @@ read); the fan-out and fuzz tests use it too.
 from __future__ import annotations
 
 import asyncio
-import logging
 import base64
+import logging
 import os
 import socket
 import struct

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import orjson
 
 from livecast.client import Client, text
-from tests.conftest import LiveFactory
+from tests.conftest import SDKAPPID, LiveFactory, sig
 
 
 async def seqs_until(c: Client, last: int) -> list[int]:
@@ -123,3 +124,33 @@ async def test_joins_between_frames_keep_the_queue_bounded_and_in_order(
     assert longest == MAX_WAITING + 1  # the queue grew to its bound and no further
     for m in members:
         assert await seqs_until(m, len(late)) == list(range(1, len(late) + 1))
+
+
+async def test_a_sender_past_the_first_chunk_gets_its_echo_before_its_reply(
+        live_factory: LiveFactory) -> None:
+    """docs/protocol.md: the echo of a delivered message arrives before its
+    reply, in a room written chunk by chunk too (the sender joined last, so
+    its frame goes out in the last chunk)."""
+    live = await live_factory(fanout_chunk=1)
+    gid = await live.room()
+    others = [await live.client(f"m{i}", join=gid) for i in range(3)]
+    async with aiohttp.ClientSession() as http, http.ws_connect(live.ws_url) as ws:
+        await ws.send_json({"op": "login", "id": 1, "sdkAppId": SDKAPPID,
+                            "userId": "sender", "userSig": sig("sender")})
+        await ws.send_json({"op": "join", "id": 2, "groupId": gid})
+        while (await ws.receive_json()).get("id") != 2:
+            pass
+        for n in range(3):
+            await ws.send_json({"op": "send", "id": 10 + n, "groupId": gid,
+                                "msgBody": text(f"m{n}")})
+            seen: list[str] = []
+            while True:
+                got = await ws.receive_json()
+                if got["op"] == "msgs":
+                    seen += [f"echo {m['seq']}" for m in got["msgs"]]
+                elif got["op"] == "reply" and got["id"] == 10 + n:
+                    seen.append(f"reply {got['msgSeq']}")
+                    break
+            assert seen[-2:] == [f"echo {n + 1}", f"reply {n + 1}"]
+    for c in others:
+        assert await seqs_until(c, 3) == [1, 2, 3]

@@ -65,7 +65,13 @@ Invariants:
     subscribed while such a send is unanswered, even when its last member
     leaves meanwhile (``riding``).  Dropped and Failed fates, and the fates of
     sends from processes not subscribed, go back as ``FateNotice``; a batch
-    that was not published carried no fate, and its riders get 10002.
+    that was not published carried no fate, and its riders get 10002.  The
+    owner's own WebSocket senders ride too (``own_rides``): the batch comes
+    back to the owner through its subscription like to every process, so a
+    reply answered at the publish's acknowledgement could overtake the
+    sender's echo; answered from the batch, it follows it (docs/protocol.md).
+    A published batch not back within ``OWN_RIDE_GRACE`` (a subscription lost
+    meanwhile) has its own senders answered then.
 14. Nothing announced is missed for good: after a gap in the subscriptions
     (a sweep that finds Redis back, or a pub/sub connection that came back:
     ``Broker.reconnects``), every room here is read from the store again, off
@@ -131,6 +137,7 @@ LEASE_TTL = 3.0         # seconds a room's lease lasts unless renewed
 LOOP_INTERVAL = LEASE_TTL / 3  # the membership loop: leases, heartbeat, online counts
 HEARTBEAT_TTL = 5.0     # a process silent this long is gone (its members leave the count)
 FORWARD_GRACE = 3.0     # beyond the longest wait, a forwarded send is answered 10002
+OWN_RIDE_GRACE = 2.0    # a published batch not back here by then: its own senders answered
 RETRY_INFO = "the room's owner is unavailable: retry"
 AWAY_INFO = "the cluster's Redis is unavailable: retry"
 CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most (Redis away)
@@ -196,6 +203,9 @@ class ClusterLink:
         self._expiry: asyncio.TimerHandle | None = None
         # the owner's side: forwarded sends whose Delivered fate rides the batch (inv. 13)
         self.riders: set[Address] = set()
+        # this process's own senders whose Delivered fate rides the batch back
+        # here, answered as it arrives, after their echo (invariant 13)
+        self.own_rides: dict[Address, Delivered] = {}
         self.following: set[str] = set()  # rooms with members here (or lingering), subscribed
         self.riding: dict[str, int] = {}  # room -> forwarded sends whose fate rides its batch
         self._lingering: set[str] = set()  # no member here, subscribed until riding is 0
@@ -641,30 +651,48 @@ class ClusterLink:
     def _riding(self, held: list[Held]) -> tuple[bytes, set[Address]]:
         """The held Delivered fates of forwarded sends that ride on the batch
         (invariant 13), encoded, and their addresses."""
-        riders = self.riders
-        if not riders:
-            return b"", set()
+        riders, own, following = self.riders, self.node_id, self.following
         by_node: dict[str, list[tuple[Address, Delivered]]] = {}
         rode: set[Address] = set()
-        for _gid, msg, _priority, fate in held:
+        for gid, msg, _priority, fate in held:
             address = msg.reply_to
-            if address in riders and isinstance(fate, Delivered):
-                assert address is not None
+            if address is None or not isinstance(fate, Delivered):
+                continue
+            if address in riders:
                 riders.discard(address)
-                by_node.setdefault(address.node, []).append((address, fate))
-                rode.add(address)
+            elif address.node == own and address.request is not None and gid in following:
+                self.own_rides[address] = fate  # a member here: answered after its echo
+            else:
+                continue
+            by_node.setdefault(address.node, []).append((address, fate))
+            rode.add(address)
         return encode_fates(by_node), rode
 
     def _answer_held(self, held: list[Held], published: bool,
                      rode: set[Address] | frozenset[Address] = frozenset()) -> None:
         """Published: each answered (those whose fate rode on the batch are
         answered by it: counted and reported only).  Else each fails 10002."""
+        own = self.own_rides
         for gid, msg, priority, fate in held:
             if not published:
+                if own:
+                    own.pop(msg.reply_to, None)  # type: ignore[arg-type]
                 self.node.settle_now(gid, msg, priority, Failed(Code.INTERNAL, RETRY_INFO))
             else:
                 self.node.settle_now(gid, msg, priority, fate,
                                      answered=bool(rode) and msg.reply_to in rode)
+        if published and own and rode:  # the batch is on its way back: else answered then
+            mine = [a for a in rode if a in own]
+            if mine:
+                asyncio.get_running_loop().call_later(OWN_RIDE_GRACE, self._unridden, mine)
+
+    def _unridden(self, addresses: list[Address]) -> None:
+        """Own senders whose batch never came back here (a subscription lost
+        meanwhile): answered now, with the fate they rode on."""
+        for address in addresses:
+            fate = self.own_rides.pop(address, None)
+            if fate is not None:
+                self.node.answer_local(address, fate)
 
     def announce(self, message: Any) -> None:
         """Tips, kicks, destroys: to every process, this one included."""
@@ -730,7 +758,8 @@ class ClusterLink:
             log.warning("skipped the malformed fates of a batch of %s (%s)", group_id, exc)
             return
         for address, fate in mine:
-            if self._take(address) is not None:
+            own = self.own_rides.pop(address, None) is not None
+            if own or self._take(address) is not None:
                 self.node.answer_local(address, fate, group_id)  # after its echo
 
     def on_kick(self, origin: str, message: Kick) -> None:

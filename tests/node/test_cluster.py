@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from livecast.client import Client, text
+from tests.conftest import SDKAPPID
 from tests.redis_fixtures import RedisCluster, redis_cluster, start_server
-from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
+from tests.test_restart import Server, cluster_env, kill_servers, sig, start_servers, until
 
 __all__ = ["redis_cluster"]
 
@@ -250,3 +252,52 @@ async def _sends(s: Server, what: str) -> bool:
         "GroupId": GID, "From_Account": "administrator", "Random": time.monotonic_ns() % 2**32,
         "MsgBody": text(what)})
     return bool(r["ErrorCode"] == 0 and r["MsgSeq"] > 0)
+
+
+async def _echo_then_reply(s: Server, user: str, sends: int) -> list[list[str]]:
+    """What a sender on ``s`` reads, in order, up to each send's reply."""
+    seen: list[list[str]] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"ws://127.0.0.1:{s.port}/v1/ws") as ws:
+        await ws.send_json({"op": "login", "id": 1, "sdkAppId": SDKAPPID, "userId": user,
+                            "userSig": sig(user)})
+        await ws.send_json({"op": "join", "id": 2, "groupId": GID})
+        while (await ws.receive_json()).get("id") != 2:
+            pass
+        for n in range(sends):
+            await ws.send_json({"op": "send", "id": 10 + n, "groupId": GID,
+                                "msgBody": text(f"{user} {n}")})
+            got: list[str] = []
+            while not got or not got[-1].startswith("reply"):
+                frame = await ws.receive_json()
+                if frame["op"] == "msgs":
+                    got += [f"echo {m['seq']}" for m in frame["msgs"]
+                            if m["from"] == user]
+                elif frame["op"] == "reply" and frame["id"] == 10 + n:
+                    got.append(f"reply {frame['msgSeq']}")
+            seen.append(got)
+    return seen
+
+
+@pytest.mark.parametrize("chunk", ["2000", "1"])
+@pytest.mark.parametrize("redis_url", ["server", "cluster"], indirect=True)
+async def test_senders_get_their_echo_before_their_reply_on_every_process(
+        redis_url: str, tmp_path: Path, chunk: str) -> None:
+    """The reply of a send, from the owner's process or forwarded, follows its
+    echo (docs/protocol.md), in a room written at once or one member per chunk."""
+    servers: list[Server] = []
+    try:
+        await start_servers(cluster_env(redis_url, tmp_path, LIVECAST_FANOUT_CHUNK=chunk), 2,
+                            servers)
+        a, _b = servers
+        await a.ok("group_open_http_svc", "create_group",
+                   {"Type": "AVChatRoom", "GroupId": GID, "Name": "Chunked"})
+        viewers = [await member(s, f"v{i}{s.port}") for s in servers for i in range(3)]
+        for s in servers:
+            for got in await _echo_then_reply(s, f"sender{s.port}", 3):
+                seq = got[-1].split()[1]
+                assert got == [f"echo {seq}", f"reply {seq}"], got
+        for v in viewers:
+            await v.close()
+    finally:
+        await kill_servers(servers)

@@ -14,11 +14,23 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from livecast.bench.path import CountingTransport
+from livecast.core.fate import Address
+from livecast.core.scheduler import Priority
 from livecast.node.cluster import RETRY_INFO
+from livecast.node.connection import Connection
 from livecast.node.node import Node
+from livecast.node.room import Outgoing
 from livecast.store.memory import MemoryStore
 from tests.backplane.conftest import until_true
-from tests.node.test_cluster_bundles import GID, WAIT, all_refused, outgoing, owner_and_other
+from tests.node.test_cluster_bundles import (
+    BODY,
+    GID,
+    WAIT,
+    all_refused,
+    outgoing,
+    owner_and_other,
+)
 from tests.redis_fixtures import RedisServer
 
 SENDS = 5
@@ -155,3 +167,35 @@ async def test_the_riders_of_a_batch_that_is_not_published_get_10002(
         assert not b.link.forwarded and not b.link.riding and not a.link.riders
     finally:
         await client.aclose()
+
+
+def _own_sender(node: Node) -> tuple[Outgoing, CountingTransport]:
+    """A WebSocket sender on ``node`` (a real Connection over the bench's
+    counting transport): its reply is what the transport is written."""
+    transport = CountingTransport()
+    conn = Connection(transport, "127.0.0.1")
+    node.hub.attach(conn)
+    return Outgoing("own", "", "", Priority.NORMAL, 1, BODY, "",
+                    Address(conn.id, 7, 0, node.link.node_id)), transport
+
+
+async def test_an_own_sender_s_fate_rides_its_batch_back_here(pair: tuple[Node, Node]) -> None:
+    a, _b = pair
+    await follow(a)
+    msg, transport = _own_sender(a)
+    a.submit(GID, msg)
+    await until(lambda: transport.frames == 1, "the reply written")
+    assert not a.link.own_rides  # answered by the batch, not by the grace timer
+
+
+async def test_an_own_sender_whose_batch_never_comes_back_is_answered_all_the_same(
+        pair: tuple[Node, Node]) -> None:
+    a, _b = pair
+    await follow(a)
+    msg, transport = _own_sender(a)
+    await a.link.broker.unsubscribe(GID)  # the batch will not come back here
+    a.submit(GID, msg)
+    await until(lambda: msg.reply_to in a.link.own_rides, "its fate riding")
+    assert transport.frames == 0
+    await until(lambda: transport.frames == 1, "answered after OWN_RIDE_GRACE")
+    assert not a.link.own_rides

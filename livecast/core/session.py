@@ -382,11 +382,15 @@ class Session:
 
     def _fail(self, err: WsError) -> list[Action]:
         """RFC 6455 section 7.1.7: send the close frame, process nothing more,
-        and hang up as soon as the peer's close arrives (a ``Drain`` still
+        and hang up as soon as the peer's close arrives (at once when the
+        offending frame was that close, a bad code say) (a ``Drain`` still
         finds it in the broken stream), at once when the framing is lost.
         Input is read until then (up to ``CLOSE_WAIT_BYTES``), not left
         unread: closing a socket with unread input resets it, and the reset
         could discard the close frame."""
+        if err.peer_closed:  # its close came, malformed: the handshake is over
+            self.inbox, self.failure, self.phase = None, None, Phase.CLOSING
+            return [CloseWith(err.code, err.reason), HANG_UP]
         self.failure, self.phase = None, Phase.CLOSING
         self.reader = Drain()
         self.receive_data(err.rest)  # read with the violation: not counted (invariant 6)

@@ -62,7 +62,9 @@ class WsError(Exception):
     Raised by ``Reader.feed``, it also carries ``messages``, the whole
     messages the same input completed before the violation (they are still
     the peer's), and ``rest``, the input from the offending frame on (or from
-    the frame after it, when the frame was read whole), for a ``Drain``."""
+    the frame after it, when the frame was read whole), for a ``Drain``;
+    ``peer_closed``: the offending frame was a close (a bad code, say), so the
+    peer has closed already and waits for nothing more."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -70,6 +72,7 @@ class WsError(Exception):
         self.reason = reason
         self.messages: list[tuple[int, bytes]] = []
         self.rest = b""
+        self.peer_closed = False  # the offending frame was the peer's close
 
 
 def unmask(key: bytes, payload: bytes) -> bytes:
@@ -197,7 +200,11 @@ class Reader:
     def _message(self, fin: int, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
         if opcode in _CONTROL:
             if opcode == OP_CLOSE:
-                close_code(payload)  # validates
+                try:
+                    close_code(payload)  # validates
+                except WsError as err:
+                    err.peer_closed = True  # its close came all the same
+                    raise
             return opcode, payload
         if self.parts is not None:
             self.parts.append(payload)

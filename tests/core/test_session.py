@@ -279,6 +279,20 @@ def test_the_peers_close_is_echoed_and_ends_the_read(code: int, echo: int) -> No
     assert run(new(), data) == [CloseWith(echo), HANG_UP]
 
 
+@pytest.mark.parametrize(("payload", "code"), [
+    (close_payload(1005), 1002), (close_payload(2999), 1002), (b"\x03", 1002),
+    (close_payload(1000) + b"\xff", 1007)])
+def test_a_malformed_close_is_answered_and_ends_the_read(payload: bytes, code: int) -> None:
+    """The peer's close came (with a code it may not send, one byte, a reason
+    not UTF-8): answered with the failure's code and hung up on at once,
+    nothing more awaited."""
+    session = new()
+    data = client_frame(payload, OP_CLOSE) + text(op="ping", id=1)
+    actions = run(session, data)
+    assert [type(a) for a in actions] == [CloseWith, type(HANG_UP)]
+    assert actions[0].code == code and actions[1] == HANG_UP  # type: ignore[union-attr]
+
+
 def test_a_close_with_no_code_is_answered_1000() -> None:
     assert run(new(), client_frame(b"", OP_CLOSE)) == [CloseWith(Close.NORMAL), HANG_UP]
 

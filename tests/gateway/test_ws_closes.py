@@ -316,6 +316,20 @@ async def test_after_a_protocol_error_the_peers_close_ends_the_tcp_connection(
     assert await metric(live, "livecast_connections_closed_total", code=str(code)) == 1
 
 
+@pytest.mark.parametrize("code", [1005, 2999])
+async def test_a_close_with_a_code_a_peer_may_not_send_ends_the_tcp_connection_at_once(
+        live_factory: LiveFactory, code: int) -> None:
+    live = await live_factory(shutdown_grace=30.0)
+    raw = await RawWs.connect(live)
+    try:
+        await raw.send_frame(OP_CLOSE, struct.pack("!H", code))
+        assert await raw.close_code() == 1002
+        with pytest.raises(EOFError):  # its close came: nothing more is awaited
+            await asyncio.wait_for(raw.recv_frame(), 10)
+    finally:
+        raw.close()
+
+
 async def test_when_the_framing_is_lost_the_tcp_connection_ends_at_once(
         live_factory: LiveFactory) -> None:
     live = await live_factory(shutdown_grace=30.0)

@@ -276,9 +276,10 @@ class Session:
             return [] if self.limiter.try_take(now) else self._flood(now, None)
         if opcode == OP_CONT:  # a frame of a fragmented message but its last
             return self._on_fragment(now)
-        if opcode == OP_BINARY:
+        if opcode == OP_BINARY:  # answered when its id can be read (websocket.md)
             self.cut = False
-            return self._violation(None, Code.BAD_PARAMETER, "binary frames are refused")
+            return self._violation(parse_frame(payload, self.ops).id, Code.BAD_PARAMETER,
+                                   "binary frames are refused")
         return []
 
     def _on_text(self, payload: bytes, now: float, outbox: Outbox) -> list[Action]:

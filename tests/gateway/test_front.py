@@ -416,6 +416,10 @@ async def test_a_binary_frame_is_a_violation_not_a_close(live: Live) -> None:
     await raw.send_frame(OP_BINARY, b"\x00\x01")
     assert (await raw.request("ping", 1))["code"] == 0
     assert await metric(live, "livecast_protocol_violations_total") == 1
+    await raw.send_frame(OP_BINARY, b'{"op":"ping","id":5}')  # its id read: answered
+    assert await raw.recv_json() == {"op": "reply", "id": 5, "code": 10004,
+                                     "info": "binary frames are refused"}
+    assert await metric(live, "livecast_protocol_violations_total") == 2
     raw.close()
 
 

@@ -333,12 +333,13 @@ def _failed_address(s: Settings, exc: OSError | UnicodeError) -> tuple[str, str,
     """Which of the listen addresses ``exc`` is about: the ops listener's
     (LIVECAST_OPS_LISTEN, started first, with the app) or the main one."""
     primary = ("LIVECAST_HOST, LIVECAST_PORT", s.host, s.port)
-    if s.ops_listen is None:
+    where = s.ops_address
+    if where is None:
         return primary
-    ops = ("LIVECAST_OPS_LISTEN", *s.ops_listen)
+    ops = ("LIVECAST_OPS_LISTEN", *where)
     if isinstance(exc, socket.gaierror | UnicodeError):
-        return ops if not _resolves(s.ops_listen[0]) else primary
-    return ops if f"{s.ops_listen[0]!r}, {s.ops_listen[1]}" in str(exc) else primary
+        return ops if not _resolves(where[0]) else primary
+    return ops if f"{where[0]!r}, {where[1]}" in str(exc) else primary
 
 
 def _resolves(host: str) -> bool:

@@ -113,6 +113,16 @@ class Settings:
     join_history_max: int = 20            # most messages a join may ask for (``history``)
 
     @property
+    def ops_address(self) -> tuple[str, int] | None:
+        """Where this process serves the ops endpoints (``LIVECAST_OPS_LISTEN``):
+        worker ``i`` of ``serve --workers`` on the given port plus ``i - 1``,
+        so that each worker's metrics and dashboard are scraped apart."""
+        if self.ops_listen is None:
+            return None
+        host, port = self.ops_listen
+        return (host, port + self.worker - 1) if self.worker and port else (host, port)
+
+    @property
     def counts_likes(self) -> bool:
         """Whether this server counts likes itself: a business backend takes over."""
         return self.like_counter and not self.callback_url
@@ -445,6 +455,14 @@ def build(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
     settings = Settings(**values)
     if settings.outbox_soft_bytes >= settings.outbox_hard_bytes:
         raise ConfigError("LIVECAST_OUTBOX_SOFT_KB must be below LIVECAST_OUTBOX_HARD_KB")
-    if settings.ops_listen == (settings.host, settings.port):
-        raise ConfigError("LIVECAST_OPS_LISTEN must differ from LIVECAST_HOST:LIVECAST_PORT")
+    if settings.ops_listen is not None:
+        host, first = settings.ops_listen
+        last = first + max(settings.workers, 1) - 1 if first else first
+        if last > 65535:
+            raise ConfigError(f"LIVECAST_OPS_LISTEN: with {settings.workers} workers the ops "
+                              f"ports {first} to {last} go past 65535")
+        if host == settings.host and first <= settings.port <= last:
+            raise ConfigError("LIVECAST_OPS_LISTEN must differ from LIVECAST_HOST:LIVECAST_PORT"
+                              + (f" (the workers' ops ports are {first} to {last})"
+                                 if last != first else ""))
     return settings

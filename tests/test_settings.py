@@ -132,6 +132,21 @@ def test_ops_token_and_listen_are_parsed_and_checked(tmp_path: Path) -> None:
         build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:8080"})
 
 
+def test_each_worker_gets_an_ops_port_of_its_own(tmp_path: Path) -> None:
+    key = {"LIVECAST_SECRET_KEY": "k" * 32, "LIVECAST_OPS_LISTEN": "127.0.0.1:9100"}
+    assert build(key).ops_address == ("127.0.0.1", 9100)
+    workers = {**key, "LIVECAST_WORKERS": "1"}  # what --workers gives each worker
+    assert [build({**workers, "LIVECAST_WORKER": str(i)}).ops_address
+            for i in (1, 2, 3)] == [("127.0.0.1", 9100), ("127.0.0.1", 9101), ("127.0.0.1", 9102)]
+    assert build({"LIVECAST_SECRET_KEY": "k" * 32}).ops_address is None
+    with pytest.raises(ConfigError, match="LIVECAST_OPS_LISTEN: with 3 workers"):
+        build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:65534", "LIVECAST_WORKERS": "3"})
+    with pytest.raises(ConfigError, match="ops ports are 8079 to 8081"):  # the main port among them
+        build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:8079", "LIVECAST_WORKERS": "3"})
+    assert build({**key, "LIVECAST_OPS_LISTEN": "127.0.0.1:8077",
+                  "LIVECAST_WORKERS": "3"}).ops_listen == ("127.0.0.1", 8077)
+
+
 @pytest.mark.parametrize("url", [
     "redis://127.0.0.1:abc", "redis://127.0.0.1:99999", "redis://127.0.0.1:0", "redis://:6379",
     "redis://", "redis://h:", "redis://h:6379/abc", "rediss://[::1]:x",

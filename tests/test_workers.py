@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -255,3 +256,43 @@ def test_a_worker_is_restarted_at_once_then_with_a_bounded_backoff() -> None:
     assert max(delays) == RESTART_CAP == delays[-1]
     assert after_exit(-9, STABLE_AFTER, quick) == (0, 0.0)  # killed after a good run
     assert after_exit(-9, STABLE_AFTER + 1, 0) == (0, 0.0)
+
+
+async def _one_listener_each(supervisor: psutil.Process, ports: list[int]) -> bool:
+    """Each of ``ports`` is listened on by exactly one worker, a worker of its own."""
+    owners: dict[int, list[int]] = {p: [] for p in ports}
+    for child in supervisor.children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            for c in child.net_connections(kind="tcp"):
+                if c.status == psutil.CONN_LISTEN and c.laddr.port in owners:
+                    owners[c.laddr.port].append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    pids = [found[0] for found in owners.values() if len(found) == 1]
+    return len(pids) == len(ports) and len(set(pids)) == len(ports)
+
+
+async def test_each_worker_serves_the_ops_endpoints_on_a_port_of_its_own(
+        redis: RedisServer) -> None:
+    """LIVECAST_OPS_LISTEN=host:P with --workers 2: worker 1 on P, worker 2 on
+    P + 1, so that a scrape of /metrics always reads the same worker."""
+    s = _two_workers(redis)
+    ops = free_port()
+    while ops + 1 == s.port:
+        ops = free_port()
+    s.env["LIVECAST_OPS_LISTEN"] = f"127.0.0.1:{ops}"
+    await s.start()
+    assert s.proc is not None
+    supervisor = psutil.Process(s.proc.pid)
+    try:
+        await until(lambda: _one_listener_each(supervisor, [ops, ops + 1]),
+                    "one worker on each ops port")
+        async with aiohttp.ClientSession() as http:
+            for port in (ops, ops + 1):
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    assert resp.status == 200
+                    assert "livecast_connections" in await resp.text()
+    finally:
+        await s.stop(signal.SIGTERM)

@@ -110,12 +110,12 @@ def make_ops_app(node: Node) -> web.Application:
     return app
 
 
-def _ops_listener(where: tuple[str, int],
-                  reuse_port: bool) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The separate ops listener, from the node's start to its cleanup."""
+def _ops_listener(where: tuple[str, int]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The separate ops listener, from the node's start to its cleanup: a
+    port of this process's own (each worker's: ``Settings.ops_address``)."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         listener = app[OPS_LISTENER] = Listener(make_ops_app(app[NODE]), shutdown_timeout=1.0)
-        await listener.start(where[0], where[1], reuse_port)
+        await listener.start(where[0], where[1])
         log.info("ops endpoints on http://%s:%d", where[0], listener.port)
         yield
         await listener.close()
@@ -174,8 +174,8 @@ def make_app(settings: Settings, node: Node | None = None,
     app.router.add_route("*", "/v4/{service}/{command}", rest_wrong_method)
     add_pages(app, gate)
     app.cleanup_ctx.append(_lifecycle(open_store))
-    if settings.ops_listen:
-        app.cleanup_ctx.append(_ops_listener(settings.ops_listen, settings.worker > 0))
+    if settings.ops_address:
+        app.cleanup_ctx.append(_ops_listener(settings.ops_address))
     if settings.counts_likes:
         app.cleanup_ctx.append(_likes_ctx(likes))
     app.on_shutdown.append(_on_shutdown)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+from tests.conftest import Live
+from tests.redis_fixtures import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,3 +87,26 @@ def test_dockerfile_is_slim_non_root_and_checks_health() -> None:
     assert "LIVECAST_HOST=0.0.0.0" in env
     health = [rest for word, rest in ins if word == "HEALTHCHECK"]
     assert health and "/healthz" in health[0]
+
+
+async def test_the_health_check_asks_the_port_the_container_was_given(live: Live) -> None:
+    """The HEALTHCHECK's own command, run against a server on another port
+    than the image's default (``-e LIVECAST_PORT=...``)."""
+    health = next(rest for word, rest in dockerfile_instructions() if word == "HEALTHCHECK")
+    command = json.loads(health.split("CMD", 1)[1])
+    port = live.url("/").split(":")[2].split("/")[0]
+    env = {**os.environ, "LIVECAST_PORT": port}
+    ok = await asyncio.create_subprocess_exec(sys.executable, *command[1:], env=env)
+    assert await ok.wait() == 0
+    env["LIVECAST_PORT"] = str(free_port())  # nothing there: the check fails
+    down = await asyncio.create_subprocess_exec(sys.executable, *command[1:], env=env,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    assert await down.wait() != 0
+
+
+def test_the_image_keeps_its_data_in_a_volume() -> None:
+    ins = dockerfile_instructions()
+    env = " ".join(rest for word, rest in ins if word == "ENV")
+    data = re.search(r"LIVECAST_DATA_DIR=(\S+)", env)
+    assert data is not None
+    assert [rest for word, rest in ins if word == "VOLUME"] == [data.group(1)]

@@ -53,7 +53,8 @@ Invariants:
    without a login) -> USER (logged in), OPEN -> USER, and any phase ->
    CLOSING once this object decides to close (CLOSING is the last).  Rooms
    are the node's (``Connection.rooms``).  Still OPEN at the login deadline
-   (``opened``): close 4002.
+   (``opened``): close 4002; so is a guest that has left every room it
+   joined and neither logs in nor joins again by a new deadline.
 9. Idle, a session holds its reader, its bucket and nothing it does not need
    yet: the flood score is made at the first refusal (docs/benchmarks.md,
    "Memory").
@@ -257,10 +258,11 @@ class Session:
         timer for it, and calls ``login_expired`` when it fires."""
         return now + self.limits.login_timeout
 
-    def login_expired(self) -> list[Action]:
+    def login_expired(self, roomless: bool = False) -> list[Action]:
         """The login deadline has come: close 4002 when neither logged in nor
-        a guest."""
-        if self.phase is Phase.OPEN:
+        a guest, or a guest in no room (``roomless``: it left every room it
+        had joined, and a new deadline was armed then)."""
+        if self.phase is Phase.OPEN or (roomless and self.phase is Phase.GUEST):
             self._closing()
             return [CloseWith(Close.LOGIN_TIMEOUT, "no login in time")]
         return []

@@ -212,6 +212,7 @@ async def op_join_hooked(node: Node, conn: Connection, req: Request, turn: Turn)
 def op_quit(node: Node, conn: Connection, req: Request) -> Result:
     node.room(req.args["groupId"])
     node.quit(conn, req.args["groupId"])
+    _roomless_guest(conn)
     return {}
 
 
@@ -380,8 +381,19 @@ class WsConnection(Connection, asyncio.Protocol):
 
 
 def _login_deadline(conn: WsConnection) -> None:
-    for action in conn.session.login_expired():
+    conn.deadline = None
+    for action in conn.session.login_expired(roomless=not conn.rooms and not conn.logged_in):
         _APPLY[type(action)](conn, action)
+
+
+def _roomless_guest(conn: Connection) -> None:
+    """A guest that has quit its last room: it must log in or join again
+    within the login timeout, like a connection just opened."""
+    if isinstance(conn, WsConnection) and not conn.logged_in and not conn.rooms:
+        if conn.deadline is not None:
+            conn.deadline.cancel()
+        loop = conn.loop
+        conn.deadline = loop.call_at(conn.session.opened(loop.time()), _login_deadline, conn)
 
 
 def _reply(conn: WsConnection, action: Reply) -> None:

@@ -177,6 +177,23 @@ async def test_no_login_in_time_closes_4002_but_guests_and_users_stay(
     assert await metric(live, "livecast_connections_closed_total", code="4002") == 1
 
 
+async def test_a_guest_that_quits_every_room_must_log_in_or_join_again_in_time(
+        live_factory: LiveFactory) -> None:
+    live = await live_factory(login_timeout=0.5)
+    a, b = await live.room("a"), await live.room("b")
+    leaver = await live.client(None, join=a)
+    back = await live.client(None, join=a)
+    stays = await live.client(None, join=a)
+    assert (await stays.join(b))["code"] == 0
+    assert (await back.quit(a))["code"] == 0
+    assert (await stays.quit(a))["code"] == 0   # still in b
+    assert (await back.join(b))["code"] == 0    # joined again in time
+    assert (await leaver.quit(a))["code"] == 0  # last: its deadline is the last one
+    assert await leaver.wait_closed() == 4002   # a new deadline from its quit
+    assert (await back.ping())["code"] == 0 and (await stays.ping())["code"] == 0
+    assert await metric(live, "livecast_connections_closed_total", code="4002") == 1
+
+
 # ------------------------------------------------------------------ 4003
 async def test_newer_login_kicks_older_with_4003(live: Live) -> None:
     gid = await live.room()

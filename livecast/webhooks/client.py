@@ -236,9 +236,10 @@ class Webhooks:
         if self.breaker.state is not BreakerState.CLOSED:
             # the backend failed lately: this call is refused, or it is the
             # probe, which goes in the background: nobody waits on a probe
-            if self._allowed(job):
+            held = hold and self._holds()  # sent later: not counted as dropped
+            if self._allowed(job, count=not held):
                 self.probe = asyncio.create_task(self._probe_with(job))
-            if hold:  # sent again once the backend answers (a probe's copy is a duplicate)
+            if held:  # sent again once the backend answers (a probe's copy is a duplicate)
                 self._hold(body, job)
             return failure_verdict(self.settings.callback_fail_closed)
         raw = await self._call(job)
@@ -252,9 +253,14 @@ class Webhooks:
             return failure_verdict(self.settings.callback_fail_closed)
         return result
 
+    def _holds(self) -> bool:
+        """Whether a like's failed before-send is held: not when the message
+        was refused (80003, fail-closed), nor once the node is stopping."""
+        return not (self.settings.callback_fail_closed or self._closing)
+
     def _hold(self, body: dict[str, Any], job: _Job) -> None:
-        if self.settings.callback_fail_closed or self._closing:
-            return  # the message was refused (80003), or the node is stopping
+        if not self._holds():
+            return
         if len(self._held) >= self.settings.callback_queue:
             self.metrics.dropped.labels(self._held.popleft().command).inc()
         data = orjson.dumps({**body, "Replayed": 1})
@@ -316,12 +322,14 @@ class Webhooks:
             return None
         return await self._send(job)
 
-    def _allowed(self, job: _Job) -> bool:
-        """May ``job`` go out now (its breaker's decision, counted when not)?"""
+    def _allowed(self, job: _Job, count: bool = True) -> bool:
+        """May ``job`` go out now (its breaker's decision, counted as dropped
+        when not, unless ``count`` is false: a held call is sent later)?"""
         breaker = self._breaker_of(job)
         before = breaker.state
         if self._session is None or not breaker.allow(self.clock()):
-            self.metrics.dropped.labels(job.command).inc()
+            if count:
+                self.metrics.dropped.labels(job.command).inc()
             return False
         self._note_breaker(breaker, before)
         return True

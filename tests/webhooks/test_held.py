@@ -60,10 +60,10 @@ def body(random: int) -> dict[str, Any]:
     return cb.before_send("g1", "fan", "fan", random, [], "", "Low", 1_700_000_000.0)
 
 
-async def hooks(url: str, **kw: Any) -> Webhooks:
+async def hooks(url: str, registry: CollectorRegistry | None = None, **kw: Any) -> Webhooks:
     settings = Settings(callback_url=url, callback_breaker=2, callback_breaker_cooldown=0.2,
                         callback_timeout=1.0, **kw)
-    webhooks = Webhooks(settings, CollectorRegistry())
+    webhooks = Webhooks(settings, registry or CollectorRegistry())
     await webhooks.start()
     return webhooks
 
@@ -71,13 +71,17 @@ async def hooks(url: str, **kw: Any) -> Webhooks:
 async def test_failed_like_callbacks_are_sent_again_once_the_backend_answers(
         flaky: tuple[Flaky, str]) -> None:
     backend, url = flaky
-    w = await hooks(url)
+    registry = CollectorRegistry()
+    w = await hooks(url, registry)
     try:
         for random in range(1, 6):  # 2 fail (500), the breaker opens, 3 are not sent
             verdict = await w.before_send(body(random), "", cb.PLATFORM_WEB, hold=True)
             assert verdict.action is Action.ALLOW  # fail open: the message goes on
         await w.before_send(body(99), "", cb.PLATFORM_WEB)  # not a like: not held
         assert w.held >= 5
+        dropped = registry.get_sample_value(
+            "livecast_callbacks_dropped_total", {"command": cb.BEFORE_SEND})
+        assert dropped == 1  # 99 alone: the held likes are sent later, not dropped
         backend.failing = False
         await backend.until(lambda bodies: {b["Random"] for b in bodies if b.get("Replayed")}
                             >= {1, 2, 3, 4, 5})

@@ -210,9 +210,12 @@ async def op_join_hooked(node: Node, conn: Connection, req: Request, turn: Turn)
 
 
 def op_quit(node: Node, conn: Connection, req: Request) -> Result:
-    node.room(req.args["groupId"])
-    node.quit(conn, req.args["groupId"])
-    _roomless_guest(conn)
+    gid = req.args["groupId"]
+    node.room(gid)
+    was_in = gid in conn.rooms
+    node.quit(conn, gid)
+    if was_in:  # a quit of a room it is not in changes nothing, its deadline included
+        _roomless_guest(conn)
     return {}
 
 

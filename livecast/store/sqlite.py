@@ -61,6 +61,8 @@ __all__ = ["DB_FILE", "SCHEMA_VERSION", "SqliteStore", "data_dir"]
 SCHEMA_VERSION = 1
 DB_FILE = "livecast.db"
 DEFAULT_DATA_DIR = "~/.livecast/data"
+BUSY_MS = 5000  # how long a write waits for another process's write lock
+PING_BUSY_MS = 250  # how long a ping waits for it (/readyz: the store's thread is not held)
 T = TypeVar("T")
 Conn = sqlite3.Connection
 
@@ -255,7 +257,7 @@ def _connect(directory: str | os.PathLike[str], synchronous: str) -> tuple[Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"{path}: journal mode WAL refused ({mode})")
@@ -313,8 +315,14 @@ def _read(conn: Conn, fn: Callable[..., T], *args: Any) -> T:
 
 
 def _ping(conn: Conn) -> None:
-    conn.execute("BEGIN IMMEDIATE")  # takes the write lock (waits busy_timeout for it)
-    conn.execute("ROLLBACK")
+    """Take the write lock and let it go, waiting at most ``PING_BUSY_MS``
+    for it: the store's one thread is not held the 5 s a write may wait."""
+    conn.execute(f"PRAGMA busy_timeout = {PING_BUSY_MS}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
 
 
 def _json(value: Mapping[str, Any]) -> str:

@@ -148,7 +148,7 @@ class Webhooks:
 
     @property
     def worker_count(self) -> int:
-        return self.settings.callback_concurrency // 2  # at least 2: settings
+        return max(1, self.settings.callback_concurrency // 2)  # LIVECAST_*: at least 1 of 2
 
     # ----------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -216,6 +216,11 @@ class LikeTally:
         if room.due is None and not room.inflight:
             self._schedule(group_id, room, now)
 
+    def entry(self, group_id: str) -> object | None:
+        """The room's record itself, to tell after an await whether the room
+        was forgotten (or forgotten and counted anew) meanwhile."""
+        return self._rooms.get(group_id)
+
     def due(self, group_id: str) -> float | None:
         room = self._rooms.get(group_id)
         return None if room is None else room.due

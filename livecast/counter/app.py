@@ -128,9 +128,9 @@ class Counter:
         if durable is None:
             return self.receive(command, raw)
         gone = self._gone_of(command, raw)
-        if gone is not None:  # forgotten in Redis before the next like is counted there
-            self.tally.forget(gone)
+        if gone is not None:  # forgotten in Redis (first: it may fail) before the next like
             await durable.forget(gone)
+            self.tally.forget(gone)
             return 0
         found = self._like_of(command, raw)
         if found is None:
@@ -243,14 +243,17 @@ class Counter:
         return len(rooms)
 
     async def _flush_room(self, group_id: str, now: float) -> None:
+        entry = self.tally.entry(group_id)
         code, info, total = TRANSPORT_ERROR, "cancelled", 0
         try:
-            code, info, total = await self._write(group_id)
+            code, info, total = await self._write(group_id, entry)
         finally:
-            self._settle(group_id, code, info, total, max(now, self.clock()))
+            if self.tally.entry(group_id) is entry:  # else destroyed meanwhile: forgotten
+                self._settle(group_id, code, info, total, max(now, self.clock()))
 
-    async def _write(self, group_id: str) -> tuple[int, str, int]:
-        """Read the room's base on first sight, then write its total."""
+    async def _write(self, group_id: str, entry: object) -> tuple[int, str, int]:
+        """Read the room's base on first sight, then write its total (nothing
+        once the room was destroyed meanwhile: ``entry`` is no longer its)."""
         store = self.store
         if store is None:
             return TRANSPORT_ERROR, "the REST client is not running", 0
@@ -259,11 +262,13 @@ class Counter:
             if read.code:
                 return read.code, read.info, 0
             base = read.value
-            if self.durable is not None:
+            if self.durable is not None and self.tally.entry(group_id) is entry:
                 try:
                     base = await self.durable.set_base(group_id, base)
                 except DurableError as exc:
                     return TRANSPORT_ERROR, f"Redis: {exc}", 0
+            if self.tally.entry(group_id) is not entry:
+                return TRANSPORT_ERROR, "destroyed meanwhile", 0
             self.tally.set_base(group_id, base)
         total = self.tally.total(group_id)
         reply = await store.write(group_id, total)

@@ -204,8 +204,10 @@ class ClusterLink:
         # the owner's side: forwarded sends whose Delivered fate rides the batch (inv. 13)
         self.riders: set[Address] = set()
         # this process's own senders whose Delivered fate rides the batch back
-        # here, answered as it arrives, after their echo (invariant 13)
-        self.own_rides: dict[Address, Delivered] = {}
+        # here, answered as it arrives, after their echo (invariant 13); a
+        # list each, as one connection may reuse a request id
+        self.own_rides: dict[Address, list[Delivered]] = {}
+        self.late_rides = 0  # own riders answered by OWN_RIDE_GRACE, not their batch
         self.following: set[str] = set()  # rooms with members here (or lingering), subscribed
         self.riding: dict[str, int] = {}  # room -> forwarded sends whose fate rides its batch
         self._lingering: set[str] = set()  # no member here, subscribed until riding is 0
@@ -661,7 +663,7 @@ class ClusterLink:
             if address in riders:
                 riders.discard(address)
             elif address.node == own and address.request is not None and gid in following:
-                self.own_rides[address] = fate  # a member here: answered after its echo
+                self.own_rides.setdefault(address, []).append(fate)  # after its echo
             else:
                 continue
             by_node.setdefault(address.node, []).append((address, fate))
@@ -672,26 +674,37 @@ class ClusterLink:
                      rode: set[Address] | frozenset[Address] = frozenset()) -> None:
         """Published: each answered (those whose fate rode on the batch are
         answered by it: counted and reported only).  Else each fails 10002."""
-        own = self.own_rides
+        mine: list[tuple[Address, Delivered]] = []
         for gid, msg, priority, fate in held:
             if not published:
-                if own:
-                    own.pop(msg.reply_to, None)  # type: ignore[arg-type]
+                if msg.reply_to in rode:
+                    self._ridden(msg.reply_to, fate)  # type: ignore[arg-type]
                 self.node.settle_now(gid, msg, priority, Failed(Code.INTERNAL, RETRY_INFO))
-            else:
-                self.node.settle_now(gid, msg, priority, fate,
-                                     answered=bool(rode) and msg.reply_to in rode)
-        if published and own and rode:  # the batch is on its way back: else answered then
-            mine = [a for a in rode if a in own]
-            if mine:
-                asyncio.get_running_loop().call_later(OWN_RIDE_GRACE, self._unridden, mine)
+                continue
+            answered = bool(rode) and msg.reply_to in rode
+            if answered and msg.reply_to.node == self.node_id:  # type: ignore[union-attr]
+                mine.append((msg.reply_to, fate))  # type: ignore[arg-type]
+            self.node.settle_now(gid, msg, priority, fate, answered=answered)
+        if mine:  # on their way back in the batch: answered then, or after the grace
+            asyncio.get_running_loop().call_later(OWN_RIDE_GRACE, self._unridden, mine)
 
-    def _unridden(self, addresses: list[Address]) -> None:
+    def _ridden(self, address: Address, fate: Fate) -> bool:
+        """Take one own rider's fate off ``own_rides``: True if it was there
+        (not answered yet)."""
+        fates = self.own_rides.get(address)
+        if not fates or fate not in fates:
+            return False
+        fates.remove(fate)
+        if not fates:
+            del self.own_rides[address]
+        return True
+
+    def _unridden(self, riders: list[tuple[Address, Delivered]]) -> None:
         """Own senders whose batch never came back here (a subscription lost
         meanwhile): answered now, with the fate they rode on."""
-        for address in addresses:
-            fate = self.own_rides.pop(address, None)
-            if fate is not None:
+        for address, fate in riders:
+            if self._ridden(address, fate):
+                self.late_rides += 1
                 self.node.answer_local(address, fate)
 
     def announce(self, message: Any) -> None:
@@ -758,8 +771,7 @@ class ClusterLink:
             log.warning("skipped the malformed fates of a batch of %s (%s)", group_id, exc)
             return
         for address, fate in mine:
-            own = self.own_rides.pop(address, None) is not None
-            if own or self._take(address) is not None:
+            if self._ridden(address, fate) or self._take(address) is not None:
                 self.node.answer_local(address, fate, group_id)  # after its echo
 
     def on_kick(self, origin: str, message: Kick) -> None:

@@ -38,6 +38,7 @@ from tests.test_cli import free_port
 
 TOKEN = "counter-token"
 BEFORE = "Group.CallbackBeforeSendMsg"
+AFTER_DESTROYED = "Group.CallbackAfterGroupDestroyed"
 
 
 @dataclass
@@ -435,6 +436,45 @@ async def test_a_hung_rest_endpoint_never_blocks_the_receiver(start_counter: Sta
             assert c.counter.stats.writes == 1
             assert c.counter.tally.pending() == ["r1"]  # the 40 later likes: next flush
             assert c.counter.tally.due("r1") == pytest.approx(c.clock.now + 4.0)
+        finally:
+            release.set()
+
+
+async def test_a_room_destroyed_while_its_base_is_read_is_not_written(
+        start_counter: Start) -> None:
+    """The destroy callback comes while the first write's read of the room is
+    on its way: that write is dropped, the other rooms' go on, and the room
+    made again counts from its own value."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+    writes: list[tuple[str, str]] = []
+
+    async def backend_call(request: web.Request) -> web.Response:
+        body = await request.json()
+        if request.match_info["command"] == "get_group_info":
+            gid = body["GroupIdList"][0]
+            if gid == "r1" and not release.is_set():
+                arrived.set()  # r1's read hangs until released
+                await release.wait()
+            return web.json_response({**OK, "GroupInfo": [{"GroupId": gid, "ErrorCode": 0}]})
+        writes.append((body["GroupId"], body["AppDefinedData"][0]["Value"]))
+        return web.json_response(OK)
+
+    async with rest_backend("/v4/{service}/{command}", backend_call) as server:
+        try:
+            c = await start_counter(str(server.make_url("/")))
+            await c.like("r1", 3)
+            await c.like("r2", 5)
+            flush = asyncio.create_task(c.counter.flush_now())
+            await arrived.wait()
+            gone = {"CallbackCommand": AFTER_DESTROYED, "GroupId": "r1", "Type": "AVChatRoom"}
+            assert await c.post(gone, command=AFTER_DESTROYED) == (200, OK)
+            await c.like("r1", 2)  # the room made again
+            release.set()
+            assert await flush == 2  # no KeyError: r2 written all the same
+            assert writes == [("r2", "5")]
+            assert c.counter.tally.pending() == ["r1"]
+            assert await c.counter.flush_now() == 1
+            assert writes == [("r2", "5"), ("r1", "2")]  # its own 2, not 3 + 2
         finally:
             release.set()
 

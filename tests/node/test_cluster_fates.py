@@ -185,7 +185,19 @@ async def test_an_own_sender_s_fate_rides_its_batch_back_here(pair: tuple[Node, 
     msg, transport = _own_sender(a)
     a.submit(GID, msg)
     await until(lambda: transport.frames == 1, "the reply written")
-    assert not a.link.own_rides  # answered by the batch, not by the grace timer
+    assert not a.link.own_rides and a.link.late_rides == 0  # by the batch, not the grace
+
+
+async def test_own_sends_that_reuse_a_request_id_are_each_answered(
+        pair: tuple[Node, Node]) -> None:
+    a, _b = pair
+    await follow(a)
+    msg, transport = _own_sender(a)
+    again = Outgoing("own", "", "", Priority.NORMAL, 2, BODY, "", msg.reply_to)
+    a.submit(GID, msg)
+    a.submit(GID, again)  # the same connection and id: one batch or two
+    await until(lambda: transport.frames == 2, "both replies written")
+    assert not a.link.own_rides and a.link.late_rides == 0
 
 
 async def test_an_own_sender_whose_batch_never_comes_back_is_answered_all_the_same(
@@ -198,4 +210,4 @@ async def test_an_own_sender_whose_batch_never_comes_back_is_answered_all_the_sa
     await until(lambda: msg.reply_to in a.link.own_rides, "its fate riding")
     assert transport.frames == 0
     await until(lambda: transport.frames == 1, "answered after OWN_RIDE_GRACE")
-    assert not a.link.own_rides
+    assert not a.link.own_rides and a.link.late_rides == 1

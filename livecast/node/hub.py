@@ -134,7 +134,7 @@ class LocalHub:
         self._tip_rooms: dict[LocalRoom, None] = {}
         # close timers (abort after shutdown_grace), cancelled once the socket is lost
         self._aborts: dict[Connection, asyncio.TimerHandle] = {}
-        self.aborted = 0  # connections aborted because their close was never answered
+        self.aborted = 0  # closed going away (1001), aborted: the close never answered
         self._tip_handle: asyncio.TimerHandle | None = None
         # told when this process gets its first member of a room (True) and
         # loses its last (False): a cluster member subscribes to the room
@@ -308,7 +308,8 @@ class LocalHub:
 
     def _abort(self, conn: Connection) -> None:
         self._aborts.pop(conn, None)
-        self.aborted += 1
+        if conn.close_code == Close.GOING_AWAY:  # the shutdown's (a kick's is not counted)
+            self.aborted += 1
         conn.transport.abort()
 
     def going_away(self) -> None:

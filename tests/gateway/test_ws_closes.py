@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from livecast.client import Client, ClientClosed, text
+from livecast.errors import Close
 from tests.conftest import SDKAPPID, Live, LiveFactory, sig
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
@@ -439,12 +440,17 @@ async def test_shutdown_waits_for_members_to_answer_the_close(
 async def test_shutdown_logs_how_many_never_answered_the_close(
         live_factory: LiveFactory, caplog: pytest.LogCaptureFixture) -> None:
     live = await live_factory(shutdown_grace=0.5)
-    silent = [await RawWs.connect(live) for _ in range(3)]
+    gid = await live.room()
+    silent = [await RawWs.connect(live) for _ in range(4)]
     for n, raw in enumerate(silent):
         await login_raw(raw, f"silent{n}")
+    assert (await silent[3].request("join", 2, groupId=gid))["code"] == 0
     answering = await live.client("alice")
+    ban = {"GroupId": gid, "Members_Account": ["silent3"], "Duration": 60}
+    assert (await live.rest("group_open_http_svc", "ban_group_member", ban))["ErrorCode"] == 0
+    assert await silent[3].close_code() == Close.BANNED  # its abort comes during the shutdown
     with caplog.at_level(logging.WARNING, logger="livecast.gateway"):
-        await live.server.close()  # the three never answer; alice's client does
+        await live.server.close()  # three never answer the 1001; alice's client does
     assert await answering.wait_closed() == 1001
     warned = [r.getMessage() for r in caplog.records if "did not close" in r.getMessage()]
     assert warned == ["shutdown: 3 connections did not close in time; aborted"]

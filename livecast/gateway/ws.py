@@ -385,6 +385,17 @@ class WsConnection(Connection, asyncio.Protocol):
 
 def _login_deadline(conn: WsConnection) -> None:
     conn.deadline = None
+    order = conn.order
+    if order is not None and order.gate is not None and not order.gate.done():
+        # a login or join sent in time is still being carried out (a profile
+        # read, a before-join callback): judged once it (and what came
+        # before it) is done, whatever came after
+        order.gate.add_done_callback(lambda _task: _login_judged(conn))
+        return
+    _login_judged(conn)
+
+
+def _login_judged(conn: WsConnection) -> None:
     for action in conn.session.login_expired(roomless=not conn.rooms and not conn.logged_in):
         _APPLY[type(action)](conn, action)
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from livecast.gateway.app import make_app
 from livecast.gateway.front import Front
@@ -23,6 +24,7 @@ from livecast.runner import Listener
 from livecast.store.base import Observer, Store, prometheus_observer
 from livecast.store.redis import RedisStore
 from livecast.store.sqlite import SqliteStore
+from tests.backplane.conftest import until_true
 from tests.conftest import Live, base_settings
 from tests.redis_fixtures import RedisServer
 
@@ -146,4 +148,54 @@ async def test_a_sqlite_file_another_process_holds_locked_is_not_ready(tmp_path:
         if holder.returncode is None:
             holder.kill()
             await holder.wait()
+        await live.server.close()
+
+
+async def test_a_login_sent_in_time_is_not_cut_off_while_its_profile_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The login deadline counts until the login is sent: one whose profile
+    read waits (here behind a write held by another process's lock) past the
+    deadline still logs in, and the connection stays."""
+    monkeypatch.setattr("livecast.node.hub.MAX_PROFILES", 1)
+    live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe),
+                          login_timeout=0.5)
+    holder = None
+    try:
+        for user in ("erin", "fred"):  # past the cache's size: a login reads its profile
+            r = await live.rest("profile", "portrait_set", {
+                "From_Account": user,
+                "ProfileItem": [{"Tag": "Tag_Profile_IM_Nick", "Value": user.title()}]})
+            assert r["ErrorCode"] == 0, r
+        assert not live.node.profile_known("erin")
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        sample = live.node.metrics.registry.get_sample_value
+        reads = sample("livecast_store_duration_seconds_count", {"op": "load_group"}) or 0
+        create = asyncio.ensure_future(live.rest(
+            "group_open_http_svc", "create_group",
+            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"}))
+
+        async def writing() -> bool:  # its id checked: its write holds the store's thread
+            return bool((sample("livecast_store_duration_seconds_count",
+                                {"op": "load_group"}) or 0) > reads)
+        await until_true(writing)
+        erin = await live.client("erin")  # its profile read waits behind the write
+        assert (await create)["ErrorCode"] == 10002  # the write gave up: the lock is held
+        assert (await erin.request("getMyProfile"))["nick"] == "Erin"
+        assert (await erin.ping())["code"] == 0  # not closed 4002
+    finally:
+        if holder is not None and holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        for c in live.clients:
+            await c.close()
         await live.server.close()

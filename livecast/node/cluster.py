@@ -633,6 +633,7 @@ class ClusterLink:
     async def _publish(self, gid: str, full: bytes, lite: bytes | None, seq_end: int,
                        token: int, held: list[Held], prev: int) -> None:
         published = False
+        unsure = False  # the publish may have reached Redis (a timeout, a lost connection)
         rode: set[Address] = set()
         try:
             history = self.node.history
@@ -646,9 +647,10 @@ class ClusterLink:
                 self.lost(gid)
         except BrokerError as err:
             log.warning("publish of %s: %s", gid, err)
+            unsure = True
             self.redis_away()
         finally:
-            self._answer_held(held, published, rode)
+            self._answer_held(held, published, rode, AWAY_UNSURE_INFO if unsure else RETRY_INFO)
 
     def _riding(self, held: list[Held]) -> tuple[bytes, set[Address]]:
         """The held Delivered fates of forwarded sends that ride on the batch
@@ -671,15 +673,19 @@ class ClusterLink:
         return encode_fates(by_node), rode
 
     def _answer_held(self, held: list[Held], published: bool,
-                     rode: set[Address] | frozenset[Address] = frozenset()) -> None:
+                     rode: set[Address] | frozenset[Address] = frozenset(),
+                     info: str = RETRY_INFO) -> None:
         """Published: each answered (those whose fate rode on the batch are
-        answered by it: counted and reported only).  Else each fails 10002."""
+        answered by it: counted and reported only).  Else each fails 10002
+        with ``info``: RETRY_INFO when the publish was refused (nothing
+        delivered), AWAY_UNSURE_INFO when it failed on its way (Redis may
+        have run it: "it may have been delivered")."""
         mine: list[tuple[Address, Delivered]] = []
         for gid, msg, priority, fate in held:
             if not published:
                 if msg.reply_to in rode:
                     self._ridden(msg.reply_to, fate)  # type: ignore[arg-type]
-                self.node.settle_now(gid, msg, priority, Failed(Code.INTERNAL, RETRY_INFO))
+                self.node.settle_now(gid, msg, priority, Failed(Code.INTERNAL, info))
                 continue
             answered = bool(rode) and msg.reply_to in rode
             if answered and msg.reply_to.node == self.node_id:  # type: ignore[union-attr]

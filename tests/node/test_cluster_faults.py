@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from livecast.client import Client, text
+from livecast.core.fate import AWAY_UNSURE_INFO
 from tests.node.test_cluster import GID, member
 from tests.redis_fixtures import RedisServer, free_port
 from tests.test_restart import Server, cluster_env, kill_servers, start_servers, until
@@ -124,3 +125,35 @@ async def test_redis_unreachable_for_a_while_then_back(pair: list[Server],
     await _resumes(pair, clients, back)
     for c in clients:
         await c.close()
+
+
+async def test_a_send_whose_publish_got_no_answer_may_have_been_delivered(
+        pair: list[Server], redis: RedisServer) -> None:
+    """Redis frozen while the owner publishes a tick: the publish times out
+    but Redis runs it once thawed, so the sender is told "it may have been
+    delivered", never the "retry" that means nothing was."""
+    listener, owner_side, forwarded = await _setup(pair)
+    assert redis.process is not None
+    redis.process.send_signal(signal.SIGSTOP)  # before the processes notice: the publish goes
+    ws = await asyncio.wait_for(owner_side.send(GID, text("stalled")), 15)
+    redis.process.send_signal(signal.SIGCONT)
+    assert (ws["code"], ws["info"]) == (10002, AWAY_UNSURE_INFO), ws
+    await until_sent(owner_side, "marker")
+    seen: list[str] = []
+    while "marker" not in seen:
+        push = await asyncio.wait_for(listener.next_push("msgs"), 10)
+        seen += [m["msgBody"][0]["MsgContent"]["Text"] for m in push["msgs"]]
+    assert seen.count("stalled") <= 1  # delivered once, or not at all: both "may have been"
+    for c in (listener, owner_side, forwarded):
+        await c.close()
+
+
+async def until_sent(c: Client, words: str) -> dict[str, int]:
+    answer: dict[str, int] = {}
+
+    async def sent() -> bool:
+        r = await c.send(GID, text(words))
+        answer.update(r)
+        return bool(r["code"] == 0)
+    await until(sent, f"{words!r} delivered", within=20)
+    return answer

@@ -39,11 +39,13 @@ class TokenBucket:
 
     __slots__ = ("_burst", "_last", "_rate", "_tokens")
 
-    def __init__(self, rate: float, burst: float, now: float) -> None:
+    def __init__(self, rate: float, burst: float, now: float, full: bool = True) -> None:
+        """``full`` false: it starts empty (a room taken over from another
+        owner, which may have spent its burst just now)."""
         _check(rate, burst)
         self._rate = float(rate)
         self._burst = float(burst)
-        self._tokens = self._burst
+        self._tokens = self._burst if full else 0.0
         self._last = now
 
     @property

@@ -133,12 +133,15 @@ class RoomScheduler:
         now: float,
         max_wait: Sequence[float] = DEFAULT_MAX_WAIT,
         next_seq: int = 1,
+        full: bool = True,
     ) -> None:
+        """``full`` false: the bucket starts empty (a room taken over: the
+        rate holds for the room as a whole, across its owners)."""
         _check_room(rate, burst)
         if next_seq < 0:
             raise ValueError(f"next_seq must be >= 0, got {next_seq!r}")
         self._max_wait = _check_max_wait(max_wait)
-        self._bucket = TokenBucket(rate, burst, now)
+        self._bucket = TokenBucket(rate, burst, now, full)
         self._rate, self._burst = rate, burst
         self._capacity = _capacity(rate, burst, self._max_wait)
         self._queues: tuple[deque[Pending], ...] = tuple(deque() for _ in Priority)

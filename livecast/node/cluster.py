@@ -442,11 +442,16 @@ class ClusterLink:
         if room.sched.pending == 0:  # continue the room's seq: no reuse, no skip
             # seqs above ``last`` were never published (invariant 12) and are
             # numbered again; a Redis that lost its data (``last`` 0) does not
-            # take the room's seq back: it goes on upwards
-            next_seq = last + 1 if last else max(1, room.sched.next_seq)
+            # take the room's seq back: it goes on upwards from the last seq
+            # this process knows (its own, or seen in the room's batches)
+            seen = max(room.sched.next_seq - 1, self.node.history.last_seq(gid))
+            next_seq = last + 1 if last else seen + 1
             follows = last if last else -1
-            room.sched = RoomScheduler(rate, burst, self.node.clock(), s.max_wait,
-                                       next_seq=next_seq)
+            # a room that delivered before may have spent its burst on its last
+            # owner just now: the bucket starts empty (rooms.md: the rate holds
+            # for the room as a whole, B + R*T across an owner change too)
+            room.sched = RoomScheduler(rate, burst, self.node.timers.time(), s.max_wait,
+                                       next_seq=next_seq, full=not (last or seen))
         elif room.sched.next_seq - 1 != last:
             follows = room.sched.next_seq - 1  # refused, then taken again in step
         self.follows[gid] = follows
@@ -862,7 +867,7 @@ class ClusterLink:
         rate = s.room_rate if group.rate is None else group.rate
         burst = s.room_burst if group.burst is None else group.burst
         if (rate, burst) != (room.sched.rate, room.sched.burst):
-            room.sched.configure(rate, burst, self.node.clock())
+            room.sched.configure(rate, burst, self.node.timers.time())
 
     async def find(self, gid: str) -> bool:
         """True once the room is known here, loaded from the store if another

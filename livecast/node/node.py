@@ -221,7 +221,7 @@ class Node:
         s = self.settings
         rate = s.room_rate if group.rate is None else group.rate
         burst = s.room_burst if group.burst is None else group.burst
-        sched = RoomScheduler(rate, burst, self.clock(), s.max_wait)
+        sched = RoomScheduler(rate, burst, self.timers.time(), s.max_wait)  # monotonic
         owner = RoomOwner(group, sched, self, self.timers, self.clock, s.tick)
         if self.cluster is None and self.history.enabled:
             owner.record = self.history.record

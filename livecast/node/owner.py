@@ -17,9 +17,11 @@ Invariants (docs/design.md, "The room scheduler" and "Shape of a process"):
    its first message on the next loop iteration (messages offered in the same
    iteration share one frame), a busy one once per tick.
 
-Time is injected: ``timers`` (monotonic, for ticks; the event loop in
-production) and ``clock`` (wall time, for messages), so a test drives a room
-by hand (tests/node/test_owner.py).
+Time is injected: ``timers`` (monotonic: the ticks, and the scheduler's
+time, its bucket and its messages' waits, so a step of the wall clock never
+stalls a room nor expires its queue; the event loop in production) and
+``clock`` (wall time, for the messages' times), so a test drives a room by
+hand (tests/node/test_owner.py).
 """
 
 from __future__ import annotations
@@ -99,18 +101,20 @@ class RoomOwner:
     # ---------------------------------------------------------------- messages
     def offer(self, msg: Outgoing) -> None:
         """An admitted message joins the room's queues (it may evict another)."""
-        now = self._clock()
-        for pending in self.sched.offer(msg, msg.priority, now):
-            self._drop(pending, now)
+        evicted = self.sched.offer(msg, msg.priority, self._timers.time())
+        if evicted:
+            now = self._clock()
+            for pending in evicted:
+                self._drop(pending, now)
         self._schedule()
 
     def dispatch(self) -> None:
         started = time.perf_counter()
         self.handle = None
-        self.last_dispatch = self._timers.time()
+        self.last_dispatch = mono = self._timers.time()
         now = self._clock()
         try:
-            result = self.sched.tick(now)
+            result = self.sched.tick(mono)
             for pending in result.dropped:
                 self._drop(pending, now)
             if result.delivered:
@@ -162,7 +166,7 @@ class RoomOwner:
     # ---------------------------------------------------------------- lifecycle
     def configure(self, rate: int, burst: int) -> None:
         self.group.rate, self.group.burst = rate, burst
-        self.sched.configure(rate, burst, self._clock())
+        self.sched.configure(rate, burst, self._timers.time())
 
     def close(self, code: int) -> None:
         """The room ends (destroyed: 10010; shutdown: 10002): its waiting

@@ -175,3 +175,9 @@ def test_rate_bound_over_every_window(
             assert isinstance(arg, int)
             witness.took(arg if bucket.try_take(now, arg) else 0, now)
         assert -EPSILON <= bucket.tokens <= bucket.burst
+
+
+def test_a_bucket_made_empty_starts_with_no_token_and_refills_at_rate() -> None:
+    b = TokenBucket(rate=10, burst=5, now=0.0, full=False)
+    assert b.tokens == 0 and b.available(0.0) == 0
+    assert b.available(0.1) == 1 and b.available(1.0) == 5  # then as any bucket

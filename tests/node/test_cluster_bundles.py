@@ -33,7 +33,7 @@ SENDS = 5
 
 async def cluster_node(url: str, name: str, store: MemoryStore, **settings: Any) -> Node:
     """A cluster member on ``url`` whose membership loop the test runs by hand."""
-    n = Node(Settings(room_rate=1000, room_burst=1000, **settings), store=store)
+    n = Node(Settings(**{"room_rate": 1000, "room_burst": 1000, **settings}), store=store)
     n.join_cluster(RedisBroker(url, name))
     await n.link.broker.start(n.link)
     return n
@@ -233,3 +233,34 @@ async def test_sends_to_a_room_whose_owner_is_unknown_share_one_lookup(
     finally:
         await b.close_collaborators()
         await a.close_collaborators()
+
+
+async def test_a_room_taken_over_starts_with_an_empty_bucket_and_its_seq(
+        redis: RedisServer) -> None:
+    """rooms.md: the rate holds for the room as a whole, across owners: the
+    one before may have spent its burst just now.  A room that never
+    delivered starts full."""
+    store = MemoryStore()
+    a = await cluster_node(redis.url, "a", store, room_rate=10, room_burst=5)
+    b = await cluster_node(redis.url, "b", store, room_rate=10, room_burst=5)
+    try:
+        await a.create_group("administrator", {"Name": GID}, GID)
+        assert a.rooms[GID].sched.tokens == 5  # never delivered: full
+        sends = [outgoing(a, i) for i in range(5)]
+        for msg, _answer in sends:
+            a.submit(GID, msg)
+        seqs = [(await asyncio.wait_for(answer, WAIT))["MsgSeq"] for _m, answer in sends]
+        assert seqs == [1, 2, 3, 4, 5]
+        token = a.link.tokens[GID]
+        a.link.lost(GID)
+        assert await a.link.broker.release_lease(GID, "a", token)
+        assert await b.link.find(GID)
+        taken = await b.link.broker.acquire_lease(GID, "b", 3.0)
+        assert isinstance(taken, int)
+        await b.link._answered(GID, taken)
+        sched = b.rooms[GID].sched
+        assert (sched.next_seq, sched.tokens) == (6, 0)  # the burst is not given again
+    finally:
+        await b.close_collaborators()
+        await a.close_collaborators()
+

@@ -181,3 +181,25 @@ async def test_a_room_created_again_after_a_destroy_has_none_of_the_old_history(
     assert [x["seq"] for x in _decoded(r["msgs"])] == new
     import orjson
     assert [orjson.loads(x)["seq"] for x in (await a.read_history(GID, 20))[2]] == new
+
+
+async def test_after_redis_lost_its_data_a_new_owner_numbers_on_from_what_it_saw(
+        pair: tuple[Node, Node], redis: RedisServer, members: list[Member]) -> None:
+    """Redis restarted empty has no last seq: a process with a member in the
+    room (its history ring) that takes it goes on from the last seq it saw,
+    not from 1 (no seq given twice)."""
+    a, b = pair
+    m = await logged_in(b, members, "viewer")
+    await b.enter(m.conn, GID, {"groupId": GID})  # b follows the room
+    assert await send(a, 3) == [1, 2, 3]
+    await until(lambda: b.history.last_seq(GID) == 3, "the batches followed")
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        await client.flushall()  # Redis lost its data
+    finally:
+        await client.aclose()
+    a.link.lost(GID)
+    taken = await b.link.broker.acquire_lease(GID, "b", 3.0)
+    assert isinstance(taken, int)
+    await b.link._answered(GID, taken)
+    assert b.rooms[GID].sched.next_seq == 4

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
+import pytest
 
 from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
 from livecast.core.group import Group
@@ -84,7 +85,7 @@ class Room:
         self.timers = ManualTimers()
         self.events = Recorder()
         group = Group.create("live", "host", T0, {})
-        sched = RoomScheduler(rate, burst, T0, (5.0, 2.0, 1.0, 1.0))
+        sched = RoomScheduler(rate, burst, self.timers.time(), (5.0, 2.0, 1.0, 1.0))
         self.owner = RoomOwner(group, sched, self.events, self.timers, lambda: self.wall, TICK)
 
     def send(self, sender: str, n: int, priority: Priority = Priority.NORMAL) -> Outgoing:
@@ -214,3 +215,22 @@ def test_each_dispatch_reports_its_duration() -> None:
     room.send("alice", 1)
     room.advance(0)
     assert room.events.ticks == 1
+
+
+@pytest.mark.parametrize("step", [-8.0, 30.0])
+def test_a_step_of_the_wall_clock_neither_stalls_a_room_nor_expires_its_queue(
+        step: float) -> None:
+    """The scheduler runs on the monotonic time: the wall clock stepped back
+    (a VM resumed, NTP) or forward changes the messages' times only."""
+    room = Room(rate=10, burst=10)
+    for n in range(30):
+        room.send("alice", n, Priority.HIGH)
+    room.advance(0)
+    assert room.seqs() == list(range(1, 11))  # the burst
+    room.wall += step
+    for _ in range(20):
+        room.advance(TICK)  # 2 s: 10 a second, well within High's 5 s wait
+    assert room.seqs() == list(range(1, 31))
+    assert not [f for _s, _r, f in room.events.fates if not isinstance(f, Delivered)]
+    last = [f for _s, _r, f in room.events.fates][-1]
+    assert isinstance(last, Delivered) and last.time_ms >= int((T0 + step) * 1000)

@@ -422,7 +422,10 @@ class RoomMachine(RuleBasedStateMachine):
             assert not self.expired(msg)  # dropped by the first tick past max wait
             oldest[msg.priority] = min(oldest[msg.priority], mid)
         for _, m in result.delivered:  # invariant 2
-            assert all(oldest[q] > m.payload for q in Priority if q <= m.priority)
+            # nothing of a higher priority is left waiting behind it (however
+            # late it came), nor anything of its own that came before it
+            assert all(oldest[q] == math.inf for q in Priority if q < m.priority)
+            assert oldest[m.priority] > m.payload
         if self.room.rate > 0 and self.queued:  # the tick used every whole token
             assert self.room.tokens + EPSILON < 1
 

@@ -74,11 +74,16 @@ class BrokerError(Exception):
     """The broker's backend cannot be reached (or refused a command).
 
     ``failed``: of a ``control_many``, the targets whose messages did not go
-    out (None: any of them may not have)."""
+    out (None: any of them may not have).  ``maybe_sent``: the command went
+    out and no answer came (a timeout, a connection lost on the way), so the
+    backend may have run it; false when it certainly did not (no connection,
+    an error reply)."""
 
-    def __init__(self, message: str, failed: frozenset[str] | None = None) -> None:
+    def __init__(self, message: str, failed: frozenset[str] | None = None,
+                 maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.failed = failed
+        self.maybe_sent = maybe_sent
 
 
 # ----------------------------------------------------------------- control values

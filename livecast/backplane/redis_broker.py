@@ -71,7 +71,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from livecast.backplane.broker import (
     ALL,
@@ -90,7 +90,7 @@ from livecast.backplane.broker import (
 )
 from livecast.backplane.redis_pubsub import Shard
 from livecast.backplane.redis_wire import ERRORS as WIRE_ERRORS
-from livecast.backplane.redis_wire import Endpoint, Publisher, command
+from livecast.backplane.redis_wire import Endpoint, NotSent, Publisher, command
 from livecast.store.redis import connect
 
 __all__ = ["RedisBroker"]
@@ -217,8 +217,9 @@ class RedisBroker:
     async def _call(self, what: str, script: str, keys: list[bytes], args: list[Any]) -> Any:
         try:
             return await self._scripts[script](keys=keys, args=args)
-        except _ERRORS as exc:
-            raise BrokerError(f"{what}: {exc}") from exc
+        except _ERRORS as exc:  # an error reply: not run; else it may have been
+            raise BrokerError(f"{what}: {exc}",
+                              maybe_sent=not isinstance(exc, ResponseError)) from exc
 
     # ----------------------------------------------------------- lifecycle
     async def start(self, handler: EventHandler) -> None:
@@ -369,8 +370,8 @@ class RedisBroker:
         assert self._publisher is not None
         try:
             (reply,) = await self._publisher.call_many([cmd])
-        except WIRE_ERRORS as exc:
-            raise BrokerError(f"{what}: {exc}") from exc
+        except WIRE_ERRORS as exc:  # sent unless no connection could be made
+            raise BrokerError(f"{what}: {exc}", maybe_sent=not isinstance(exc, NotSent)) from exc
         return reply
 
     def publish_now(self, group_id: str, full: bytes, lite: bytes | None, seq_end: int,

@@ -48,6 +48,10 @@ SEND_BUFFER_MAX = 4 << 20  # bytes a reply-less connection may hold unsent (inva
 ERRORS = (OSError, ConnectionError, asyncio.TimeoutError, ssl.SSLError)
 
 
+class NotSent(ConnectionError):
+    """The connection could not be made: nothing of the call was sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """Where a connection goes: a TCP host and port, or a unix socket."""
@@ -198,7 +202,7 @@ class Publisher:
         ``OSError`` when the connection fails, a ``hiredis.ReplyError`` value in
         place of a refused command's reply."""
         assert self.replies
-        wire = self._wire if self._wire is not None else await self._connect()
+        wire = self._wire if self._wire is not None else await self._connected()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         self._pending.extend(futures)
@@ -223,6 +227,13 @@ class Publisher:
         except BaseException as exc:
             self._drop(wire, exc)
             raise
+
+    async def _connected(self) -> Wire:
+        """``_connect``, its failure a ``NotSent``: no command went out."""
+        try:
+            return await self._connect()
+        except ERRORS as exc:
+            raise NotSent(f"cannot connect: {exc}") from exc
 
     async def _connect(self) -> Wire:
         async with self._connecting:

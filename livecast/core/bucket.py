@@ -39,13 +39,14 @@ class TokenBucket:
 
     __slots__ = ("_burst", "_last", "_rate", "_tokens")
 
-    def __init__(self, rate: float, burst: float, now: float, full: bool = True) -> None:
-        """``full`` false: it starts empty (a room taken over from another
-        owner, which may have spent its burst just now)."""
+    def __init__(self, rate: float, burst: float, now: float,
+                 tokens: float | None = None) -> None:
+        """``tokens``: what it starts with (default: full; capped at burst), as
+        when a room's scheduler is made again and keeps what was spent."""
         _check(rate, burst)
         self._rate = float(rate)
         self._burst = float(burst)
-        self._tokens = self._burst if full else 0.0
+        self._tokens = self._burst if tokens is None else max(0.0, min(self._burst, tokens))
         self._last = now
 
     @property

@@ -133,15 +133,15 @@ class RoomScheduler:
         now: float,
         max_wait: Sequence[float] = DEFAULT_MAX_WAIT,
         next_seq: int = 1,
-        full: bool = True,
+        tokens: float | None = None,
     ) -> None:
-        """``full`` false: the bucket starts empty (a room taken over: the
-        rate holds for the room as a whole, across its owners)."""
+        """``tokens``: what the bucket starts with (default: full), so a room
+        taken over keeps the rate for the room as a whole, across owners."""
         _check_room(rate, burst)
         if next_seq < 0:
             raise ValueError(f"next_seq must be >= 0, got {next_seq!r}")
         self._max_wait = _check_max_wait(max_wait)
-        self._bucket = TokenBucket(rate, burst, now, full)
+        self._bucket = TokenBucket(rate, burst, now, tokens)
         self._rate, self._burst = rate, burst
         self._capacity = _capacity(rate, burst, self._max_wait)
         self._queues: tuple[deque[Pending], ...] = tuple(deque() for _ in Priority)
@@ -187,6 +187,11 @@ class RoomScheduler:
     @property
     def tokens(self) -> float:
         """Tokens in the room's bucket as of the last tick or configure."""
+        return self._bucket.tokens
+
+    def tokens_at(self, now: float) -> float:
+        """The bucket's tokens at ``now`` (refilled up to it)."""
+        self._bucket.refill(now)
         return self._bucket.tokens
 
     @property

@@ -396,6 +396,8 @@ def _login_deadline(conn: WsConnection) -> None:
 
 
 def _login_judged(conn: WsConnection) -> None:
+    if conn.deadline is not None:  # a guest's quit of its last room armed a new one
+        return
     for action in conn.session.login_expired(roomless=not conn.rooms and not conn.logged_in):
         _APPLY[type(action)](conn, action)
 

@@ -447,11 +447,15 @@ class ClusterLink:
             seen = max(room.sched.next_seq - 1, self.node.history.last_seq(gid))
             next_seq = last + 1 if last else seen + 1
             follows = last if last else -1
-            # a room that delivered before may have spent its burst on its last
-            # owner just now: the bucket starts empty (rooms.md: the rate holds
-            # for the room as a whole, B + R*T across an owner change too)
-            room.sched = RoomScheduler(rate, burst, self.node.timers.time(), s.max_wait,
-                                       next_seq=next_seq, full=not (last or seen))
+            # the rate holds for the room as a whole (rooms.md), B + R*T across
+            # an owner change too: taken from another process, which may have
+            # spent its burst just now, the bucket starts empty; taken again
+            # here, it keeps what it held; a room new here starts full
+            now = self.node.timers.time()
+            previous = self.owners.get(gid)
+            tokens = 0.0 if previous not in (None, self.node_id) else room.sched.tokens_at(now)
+            room.sched = RoomScheduler(rate, burst, now, s.max_wait,
+                                       next_seq=next_seq, tokens=tokens)
         elif room.sched.next_seq - 1 != last:
             follows = room.sched.next_seq - 1  # refused, then taken again in step
         self.follows[gid] = follows
@@ -652,7 +656,7 @@ class ClusterLink:
                 self.lost(gid)
         except BrokerError as err:
             log.warning("publish of %s: %s", gid, err)
-            unsure = True
+            unsure = err.maybe_sent
             self.redis_away()
         finally:
             self._answer_held(held, published, rode, AWAY_UNSURE_INFO if unsure else RETRY_INFO)

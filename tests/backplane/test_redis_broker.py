@@ -4,6 +4,7 @@ cluster master), what one publish costs Redis, malformed traffic, key layout."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import pytest
@@ -309,3 +310,34 @@ async def test_a_room_follows_its_slot_to_another_master(redis_cluster: RedisClu
         await a.close()
         await b.close()
         await asyncio.to_thread(_move_slot, redis_cluster, slot, src)
+
+
+async def test_a_publish_says_whether_it_may_have_reached_redis(
+        redis_server: RedisServer) -> None:
+    """No connection: certainly not sent (``maybe_sent`` false); sent to a
+    Redis that does not answer (frozen): it may run it once it wakes."""
+    absent = RedisBroker("redis://127.0.0.1:1", "a")
+    await absent.start(Recorder())
+    try:
+        with pytest.raises(BrokerError) as refused:
+            await absent.publish("room", b"x", None, 1, 1)
+        assert refused.value.maybe_sent is False
+    finally:
+        await absent.close()
+    redis_server.flush()
+    broker = RedisBroker(redis_server.url, "a")
+    await broker.start(Recorder())
+    try:
+        token = await broker.acquire_lease("room", "a", TTL)
+        assert isinstance(token, int)
+        assert await broker.publish("room", b"x", None, 1, token)
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(BrokerError) as unanswered:
+                await broker.publish("room", b"y", None, 2, token)
+            assert unanswered.value.maybe_sent is True
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+    finally:
+        await broker.close()

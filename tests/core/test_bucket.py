@@ -177,7 +177,10 @@ def test_rate_bound_over_every_window(
         assert -EPSILON <= bucket.tokens <= bucket.burst
 
 
-def test_a_bucket_made_empty_starts_with_no_token_and_refills_at_rate() -> None:
-    b = TokenBucket(rate=10, burst=5, now=0.0, full=False)
+def test_a_bucket_made_with_some_tokens_starts_with_them_and_refills_at_rate() -> None:
+    b = TokenBucket(rate=10, burst=5, now=0.0, tokens=0.0)
     assert b.tokens == 0 and b.available(0.0) == 0
     assert b.available(0.1) == 1 and b.available(1.0) == 5  # then as any bucket
+    assert TokenBucket(rate=10, burst=5, now=0.0, tokens=2.5).available(0.0) == 2
+    assert TokenBucket(rate=10, burst=5, now=0.0, tokens=9.0).tokens == 5  # capped
+    assert TokenBucket(rate=10, burst=5, now=0.0).tokens == 5  # default: full

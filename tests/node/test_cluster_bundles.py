@@ -238,23 +238,32 @@ async def test_sends_to_a_room_whose_owner_is_unknown_share_one_lookup(
 async def test_a_room_taken_over_starts_with_an_empty_bucket_and_its_seq(
         redis: RedisServer) -> None:
     """rooms.md: the rate holds for the room as a whole, across owners: the
-    one before may have spent its burst just now.  A room that never
-    delivered starts full."""
+    one before may have spent its burst just now, so a room taken from it
+    starts empty; one taken again by the same process keeps what it held;
+    a new room starts full."""
     store = MemoryStore()
     a = await cluster_node(redis.url, "a", store, room_rate=10, room_burst=5)
     b = await cluster_node(redis.url, "b", store, room_rate=10, room_burst=5)
     try:
         await a.create_group("administrator", {"Name": GID}, GID)
-        assert a.rooms[GID].sched.tokens == 5  # never delivered: full
+        assert a.rooms[GID].sched.tokens == 5  # new: full
+        assert await b.link.find(GID)
+        await b.link.sweep()  # b learns the room's owner, as its members' sends do
+        assert b.link.owners[GID] == "a"
         sends = [outgoing(a, i) for i in range(5)]
         for msg, _answer in sends:
             a.submit(GID, msg)
         seqs = [(await asyncio.wait_for(answer, WAIT))["MsgSeq"] for _m, answer in sends]
         assert seqs == [1, 2, 3, 4, 5]
         token = a.link.tokens[GID]
-        a.link.lost(GID)
+        a.link.lost(GID)  # and taken again by a: what it spent stays spent
         assert await a.link.broker.release_lease(GID, "a", token)
-        assert await b.link.find(GID)
+        again = await a.link.broker.acquire_lease(GID, "a", 3.0)
+        assert isinstance(again, int)
+        await a.link._answered(GID, again)
+        assert a.rooms[GID].sched.tokens_at(a.timers.time()) < 1
+        a.link.lost(GID)  # then taken by b
+        assert await a.link.broker.release_lease(GID, "a", again)
         taken = await b.link.broker.acquire_lease(GID, "b", 3.0)
         assert isinstance(taken, int)
         await b.link._answered(GID, taken)

@@ -52,3 +52,25 @@ async def test_a_tick_is_written_and_answered_within_the_dispatch(members: list[
         assert broker.hub.seqs["r"] == 1  # published through the broker
     finally:
         await node.close_collaborators()
+
+
+async def test_a_room_made_again_with_its_id_starts_with_a_full_bucket() -> None:
+    """Its seq goes on from the room it replaces (the broker's), its rate does
+    not: a new room, not one taken over."""
+    node = Node(Settings(room_rate=10, room_burst=5))
+    await node.start()
+    try:
+        await node.create_group("administrator", {"Name": "r"}, "r")
+        answers = []
+        for i in range(5):
+            waiter, answer = node.rest_waiter()
+            node.submit("r", Outgoing("s", "", "", Priority.NORMAL, i, BODY, "",
+                                      Address(rest=waiter)))
+            answers.append(answer)
+        assert [(await a)["MsgSeq"] for a in answers] == [1, 2, 3, 4, 5]
+        assert node.rooms["r"].sched.tokens_at(node.timers.time()) < 1  # the burst spent
+        await node.destroy_group("r")
+        await node.create_group("administrator", {"Name": "r"}, "r")
+        assert node.rooms["r"].sched.tokens == 5
+    finally:
+        await node.close_collaborators()

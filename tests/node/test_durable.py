@@ -199,3 +199,52 @@ async def test_a_login_sent_in_time_is_not_cut_off_while_its_profile_is_read(
         for c in live.clients:
             await c.close()
         await live.server.close()
+
+
+async def test_a_guest_whose_last_room_is_quit_after_the_deadline_gets_a_new_one(
+        tmp_path: Path) -> None:
+    """A guest's requests still being carried out at the login deadline (here
+    a join of an unknown room, whose lookup waits behind a write held by
+    another process's lock, then a quit of its last room): the quit arms a
+    new deadline, and the guest may join again within it."""
+    live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe),
+                          login_timeout=0.5)
+    holder = None
+    try:
+        gid = await live.room("r1")
+        guest = await live.client(None, join=gid)
+        holder = await asyncio.create_subprocess_exec(
+            sys.executable, "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await holder.stdout.readline() == b"locked\n"
+        sample = live.node.metrics.registry.get_sample_value
+        reads = sample("livecast_store_duration_seconds_count", {"op": "load_group"}) or 0
+        create = asyncio.ensure_future(live.rest(
+            "group_open_http_svc", "create_group",
+            {"Type": "AVChatRoom", "GroupId": "r2", "Name": "r2"}))
+
+        async def writing() -> bool:
+            return bool((sample("livecast_store_duration_seconds_count",
+                                {"op": "load_group"}) or 0) > reads)
+        await until_true(writing)
+        unknown = asyncio.ensure_future(guest.join("nowhere"))  # looked up behind the write
+        quit_ = asyncio.ensure_future(guest.quit(gid))          # after it: its last room
+        assert (await unknown)["code"] == 10010
+        assert (await quit_)["code"] == 0
+        assert (await guest.join(gid))["code"] == 0  # within the new deadline: stays
+        assert (await guest.ping())["code"] == 0
+        assert (await create)["ErrorCode"] == 10002
+    finally:
+        if holder is not None and holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+        for c in live.clients:
+            await c.close()
+        await live.server.close()

@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -118,36 +119,71 @@ async def test_the_room_limit_answers_10036(tmp_path: Path) -> None:
         await live.server.close()
 
 
+class LockHolder:
+    """Another process holding the SQLite file's write lock until ``release``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> LockHolder:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c",
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.read()\n",
+            str(self.path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        assert await self.proc.stdout.readline() == b"locked\n"
+        return self
+
+    async def release(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        await self.proc.wait()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def store_thread_held(live: Live) -> asyncio.Future[dict[str, Any]]:
+    """A create_group whose write waits for the lock another process holds:
+    the store's one thread is held by it (about 5 s), so a read asked now
+    waits behind it.  Returns the create's answer to come (10002)."""
+    sample = live.node.metrics.registry.get_sample_value
+    reads = sample("livecast_store_duration_seconds_count", {"op": "load_group"}) or 0
+    create = asyncio.ensure_future(live.rest(
+        "group_open_http_svc", "create_group",
+        {"Type": "AVChatRoom", "GroupId": "held", "Name": "held"}))
+
+    async def writing() -> bool:  # its id checked: its write is next on the thread
+        return bool((sample("livecast_store_duration_seconds_count",
+                            {"op": "load_group"}) or 0) > reads)
+    await until_true(writing)
+    return create
+
+
 async def test_a_sqlite_file_another_process_holds_locked_is_not_ready(tmp_path: Path) -> None:
     """Every change is refused (10002) while another process holds the file's
     write lock, so /readyz answers 503 too, and 200 once it lets go."""
     live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe))
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c",
-        "import sqlite3, sys\n"
-        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-        "c.execute('BEGIN IMMEDIATE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n",
-        str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE)
     try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert await holder.stdout.readline() == b"locked\n"
-        r = await live.rest("group_open_http_svc", "create_group",
-                            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
-        assert r["ErrorCode"] == 10002
-        assert await ready(live) == 503
-        holder.stdin.close()
-        await holder.wait()
-        assert await ready(live) == 200
-        r = await live.rest("group_open_http_svc", "create_group",
-                            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
-        assert r["ErrorCode"] == 0
+        async with LockHolder(tmp_path) as holder:
+            r = await live.rest("group_open_http_svc", "create_group",
+                                {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
+            assert r["ErrorCode"] == 10002
+            assert await ready(live) == 503
+            await holder.release()
+            assert await ready(live) == 200
+            r = await live.rest("group_open_http_svc", "create_group",
+                                {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"})
+            assert r["ErrorCode"] == 0
     finally:
-        if holder.returncode is None:
-            holder.kill()
-            await holder.wait()
         await live.server.close()
 
 
@@ -159,7 +195,6 @@ async def test_a_login_sent_in_time_is_not_cut_off_while_its_profile_is_read(
     monkeypatch.setattr("livecast.node.hub.MAX_PROFILES", 1)
     live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe),
                           login_timeout=0.5)
-    holder = None
     try:
         for user in ("erin", "fred"):  # past the cache's size: a login reads its profile
             r = await live.rest("profile", "portrait_set", {
@@ -167,35 +202,13 @@ async def test_a_login_sent_in_time_is_not_cut_off_while_its_profile_is_read(
                 "ProfileItem": [{"Tag": "Tag_Profile_IM_Nick", "Value": user.title()}]})
             assert r["ErrorCode"] == 0, r
         assert not live.node.profile_known("erin")
-        holder = await asyncio.create_subprocess_exec(
-            sys.executable, "-c",
-            "import sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-            str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE)
-        assert holder.stdout is not None and holder.stdin is not None
-        assert await holder.stdout.readline() == b"locked\n"
-        sample = live.node.metrics.registry.get_sample_value
-        reads = sample("livecast_store_duration_seconds_count", {"op": "load_group"}) or 0
-        create = asyncio.ensure_future(live.rest(
-            "group_open_http_svc", "create_group",
-            {"Type": "AVChatRoom", "GroupId": "r1", "Name": "r1"}))
-
-        async def writing() -> bool:  # its id checked: its write holds the store's thread
-            return bool((sample("livecast_store_duration_seconds_count",
-                                {"op": "load_group"}) or 0) > reads)
-        await until_true(writing)
-        erin = await live.client("erin")  # its profile read waits behind the write
-        assert (await create)["ErrorCode"] == 10002  # the write gave up: the lock is held
-        assert (await erin.request("getMyProfile"))["nick"] == "Erin"
-        assert (await erin.ping())["code"] == 0  # not closed 4002
+        async with LockHolder(tmp_path):
+            create = await store_thread_held(live)
+            erin = await live.client("erin")  # its profile read waits behind the write
+            assert (await create)["ErrorCode"] == 10002  # the write gave up: the lock is held
+            assert (await erin.request("getMyProfile"))["nick"] == "Erin"
+            assert (await erin.ping())["code"] == 0  # not closed 4002
     finally:
-        if holder is not None and holder.returncode is None:
-            holder.kill()
-            await holder.wait()
         for c in live.clients:
             await c.close()
         await live.server.close()
@@ -209,42 +222,19 @@ async def test_a_guest_whose_last_room_is_quit_after_the_deadline_gets_a_new_one
     new deadline, and the guest may join again within it."""
     live = await serve_on(lambda observe: SqliteStore.open(tmp_path, observe=observe),
                           login_timeout=0.5)
-    holder = None
     try:
         gid = await live.room("r1")
         guest = await live.client(None, join=gid)
-        holder = await asyncio.create_subprocess_exec(
-            sys.executable, "-c",
-            "import sqlite3, sys\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-            str(tmp_path / "livecast.db"), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE)
-        assert holder.stdout is not None and holder.stdin is not None
-        assert await holder.stdout.readline() == b"locked\n"
-        sample = live.node.metrics.registry.get_sample_value
-        reads = sample("livecast_store_duration_seconds_count", {"op": "load_group"}) or 0
-        create = asyncio.ensure_future(live.rest(
-            "group_open_http_svc", "create_group",
-            {"Type": "AVChatRoom", "GroupId": "r2", "Name": "r2"}))
-
-        async def writing() -> bool:
-            return bool((sample("livecast_store_duration_seconds_count",
-                                {"op": "load_group"}) or 0) > reads)
-        await until_true(writing)
-        unknown = asyncio.ensure_future(guest.join("nowhere"))  # looked up behind the write
-        quit_ = asyncio.ensure_future(guest.quit(gid))          # after it: its last room
-        assert (await unknown)["code"] == 10010
-        assert (await quit_)["code"] == 0
-        assert (await guest.join(gid))["code"] == 0  # within the new deadline: stays
-        assert (await guest.ping())["code"] == 0
-        assert (await create)["ErrorCode"] == 10002
+        async with LockHolder(tmp_path):
+            create = await store_thread_held(live)
+            unknown = asyncio.ensure_future(guest.join("nowhere"))  # looked up behind the write
+            quit_ = asyncio.ensure_future(guest.quit(gid))          # after it: its last room
+            assert (await unknown)["code"] == 10010
+            assert (await quit_)["code"] == 0
+            assert (await guest.join(gid))["code"] == 0  # within the new deadline: stays
+            assert (await guest.ping())["code"] == 0
+            assert (await create)["ErrorCode"] == 10002
     finally:
-        if holder is not None and holder.returncode is None:
-            holder.kill()
-            await holder.wait()
         for c in live.clients:
             await c.close()
         await live.server.close()

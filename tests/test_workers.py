@@ -258,6 +258,21 @@ def test_a_worker_is_restarted_at_once_then_with_a_bounded_backoff() -> None:
     assert after_exit(-9, STABLE_AFTER + 1, 0) == (0, 0.0)
 
 
+def _two_free_ports(avoid: int) -> int:
+    """A free port P whose next, P + 1, is free too (neither ``avoid``)."""
+    for _ in range(100):
+        port = free_port()
+        if avoid in (port, port + 1):
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports side by side")
+
+
 async def _one_listener_each(supervisor: psutil.Process, ports: list[int]) -> bool:
     """Each of ``ports`` is listened on by exactly one worker, a worker of its own."""
     owners: dict[int, list[int]] = {p: [] for p in ports}
@@ -279,9 +294,7 @@ async def test_each_worker_serves_the_ops_endpoints_on_a_port_of_its_own(
     """LIVECAST_OPS_LISTEN=host:P with --workers 2: worker 1 on P, worker 2 on
     P + 1, so that a scrape of /metrics always reads the same worker."""
     s = _two_workers(redis)
-    ops = free_port()
-    while ops + 1 == s.port:
-        ops = free_port()
+    ops = _two_free_ports(s.port)
     s.env["LIVECAST_OPS_LISTEN"] = f"127.0.0.1:{ops}"
     await s.start()
     assert s.proc is not None

@@ -160,9 +160,7 @@ class LocalHub:
         room = self.rooms.get(group_id)
         if room is None:
             return []
-        for job in room.fanq:  # the replies of messages delivered go first
-            job.reply()
-        room.fanq.clear()
+        _end_jobs(room)  # the replies of messages delivered go first
         members = list(room.members)
         for conn in members:
             conn.write(last)
@@ -371,9 +369,7 @@ class LocalHub:
             if room.fanq and self.rooms.get(room.group_id) is room:
                 asyncio.get_running_loop().call_soon(self._fan_step, room)
             else:
-                for left in room.fanq:
-                    left.reply()
-                room.fanq.clear()
+                _end_jobs(room)
 
     def after_echo(self, group_id: str, conn: Connection, data: bytes) -> bool:
         """A sender's reply, which must follow its echo: when the room's
@@ -437,3 +433,10 @@ class LocalHub:
             if not room.members and not room.fanq and self.rooms.get(room.group_id) is room:
                 self.forget_room(room.group_id)  # nobody here: the room costs nothing locally
 
+
+def _end_jobs(room: LocalRoom) -> None:
+    """The room's frames on their way go no further; the replies waiting for
+    them are written."""
+    for job in room.fanq:
+        job.reply()
+    room.fanq.clear()

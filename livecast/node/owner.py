@@ -101,12 +101,13 @@ class RoomOwner:
     # ---------------------------------------------------------------- messages
     def offer(self, msg: Outgoing) -> None:
         """An admitted message joins the room's queues (it may evict another)."""
-        evicted = self.sched.offer(msg, msg.priority, self._timers.time())
+        mono = self._timers.time()
+        evicted = self.sched.offer(msg, msg.priority, mono)
         if evicted:
             now = self._clock()
             for pending in evicted:
                 self._drop(pending, now)
-        self._schedule()
+        self._schedule(mono)
 
     def dispatch(self) -> None:
         started = time.perf_counter()
@@ -153,12 +154,13 @@ class RoomOwner:
         self._events.settle(self.group.group_id, pending.payload, pending.priority,
                             Dropped(int(now * 1000)))
 
-    def _schedule(self) -> None:
+    def _schedule(self, now: float | None = None) -> None:
+        """``now``: the monotonic time, when the caller has just read it."""
         if self.handle is not None:
             return
         timers = self._timers
         due = self.last_dispatch + self._tick
-        if due <= timers.time():
+        if due <= (timers.time() if now is None else now):
             self.handle = timers.call_soon(self.dispatch)
         else:
             self.handle = timers.call_at(due, self.dispatch)

@@ -196,6 +196,7 @@ class Client:
                 if not fut.done():
                     fut.set_exception(ClientClosed(self.close_code))
             self._waiting.clear()
+            self._joins.clear()  # their replies can no longer come
             self._pushes.put_nowait(None)
 
     def _route(self, frame: dict[str, Any]) -> None:
@@ -223,8 +224,12 @@ class Client:
         if "historyEpoch" not in reply:
             return
         msgs = reply.get("msgs") or []
+        epoch = int(reply["historyEpoch"])
+        before = self.positions.get(gid)
+        if before is not None and before[0] == epoch:  # joined again: what was seen is not again
+            msgs = [m for m in msgs if int(m["seq"]) > before[1]]
         last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs])
-        self.positions[gid] = (int(reply["historyEpoch"]), last)
+        self.positions[gid] = (epoch, last)
         if msgs:
             self._pushes.put_nowait({"op": "msgs", "groupId": gid, "msgs": msgs,
                                      "recovered": bool(reply.get("recovered"))})
@@ -260,7 +265,11 @@ class Client:
         if op == "join":
             self._joins[rid] = str(fields.get("groupId"))
         try:
-            await self.send_frame({"op": op, "id": rid, **fields})
+            try:
+                await self.send_frame({"op": op, "id": rid, **fields})
+            except (ConnectionError, aiohttp.ClientError) as exc:  # closing, not read to its end
+                self._joins.pop(rid, None)
+                raise ClientClosed(self.close_code or 1006) from exc
             return await asyncio.wait_for(fut, self.timeout)
         finally:  # not answered (timed out, cancelled): a reply may still come
             if self._waiting.pop(rid, None) is not None:

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import WSMsgType, web
 
-from livecast.client import Client, text
+from livecast.client import Client, ClientClosed, text
 from tests.conftest import SDKAPPID, Live, sig
 from tests.node.test_history import ROOM, send_n, seqs_until
 
@@ -109,3 +109,38 @@ async def test_a_reply_after_its_request_gave_up_is_dropped_not_pushed(
         assert push["op"] == "tips" and push["tips"] == [{"type": "marker"}]
         assert c.late_replies == 1
         assert (await c.ping())["code"] == 0  # and requests still get their replies
+
+
+async def test_joining_a_room_again_with_history_does_not_repeat_what_was_seen(
+        live: Live) -> None:
+    """``positions`` is the no-duplicate line for a join's messages too: a room
+    joined again with ``history`` pushes only what is past it."""
+    await live.room(ROOM)
+    sender = await live.client("alice", ROOM)
+    viewer = await live.client("bob", ROOM)
+    await send_n(sender, 3)
+    assert await seqs_until(viewer, 3) == [1, 2, 3]
+    again = await viewer.join(ROOM, history=5)
+    assert [m["seq"] for m in again["msgs"]] == [1, 2, 3]  # the reply holds them all
+    await send_n(sender, 1, start=3)
+    assert await seqs_until(viewer, 4) == [4]
+    assert viewer.positions[ROOM][1] == 4
+
+
+async def test_a_request_made_as_the_connection_goes_raises_client_closed(live: Live) -> None:
+    """Cut while the reader has not yet seen the end: the write's own error is
+    ``ClientClosed``, as every request's once closed; the join in flight is
+    forgotten with it."""
+    await live.room(ROOM)
+    bob = await live.client("bob", ROOM)
+    pending = asyncio.ensure_future(bob.join("other"))
+    await asyncio.sleep(0)  # one loop iteration: the task writes the join, then waits
+    assert list(bob._joins.values()) == ["other"]  # on its way, its reply not read
+    bob.drop()
+    with pytest.raises(ClientClosed) as closed:
+        await bob.send(ROOM, text("as it went"))
+    assert closed.value.code is not None
+    with pytest.raises(ClientClosed):
+        await pending
+    await bob.wait_closed()
+    assert bob._joins == {}

@@ -208,3 +208,86 @@ def test_a_room_whose_history_restarted_while_away_is_a_gap(
         assert gaps == [{"groupId": "js-g", "expected": 1, "got": 4, "missed": 3}]
     finally:
         server.stop()
+
+
+def test_a_request_made_while_a_reconnect_logs_in_is_not_sent(
+        plain: Served, open_tab: OpenTab) -> None:
+    """The new socket is open but its login and re-joins are on their way: a
+    send then would reach the room before the sender is back in it (10007);
+    it rejects "not connected" instead, and the reconnect goes on."""
+    create(plain, "js-g")
+    page = open_tab(plain.base + "/").page
+    sockets: list[int] = []
+    held: list[tuple[WebSocketRoute, str | bytes]] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        sockets.append(1)
+        second = len(sockets) == 2
+
+        def to_server(message: str | bytes) -> None:
+            if second and '"op":"login"' in str(message) and not held:
+                held.append((server, message))  # the reconnect's login, held back
+                return
+            server.send(message)
+        ws.on_message(to_server)
+
+    page.route_web_socket(WS, route)
+    client(page, "js-early")
+    assert page.evaluate("async () => (await window.client.join('js-g')).code") == 0
+    page.evaluate("() => { window.states = []; window.client.ws.close(4000, 'gone'); }")
+    page.wait_for_function("() => window.client.ws && window.client.ws.readyState === 1 "
+                           "&& window.client.state === 'reconnecting'", timeout=20_000)
+    outcome = page.evaluate("""async () => {
+        const lc = await import("/static/livecast.js");
+        try { return (await window.client.send('js-g', lc.text('too soon'))).code; }
+        catch (err) { return String(err.message); } }""")
+    assert outcome == "not connected"
+    page.wait_for_function("() => window.client.state === 'reconnecting'")  # still held
+    assert len(held) == 1
+    server, login = held[0]
+    server.send(login)
+    page.wait_for_function("() => window.client.state === 'open'", timeout=20_000)
+    assert page.evaluate("() => window.rejoins") == [["js-g", 0]]
+    assert page.evaluate("""async () => {
+        const lc = await import("/static/livecast.js");
+        return (await window.client.send('js-g', lc.text('now'))).code; }""") == 0
+
+
+def test_a_join_that_timed_out_is_quit_on_the_server(plain: Served, open_tab: OpenTab) -> None:
+    """The join's reply never comes back (the server did join): the client
+    drops the room and quits it, so the server does not keep a member the
+    client does not know it has."""
+    create(plain, "js-h")
+    page = open_tab(plain.base + "/").page
+    join_ids: list[int] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if '"op":"join"' in str(message):
+                found = re.search(r'"id":(\d+)', str(message))
+                assert found is not None
+                join_ids.append(int(found.group(1)))
+            server.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            if any(f'"id":{rid},' in str(message) for rid in join_ids):
+                return  # the join's reply, lost
+            ws.send(message)
+        ws.on_message(to_server)
+        server.on_message(to_page)
+
+    page.route_web_socket(WS, route)
+    client(page, "js-timed-out")
+    error = page.evaluate("""async () => {
+        window.client.timeout = 500;
+        try { await window.client.join('js-h'); return 'joined'; }
+        catch (err) { return String(err.message); } }""")
+    assert error == "join: no reply in 500 ms"
+    assert rooms(page) == []
+    # requests are answered in order: the ping's reply comes after the quit's
+    assert page.evaluate("async () => (await window.client.request('ping', {})).code") == 0
+    online = plain.rest("group_open_http_svc", "get_online_member_num", {"GroupId": "js-h"})
+    assert online["OnlineMemberNum"] == 0

@@ -95,3 +95,41 @@ def test_messages_sent_while_away_are_recovered(plain: Served, open_tab: OpenTab
     expect(viewer.page.get_by_test_id("gap-marker")).to_be_hidden()
     screenshot(viewer.page, "room-recovered")
     assert host.errors == []
+
+
+def test_a_message_whose_reply_was_lost_is_not_sent_twice(
+        plain: Served, open_tab: OpenTab) -> None:
+    """The send reaches the server, then the connection goes before its reply:
+    the page keeps the text as unsent, but the re-join brings the message back
+    (the same sender and ``random``), so it is not sent again."""
+    tab = open_tab(plain.base + "/")
+    cut = [False]
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(frame: str | bytes) -> None:
+            server.send(frame)
+            if not cut[0] and "lost-reply" in str(frame):
+                cut[0] = True  # the send is on its way: both sides go before its reply
+                server.close(code=1000, reason="cut")
+                ws.close(code=4008, reason="slow")
+        ws.on_message(to_server)
+
+    tab.page.route_web_socket(WS, route)
+    join_room(tab, "Unlucky")
+    tab.page.evaluate("""() => {  // every state the page shows, in order
+        const el = document.querySelector('[data-testid="connection-state"]');
+        window.shown = [];
+        new MutationObserver(() => window.shown.push(el.dataset.state))
+            .observe(el, {attributes: true, attributeFilter: ["data-state"]});
+    }""")
+    send_text(tab.page, "lost-reply")
+    tab.page.wait_for_function("() => window.shown.includes('reconnecting') && "
+                               "window.shown.at(-1) === 'open'", timeout=20_000)
+    assert cut[0]
+    send_text(tab.page, "after it")  # a resend would have gone before this one
+    expect(message(tab.page, "after it")).to_have_count(1)
+    expect(message(tab.page, "lost-reply")).to_have_count(1)
+    expect(tab.page.get_by_test_id("unsent-notice")).to_be_hidden()
+    expect(tab.page.get_by_test_id("message-input")).to_have_value("")

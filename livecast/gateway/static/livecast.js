@@ -11,6 +11,8 @@
 // What it keeps true:
 // - one WebSocket at a time; requests are matched to replies by `id`, and a
 //   reply with a non-zero `code` is resolved (not thrown), as the server sent it;
+//   a request is sent only while `open` (a reconnect's login and re-joins
+//   first), else it rejects "not connected";
 // - connect() makes one attempt, bounded by `connectTimeout`: if the server
 //   cannot be reached, does not answer in time or refuses the login, it
 //   rejects with a ConnectError (an Error with `code`) and nothing is retried;
@@ -18,7 +20,8 @@
 //   after close(), even one made while a new UserSig was being asked for), waiting a random time in
 //   [0, min(maxDelay, baseDelay * 2^attempt)) ("full jitter"), then logs in again,
 //   restores the profile and re-joins every room it was in ("rejoin" event):
-//   a room is the client's once a join of it is answered, until it is quit
+//   a room is the client's once a join of it is answered (one that times out
+//   is quit, as the server may have joined it), until it is quit
 //   (even while its join or re-join is on its way), destroyed or refused for
 //   good; a refusal that passes (10002, 10006, 10023, 80003) keeps it, and a
 //   re-join so refused is asked again after a backoff;
@@ -228,14 +231,14 @@ export class LivecastClient {
   async handshake(ws) {
     try {
       if (this.userId) {
-        const r = await this.request("login", { sdkAppId: this.sdkAppId, userId: this.userId,
+        const r = await this.call("login", { sdkAppId: this.sdkAppId, userId: this.userId,
                                                 userSig: this.userSig });
         if (r.code !== 0) {
           if (this.opened) return this.giveUp(new ConnectError(r.code, r.info, r));
           return undefined;  // a reconnect: the server closes 4001, closed() decides
         }
       }
-      if (this.profile && this.userId) await this.request("setMyProfile", this.profile);
+      if (this.profile && this.userId) await this.call("setMyProfile", this.profile);
       for (const groupId of [...this.rooms.keys()]) {
         if (!this.wanted.has(groupId)) continue;  // quit meanwhile
         const reply = await this.joinNow(groupId);
@@ -314,9 +317,17 @@ export class LivecastClient {
   }
 
   // ---------------------------------------------------------------- requests
-  /** Send any op; resolves with its reply. Rejects if not connected, on close,
-   *  or after `timeout` ms without a reply. */
+  /** Send any op; resolves with its reply. Rejects if not connected (also
+   *  while a reconnect logs in and re-joins: a send then would go before its
+   *  room's re-join), on close, or after `timeout` ms without a reply. */
   request(op, fields = {}, timeout = this.timeout) {
+    if (this.state !== "open") return Promise.reject(new Error("not connected"));
+    return this.call(op, fields, timeout);
+  }
+
+  /** `request` on the socket as it is: the handshake's own requests (login,
+   *  profile, re-joins) go before the client is open, and a quit always may. */
+  call(op, fields = {}, timeout = this.timeout) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) {
       return Promise.reject(new Error("not connected"));
@@ -335,15 +346,22 @@ export class LivecastClient {
   /** Join a room (kept across reconnects). Resolves with the reply.
    *  `history`: that many recent messages first, as "message" events. */
   async join(groupId, { history = 0 } = {}) {
+    if (this.state !== "open") throw new Error("not connected");
     const joined = this.rooms.has(groupId);
     this.wanted.add(groupId);
     if (history > 0) this.history.set(groupId, history);
+    const ws = this.ws;
     try {
       const r = await this.joinNow(groupId);
       if (r.code !== 0 && !joined) this.forget(groupId);  // not a room of this client
       return r;
     } catch (err) {  // no reply (closed, timed out): joined only if it was before
-      if (!joined) this.forget(groupId);
+      if (!joined && this.wanted.has(groupId)) {
+        this.forget(groupId);
+        // timed out on a live socket: the server may still join it, so it is
+        // left there too (a quit goes after the join, and is carried out after it)
+        if (ws === this.ws) this.call("quit", { groupId }).catch(() => {});
+      }
       throw err;
     }
   }
@@ -368,7 +386,7 @@ export class LivecastClient {
     const since = this.epochs.has(groupId);
     if (since) Object.assign(fields, { sinceSeq: last, historyEpoch: this.epochs.get(groupId) });
     else if (this.history.get(groupId)) fields.history = this.history.get(groupId);
-    const r = await this.request("join", fields);
+    const r = await this.call("join", fields);
     if (!this.wanted.has(groupId)) return r;  // quit while the join was on its way
     if (r.code !== 0) {
       if (!TEMPORARY.has(r.code)) this.forget(groupId);  // destroyed, banned, refused
@@ -403,7 +421,7 @@ export class LivecastClient {
 
   async quit(groupId) {
     this.forget(groupId);
-    return this.request("quit", { groupId });
+    return this.call("quit", { groupId });
   }
 
   /** The room is no longer this client's: not re-joined, its state dropped. */

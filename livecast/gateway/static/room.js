@@ -43,7 +43,7 @@ const room = {
   config: null, groupId: "", client: null, me: "",
   likes: { server: 0, unconfirmed: 0, batch: 0, flushTimer: null, forgetTimer: null },
   missed: 0, gapTimer: null, toastTimer: null, onlineTimer: null, onlineSoon: null,
-  figuresTimer: null, unread: 0, unsent: "", joined: false, follow: true,
+  figuresTimer: null, unread: 0, unsent: null, joined: false, follow: true,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -376,7 +376,13 @@ async function credentials(name) {
 function makeClient({ userId, userSig, getUserSig }) {
   const client = new LivecastClient({ sdkAppId: room.config.sdkAppId, userId, userSig, getUserSig });
   client.on("state", onState);
-  client.on("message", (m) => { if (m.groupId === room.groupId) showMessage(m); });
+  client.on("message", (m) => {
+    if (m.groupId !== room.groupId) return;
+    if (room.unsent && m.from === room.me && m.random === room.unsent.random) {
+      releaseUnsent();  // it had reached the room before the connection went: not sent twice
+    }
+    showMessage(m);
+  });
   client.on("tip", onTip);
   client.on("online", ({ groupId, onlineMemberNum }) => {
     if (groupId === room.groupId && Number.isInteger(onlineMemberNum)) {
@@ -441,8 +447,11 @@ function showJoinNotice(reply) {
 }
 
 // ------------------------------------------------------------------ unsent text
-function holdUnsent(value) {
-  room.unsent = value;
+/** A message kept while the connection is away, with its `random`: if its
+ *  send had reached the room after all, the re-join brings it back (same
+ *  sender and random) and it is not sent again. */
+function holdUnsent(value, random = random32()) {
+  room.unsent = { value, random };
   if (!ui.message.value.trim()) ui.message.value = value;
   ui.message.classList.add("pending");
   ui.unsent.textContent = "Not connected: your message is kept and will be sent when the connection is back.";
@@ -450,25 +459,29 @@ function holdUnsent(value) {
 }
 
 function releaseUnsent() {
-  room.unsent = "";
+  if (room.unsent && ui.message.value.trim() === room.unsent.value) ui.message.value = "";
+  room.unsent = null;
   ui.message.classList.remove("pending");
   ui.unsent.hidden = true;
 }
 
 async function sendUnsent() {
-  const value = room.unsent;
-  if (!value || !room.client) return;
+  const held = room.unsent;
+  if (!held || !room.client) return;
   releaseUnsent();
-  if (ui.message.value.trim() === value) ui.message.value = "";
-  await deliver(value);
+  await deliver(held.value, held.random);
 }
 
-async function deliver(value) {
+function random32() {
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
+async function deliver(value, random = random32()) {
   let r;
   try {
-    r = await room.client.send(room.groupId, text(value));
+    r = await room.client.send(room.groupId, text(value), { random });
   } catch (err) {
-    holdUnsent(value);  // the connection went while it was on its way
+    holdUnsent(value, random);  // the connection went while it was on its way
     return;
   }
   if (r.code !== 0) showToast(r.info || `refused (${r.code})`);

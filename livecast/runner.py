@@ -14,8 +14,18 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger("livecast")
+
+# what reading a request's body can raise for the client's own fault: a
+# Content-Encoding that does not decode (HttpProcessingError,
+# RequestPayloadError), a charset Python does not know (LookupError), text
+# not in its charset (ValueError), the client gone before its end
+# (ConnectionError); answered as a bad body, never as the server's error
+UNREADABLE_BODY: tuple[type[Exception], ...] = (
+    HttpProcessingError, RequestPayloadError, LookupError, ValueError, ConnectionError)
 
 # (app, aiohttp's protocol factory) -> the protocol of one new connection
 FrontFactory = Callable[[web.Application, Callable[[], asyncio.Protocol]], asyncio.Protocol]
@@ -35,6 +45,24 @@ def install_uvloop() -> None:
         log.warning("uvloop unavailable; using the default event loop")
 
 
+class _ClientErrors(logging.Filter):
+    """aiohttp answers a request head it cannot parse with 400, and drains a
+    body that does not decode after its handler, logging either at ERROR with
+    a traceback; the fault is the client's, so it goes to DEBUG in one line
+    (any client could otherwise fill the log and page an operator)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError) or (
+                isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500):
+            log.debug("bad HTTP request: %s", str(exc).strip().splitlines()[0])
+            return False
+        return True
+
+
+CLIENT_ERRORS = _ClientErrors()
+
+
 class Listener:
     """An aiohttp app on a TCP socket.  With ``front``, each new connection is
     first served by ``front(app, http)``, which may hand it to aiohttp's own
@@ -46,6 +74,9 @@ class Listener:
                  keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
         self.app = app
         self.front = front
+        server_log = logging.getLogger("aiohttp.server")
+        if CLIENT_ERRORS not in server_log.filters:
+            server_log.addFilter(CLIENT_ERRORS)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
                                     handle_signals=False, keepalive_timeout=keepalive_timeout)
         self.server: asyncio.Server | None = None

@@ -251,7 +251,7 @@ def _redis_url(v: str) -> str:
     for where in hosts.split(","):
         _host_port(where)
     if not scheme.endswith("+cluster") and parts.path.strip("/") \
-            and not parts.path.strip("/").isdigit():
+            and not (parts.path.strip("/").isascii() and parts.path.strip("/").isdigit()):
         raise ValueError(f"the database must be a number, got {parts.path!r}")
     return v
 

@@ -40,6 +40,7 @@ from livecast.errors import Code, LivecastError
 from livecast.gateway.admission import gates, limited_ip
 from livecast.gateway.keys import ADMIN, NODE
 from livecast.node.node import Node
+from livecast.runner import UNREADABLE_BODY
 
 __all__ = ["COMMANDS", "MAX_BODY", "envelope", "handle", "wrong_method"]
 
@@ -136,7 +137,8 @@ def _locked_info(seconds: float) -> str:
 def _auth(node: Node, query: Any) -> str:
     s = node.settings
     raw = str(query.get("sdkappid", ""))
-    if not (raw.isascii() and raw.isdigit()):  # int() would take " 14", "+14" and "1_4"
+    # int() would take " 14", "+14" and "1_4", and refuse 4,301 digits with a ValueError
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20:
         raise LivecastError(Code.BAD_SDKAPPID, "sdkappid is missing or not a number")
     if int(raw) != s.sdkappid:
         raise LivecastError(Code.BAD_SDKAPPID, "invalid SDKAppID")
@@ -156,11 +158,14 @@ async def _read_body(request: web.Request) -> Body:
         raise LivecastError(Code.HTTP_PARSE, f"request body over {MAX_BODY} bytes")
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise LivecastError(Code.HTTP_PARSE, f"request body over {MAX_BODY} bytes")
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise LivecastError(Code.HTTP_PARSE, f"request body over {MAX_BODY} bytes")
+            chunks.append(chunk)
+    except UNREADABLE_BODY:  # e.g. a Content-Encoding that does not decode
+        raise LivecastError(Code.JSON_PARSE, "request body could not be read as sent") from None
     return _parse_body(b"".join(chunks))
 
 

@@ -60,7 +60,9 @@ def is_loopback_host(host: str) -> bool:
 
 def token_matches(token: str, presented: str) -> bool:
     """``presented`` is the token (constant-time; an empty token never matches)."""
-    return bool(token) and hmac.compare_digest(token.encode(), presented.encode())
+    # a header's bytes that are not UTF-8 reach here as surrogates: kept as bytes
+    return bool(token) and hmac.compare_digest(token.encode(),
+                                               presented.encode("utf-8", "surrogateescape"))
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -89,8 +91,8 @@ def session_valid(token: str, value: str | None, now: float) -> bool:
     expires, _, mac = value.partition(".")
     if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return False
-    return int(expires) > now and hmac.compare_digest(_mac(token, int(expires)).encode(),
-                                                      mac.encode())
+    return int(expires) > now and hmac.compare_digest(
+        _mac(token, int(expires)).encode(), mac.encode("utf-8", "surrogateescape"))
 
 
 def ops_refusal(token: str, open_without_token: bool, authorization: str | None,

@@ -46,7 +46,7 @@ from livecast.counter.durable import DurableError, DurableTally
 from livecast.counter.rest import TRANSPORT_ERROR, RestClient, Totals, TotalStore, code_of
 from livecast.counter.settings import CounterSettings
 from livecast.errors import Code
-from livecast.runner import install_uvloop, serve_app
+from livecast.runner import UNREADABLE_BODY, install_uvloop, serve_app
 
 log = logging.getLogger("livecast.counter")
 
@@ -378,10 +378,13 @@ async def callback(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request) -> bytes:
-    """The whole body; past ``MAX_BODY`` (the app's ``client_max_size``) b"" (malformed)."""
+    """The whole body; past ``MAX_BODY`` (the app's ``client_max_size``) or not
+    readable as sent (its Content-Encoding), b"" (malformed)."""
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
+        return b""
+    except UNREADABLE_BODY:
         return b""
 
 

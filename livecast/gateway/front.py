@@ -5,7 +5,8 @@ handed, bytes and all, to the aiohttp app's own protocol.
 Upgraded sockets never pass through aiohttp's request and WebSocket machinery,
 which would cost each idle member about 12 KB (docs/benchmarks.md, "Memory").
 The decision is made here on the connection's first request, once its head
-has ended (the blank line): a head that is malformed, over 32 KiB
+has ended (the blank line; one ended by bare LFs goes to aiohttp as it is,
+which answers 400): a head that is malformed, over 32 KiB
 (``MAX_HEAD_BYTES``), for another path, or a refused upgrade goes to aiohttp,
 which answers it (``ws.handle_ws`` gives the reason for ``/v1/ws``).  A head
 not ended within ``MAX_FIRST_HEAD`` bytes is answered 431 here and the
@@ -85,7 +86,9 @@ class Front(asyncio.Protocol):
             buf = self.buf
         end = buf.find(HEAD_END, max(0, seen - len(HEAD_END) + 1), MAX_FIRST_HEAD)
         if end < 0:
-            if len(buf) >= MAX_FIRST_HEAD:
+            if buf.find(b"\n\n", max(0, seen - 1), MAX_FIRST_HEAD) >= 0:
+                self._to_http(bytes(buf))  # a head ended by bare LFs: aiohttp answers it
+            elif len(buf) >= MAX_FIRST_HEAD:
                 self._too_large()
             elif not seen:
                 self.buf = bytearray(buf)  # appended to in place from now on

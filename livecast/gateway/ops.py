@@ -41,6 +41,7 @@ from livecast.core.ops import (
 )
 from livecast.gateway.admission import limited_ip
 from livecast.gateway.keys import NODE
+from livecast.runner import UNREADABLE_BODY
 from livecast.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -140,8 +141,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     if locked:
         return too_many(locked)
     token = request.app[GATE].token
-    form = await request.post()
-    presented = form.get("token")
+    try:
+        presented = (await request.post()).get("token")
+    except UNREADABLE_BODY:  # a form that cannot be read (its charset, encoding, parts)
+        presented = None
     if not isinstance(presented, str) or not token_matches(token, presented.strip()):
         started = failed(request)
         return too_many(started) if started else login_page(failed=True)

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -57,6 +58,7 @@ from livecast.gateway.keys import NODE
 from livecast.gateway.ops import Gate, add_dashboard_routes
 from livecast.node.metrics import PRIORITY_LABELS
 from livecast.node.node import Node
+from livecast.runner import UNREADABLE_BODY
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEMO_ROOM = "demo"           # the room app.py creates on the development key
@@ -105,7 +107,7 @@ def like_total(group: Group) -> int:
     """The room's like total as the page computes it (livecast.js ``likeTotal``):
     the larger of AppDefinedData ``likes`` (digits) and the ``likes`` counter."""
     text = group.app_defined.get(LIKES_KEY, "")
-    found = int(text) if text.isdigit() else 0
+    found = int(text) if text.isascii() and text.isdigit() else 0  # "²" is a digit to isdigit
     return max(found, group.counters.get(LIKES_KEY, 0))
 
 
@@ -148,8 +150,8 @@ async def dev_usersig(request: web.Request) -> web.Response:
     """A UserSig for anyone who asks: registered on the development key only."""
     node = request.app[NODE]
     try:
-        body = await request.json()
-    except ValueError:
+        body = orjson.loads(await request.read())
+    except UNREADABLE_BODY:  # not JSON, or not readable as sent (its Content-Encoding)
         body = None
     user = body.get("userId") if isinstance(body, dict) else None
     if not valid_user_id(user):

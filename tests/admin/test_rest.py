@@ -7,9 +7,11 @@ as livecast's mint.
 from __future__ import annotations
 
 import io
+import logging
 import time
 
 import aiohttp
+import pytest
 import TLSSigAPIv2
 
 from livecast.admin.rest import COMMANDS, MAX_BODY
@@ -65,7 +67,7 @@ async def test_a_wrong_or_missing_sdkappid_answers_60006(live: Live) -> None:
     fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=1400000001), 60006)
     fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=None), 60006)
     for spelled in (f"+{SDKAPPID}", f" {SDKAPPID}", f"{SDKAPPID} ", f"{SDKAPPID:_}", "",
-                    f"{SDKAPPID}.0", "\u0661"):  # int() would take all but three
+                    f"{SDKAPPID}.0", "\u0661", "1" * 4301):  # int() takes 4, fails the last
         fails(await rest(live, GROUP, "get_online_member_num", {}, sdkappid=spelled), 60006)
 
 
@@ -139,3 +141,19 @@ async def test_profile_answers_carry_error_display(live: Live) -> None:
     assert r["ErrorDisplay"] == ""
     r = ok(await rest(live, "profile", "portrait_get", {"To_Account": ["a"], "TagList": []}))
     assert r["ErrorDisplay"] == ""
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+async def test_a_body_that_does_not_decode_answers_60003(
+        live: Live, encoding: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A Content-Encoding the body is not in: a bad body (60003), not the
+    server's error, and nothing logged as one."""
+    params = {"sdkappid": str(SDKAPPID), "identifier": "administrator",
+              "usersig": sig("administrator"), "random": "1", "contenttype": "json"}
+    async with aiohttp.ClientSession() as http, http.post(
+            live.url(f"/v4/{GROUP}/get_appid_group_list"), params=params,
+            data=b"garbage", headers={"Content-Encoding": encoding}) as resp:
+        answer = await resp.json(content_type=None)
+    fails(answer, 60003)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    ok(await rest(live, GROUP, "get_appid_group_list", {}))

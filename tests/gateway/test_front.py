@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import struct
 import time
@@ -464,3 +465,31 @@ async def test_a_silent_member_is_pinged_then_dropped_and_a_pong_keeps_it(live: 
     assert await metric(live, "livecast_heartbeat_dropped_total") == 1
     quiet.close()
     answering.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-N: a\x00b\r\n\r\n",  # a NUL in a value
+    b"GET /?\xff HTTP/1.1\r\nHost: x\r\n\r\n",  # a target that is not ASCII
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX Y: a\r\n\r\n",  # a space in a name
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n",
+])
+async def test_a_malformed_head_is_answered_400_and_not_logged_as_an_error(
+        live: Live, request_bytes: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """The client's fault: its 400, and nothing at ERROR (which any client
+    could otherwise fill the log with)."""
+    got, _response = await http_status(live, request_bytes)
+    assert got == 400
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_head_ended_by_bare_line_feeds_is_answered_at_once(
+        live_factory: LiveFactory) -> None:
+    """A head whose lines end in bare LFs is handed to aiohttp as it is, which
+    refuses it (400) at once, rather than waiting until the handshake timeout
+    for a CRLF blank line that never comes."""
+    live = await live_factory(handshake_timeout=600.0)
+    reader, writer = await asyncio.open_connection(live.server.host, live.server.port)
+    writer.write(b"GET /healthz HTTP/1.1\nHost: x\n\n")
+    status_line = await asyncio.wait_for(reader.readline(), 60)  # a hang guard, not a timing
+    writer.close()
+    assert status_line.split(b" ", 2)[1] == b"400"

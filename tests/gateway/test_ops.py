@@ -8,6 +8,7 @@ are reached through 127.0.0.1, as a load balancer on the same host would.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -185,3 +186,42 @@ async def test_wrong_tokens_lock_the_ip_out_like_failed_rest_logins(start: Start
             allow_redirects=False) as resp:
         assert resp.status == 429
     assert (await status(server.port, "/healthz"))[0] == 200
+
+
+async def raw_status(port: int, request: bytes) -> int:
+    """The status of one request sent as raw bytes (headers no client library
+    would send)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10)
+    writer.close()
+    return int(head.split(b" ", 2)[1])
+
+
+async def test_credentials_that_are_not_utf8_are_wrong_ones(start: Start) -> None:
+    """A Bearer token or a session cookie with bytes that are not UTF-8 is a
+    wrong credential (401), counted toward the lockout like any other."""
+    server = await start("0.0.0.0", ops_token=Secret(TOKEN), admission_loopback=True,
+                         auth_fail_limit=2, auth_lockout=600)
+    bearer = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n"
+    cookie = (b"GET /dashboard/stats HTTP/1.1\r\nHost: x\r\n"
+              b"Cookie: " + SESSION_COOKIE.encode() + b"=9999999999.\xff\r\n\r\n")
+    assert await raw_status(server.port, cookie) == 401
+    assert await raw_status(server.port, bearer) == 401
+    assert await raw_status(server.port, bearer) == 429  # the second failure locks it out
+
+
+@pytest.mark.parametrize("headers,body", [
+    ({"Content-Type": "multipart/form-data"}, b"no boundary"),
+    ({"Content-Type": "application/x-www-form-urlencoded; charset=no-such-charset"}, b"token=x"),
+    ({"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+     b"not gzip"),
+])
+async def test_a_login_form_that_cannot_be_read_is_a_failed_login(
+        start: Start, headers: dict[str, str], body: bytes) -> None:
+    server = await start("127.0.0.1", ops_token=Secret(TOKEN))
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{server.port}/dashboard/login", data=body, headers=headers,
+            allow_redirects=False) as resp:
+        assert resp.status == 401
+        assert "token" in await resp.text()  # the form again

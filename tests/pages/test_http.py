@@ -205,3 +205,32 @@ async def test_stats_show_admission_refusals_as_metrics_counts_them(
     assert adm["authLocked"] == m[("livecast_rest_auth_locked_total", ())] == 2
     assert adm["connectRefused"]["ip"] == m[("livecast_admission_refused_total",
                                              (("scope", "ip"), ("what", "connect")))]
+
+
+async def test_a_like_total_that_is_not_ascii_digits_counts_as_none(live: Live) -> None:
+    """AppDefinedData ``likes`` of "²" (a digit to ``str.isdigit``, not to
+    ``int``) is not a total: the room's figures and the dashboard answer,
+    with the like counter's value."""
+    gid = await live.room("odd")
+    await live.rest("group_open_http_svc", "modify_group_base_info",
+                    {"GroupId": gid, "AppDefinedData": [{"Key": "likes", "Value": "\u00b2"}]})
+    await live.rest("group_open_http_svc", "update_group_counter",
+                    {"GroupId": gid, "GroupCounter": [{"Key": "likes", "Value": 3}]})
+    status, _, body = await get(live, "/pages/room?groupId=odd")
+    assert status == 200 and orjson.loads(body)["likes"] == 3
+    status, _, body = await get(live, "/dashboard/stats")
+    assert status == 200 and orjson.loads(body)["roomList"][0]["likes"] == 3
+
+
+async def test_a_dev_usersig_body_is_read_as_json_whatever_its_headers_say(
+        live_factory: LiveFactory) -> None:
+    """JSON is UTF-8 (RFC 8259): a charset Python does not know is not read;
+    a body that does not decode as its Content-Encoding says is a bad body."""
+    dev = await live_factory(dev_key=True)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(dev.url("/dev/usersig"), data=b'{"userId":"eve"}', headers={
+                "Content-Type": "application/json; charset=no-such-charset"}) as resp:
+            assert resp.status == 200 and (await resp.json())["userId"] == "eve"
+        async with http.post(dev.url("/dev/usersig"), data=b"not gzip", headers={
+                "Content-Type": "application/json", "Content-Encoding": "gzip"}) as resp:
+            assert resp.status == 400 and "userId" in (await resp.json())["error"]

@@ -13,6 +13,10 @@ Invariants:
    latest checkpoint, never corrupt the file. A ``kill -9`` loses only the
    changes whose call had not returned.
 4. ``schema_version`` holds one row; a file of a newer version is refused.
+   One process at a time opens a data directory: it holds an exclusive
+   ``flock`` on ``livecast.db.lock`` there while the store is open, and a
+   second is refused (its in-memory rooms would overwrite the first's
+   changes); a cluster shares rooms through Redis instead.
 5. A cancelled caller does not cancel its transaction: it still commits or
    rolls back whole in the store's thread.
 6. A table added since a file was made is created when it is opened (``IF NOT
@@ -30,6 +34,7 @@ Tables: ``groups`` (a room but its mutes and bans; maps as JSON), ``mutes`` and
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import os
 import sqlite3
@@ -60,6 +65,7 @@ __all__ = ["DB_FILE", "SCHEMA_VERSION", "SqliteStore", "data_dir"]
 
 SCHEMA_VERSION = 1
 DB_FILE = "livecast.db"
+LOCK_FILE = "livecast.db.lock"  # held by the one process with the directory open
 DEFAULT_DATA_DIR = "~/.livecast/data"
 BUSY_MS = 5000  # how long a write waits for another process's write lock
 PING_BUSY_MS = 250  # how long a ping waits for it (/readyz: the store's thread is not held)
@@ -89,6 +95,11 @@ CREATE TABLE IF NOT EXISTS likes (group_id TEXT PRIMARY KEY, total INTEGER NOT N
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+# columns ``groups`` gained since its first files, with what an older row holds
+_ADDED_COLUMNS = (
+    ("attrs_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("join_history", "INTEGER NOT NULL DEFAULT 1"),
+)
 _GROUP_COLUMNS = (
     "group_id", "type", "owner", "created", "name", "introduction", "notification", "face_url",
     "max_member_num", "mute_all", "info_seq", "last_info_time", "last_msg_time", "rate", "burst",
@@ -117,9 +128,11 @@ class SqliteStore:
     """The Store protocol over one SQLite file (module invariants)."""
 
     def __init__(
-        self, path: Path, conn: Conn, executor: ThreadPoolExecutor, instrument: Instrument
+        self, path: Path, conn: Conn, executor: ThreadPoolExecutor, instrument: Instrument,
+        lock: int = -1,
     ) -> None:
         self.path = path
+        self._lock = lock  # the directory's lock file, held until close
         self._conn = conn
         self._executor = executor
         self._inst = instrument
@@ -136,15 +149,19 @@ class SqliteStore:
         """Open (creating the directory and file if needed) ``directory/livecast.db``."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="livecast-sqlite")
         loop = asyncio.get_running_loop()
+        lock = -1
         try:
+            lock = _lock(directory)
             path, conn = await loop.run_in_executor(executor, _connect, directory, synchronous)
         except (sqlite3.Error, OSError) as exc:
             executor.shutdown(wait=False)
+            _unlock(lock)
             raise StoreError(f"cannot open the store in {directory}: {exc}") from exc
         except StoreError:
             executor.shutdown(wait=False)
+            _unlock(lock)
             raise
-        return cls(path, conn, executor, Instrument(observe, (sqlite3.Error, OSError)))
+        return cls(path, conn, executor, Instrument(observe, (sqlite3.Error, OSError)), lock)
 
     @property
     def healthy(self) -> bool:
@@ -247,6 +264,34 @@ class SqliteStore:
             await loop.run_in_executor(self._executor, self._conn.close)
         finally:
             self._executor.shutdown(wait=False)
+            _unlock(self._lock)
+            self._lock = -1
+
+
+def _lock(directory: str | os.PathLike[str]) -> int:
+    """The directory's lock, taken (invariant 4): its file descriptor, or
+    StoreError naming the process that holds it."""
+    where = Path(directory).expanduser()
+    where.mkdir(parents=True, exist_ok=True)
+    fd = os.open(where / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(f"{where} is in use by another livecast process (pid {holder}): one "
+                         "process per data directory; run a cluster on Redis for more") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)  # the lock goes with the descriptor
 
 
 # -- in the store's thread ----------------------------------------------------
@@ -272,8 +317,9 @@ def _connect(directory: str | os.PathLike[str], synchronous: str) -> tuple[Path,
 def _migrate(conn: Conn) -> None:
     _create(conn)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(groups)")}
-    if "join_history" not in columns:  # a database made before recent history
-        conn.execute("ALTER TABLE groups ADD COLUMN join_history INTEGER NOT NULL DEFAULT 1")
+    for column, definition in _ADDED_COLUMNS:  # a file made before they were
+        if column not in columns:
+            conn.execute(f"ALTER TABLE groups ADD COLUMN {column} {definition}")
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'dedup'").fetchone():
         # a file from before ``seen`` kept expiry times: ``dedup`` held when each
         # key was recorded; it lives the default window from then (a key recorded

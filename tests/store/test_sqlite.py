@@ -216,6 +216,46 @@ async def test_a_database_from_before_join_history_gets_the_column(tmp_path: Pat
         await store.close()
 
 
+async def test_a_database_from_before_attribute_versions_opens(tmp_path: Path) -> None:
+    """The first files' ``groups`` had neither ``attrs_seq`` nor ``join_history``:
+    they are added with the values an older room holds (0, on)."""
+    store = await SqliteStore.open(tmp_path)
+    await store.put_group(GroupRecord("old-room", "owner", 1.0, name="old"), create=True)
+    await store.close()
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        conn.execute("ALTER TABLE groups DROP COLUMN join_history")
+        conn.execute("ALTER TABLE groups DROP COLUMN attrs_seq")
+    conn.close()
+    store = await SqliteStore.open(tmp_path)
+    try:
+        (record,) = (await store.load_all(2.0)).groups
+        assert (record.group_id, record.name, record.attrs_seq, record.join_history) == (
+            "old-room", "old", 0, True)
+    finally:
+        await store.close()
+
+
+async def test_one_process_at_a_time_opens_a_data_directory(tmp_path: Path) -> None:
+    """A second store on the same directory, another process or this one,
+    would write its own rooms over the first's changes: refused, naming the
+    holder, until the first closes."""
+    first = await SqliteStore.open(tmp_path)
+    try:
+        held = rf"in use by another livecast process \(pid {os.getpid()}\)"
+        with pytest.raises(StoreError, match=held):
+            await SqliteStore.open(tmp_path)
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import asyncio, sys\n"
+            "from livecast.store.sqlite import SqliteStore\n"
+            "asyncio.run(SqliteStore.open(sys.argv[1]))", str(tmp_path),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _out, err = await asyncio.wait_for(other.communicate(), 60)
+        assert other.returncode != 0 and b"in use by another livecast process" in err
+    finally:
+        await first.close()
+    await (await SqliteStore.open(tmp_path)).close()  # free again
+
+
 async def test_the_marker_is_kept_with_the_file(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path)
     first = await store.marker()

@@ -79,7 +79,7 @@ async def get_group_info(call: Call, body: Body) -> Body:
         if not isinstance(gid, str):
             raise bad("GroupIdList must hold strings")
     base, app = _filters(body)
-    return {"GroupInfo": [_info(call, gid, base, app) for gid in ids]}
+    return {"GroupInfo": [await _info(call, gid, base, app) for gid in ids]}
 
 
 def _filters(body: Body) -> tuple[list[str] | None, list[str] | None]:
@@ -93,7 +93,8 @@ def _filters(body: Body) -> tuple[list[str] | None, list[str] | None]:
     return lists.get("GroupBaseInfoFilter"), lists.get("AppDefinedDataFilter_Group")
 
 
-def _info(call: Call, gid: str, base: list[str] | None, app: list[str] | None) -> dict[str, Any]:
+async def _info(call: Call, gid: str, base: list[str] | None,
+                app: list[str] | None) -> dict[str, Any]:
     """One GroupInfo item; a missing or invalid group carries its own ErrorCode (2.3)."""
     node = call.node
     if not is_valid_group_id(gid):
@@ -103,8 +104,9 @@ def _info(call: Call, gid: str, base: list[str] | None, app: list[str] | None) -
     if room is None:
         return {"GroupId": gid, "ErrorCode": int(Code.GROUP_NOT_FOUND),
                 "ErrorInfo": "group does not exist"}
-    return room.group.info(node.clock(), node.online(gid), room.sched.next_seq, base, app,
-                           appid=node.settings.sdkappid)
+    next_seq, last_msg_time = await node.message_position(gid)
+    return room.group.info(node.clock(), node.online(gid), next_seq, base, app,
+                           appid=node.settings.sdkappid, last_msg_time=last_msg_time)
 
 
 @command(SVC, "modify_group_base_info")

@@ -227,6 +227,7 @@ class Group:
         app_filter: Sequence[str] | None = None,
         *,
         appid: int | None = None,
+        last_msg_time: float | None = None,
     ) -> dict[str, Any]:
         """One ``GroupInfo`` item of get_group_info (2.3).
 
@@ -235,9 +236,13 @@ class Group:
         ``MemberList``); ``AppDefinedData`` then appears only if listed there or
         if ``app_filter`` is given, which keeps only the listed keys.
         ``MemberNum`` is the online count; ``MaxMemberNum`` is 0 (no cap).
-        ``Appid`` is included when ``appid`` is given.
+        ``Appid`` is included when ``appid`` is given.  ``next_seq`` and
+        ``last_msg_time`` (default: the group's own): the room's message
+        position, which in a cluster its owner knows.
         """
         base = self._base_info(online, next_seq, appid)
+        if last_msg_time is not None:
+            base["LastMsgTime"] = int(last_msg_time)
         item: dict[str, Any] = {"GroupId": self.group_id, "ErrorCode": 0, "ErrorInfo": ""}
         if base_filter is None:
             item.update(base)
@@ -324,9 +329,10 @@ class Group:
         return _active(self.mutes, user, now)
 
     def muted_list(self, now: float) -> list[dict[str, Any]]:
-        """get_group_muted_account's ``MutedAccountList``; purges expired mutes."""
+        """get_group_muted_account's ``MutedAccountList``, by end time (then
+        user): the same order whichever store kept them; purges expired mutes."""
         _purge(self.mutes, now)
-        return [{"Member_Account": u, "MutedUntil": wire_time(t)} for u, t in self.mutes.items()]
+        return [{"Member_Account": u, "MutedUntil": wire_time(t)} for u, t in _by_end(self.mutes)]
 
     def ban(self, user: str, seconds: int, now: float) -> float:
         """ban_group_member for one user; returns the ban's end time.
@@ -350,9 +356,10 @@ class Group:
         return _active(self.bans, user, now)
 
     def banned_list(self, now: float) -> list[dict[str, Any]]:
-        """get_group_ban_member's ``BannedAccountList`` (ban order); purges expired bans."""
+        """get_group_ban_member's ``BannedAccountList``, by end time (then user),
+        so that its pages hold still between calls; purges expired bans."""
         _purge(self.bans, now)
-        return [{"Member_Account": u, "BannedUntil": wire_time(t)} for u, t in self.bans.items()]
+        return [{"Member_Account": u, "BannedUntil": wire_time(t)} for u, t in _by_end(self.bans)]
 
 
 
@@ -390,6 +397,12 @@ def _active(table: dict[str, float], user: str, now: float) -> bool:
 def _expired(until: float, now: float) -> bool:
     """An entry ends at ``until``; one at FOREVER never does, whatever ``now``."""
     return until <= now and until < FOREVER
+
+
+def _by_end(table: dict[str, float]) -> list[tuple[str, float]]:
+    """A mute or ban table's entries by end time, then user: an order of the
+    entries themselves (a Redis reload gives another dict order than SQLite's)."""
+    return sorted(table.items(), key=lambda item: (item[1], item[0]))
 
 
 def _purge(table: dict[str, float], now: float) -> None:

@@ -64,6 +64,11 @@ class HistoryRing:
         self._data: deque[bytes] = deque()
         self._bytes = 0
 
+    @property
+    def last_time_ms(self) -> int:
+        """When the newest message held was delivered (0: none held)."""
+        return self._times[-1] if self._times else 0
+
     def __len__(self) -> int:
         return len(self._seqs)
 

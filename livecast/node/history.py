@@ -236,6 +236,10 @@ class HistoryBook:
         ring = self.rings.get(group_id)
         return 0 if ring is None else ring.last_seq
 
+    def last_time_ms(self, group_id: str) -> int:
+        ring = self.rings.get(group_id)
+        return 0 if ring is None else ring.last_time_ms
+
     def last(self, group_id: str, n: int) -> list[bytes]:
         ring = self.rings.get(group_id)
         return [] if ring is None else ring.last(n, self.now_ms())

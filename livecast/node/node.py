@@ -40,7 +40,15 @@ from typing import Any, TypeVar
 
 import orjson
 
-from livecast.backplane.broker import Broker, Destroy, KeyedLocks, Kick, ProfileChanged, Tips
+from livecast.backplane.broker import (
+    Broker,
+    BrokerError,
+    Destroy,
+    KeyedLocks,
+    Kick,
+    ProfileChanged,
+    Tips,
+)
 from livecast.backplane.memory_broker import MemoryBroker
 from livecast.core.callbacks import DROP_REASON
 from livecast.core.fate import (
@@ -443,6 +451,21 @@ class Node:
             return True
         await self.change(group_id, apply)
         self._changed(group_id)
+
+    async def message_position(self, group_id: str) -> tuple[int, float]:
+        """The room's (NextMsgSeq, LastMsgTime): on one process, and where this
+        process owns it, its scheduler's and its own; elsewhere in a cluster
+        the last seq published (one read of the broker) and the newer of the
+        last time known here and the newest message this process holds."""
+        room = self.room(group_id)
+        if self.cluster is None or group_id in self.link.tokens:
+            return room.sched.next_seq, room.group.last_msg_time
+        try:
+            last = await self.link.broker.last_seq(group_id)
+        except BrokerError:
+            raise LivecastError(Code.INTERNAL, AWAY_INFO) from None
+        held = self.history.last_time_ms(group_id) / 1000
+        return last + 1, max(room.group.last_msg_time, held)
 
     async def read_history(self, group_id: str, count: int) -> tuple[int, int, list[bytes]]:
         """The room's newest ``count`` messages held (REST): (historyEpoch,

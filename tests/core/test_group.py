@@ -461,8 +461,8 @@ def test_ban_forever_and_unban() -> None:
     g = make()
     assert g.ban("bob", FOREVER, T0) == FOREVER
     g.ban("eve", 10, T0)
-    assert g.banned_list(T0) == [{"Member_Account": "bob", "BannedUntil": FOREVER},
-                                 {"Member_Account": "eve", "BannedUntil": int(T0) + 10}]
+    assert g.banned_list(T0) == [{"Member_Account": "eve", "BannedUntil": int(T0) + 10},
+                                 {"Member_Account": "bob", "BannedUntil": FOREVER}]
     assert g.unban("bob") is True
     assert g.unban("bob") is False
     assert not g.is_banned("bob", T0)
@@ -625,3 +625,20 @@ def test_a_valid_group_id_is_exactly_printable_ascii_per_character() -> None:
         printable = 0x20 <= c <= 0x7E
         assert is_valid_group_id(chr(c)) is printable
         assert is_valid_group_id("room-" + chr(c) + "-1") is printable
+
+
+def test_mutes_and_bans_are_listed_by_end_time_then_user() -> None:
+    """The order is the entries' own, not the table's (a store reloads a room's
+    table in its own order): the same list however they were set."""
+    orders = (["long", "short", "mid", "also-mid"], ["also-mid", "mid", "short", "long"])
+    lists = []
+    for order in orders:
+        g = make()
+        ends = {"long": 3600, "short": 60, "mid": 600, "also-mid": 600}
+        for user in order:
+            g.mute(user, ends[user], T0)
+            g.ban(user, ends[user], T0)
+        lists.append(([m["Member_Account"] for m in g.muted_list(T0)],
+                      [b["Member_Account"] for b in g.banned_list(T0)]))
+    expected = ["short", "also-mid", "mid", "long"]
+    assert lists == [(expected, expected), (expected, expected)]

@@ -121,6 +121,23 @@ async def test_a_ban_and_a_profile_change_reach_every_process(cluster: list[Serv
         await x.close()
 
 
+async def test_every_process_gives_the_room_s_next_seq(cluster: list[Server]) -> None:
+    """get_group_info's NextMsgSeq is the seq the next delivered message gets,
+    whichever process answers: the owner's, the one its sender is on, one
+    with no member; LastMsgTime is the owner's where the room is followed."""
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "seqs"})
+    sender = await member(b, "sender")
+    for i in range(5):
+        assert (await sender.send(GID, text(f"m{i}")))["msgSeq"] == i + 1
+    infos = [(await s.ok("group_open_http_svc", "get_group_info",
+                         {"GroupIdList": [GID]}))["GroupInfo"][0] for s in (a, b, c)]
+    assert [i["NextMsgSeq"] for i in infos] == [6, 6, 6]
+    assert infos[0]["LastMsgTime"] > 0 and infos[1]["LastMsgTime"] == infos[0]["LastMsgTime"]
+    await sender.close()
+
+
 async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",

@@ -106,6 +106,15 @@ class TokenBucket:
         self._tokens -= n
         return True
 
+    def charge(self, now: float, n: float) -> None:
+        """Take ``n`` tokens whether or not the bucket holds them: what is
+        missing is a debt (down to ``-burst``) that later takes wait for,
+        for a cost known only once the work is done."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        self.refill(now)
+        self._tokens = max(-self._burst, self._tokens - n)
+
     def __repr__(self) -> str:
         return (
             f"TokenBucket(rate={self._rate!r}, burst={self._burst!r}, "

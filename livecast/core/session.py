@@ -178,6 +178,12 @@ def _echo(code: int) -> int:
     return code if code in (1000, 1001) or 3000 <= code < 5000 else Close.NORMAL
 
 
+# a join's recent or recovered messages cost one request token per this many
+# bytes (the join's own token included), so that a join repeated with
+# ``sinceSeq`` pulls a room's history no faster than the request budget allows
+HISTORY_BYTES_PER_TOKEN = 4096
+
+
 class Session:
     """One connection's protocol state, budgets and rules (module docstring)."""
 
@@ -196,6 +202,13 @@ class Session:
         self.failure: WsError | None = None  # broken framing, acted on after the inbox
         self.cut = False  # a frame of the fragmented message under way found no token
         self.waited: int | None = None  # bytes read since closing was decided (invariant 6)
+
+    def charge_history(self, now: float, size: int) -> None:
+        """A join answered with ``size`` bytes of messages: the tokens past its
+        own, taken even into debt (the requests after it wait for them)."""
+        extra = size // HISTORY_BYTES_PER_TOKEN
+        if extra:
+            self.limiter.charge(now, extra)
 
     # ---------------------------------------------------------------- input
     def receive_data(self, data: bytes) -> None:

@@ -373,6 +373,9 @@ class WsConnection(Connection, asyncio.Protocol):
             self.deadline = None
         self.node.lost(self)
 
+    def charge(self, size: int) -> None:
+        self.session.charge_history(self.loop.time(), size)
+
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
         session = self.session

@@ -137,6 +137,11 @@ class Connection:
             return False
         return now - self.stall_since >= timeout
 
+    def charge(self, size: int) -> None:
+        """A reply of ``size`` bytes of the room's messages (a join's history
+        or recovery) was made for this connection: its cost to the request
+        budget, where the connection has one (``WsConnection``)."""
+
     def write(self, data: bytes) -> None:
         if self.held:  # the tick's frame, then this (its reply): one write, in order
             data, self.held = self.held + data, b""

@@ -705,11 +705,13 @@ class Node:
                   "onlineMemberNum": self.online(group_id), "epoch": self.epoch,
                   "groupAttributes": group.attrs.get(), "attrSeq": group.attrs.seq}
         if args is not None:
-            answer.update(self._history_answer(room, args))
+            answer.update(self._history_answer(room, args, conn))
         return answer
 
-    def _history_answer(self, room: RoomOwner, args: Mapping[str, Any]) -> dict[str, Any]:
-        """A join's history (``history: N``) and recovery (``sinceSeq``) fields."""
+    def _history_answer(self, room: RoomOwner, args: Mapping[str, Any],
+                        conn: Connection) -> dict[str, Any]:
+        """A join's history (``history: N``) and recovery (``sinceSeq``) fields;
+        their messages' size is charged to ``conn``'s request budget."""
         gid, book = room.group_id, self.history
         last_seq = book.last_seq(gid) if self.cluster is not None else room.sched.next_seq - 1
         out: dict[str, Any] = {"historyEpoch": book.epoch_of(gid), "lastSeq": last_seq}
@@ -723,6 +725,7 @@ class Node:
             msgs = book.last(gid, want)
         if since is not None or want > 0:
             out["msgs"] = [orjson.Fragment(m) for m in msgs]
+            conn.charge(sum(map(len, msgs)))
         return out
 
     def _follow_history(self, cluster: ClusterLink) -> None:

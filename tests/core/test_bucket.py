@@ -184,3 +184,15 @@ def test_a_bucket_made_with_some_tokens_starts_with_them_and_refills_at_rate() -
     assert TokenBucket(rate=10, burst=5, now=0.0, tokens=2.5).available(0.0) == 2
     assert TokenBucket(rate=10, burst=5, now=0.0, tokens=9.0).tokens == 5  # capped
     assert TokenBucket(rate=10, burst=5, now=0.0).tokens == 5  # default: full
+
+
+def test_a_charge_goes_into_debt_that_later_takes_wait_for() -> None:
+    b = TokenBucket(10, 20, 0.0)
+    b.charge(0.0, 25)  # 5 more than held: a debt
+    assert not b.try_take(0.0)
+    assert not b.try_take(0.55)  # 5.5 refilled: the debt paid, half a token
+    assert b.try_take(0.6)
+    b.charge(0.6, 1000)  # the debt goes no deeper than the burst
+    assert b.available(0.6 + 2.0) == 0 and b.available(0.6 + 2.1) == 1
+    with pytest.raises(ValueError):
+        b.charge(3.0, -1)

@@ -246,3 +246,25 @@ async def test_messages_a_lagging_member_was_not_sent_are_recoverable(
         assert all(got[s]["priority"] == "Low" for s in missing)
     finally:
         slow.close()
+
+
+async def test_a_recovery_costs_the_request_budget_by_its_size(
+        live_factory: LiveFactory) -> None:
+    """One token per 4 KiB of messages a join answers with (its own included):
+    a client repeating a large recovery, a guest too, soon waits for the
+    budget (10023) instead of pulling the room's history as fast as it asks;
+    a small one costs no more than any request."""
+    live = await live_factory(req_rate=1, req_burst=20, room_rate=1000, room_burst=1000)
+    await live.room(ROOM)
+    for i in range(30):  # about 120 KiB held: 30 tokens' worth
+        r = await live.rest("group_open_http_svc", "send_group_msg", {
+            "GroupId": ROOM, "Random": i, "MsgBody": text(f"{i:04d}" + "x" * 4000)})
+        assert r["ErrorCode"] == 0, r
+    guest = await live.client()
+    small = await guest.join(ROOM, since_seq=29, history_epoch=live.node.epoch)
+    assert small["recovered"] is True and len(small["msgs"]) == 1
+    assert (await guest.ping())["code"] == 0  # one message: a token more than its own
+    whole = await guest.join(ROOM, since_seq=0, history_epoch=live.node.epoch)
+    assert whole["recovered"] is True and len(whole["msgs"]) == 30
+    refused = await guest.ping()
+    assert refused["code"] == Code.FREQ_LIMIT, refused

@@ -61,6 +61,7 @@ TRY_LATER = 4013          # close code of admission control
 # restarting, overloaded or cut off before the login was answered
 RETRY_CLOSES = frozenset({TRY_LATER, 1001, 1006, 1012, 1013})
 LOGIN_RATE_LIMIT = 70399  # login reply code of admission control
+MAX_GAP_SEEN = 10_000  # seqs received past a gap before it is given up (no history holds it)
 _RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) s")
 
 
@@ -105,6 +106,9 @@ class Client:
         self.close_reason = ""
         # per joined room: (historyEpoch, last seq seen), for recovery
         self.positions: dict[str, tuple[int, int]] = {}
+        # per room with a gap (seqs a push skipped: Low ones left out while the
+        # connection lagged): the first seq missed, and the seqs received since
+        self.gaps: dict[str, tuple[int, set[int]]] = {}
         self._joins: dict[int | str, str] = {}  # join requests in flight -> room
 
     async def __aenter__(self) -> Client:
@@ -226,9 +230,15 @@ class Client:
         msgs = reply.get("msgs") or []
         epoch = int(reply["historyEpoch"])
         before = self.positions.get(gid)
+        gap = self.gaps.get(gid)
         if before is not None and before[0] == epoch:  # joined again: what was seen is not again
-            msgs = [m for m in msgs if int(m["seq"]) > before[1]]
-        last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs])
+            first, got = gap if gap is not None else (before[1] + 1, set())
+            msgs = [m for m in msgs if int(m["seq"]) > before[1]
+                    or (int(m["seq"]) >= first and int(m["seq"]) not in got)]
+        if before is None or before[0] != epoch or "recovered" in reply:
+            self.gaps.pop(gid, None)  # recovered, or no longer held: nothing left to ask for
+        last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs]
+                   + ([before[1]] if before is not None and before[0] == epoch else []))
         self.positions[gid] = (epoch, last)
         if msgs:
             self._pushes.put_nowait({"op": "msgs", "groupId": gid, "msgs": msgs,
@@ -248,8 +258,23 @@ class Client:
         if len(fresh) < len(msgs):
             push["msgs"] = fresh
         if fresh:
+            self._note_gaps(gid, last, fresh)
             self.positions[gid] = (epoch, int(fresh[-1]["seq"]))
         return bool(fresh)
+
+    def _note_gaps(self, gid: str, last: int, fresh: list[dict[str, Any]]) -> None:
+        """Seqs skipped after ``last`` open the room's gap (``rejoin`` asks from
+        its first); seqs received while it is open are not shown again."""
+        gap = self.gaps.get(gid)
+        for m in fresh:
+            seq = int(m["seq"])
+            if gap is None and seq > last + 1:
+                gap = self.gaps[gid] = (last + 1, set())
+            if gap is not None:
+                gap[1].add(seq)
+            last = seq
+        if gap is not None and len(gap[1]) > MAX_GAP_SEEN:  # past what a room's history holds
+            del self.gaps[gid]
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         assert self._ws is not None, "connect() first"
@@ -293,12 +318,16 @@ class Client:
         return await self.request("join", **fields)
 
     async def rejoin(self, group_id: str, history: int = 0) -> dict[str, Any]:
-        """Join again from the last seq seen in the room (recovery)."""
+        """Join again from the last seq seen in the room (recovery), or from
+        the first one missed when a push skipped some (``gaps``): only the
+        messages not seen are pushed."""
         position = self.positions.get(group_id)
         if position is None:
             return await self.join(group_id, history)
         epoch, last = position
-        return await self.join(group_id, history, last, epoch)
+        gap = self.gaps.get(group_id)
+        since = last if gap is None else gap[0] - 1
+        return await self.join(group_id, history, since, epoch)
 
     async def reconnect(self, sdkappid: int, user_id: str | None = None,
                         user_sig: str = "") -> dict[str, dict[str, Any]]:

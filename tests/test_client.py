@@ -144,3 +144,63 @@ async def test_a_request_made_as_the_connection_goes_raises_client_closed(live: 
         await pending
     await bob.wait_closed()
     assert bob._joins == {}
+
+
+def _msg(seq: int) -> dict[str, Any]:
+    return {"seq": seq, "time": 1, "from": "alice", "priority": "Normal", "random": seq,
+            "msgBody": text(f"m{seq}")}
+
+
+@pytest.fixture
+async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A WebSocket server whose join pushes seqs 1, 2 and 5 (3 and 4, Low,
+    left out as for a lagging member); a join with ``sinceSeq`` is answered
+    with every seq after it up to 5, as the room's history holds them.  The
+    join frames it got are listed."""
+    joins: list[dict[str, Any]] = []
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            frame = orjson.loads(msg.data)
+            if frame["op"] != "join":
+                await sock.send_str(_reply(frame))
+                continue
+            joins.append(frame)
+            if "sinceSeq" in frame:
+                held = [_msg(s) for s in range(frame["sinceSeq"] + 1, 6)]
+                await sock.send_str(_reply(frame, historyEpoch=7, lastSeq=5, recovered=True,
+                                           msgs=held))
+                continue
+            await sock.send_str(_reply(frame, historyEpoch=7, lastSeq=0))
+            for seqs in ([1, 2], [5]):
+                await sock.send_str(orjson.dumps({"op": "msgs", "groupId": ROOM,
+                                                  "msgs": [_msg(s) for s in seqs]}).decode())
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/v1/ws", ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", joins
+    await runner.cleanup()
+
+
+async def test_rejoin_fetches_the_seqs_a_push_skipped_and_nothing_seen(
+        lagged: tuple[str, list[dict[str, Any]]]) -> None:
+    url, joins = lagged
+    async with Client(url) as c:
+        assert (await c.join(ROOM))["code"] == 0
+        seen = [m["seq"] for _ in range(2) for m in (await c.next_push("msgs", 10))["msgs"]]
+        assert seen == [1, 2, 5] and c.positions[ROOM] == (7, 5)
+        assert c.gaps[ROOM] == (3, {5})
+        await c.rejoin(ROOM)
+        assert joins[-1]["sinceSeq"] == 2  # from the first seq missed
+        recovered = await c.next_push("msgs", 10)
+        assert [m["seq"] for m in recovered["msgs"]] == [3, 4]  # 5 was seen already
+        assert recovered["recovered"] is True
+        assert ROOM not in c.gaps and c.positions[ROOM] == (7, 5)
+        await c.rejoin(ROOM)
+        assert joins[-1]["sinceSeq"] == 5  # no gap left: from the last seq seen

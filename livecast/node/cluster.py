@@ -863,7 +863,9 @@ class ClusterLink:
         if room is None:
             self.node.adopt(group)
             return
-        group.last_msg_time = room.group.last_msg_time
+        # the newer of the stored time and this process's own (the owner's is
+        # newer than the last stored change; another's may be older, or 0)
+        group.last_msg_time = max(record.last_msg_time, room.group.last_msg_time)
         group.attrs = copy.deepcopy(group.attrs)
         group.attrs.keep_limit(room.group.attrs)  # members' writes spent here go on counting
         room.group = group

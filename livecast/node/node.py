@@ -365,7 +365,8 @@ class Node:
                 write = self.store.put_group if restrictions else self.store.put_settings
                 if not await self._store(write(record)):
                     raise gone  # destroyed meanwhile, elsewhere
-                draft.last_msg_time = room.group.last_msg_time  # messages went on meanwhile
+                # messages went on meanwhile (never back: the stored time may be newer)
+                draft.last_msg_time = max(draft.last_msg_time, room.group.last_msg_time)
                 room.group = draft
         return result
 

@@ -138,6 +138,27 @@ async def test_every_process_gives_the_room_s_next_seq(cluster: list[Server]) ->
     await sender.close()
 
 
+async def test_a_change_made_where_the_room_has_no_member_keeps_its_last_msg_time(
+        cluster: list[Server]) -> None:
+    """LastMsgTime is stored with the room's changes: one made on a process
+    that never saw a message there stores the time read, not its own 0."""
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "times"})
+    sender = await member(a, "sender")
+    assert (await sender.send(GID, text("one")))["msgSeq"] == 1
+    await a.ok("group_open_http_svc", "modify_group_base_info", {"GroupId": GID, "Name": "t1"})
+    stored = (await a.ok("group_open_http_svc", "get_group_info",
+                         {"GroupIdList": [GID]}))["GroupInfo"][0]["LastMsgTime"]
+    assert stored > 0
+    await c.ok("group_open_http_svc", "modify_group_base_info", {"GroupId": GID, "Name": "t2"})
+    for s in (c, b):
+        info = (await s.ok("group_open_http_svc", "get_group_info",
+                           {"GroupIdList": [GID]}))["GroupInfo"][0]
+        assert info["LastMsgTime"] == stored, s.port
+    await sender.close()
+
+
 async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",

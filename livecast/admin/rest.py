@@ -33,8 +33,10 @@ from aiohttp import web
 
 # Handler modules register themselves in the table when imported.
 from livecast.admin import accounts, attrs, counters, extension, groups, members, messages
+from livecast.admin.groups import MAX_INFO_IDS
 from livecast.admin.table import BAD_PARAMETER_OF, COMMANDS, Body, Call
 from livecast.core.admission import retry_hint
+from livecast.core.group_ids import is_valid_group_id
 from livecast.core.usersig import verify
 from livecast.errors import Code, LivecastError
 from livecast.gateway.admission import gates, limited_ip
@@ -48,6 +50,7 @@ log = logging.getLogger("livecast.admin")
 
 _HANDLER_MODULES = (accounts, attrs, counters, extension, groups, members, messages)
 MAX_BODY = 1 << 20
+MAX_LOOKUPS = MAX_INFO_IDS  # rooms of a GroupIdList looked up in the store (more: 10004)
 GROUP_SERVICES = frozenset({"group_open_http_svc", "group_open_avchatroom_http_svc",
                             "group_open_attr_http_svc"})
 # Fields some services add to every answer (1.2: profile answers carry ErrorDisplay).
@@ -94,7 +97,23 @@ async def _serve(request: web.Request, node: Node, service: str, name: str) -> B
         code = Code.BAD_COMMAND if service in GROUP_SERVICES else Code.BAD_URL
         raise LivecastError(code, f"unknown command {service}/{name}")
     body = await _read_body(request)
+    if node.cluster is not None:
+        await _look_up_rooms(node, body)
     return await fn(Call(node, caller, request.app[ADMIN], request.remote or ""), body)
+
+
+async def _look_up_rooms(node: Node, body: Body) -> None:
+    """Cluster: the rooms a call names (``GroupId``, ``GroupIdList``) that this
+    process does not know are read from the store first: another process may
+    have just created them (cluster.py invariant 10).  One still unknown is
+    answered as before (10010); a bad id is the command's to refuse."""
+    named = [body.get("GroupId")]
+    listed = body.get("GroupIdList")
+    if isinstance(listed, list):
+        named.extend(listed[:MAX_LOOKUPS])
+    for gid in named:
+        if isinstance(gid, str) and gid not in node.rooms and is_valid_group_id(gid):
+            await node.link.find(gid)
 
 
 def _guarded_auth(node: Node, query: Any, remote: str) -> str:

@@ -159,6 +159,28 @@ async def test_a_change_made_where_the_room_has_no_member_keeps_its_last_msg_tim
     await sender.close()
 
 
+async def test_a_room_just_made_elsewhere_is_found_by_every_call(cluster: list[Server]) -> None:
+    """Right after create_group on one process, the others read the room from
+    the store before answering, for REST calls and WebSocket reads as for a
+    join (they answered 10010 until its announcement came)."""
+    a, b, c = cluster
+    viewer, code = await b.client("viewer")
+    assert code == 0
+    for n, s in enumerate((b, c, b)):
+        gid = f"fresh-{n}"
+        await a.ok("group_open_http_svc", "create_group",
+                   {"Type": "AVChatRoom", "GroupId": gid, "Name": gid})
+        if n == 0:
+            info = await s.ok("group_open_http_svc", "get_group_info", {"GroupIdList": [gid]})
+            assert info["GroupInfo"][0]["ErrorCode"] == 0
+        elif n == 1:
+            await s.ok("group_open_http_svc", "send_group_msg",
+                       {"GroupId": gid, "Random": 1, "MsgBody": text("welcome")})
+        else:
+            assert (await viewer.get_group_info(gid))["code"] == 0
+    await viewer.close()
+
+
 async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",

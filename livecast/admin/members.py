@@ -14,8 +14,6 @@ end times are whole unix seconds; 4294967295 means forever (core/group.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from livecast.admin.table import (
     UINT32_MAX,
     Body,
@@ -28,7 +26,6 @@ from livecast.admin.table import (
     users,
 )
 from livecast.errors import Code
-from livecast.node.node import Node
 
 SVC = "group_open_http_svc"
 AVC_SVC = "group_open_avchatroom_http_svc"
@@ -102,38 +99,34 @@ async def get_group_ban_member(call: Call, body: Body) -> Body:
             "NextOffset": end if end < len(banned) else 0}
 
 
-def _online(node: Node, group_id: str) -> list[Any]:
-    """The room's logged-in connections, newest join first, one per user."""
-    seen: set[str] = set()
-    out = []
-    for conn in reversed(node.hub.members(group_id)):
-        if conn.logged_in and not conn.guest and conn.user not in seen:
-            seen.add(conn.user)
-            out.append(conn)
-    return out
-
-
 @command(AVC_SVC, "get_members")
 async def get_members(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     start = integer(body, "Timestamp", 0, 2**63 - 1, default=0)
     if "Mark" in body:
         integer(body, "Mark", 0, UINT32_MAX)
-    now = call.node.clock()
-    online = [(c, int(call.state.joined(c, now))) for c in _online(call.node, room.group_id)]
+    gid = room.group_id
+    members = await call.node.room_members(gid)  # every process's, in a cluster
+    joined = call.state.joined_at(gid, [(nid, conn) for nid, conn, *_rest in members],
+                                  call.node.clock())
+    seen: set[str] = set()
+    online = []  # one entry per user: its newest connection's
+    for (_nid, _conn, user, nick, avatar), at in sorted(
+            zip(members, joined, strict=True), key=lambda entry: -entry[1]):
+        if user not in seen:
+            seen.add(user)
+            online.append({"Member_Account": user, "JoinTime": int(at), "NickName": nick,
+                           "Avatar": avatar})
     end = start + call.state.members_page
-    page = online[start:end]
-    members = [{"Member_Account": c.user, "JoinTime": joined, "NickName": c.nick,
-                "Avatar": c.avatar} for c, joined in page]
-    return {"MemberList": members, "NextTimestamp": end if end < len(online) else 0}
+    return {"MemberList": online[start:end], "NextTimestamp": end if end < len(online) else 0}
 
 
 @command(AVC_SVC, "check_members")
 async def check_members(call: Call, body: Body) -> Body:
     room = room_of(call.node, body)
     wanted = users(body, "Member_Account", most=MAX_CHECK_ACCOUNTS)
-    present = {c.user for c in call.node.hub.members(room.group_id)
-               if c.logged_in and not c.guest}
+    present = {user for _nid, _conn, user, _nick, _avatar
+               in await call.node.room_members(room.group_id)}
     return {"Member_Account": [u for u in wanted if u in present]}
 
 

@@ -23,15 +23,14 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from livecast.node.connection import Connection
 from livecast.node.node import Node
 from livecast.node.owner import RoomOwner
 
 DEDUP_WINDOW = 300.0  # seconds: "within 5 minutes" (2.5)
 DEDUP_CAP = 100_000
 MEMBERS_PAGE = 500  # get_members page size (2.8: 500 in the English page, 250 in the Chinese)
+MAX_LISTED_ROOMS = 1_000  # rooms whose members' first listing times are kept
 
 SendKey = tuple[str, str, int]  # (GroupId, or "" for a broadcast; sender; Random)
 Answer = dict[str, Any]
@@ -86,13 +85,23 @@ class AdminState:
         self.sends = SendLog()
         self.broadcast_seq = 0
         self.last_broadcast = float("-inf")
-        self.first_seen: WeakKeyDictionary[Connection, float] = WeakKeyDictionary()
+        # per room listed lately, the first time each member connection (node
+        # id, connection id) was listed: its JoinTime (the rooms last listed kept)
+        self.first_seen: OrderedDict[str, dict[tuple[str, int], float]] = OrderedDict()
         self.ordinals: dict[str, tuple[RoomOwner, int]] = {}
         self.next_ordinal = 1
 
-    def joined(self, conn: Connection, now: float) -> float:
-        """When ``conn`` was first seen in a room by the admin layer."""
-        return self.first_seen.setdefault(conn, now)
+    def joined_at(self, group_id: str, members: list[tuple[str, int]],
+                  now: float) -> list[float]:
+        """When each member connection of a room's listing (node id, connection
+        id) was first listed by the admin layer; connections no longer in the
+        room are forgotten, and so are the rooms not listed lately."""
+        before = self.first_seen.pop(group_id, {})
+        seen = {key: before.get(key, now) for key in members}
+        self.first_seen[group_id] = seen
+        if len(self.first_seen) > MAX_LISTED_ROOMS:
+            self.first_seen.popitem(last=False)
+        return [seen[key] for key in members]
 
     def numbered_rooms(self, node: Node) -> list[tuple[int, str]]:
         """``(ordinal, GroupId)`` of every room, in creation order."""

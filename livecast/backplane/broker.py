@@ -156,8 +156,26 @@ class Broadcast:
     message: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class MembersAsk:
+    """A listing of a room's members (REST): every process with members of
+    the room answers ``ask`` to the asker with its own (``MembersAnswer``)."""
+
+    group_id: str
+    ask: int
+
+
+@dataclass(frozen=True, slots=True)
+class MembersAnswer:
+    """One process's logged-in members of a room, for a ``MembersAsk``:
+    ``[connection id, user, nick, avatar]`` each, the newest join first."""
+
+    ask: int
+    members: list[list[Any]] = field(default_factory=list)
+
+
 Control = (ForwardedSend | FateNotice | Kick | Tips | Destroy | Broadcast | MemberTips
-           | ProfileChanged)
+           | ProfileChanged | MembersAsk | MembersAnswer)
 
 
 class StreamAppend(NamedTuple):
@@ -184,6 +202,8 @@ class EventHandler(Protocol):
     def on_broadcast(self, origin: str, message: Broadcast) -> None: ...
     def on_member_tips(self, origin: str, message: MemberTips) -> None: ...
     def on_profile(self, origin: str, message: ProfileChanged) -> None: ...
+    def on_members_ask(self, origin: str, message: MembersAsk) -> None: ...
+    def on_members_answer(self, origin: str, message: MembersAnswer) -> None: ...
 
 
 class Broker(Protocol):
@@ -283,11 +303,13 @@ class Broker(Protocol):
 # ----------------------------------------------------------------- encoding
 _KINDS: dict[type, str] = {ForwardedSend: "send", FateNotice: "fate", Kick: "kick", Tips: "tips",
                            Destroy: "destroy", Broadcast: "broadcast", MemberTips: "members",
-                           ProfileChanged: "profile"}
+                           ProfileChanged: "profile", MembersAsk: "ask",
+                           MembersAnswer: "answer"}
 _HANDLERS: dict[str, str] = {"send": "on_forwarded_send", "fate": "on_fate", "kick": "on_kick",
                              "tips": "on_tips", "destroy": "on_destroy",
                              "broadcast": "on_broadcast", "members": "on_member_tips",
-                             "profile": "on_profile"}
+                             "profile": "on_profile", "ask": "on_members_ask",
+                             "answer": "on_members_answer"}
 
 
 def _address(a: Address) -> list[Any]:
@@ -318,6 +340,8 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Broadcast: lambda m: {"m": m.message},
     MemberTips: lambda m: {"g": m.group_id, "j": m.joins, "q": m.quits},
     ProfileChanged: lambda m: {"u": m.user, "n": m.nick, "a": m.avatar},
+    MembersAsk: lambda m: {"g": m.group_id, "i": m.ask},
+    MembersAnswer: lambda m: {"i": m.ask, "m": m.members},
 }
 
 _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
@@ -330,6 +354,9 @@ _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
     "broadcast": lambda d: Broadcast(dict(d["m"])),
     "members": lambda d: MemberTips(str(d["g"]), _tip(d["j"]), _tip(d["q"])),
     "profile": lambda d: ProfileChanged(str(d["u"]), str(d["n"]), str(d["a"])),
+    "ask": lambda d: MembersAsk(str(d["g"]), int(d["i"])),
+    "answer": lambda d: MembersAnswer(int(d["i"]), [[int(m[0]), str(m[1]), str(m[2]), str(m[3])]
+                                                    for m in d["m"]]),
 }
 
 

@@ -88,6 +88,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import itertools
 import logging
 import os
 import time
@@ -105,6 +106,8 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MembersAnswer,
+    MembersAsk,
     MemberTips,
     ProfileChanged,
     Tips,
@@ -143,6 +146,7 @@ AWAY_INFO = "the cluster's Redis is unavailable: retry"
 CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most (Redis away)
 RETRY_INTERVAL = 0.25   # after a failed sweep (Redis away), the next one this much later
 MISS_TTL = 1.0          # a group id found nowhere is not looked up again for this long
+MEMBERS_WAIT = 1.0      # a members listing waits this long at most for the other processes
 MAX_MISSES = 10_000     # group ids remembered as missing
 
 
@@ -197,6 +201,11 @@ class ClusterLink:
         self.follows: dict[str, int] = {}
         self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
+        self.holders: dict[str, set[str]] = {}  # room -> the other processes with members of it
+        # members listings waiting for the other processes: ask -> (expected, answers, done)
+        self._asks: dict[int, tuple[set[str], dict[str, list[list[Any]]],
+                                    asyncio.Future[None]]] = {}
+        self._ask_ids = itertools.count(1)
         # forwarded sends still unanswered -> (deadline (loop time), room, owner
         # sent to, whether its fate rides on the batch); one timer for all (invariant 2)
         self.forwarded: dict[Address, tuple[float, str, str, bool]] = {}
@@ -297,12 +306,14 @@ class ClusterLink:
         beats = await self.broker.heartbeat(
             self.node_id, {"online": online, "owns": sorted(self.tokens)}, HEARTBEAT_TTL)
         remote: dict[str, int] = {}
+        holders: dict[str, set[str]] = {}
         for nid, info in beats.items():
             if nid == self.node_id:
                 continue
             for gid, n in dict(info.get("online", {})).items():
                 remote[gid] = remote.get(gid, 0) + int(n)
-        self.remote_online = remote
+                holders.setdefault(gid, set()).add(nid)
+        self.remote_online, self.holders = remote, holders
         back = self.broker.reconnects()
         if not self.redis_ok or back != self._reconnects:  # announcements may be missed
             self._reconnects = back
@@ -760,6 +771,47 @@ class ClusterLink:
 
     def online(self, gid: str) -> int:
         return self.remote_online.get(gid, 0)
+
+    async def members(self, gid: str) -> list[tuple[str, int, str, str, str]]:
+        """The other processes' logged-in members of the room, as (node id,
+        connection id, user, nick, avatar): one ``MembersAsk`` to every
+        process, answered by each, those with members there waited for
+        ``MEMBERS_WAIT`` s at most (the processes the last heartbeat showed
+        with members; one that answers later is left out, and logged)."""
+        expected = set(self.holders.get(gid, ()))
+        if not expected:
+            return []
+        ask = next(self._ask_ids)
+        done = asyncio.get_running_loop().create_future()
+        answers: dict[str, list[list[Any]]] = {}
+        self._asks[ask] = (expected, answers, done)
+        try:
+            self.queue(ALL, MembersAsk(gid, ask))
+            await asyncio.wait_for(asyncio.shield(done), MEMBERS_WAIT)
+        except TimeoutError:
+            log.warning("room %s: members of %d processes not listed (no answer in %.1f s)",
+                        gid, len(expected - answers.keys()), MEMBERS_WAIT)
+        finally:
+            del self._asks[ask]
+        return [(nid, int(m[0]), m[1], m[2], m[3])
+                for nid, listed in answers.items() for m in listed]
+
+    def on_members_ask(self, origin: str, message: MembersAsk) -> None:
+        if origin == self.node_id:
+            return
+        mine = [[c.id, c.user, c.nick, c.avatar]
+                for c in self.node.hub.members(message.group_id) if c.logged_in and not c.guest]
+        # answered even when none are left here: the asker may be waiting for it
+        self.queue(origin, MembersAnswer(message.ask, mine[::-1]))  # newest join first
+
+    def on_members_answer(self, origin: str, message: MembersAnswer) -> None:
+        waiting = self._asks.get(message.ask)
+        if waiting is None:
+            return  # answered too late: the listing is made
+        expected, answers, done = waiting
+        answers[origin] = message.members
+        if expected <= answers.keys() and not done.done():
+            done.set_result(None)
 
     # ---------------------------------------------------------------- EventHandler
     # on_batch: the hub's ``fan`` itself (set in __init__)

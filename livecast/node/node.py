@@ -299,6 +299,16 @@ class Node:
         """Members of the room on this process, and on the others of the cluster."""
         return self.hub.online(group_id) + self.link.online(group_id)
 
+    async def room_members(self, group_id: str) -> list[tuple[str, int, str, str, str]]:
+        """The room's logged-in members on every process, as (node id,
+        connection id, user, nick, avatar): this process's first, then the
+        others' (``ClusterLink.members``), each process's newest join first."""
+        mine = [(self.node_id, c.id, c.user, c.nick, c.avatar)
+                for c in reversed(self.hub.members(group_id)) if c.logged_in and not c.guest]
+        if self.cluster is None:
+            return mine
+        return mine + await self.cluster.members(group_id)
+
     async def destroy_group(self, group_id: str, client_ip: str = "") -> None:
         room = self.room(group_id)
         async with self._lock(group_id), self._everywhere(f"room:{group_id}"):

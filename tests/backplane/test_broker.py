@@ -12,6 +12,8 @@ from livecast.backplane.broker import (
     FateNotice,
     ForwardedSend,
     Kick,
+    MembersAnswer,
+    MembersAsk,
     MemberTips,
     RoomRefs,
     Tips,
@@ -39,6 +41,8 @@ from tests.backplane.conftest import Recorder
     Kick("u", "multi-login"), Tips("g", [{"op": "join"}]), Destroy("g"), Broadcast({"a": [1]}),
     MemberTips("g", {"type": "memberJoin", "members": ["a", "b"], "total": 3}),
     MemberTips("g", None, {"type": "memberQuit", "members": [], "total": 1}),
+    MembersAsk("g", 12), MembersAnswer(12, [[3, "alice", "Alice", "http://a"]]),
+    MembersAnswer(13),
 ])
 def test_a_control_message_decodes_to_what_was_encoded(message: object) -> None:
     assert decode_control(encode_control("origin", message)) == ("origin", message)  # type: ignore[arg-type]

@@ -181,6 +181,27 @@ async def test_a_room_just_made_elsewhere_is_found_by_every_call(cluster: list[S
     await viewer.close()
 
 
+async def test_every_process_lists_the_members_of_every_process(cluster: list[Server]) -> None:
+    """get_members and check_members list the room's members wherever they
+    are connected, whichever process answers (each listed its own only)."""
+    a, b, c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": GID, "Name": "everyone"})
+    users = {"u-a": a, "u-b": b, "u-c": c}
+    clients = [await member(s, u) for u, s in users.items()]
+    for s in (a, b, c):  # each process's heartbeat shows the others' members
+        await until(lambda s=s: _online_is(s, 3), f"3 online seen on :{s.port}")
+    for s in (a, b, c):
+        listed = await s.ok("group_open_avchatroom_http_svc", "get_members",
+                            {"GroupId": GID, "Timestamp": 0})
+        assert sorted(m["Member_Account"] for m in listed["MemberList"]) == sorted(users)
+        checked = await s.ok("group_open_avchatroom_http_svc", "check_members",
+                             {"GroupId": GID, "Member_Account": [*users, "nobody"]})
+        assert sorted(checked["Member_Account"]) == sorted(users)
+    for x in clients:
+        await x.close()
+
+
 async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:
     a, b, c = cluster
     await a.ok("group_open_http_svc", "create_group",

@@ -61,7 +61,7 @@ TRY_LATER = 4013          # close code of admission control
 # restarting, overloaded or cut off before the login was answered
 RETRY_CLOSES = frozenset({TRY_LATER, 1001, 1006, 1012, 1013})
 LOGIN_RATE_LIMIT = 70399  # login reply code of admission control
-MAX_GAP_SEEN = 10_000  # seqs received past a gap before it is given up (no history holds it)
+MAX_GAP_SEEN = 10_000  # seqs kept for an open gap: past it, the gap is given up
 _RETRY_AFTER = re.compile(r"retry after (\d+(?:\.\d+)?) s")
 
 
@@ -109,7 +109,8 @@ class Client:
         # per room with a gap (seqs a push skipped: Low ones left out while the
         # connection lagged): the first seq missed, and the seqs received since
         self.gaps: dict[str, tuple[int, set[int]]] = {}
-        self._joins: dict[int | str, str] = {}  # join requests in flight -> room
+        # join requests in flight -> (room, the sinceSeq asked from, if any)
+        self._joins: dict[int | str, tuple[str, int | None]] = {}
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -207,9 +208,9 @@ class Client:
         op = frame.get("op")
         if op == "reply":
             rid = frame.get("id")
-            gid = self._joins.pop(rid, None)  # type: ignore[arg-type]
-            if gid is not None and frame.get("code") == 0:
-                self._joined(gid, frame)
+            joined = self._joins.pop(rid, None)  # type: ignore[arg-type]
+            if joined is not None and frame.get("code") == 0:
+                self._joined(joined[0], frame, joined[1])
             fut = self._waiting.pop(rid, None)  # type: ignore[arg-type]
             if fut is not None:
                 if not fut.done():
@@ -223,7 +224,7 @@ class Client:
             return
         self._pushes.put_nowait(frame)
 
-    def _joined(self, gid: str, reply: dict[str, Any]) -> None:
+    def _joined(self, gid: str, reply: dict[str, Any], since: int | None = None) -> None:
         """A join's reply: the room's position, and its messages as the first push."""
         if "historyEpoch" not in reply:
             return
@@ -235,8 +236,9 @@ class Client:
             first, got = gap if gap is not None else (before[1] + 1, set())
             msgs = [m for m in msgs if int(m["seq"]) > before[1]
                     or (int(m["seq"]) >= first and int(m["seq"]) not in got)]
-        if before is None or before[0] != epoch or "recovered" in reply:
-            self.gaps.pop(gid, None)  # recovered, or no longer held: nothing left to ask for
+        if (before is None or before[0] != epoch
+                or (gap is not None and since is not None and since < gap[0])):
+            self.gaps.pop(gid, None)  # asked from the gap: recovered, or no longer held
         last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs]
                    + ([before[1]] if before is not None and before[0] == epoch else []))
         self.positions[gid] = (epoch, last)
@@ -288,7 +290,7 @@ class Client:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = fut
         if op == "join":
-            self._joins[rid] = str(fields.get("groupId"))
+            self._joins[rid] = (str(fields.get("groupId")), fields.get("sinceSeq"))
         try:
             try:
                 await self.send_frame({"op": op, "id": rid, **fields})
@@ -317,16 +319,17 @@ class Client:
                 fields["historyEpoch"] = history_epoch
         return await self.request("join", **fields)
 
-    async def rejoin(self, group_id: str, history: int = 0) -> dict[str, Any]:
-        """Join again from the last seq seen in the room (recovery), or from
-        the first one missed when a push skipped some (``gaps``): only the
-        messages not seen are pushed."""
+    async def rejoin(self, group_id: str, history: int = 0, gap: bool = True) -> dict[str, Any]:
+        """Join again from the last seq seen in the room (recovery), or, with
+        ``gap``, from the first one missed when a push skipped some (``gaps``):
+        only the messages not seen are pushed, and the gap is closed, whether
+        its messages are still held or not."""
         position = self.positions.get(group_id)
         if position is None:
             return await self.join(group_id, history)
         epoch, last = position
-        gap = self.gaps.get(group_id)
-        since = last if gap is None else gap[0] - 1
+        open_gap = self.gaps.get(group_id) if gap else None
+        since = last if open_gap is None else open_gap[0] - 1
         return await self.join(group_id, history, since, epoch)
 
     async def reconnect(self, sdkappid: int, user_id: str | None = None,
@@ -343,7 +346,9 @@ class Client:
             answer = await self.login(sdkappid, user_id, user_sig)
             if answer["code"] != 0:
                 return {"": answer}
-        return {gid: await self.rejoin(gid) for gid in list(self.positions)}
+        # from the last seq seen: a gap older than that may be held no more, and
+        # asking from it would then lose what came while away (``rejoin`` asks)
+        return {gid: await self.rejoin(gid, gap=False) for gid in list(self.positions)}
 
     def drop(self) -> None:
         """Cut the connection at once, as a lost network would (tests, demos)."""
@@ -355,7 +360,7 @@ class Client:
     async def quit(self, group_id: str) -> dict[str, Any]:
         """Leave the room: ``reconnect`` no longer rejoins it, whatever the reply."""
         self.positions.pop(group_id, None)
-        for rid in [rid for rid, gid in self._joins.items() if gid == group_id]:
+        for rid in [rid for rid, (gid, _since) in self._joins.items() if gid == group_id]:
             del self._joins[rid]  # a join still in flight does not bring it back
         return await self.request("quit", groupId=group_id)
 

@@ -55,7 +55,9 @@ class _ClientErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, RequestPayloadError) or (
                 isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500):
-            log.debug("bad HTTP request: %s", str(exc).strip().splitlines()[0])
+            reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+            log.debug("bad HTTP request (%s): %s", record.getMessage(),
+                      " ".join(str(reason).split())[:200])
             return False
         return True
 

@@ -165,6 +165,10 @@ def test_an_unreadable_stored_room_stops_serve_clearly(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "'r1'" in err and "unreadable" in err and "Traceback" not in err
+    # what the failed start opened was closed, the data directory's lock too
+    assert main(["serve"]) == 2
+    again = capsys.readouterr().err
+    assert "unreadable" in again and "in use by another livecast process" not in again
 
 
 def test_an_unwritable_data_dir_stops_serve_clearly(

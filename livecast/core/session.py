@@ -178,8 +178,8 @@ def _echo(code: int) -> int:
     return code if code in (1000, 1001) or 3000 <= code < 5000 else Close.NORMAL
 
 
-# a join's recent or recovered messages cost one request token per this many
-# bytes (the join's own token included), so that a join repeated with
+# a join's recent or recovered messages cost one request token more per whole
+# this many bytes (beside the join's own token), so that a join repeated with
 # ``sinceSeq`` pulls a room's history no faster than the request budget allows
 HISTORY_BYTES_PER_TOKEN = 4096
 

@@ -69,13 +69,17 @@ def _lifecycle(open_store: StoreFactory | None) -> Callable[[web.Application],
         if open_store is not None:
             node.store = await open_store(node)
         started = time.perf_counter()
-        rooms = await node.start()
-        if rooms:
-            log.info("%d rooms loaded from the store in %.2f s", rooms,
-                     time.perf_counter() - started)
-        if node.settings.dev_key and DEMO_ROOM not in node.rooms:
-            await node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
-        await node.webhooks.start()
+        try:
+            rooms = await node.start()
+            if rooms:
+                log.info("%d rooms loaded from the store in %.2f s", rooms,
+                         time.perf_counter() - started)
+            if node.settings.dev_key and DEMO_ROOM not in node.rooms:
+                await node.create_group("administrator", {"Name": "Demo live room"}, DEMO_ROOM)
+            await node.webhooks.start()
+        except BaseException:  # not started: what was opened is closed (the store's lock too)
+            await node.close_collaborators()
+            raise
         beat = asyncio.create_task(_heartbeats(node))
         yield
         beat.cancel()

@@ -469,13 +469,13 @@ class Node:
         the last seq published (one read of the broker) and the newer of the
         last time known here and the newest message this process holds."""
         room = self.room(group_id)
+        held = self.history.last_time_ms(group_id) / 1000  # 0 when none is held here
         if self.cluster is None or group_id in self.link.tokens:
-            return room.sched.next_seq, room.group.last_msg_time
+            return room.sched.next_seq, max(room.group.last_msg_time, held)
         try:
             last = await self.link.broker.last_seq(group_id)
         except BrokerError:
             raise LivecastError(Code.INTERNAL, AWAY_INFO) from None
-        held = self.history.last_time_ms(group_id) / 1000
         return last + 1, max(room.group.last_msg_time, held)
 
     async def read_history(self, group_id: str, count: int) -> tuple[int, int, list[bytes]]:

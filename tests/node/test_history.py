@@ -250,7 +250,7 @@ async def test_messages_a_lagging_member_was_not_sent_are_recoverable(
 
 async def test_a_recovery_costs_the_request_budget_by_its_size(
         live_factory: LiveFactory) -> None:
-    """One token per 4 KiB of messages a join answers with (its own included):
+    """One token more per whole 4 KiB of messages a join answers with:
     a client repeating a large recovery, a guest too, soon waits for the
     budget (10023) instead of pulling the room's history as fast as it asks;
     a small one costs no more than any request."""

@@ -110,11 +110,15 @@ class FateNotice:
 
 @dataclass(frozen=True, slots=True)
 class Kick:
-    """Close ``user``'s sessions ("" group: every session) with ``reason``."""
+    """Close ``user``'s sessions ("" group: every session) with ``reason``;
+    a ban's (``operator``, ``client_ip``: the REST call's) is reported by
+    each process that removed the user (``Group.CallbackAfterMemberExit``)."""
 
     user: str
     reason: str
     group_id: str = ""
+    operator: str = ""
+    client_ip: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +338,8 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
     ForwardedSend: lambda m: {"g": m.group_id, "a": _address(m.reply_to), "m": m.message,
                               "w": m.rides},
     FateNotice: lambda m: {"a": _address(m.address), "f": _fate(m.fate)},
-    Kick: lambda m: {"u": m.user, "r": m.reason, "g": m.group_id},
+    Kick: lambda m: {"u": m.user, "r": m.reason, "g": m.group_id,
+                     **({"p": m.operator, "i": m.client_ip} if m.operator else {})},
     Tips: lambda m: {"g": m.group_id, "t": m.tips},
     Destroy: lambda m: {"g": m.group_id},
     Broadcast: lambda m: {"m": m.message},
@@ -348,7 +353,8 @@ _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
     "send": lambda d: ForwardedSend(str(d["g"]), Address(*d["a"]), dict(d["m"]),
                                     bool(d.get("w", False))),
     "fate": lambda d: FateNotice(Address(*d["a"]), _FATES[d["f"][0]](d["f"])),
-    "kick": lambda d: Kick(str(d["u"]), str(d["r"]), str(d["g"])),
+    "kick": lambda d: Kick(str(d["u"]), str(d["r"]), str(d["g"]), str(d.get("p", "")),
+                           str(d.get("i", ""))),
     "tips": lambda d: Tips(str(d["g"]), list(d["t"])),
     "destroy": lambda d: Destroy(str(d["g"])),
     "broadcast": lambda d: Broadcast(dict(d["m"])),

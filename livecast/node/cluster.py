@@ -844,7 +844,10 @@ class ClusterLink:
     def on_kick(self, origin: str, message: Kick) -> None:
         if origin == self.node_id:
             return  # done here already (a multi-login's new session is here too)
-        self.node.kick_user(message.user, message.reason, message.group_id)
+        removed = self.node.kick_user(message.user, message.reason, message.group_id)
+        if removed and message.reason == "banned" and message.group_id:  # a ban, reported here
+            self.node.hooks.kicked(message.group_id, [message.user], message.operator,
+                                   message.client_ip)
         if message.reason == "adminKick":  # its UserSigs are revoked here too
             self.spawn(self._kick_time(message.user))
 
@@ -957,6 +960,8 @@ class ClusterLink:
             self.node.hub.merge_tips(message.group_id, message.joins, message.quits)
 
     def on_destroy(self, origin: str, message: Destroy) -> None:
+        if origin != self.node_id:  # the room's pending joins here go out now, not after it
+            self.node.hooks.flush_members()
         # where it was destroyed, dropped then (a room made again since stays)
         self._forget_room(message.group_id, drop=origin != self.node_id)
 

@@ -422,7 +422,8 @@ class Node:
         for user in users:
             if self.kick_user(user, "banned", group_id):
                 kicked.append(user)  # once, however many sessions it had
-            self.link.announce(Kick(user, "banned", group_id))
+            # the other processes remove and report theirs (ClusterLink.on_kick)
+            self.link.announce(Kick(user, "banned", group_id, operator, client_ip))
         self.hooks.kicked(group_id, kicked, operator, client_ip)
 
     def kick_everywhere(self, user: str, reason: str) -> None:
@@ -967,6 +968,7 @@ class Node:
         for room in self.rooms.values():
             room.close(Code.INTERNAL)
         await self.link.close()
+        self.hooks.flush_members()  # the joins and exits of the tip interval, shutdown's own
         await self.webhooks.close()
         if self.history.store is not None:
             await self.history.store.close()

@@ -239,6 +239,10 @@ class Client:
         if (before is None or before[0] != epoch
                 or (gap is not None and since is not None and since < gap[0])):
             self.gaps.pop(gid, None)  # asked from the gap: recovered, or no longer held
+        elif gap is not None:  # kept: what this join brings is seen, not to be pushed again
+            gap[1].update(int(m["seq"]) for m in msgs)
+            if len(gap[1]) > MAX_GAP_SEEN:
+                del self.gaps[gid]
         last = max([int(reply.get("lastSeq", 0))] + [int(m["seq"]) for m in msgs]
                    + ([before[1]] if before is not None and before[0] == epoch else []))
         self.positions[gid] = (epoch, last)

@@ -152,12 +152,13 @@ def _msg(seq: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]], dict[str, int]]]:
     """A WebSocket server whose join pushes seqs 1, 2 and 5 (3 and 4, Low,
     left out as for a lagging member); a join with ``sinceSeq`` is answered
-    with every seq after it up to 5, as the room's history holds them.  The
-    join frames it got are listed."""
+    with every seq after it up to the room's newest (5, or ``top["seq"]``),
+    as the room's history holds them.  The join frames it got are listed."""
     joins: list[dict[str, Any]] = []
+    top = {"seq": 5}
 
     async def ws(request: web.Request) -> web.WebSocketResponse:
         sock = web.WebSocketResponse()
@@ -169,9 +170,9 @@ async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
                 continue
             joins.append(frame)
             if "sinceSeq" in frame:
-                held = [_msg(s) for s in range(frame["sinceSeq"] + 1, 6)]
-                await sock.send_str(_reply(frame, historyEpoch=7, lastSeq=5, recovered=True,
-                                           msgs=held))
+                held = [_msg(s) for s in range(frame["sinceSeq"] + 1, top["seq"] + 1)]
+                await sock.send_str(_reply(frame, historyEpoch=7, lastSeq=top["seq"],
+                                           recovered=True, msgs=held))
                 continue
             await sock.send_str(_reply(frame, historyEpoch=7, lastSeq=0))
             for seqs in ([1, 2], [5]):
@@ -184,13 +185,13 @@ async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", joins
+    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", joins, top
     await runner.cleanup()
 
 
 async def test_rejoin_fetches_the_seqs_a_push_skipped_and_nothing_seen(
-        lagged: tuple[str, list[dict[str, Any]]]) -> None:
-    url, joins = lagged
+        lagged: tuple[str, list[dict[str, Any]], dict[str, int]]) -> None:
+    url, joins, _top = lagged
     async with Client(url) as c:
         assert (await c.join(ROOM))["code"] == 0
         seen = [m["seq"] for _ in range(2) for m in (await c.next_push("msgs", 10))["msgs"]]
@@ -207,11 +208,11 @@ async def test_rejoin_fetches_the_seqs_a_push_skipped_and_nothing_seen(
 
 
 async def test_a_reconnect_asks_from_the_last_seq_seen_and_keeps_the_gap(
-        lagged: tuple[str, list[dict[str, Any]]]) -> None:
+        lagged: tuple[str, list[dict[str, Any]], dict[str, int]]) -> None:
     """A gap's first seq may be held no more when the connection comes back:
     asking from it could then lose what came while away, so ``reconnect``
     asks from the last seq seen; the gap stays for ``rejoin`` to ask."""
-    url, joins = lagged
+    url, joins, _top = lagged
     async with Client(url) as c:
         assert (await c.join(ROOM))["code"] == 0
         seen = [m["seq"] for _ in range(2) for m in (await c.next_push("msgs", 10))["msgs"]]
@@ -223,3 +224,22 @@ async def test_a_reconnect_asks_from_the_last_seq_seen_and_keeps_the_gap(
         assert joins[-1]["sinceSeq"] == 5 and c.gaps[ROOM] == (3, {5})
         await c.rejoin(ROOM)
         assert joins[-1]["sinceSeq"] == 2 and ROOM not in c.gaps
+
+
+async def test_what_a_reconnect_recovered_is_not_pushed_again_by_the_gap_s_rejoin(
+        lagged: tuple[str, list[dict[str, Any]], dict[str, int]]) -> None:
+    url, joins, top = lagged
+    async with Client(url) as c:
+        assert (await c.join(ROOM))["code"] == 0
+        for _ in range(2):
+            await c.next_push("msgs", 10)
+        assert c.gaps[ROOM] == (3, {5})
+        c.drop()
+        await c.wait_closed()
+        top["seq"] = 7  # 6 and 7 were sent while it was away
+        await c.reconnect(SDKAPPID)
+        recovered = [m["seq"] for m in (await c.next_push("msgs", 10))["msgs"]]
+        assert recovered == [6, 7] and joins[-1]["sinceSeq"] == 5
+        await c.rejoin(ROOM)
+        fetched = [m["seq"] for m in (await c.next_push("msgs", 10))["msgs"]]
+        assert fetched == [3, 4] and c.positions[ROOM] == (7, 7)

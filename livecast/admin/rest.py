@@ -24,6 +24,7 @@ and answered 10002, never an HTTP 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -111,9 +112,11 @@ async def _look_up_rooms(node: Node, body: Body) -> None:
     listed = body.get("GroupIdList")
     if isinstance(listed, list):
         named.extend(listed[:MAX_LOOKUPS])
-    for gid in named:
-        if isinstance(gid, str) and gid not in node.rooms and is_valid_group_id(gid):
-            await node.link.find(gid)
+    unknown = {gid for gid in named
+               if isinstance(gid, str) and gid not in node.rooms and is_valid_group_id(gid)}
+    # together: a slow store is waited for once; a REST call skips the
+    # remembered misses (a room may have just been made elsewhere)
+    await asyncio.gather(*(node.link.find(gid, fresh=True) for gid in unknown))
 
 
 def _guarded_auth(node: Node, query: Any, remote: str) -> str:

@@ -147,6 +147,7 @@ CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most 
 RETRY_INTERVAL = 0.25   # after a failed sweep (Redis away), the next one this much later
 MISS_TTL = 1.0          # a group id found nowhere is not looked up again for this long
 MEMBERS_WAIT = 1.0      # a members listing waits this long at most for the other processes
+LISTING_TTL = 1.0       # a room's gathered members serve the listings of this long (pages)
 MAX_MISSES = 10_000     # group ids remembered as missing
 
 
@@ -201,7 +202,9 @@ class ClusterLink:
         self.follows: dict[str, int] = {}
         self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
-        self.holders: dict[str, set[str]] = {}  # room -> the other processes with members of it
+        self.peers: set[str] = set()  # the other live processes, as the last heartbeat showed
+        # rooms whose members were gathered lately -> (when, the members)
+        self._listings: dict[str, tuple[float, list[tuple[str, int, str, str, str]]]] = {}
         # members listings waiting for the other processes: ask -> (expected, answers, done)
         self._asks: dict[int, tuple[set[str], dict[str, list[list[Any]]],
                                     asyncio.Future[None]]] = {}
@@ -306,14 +309,13 @@ class ClusterLink:
         beats = await self.broker.heartbeat(
             self.node_id, {"online": online, "owns": sorted(self.tokens)}, HEARTBEAT_TTL)
         remote: dict[str, int] = {}
-        holders: dict[str, set[str]] = {}
         for nid, info in beats.items():
             if nid == self.node_id:
                 continue
             for gid, n in dict(info.get("online", {})).items():
                 remote[gid] = remote.get(gid, 0) + int(n)
-                holders.setdefault(gid, set()).add(nid)
-        self.remote_online, self.holders = remote, holders
+        self.remote_online = remote
+        self.peers = set(beats) - {self.node_id}
         back = self.broker.reconnects()
         if not self.redis_ok or back != self._reconnects:  # announcements may be missed
             self._reconnects = back
@@ -775,10 +777,24 @@ class ClusterLink:
     async def members(self, gid: str) -> list[tuple[str, int, str, str, str]]:
         """The other processes' logged-in members of the room, as (node id,
         connection id, user, nick, avatar): one ``MembersAsk`` to every
-        process, answered by each, those with members there waited for
-        ``MEMBERS_WAIT`` s at most (the processes the last heartbeat showed
-        with members; one that answers later is left out, and logged)."""
-        expected = set(self.holders.get(gid, ()))
+        process, answered by each live one (as the heartbeat registry shows
+        them now), waited for ``MEMBERS_WAIT`` s at most (one that answers later is left
+        out, and logged).  A gather serves the room's listings for
+        ``LISTING_TTL`` s, so paging through a big room gathers it once."""
+        now = time.monotonic()
+        cached = self._listings.get(gid)
+        if cached is not None and now - cached[0] < LISTING_TTL:
+            return cached[1]
+        gathered = await self._gather(gid)
+        self._listings = {g: v for g, v in self._listings.items() if now - v[0] < LISTING_TTL}
+        self._listings[gid] = (now, gathered)
+        return gathered
+
+    async def _gather(self, gid: str) -> list[tuple[str, int, str, str, str]]:
+        try:  # the live processes now (one started since the last heartbeat included)
+            expected = set(await self.broker.nodes()) - {self.node_id}
+        except BrokerError:
+            expected = set(self.peers)
         if not expected:
             return []
         ask = next(self._ask_ids)
@@ -930,14 +946,19 @@ class ClusterLink:
         if (rate, burst) != (room.sched.rate, room.sched.burst):
             room.sched.configure(rate, burst, self.node.timers.time())
 
-    async def find(self, gid: str) -> bool:
+    async def find(self, gid: str, fresh: bool = False) -> bool:
         """True once the room is known here, loaded from the store if another
-        process just created it (invariant 10)."""
+        process just created it (invariant 10).  ``fresh``: an id found
+        nowhere lately is looked up again (an authenticated REST call, which
+        may come right after the room's creation elsewhere); none is while
+        Redis is away."""
         if gid in self.node.rooms:
             return True
+        if not self.redis_ok:
+            return False
         until = self._misses.get(gid)
         if until is not None:
-            if until > time.monotonic():
+            if until > time.monotonic() and not fresh:
                 return False
             del self._misses[gid]
         return await asyncio.shield(one_per_key(self._lookups, gid, self._look_up))
@@ -947,6 +968,8 @@ class ClusterLink:
             await self.reload(gid)
         except StoreError as err:
             log.warning("looking %s up: %s", gid, err)
+            if gid not in self.node.rooms:  # not asked again at once: the store is slow or away
+                self._misses[gid] = time.monotonic() + MISS_TTL
             return gid in self.node.rooms
         if gid in self.node.rooms:
             return True

@@ -16,6 +16,9 @@ import aiohttp
 import pytest
 
 from livecast.client import Client, text
+from livecast.core.group import Group
+from livecast.core.records import group_record
+from livecast.store.redis import RedisStore
 from tests.conftest import SDKAPPID
 from tests.redis_fixtures import RedisCluster, redis_cluster, start_server
 from tests.test_restart import Server, cluster_env, kill_servers, sig, start_servers, until
@@ -159,25 +162,34 @@ async def test_a_change_made_where_the_room_has_no_member_keeps_its_last_msg_tim
     await sender.close()
 
 
-async def test_a_room_just_made_elsewhere_is_found_by_every_call(cluster: list[Server]) -> None:
-    """Right after create_group on one process, the others read the room from
-    the store before answering, for REST calls and WebSocket reads as for a
-    join (they answered 10010 until its announcement came)."""
-    a, b, c = cluster
+async def test_a_room_just_made_elsewhere_is_found_by_every_call(
+        cluster: list[Server], redis_url: str) -> None:
+    """A room stored by another process whose announcement has not come yet
+    (put in the store here, announced to nobody) is read from the store
+    before any answer: by REST calls, after a call that found it missing
+    too, and by WebSocket reads; and a room made by create_group on one
+    process takes a send through another at once."""
+    a, b, _c = cluster
     viewer, code = await b.client("viewer")
     assert code == 0
-    for n, s in enumerate((b, c, b)):
-        gid = f"fresh-{n}"
-        await a.ok("group_open_http_svc", "create_group",
-                   {"Type": "AVChatRoom", "GroupId": gid, "Name": gid})
-        if n == 0:
-            info = await s.ok("group_open_http_svc", "get_group_info", {"GroupIdList": [gid]})
-            assert info["GroupInfo"][0]["ErrorCode"] == 0
-        elif n == 1:
-            await s.ok("group_open_http_svc", "send_group_msg",
-                       {"GroupId": gid, "Random": 1, "MsgBody": text("welcome")})
-        else:
-            assert (await viewer.get_group_info(gid))["code"] == 0
+    probed = await b.ok("group_open_http_svc", "get_group_info",
+                        {"GroupIdList": ["stored-probed"]})
+    assert probed["GroupInfo"][0]["ErrorCode"] == 10010  # missing: remembered a while
+    store = await RedisStore.open(redis_url)
+    try:
+        for gid in ("stored-rest", "stored-probed", "stored-ws"):
+            group = Group.create(gid, "administrator", time.time(), {"Name": gid})
+            assert await store.put_group(group_record(group), create=True)
+    finally:
+        await store.close()
+    info = await b.ok("group_open_http_svc", "get_group_info",
+                      {"GroupIdList": ["stored-rest", "stored-probed"]})
+    assert [i["ErrorCode"] for i in info["GroupInfo"]] == [0, 0]
+    assert (await viewer.get_group_info("stored-ws"))["code"] == 0
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": "made", "Name": "made"})
+    await b.ok("group_open_http_svc", "send_group_msg",
+               {"GroupId": "made", "Random": 1, "MsgBody": text("welcome")})
     await viewer.close()
 
 
@@ -200,6 +212,20 @@ async def test_every_process_lists_the_members_of_every_process(cluster: list[Se
         assert sorted(checked["Member_Account"]) == sorted(users)
     for x in clients:
         await x.close()
+
+
+async def test_a_member_who_has_just_joined_elsewhere_is_listed(cluster: list[Server]) -> None:
+    """Every live process is asked, not only those the last heartbeat showed
+    with members of the room."""
+    a, b, _c = cluster
+    await a.ok("group_open_http_svc", "create_group",
+               {"Type": "AVChatRoom", "GroupId": "just", "Name": "just"})
+    newcomer, code = await b.client("newcomer")
+    assert code == 0 and (await newcomer.join("just"))["code"] == 0
+    checked = await a.ok("group_open_avchatroom_http_svc", "check_members",
+                         {"GroupId": "just", "Member_Account": ["newcomer"]})
+    assert checked["Member_Account"] == ["newcomer"]
+    await newcomer.close()
 
 
 async def test_killing_the_owner_moves_the_room_with_its_seq(cluster: list[Server]) -> None:

@@ -6,8 +6,9 @@ the protocol)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -64,6 +65,21 @@ def _reply(frame: dict[str, Any], **fields: Any) -> str:
     return orjson.dumps({"op": "reply", "id": frame["id"], "code": 0, **fields}).decode()
 
 
+@contextlib.asynccontextmanager
+async def serve_ws(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                   ) -> AsyncIterator[str]:
+    """A real aiohttp app on loopback serving ``handler`` at /v1/ws: its URL."""
+    app = web.Application()
+    app.router.add_get("/v1/ws", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def held() -> AsyncIterator[tuple[str, asyncio.Event]]:
     """A WebSocket server that answers every request at once but ``send``,
@@ -87,14 +103,9 @@ async def held() -> AsyncIterator[tuple[str, asyncio.Event]]:
                 await sock.send_str(_reply(frame))
         return sock
 
-    app = web.Application()
-    app.router.add_get("/v1/ws", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", release
-    release.set()
-    await runner.cleanup()
+    async with serve_ws(ws) as url:
+        yield url, release
+        release.set()
 
 
 async def test_a_reply_after_its_request_gave_up_is_dropped_not_pushed(
@@ -180,13 +191,8 @@ async def lagged() -> AsyncIterator[tuple[str, list[dict[str, Any]], dict[str, i
                                                   "msgs": [_msg(s) for s in seqs]}).decode())
         return sock
 
-    app = web.Application()
-    app.router.add_get("/v1/ws", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"ws://127.0.0.1:{runner.addresses[0][1]}/v1/ws", joins, top
-    await runner.cleanup()
+    async with serve_ws(ws) as url:
+        yield url, joins, top
 
 
 async def test_rejoin_fetches_the_seqs_a_push_skipped_and_nothing_seen(

@@ -19,6 +19,7 @@ from livecast.client import text
 from livecast.core.callbacks import (
     AFTER_CREATE,
     AFTER_DESTROYED,
+    AFTER_EXIT,
     AFTER_JOIN,
     AFTER_SEND,
     BEFORE_JOIN,
@@ -84,3 +85,29 @@ async def test_each_event_is_called_back_once(hooked: list[Server], business: Ba
     assert len(business.of(AFTER_DESTROYED, GroupId=GID)) == 1
     for x in (viewer, sender):
         await x.close()
+
+
+async def test_a_ban_is_reported_by_every_process_that_removed_a_member(
+        hooked: list[Server], business: Backend) -> None:
+    """Members of the room on two processes, banned through one: each is
+    reported (Kicked, by the admin) once, by the process it was on."""
+    a, b, _c = hooked
+    gid = "banned-both"
+    await a.ok(*CREATE, {"Type": "AVChatRoom", "GroupId": gid, "Name": "ban"})
+    members = []
+    for server, user in ((a, "on-a"), (b, "on-b")):
+        client, code = await server.client(user)
+        assert code == 0 and (await client.join(gid))["code"] == 0
+        members.append(client)
+    await a.ok("group_open_http_svc", "ban_group_member",
+               {"GroupId": gid, "Members_Account": ["on-a", "on-b"], "Duration": 600})
+
+    def exited() -> list[str]:
+        return [m["Member_Account"] for s in business.of(AFTER_EXIT, GroupId=gid)
+                for m in s.body["ExitMemberList"]]
+    await business.wait_for(lambda: sorted(exited()) == ["on-a", "on-b"])
+    for seen in business.of(AFTER_EXIT, GroupId=gid):
+        assert (seen.body["ExitType"], seen.body["Operator_Account"]) == ("Kicked", "administrator")
+    for client in members:
+        assert await client.wait_closed(10) == 4004
+        await client.close()

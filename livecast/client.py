@@ -106,7 +106,7 @@ class Client:
         self.close_reason = ""
         # per joined room: (historyEpoch, last seq seen), for recovery
         self.positions: dict[str, tuple[int, int]] = {}
-        # per room with a gap (seqs a push skipped: Low ones left out while the
+        # per room with a gap (seqs a push skipped: Low and Lowest ones left out while the
         # connection lagged): the first seq missed, and the seqs received since
         self.gaps: dict[str, tuple[int, set[int]]] = {}
         # join requests in flight -> (room, the sinceSeq asked from, if any)

@@ -35,7 +35,7 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -354,6 +354,31 @@ class Group:
 
     def is_banned(self, user: str, now: float) -> bool:
         return _active(self.bans, user, now)
+
+    def heard_ban(self, user: str, until: float, now: float) -> None:
+        """A ban made on another process (its end as stored), in force here
+        before the room is read again."""
+        self._ban_mark = _store(self.bans, self._ban_mark, user, until, now)
+
+    def heard_tips(self, tips: Iterable[object], now: float) -> None:
+        """What another process's tips of this room say of the send rule (a
+        mute or unmute, mute-all), in force here before the room is read
+        again (the stored room then replaces this one); anything else in
+        them is left to that read."""
+        for tip in tips:
+            if not isinstance(tip, dict):
+                continue
+            if tip.get("type") == "mute" and isinstance(tip.get("member"), str):
+                until = tip.get("until")
+                if until == 0:
+                    self.mutes.pop(tip["member"], None)
+                elif isinstance(until, int) and until > 0:
+                    self._mute_mark = _store(self.mutes, self._mute_mark, tip["member"],
+                                             float(until), now)
+            elif tip.get("type") == "groupInfo" and isinstance(tip.get("changes"), dict):
+                mute_all = tip["changes"].get("MuteAllMember")
+                if mute_all in ("On", "Off"):
+                    self.mute_all = mute_all == "On"
 
     def banned_list(self, now: float) -> list[dict[str, Any]]:
         """get_group_ban_member's ``BannedAccountList``, by end time (then user),

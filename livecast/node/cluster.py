@@ -124,7 +124,7 @@ from livecast.core.fate import (
 )
 from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
-from livecast.errors import Code
+from livecast.errors import Code, LivecastError
 from livecast.node.room import Outgoing
 from livecast.store.base import StoreError
 
@@ -834,8 +834,14 @@ class ClusterLink:
 
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
         msg = outgoing_of(message.message, message.reply_to)
-        if not self.owns(message.group_id) or message.group_id not in self.node.rooms:
+        room = self.node.rooms.get(message.group_id)
+        if not self.owns(message.group_id) or room is None:
             self.node.answer(msg, Failed(Code.INTERNAL, RETRY_INFO))
+            return
+        try:  # a ban or mute heard here after the sender's process admitted it
+            self.node.check_forwarded(room, msg)
+        except LivecastError as err:
+            self.node.answer(msg, Failed(err.code, err.info))
             return
         if message.rides:
             self.riders.add(message.reply_to)
@@ -860,6 +866,14 @@ class ClusterLink:
     def on_kick(self, origin: str, message: Kick) -> None:
         if origin == self.node_id:
             return  # done here already (a multi-login's new session is here too)
+        room = self.node.rooms.get(message.group_id) if message.group_id else None
+        if message.reason == "banned" and room is not None and message.until:
+            # in force at once: a join here before the room is read again is refused
+            room.group.heard_ban(message.user, message.until, self.node.clock())
+        if message.reason == "multiLogin" and message.at:  # its older sessions only
+            self.node.kick_sessions(self.node.hub.older_sessions(
+                message.user, message.at, origin, self.node_id), message.reason)
+            return
         removed = self.node.kick_user(message.user, message.reason, message.group_id)
         if removed and message.reason == "banned" and message.group_id:  # a ban, reported here
             self.node.hooks.kicked(message.group_id, [message.user], message.operator,
@@ -874,10 +888,16 @@ class ClusterLink:
 
     def on_profile(self, origin: str, message: ProfileChanged) -> None:
         if origin != self.node_id:  # set where it was made (Node.change_profile)
+            hub = self.node.hub
+            if message.user in hub.sessions:  # its messages carry it from now on
+                hub.set_profile(message.user, message.nick, message.avatar)
             self.spawn(self.node.reload_profile(message.user))  # as stored: the newest
 
     def on_tips(self, origin: str, message: Tips) -> None:
         if origin != self.node_id:  # pushed at once where it was made (node.push_tips)
+            room = self.node.rooms.get(message.group_id)
+            if room is not None:  # a mute in force at once, before the room is read again
+                room.group.heard_tips(message.tips, self.node.clock())
             self.spawn(self._reload_then_push(message))
 
     async def _reload_then_push(self, message: Tips) -> None:

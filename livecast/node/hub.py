@@ -119,7 +119,7 @@ class LocalHub:
         self.rooms: dict[str, LocalRoom] = {}
         self.connections: dict[int, Connection] = {}  # attached: in rooms and sessions
         self.sockets: dict[Connection, None] = {}  # not lost yet (closing ones included)
-        self.sessions: dict[str, dict[Connection, None]] = {}
+        self.sessions: dict[str, dict[Connection, float]] = {}  # user -> session -> login time
         # nick and avatar by user, oldest set first: at most MAX_PROFILES kept
         # for users with no session here (per-user tables stay bounded); a
         # cache of the store's profiles (Node, "profiles"), ``complete`` while
@@ -222,10 +222,11 @@ class LocalHub:
         self.sockets[conn] = None
         self.metrics.connections.set(len(self.connections))
 
-    def login(self, conn: Connection, user: str) -> None:
-        """Log a connection in.  Rooms it joined as a guest are left: it joins
-        them again as the user, through the ban check and the before-join
-        callback like any other join."""
+    def login(self, conn: Connection, user: str, at: float = 0.0) -> None:
+        """Log a connection in (``at``: when, for a multi-login elsewhere to
+        tell which session is newer).  Rooms it joined as a guest are left: it
+        joins them again as the user, through the ban check and the
+        before-join callback like any other join."""
         for gid in list(conn.rooms):
             self.remove_member(conn, gid, report=False)
         conn.user = user
@@ -236,8 +237,15 @@ class LocalHub:
             for old in list(self.sessions.get(user, ())):
                 self.kick(old, "multiLogin")
         # after the kicks: detaching the last old session deletes the user's table
-        self.sessions.setdefault(user, {})[conn] = None
+        self.sessions.setdefault(user, {})[conn] = at
         log.debug("login %s from %s", user, conn.peer)
+
+    def older_sessions(self, user: str, at: float, origin: str, here: str) -> list[Connection]:
+        """``user``'s sessions here older than one that logged in on process
+        ``origin`` at ``at``: by time, then by process id, so that of two
+        logins at once on two processes exactly one stays."""
+        return [conn for conn, t in self.sessions.get(user, {}).items()
+                if (t, here) < (at, origin)]
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
         old_nick, old_avatar = self.profiles.pop(user, ("", ""))

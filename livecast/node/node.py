@@ -50,7 +50,7 @@ from livecast.backplane.broker import (
     Tips,
 )
 from livecast.backplane.memory_broker import MemoryBroker
-from livecast.core.callbacks import DROP_REASON
+from livecast.core.callbacks import DROP_REASON, PLATFORM_REST
 from livecast.core.fate import (
     Address,
     Delivered,
@@ -209,7 +209,7 @@ class Node:
         return self.hub.sockets
 
     @property
-    def sessions(self) -> dict[str, dict[Connection, None]]:
+    def sessions(self) -> dict[str, dict[Connection, float]]:
         return self.hub.sessions
 
     @property
@@ -415,21 +415,25 @@ class Node:
     async def ban(self, group_id: str, users: list[str], seconds: int,
                   operator: str = "administrator", client_ip: str = "") -> None:
         now = self.clock()
-        await self.change(group_id, lambda g: [g.ban(u, seconds, now) for u in users],
-                          restrictions=True)
+        untils = await self.change(group_id, lambda g: [g.ban(u, seconds, now) for u in users],
+                                   restrictions=True)
         self._changed(group_id)
         kicked: list[str] = []
-        for user in users:
+        for user, until in zip(users, untils, strict=True):
             if self.kick_user(user, "banned", group_id):
                 kicked.append(user)  # once, however many sessions it had
-            # the other processes remove and report theirs (ClusterLink.on_kick)
-            self.link.announce(Kick(user, "banned", group_id, operator, client_ip))
+            # the other processes apply the ban, remove and report theirs (on_kick)
+            self.link.announce(Kick(user, "banned", group_id, operator, client_ip, until))
         self.hooks.kicked(group_id, kicked, operator, client_ip)
 
     def kick_everywhere(self, user: str, reason: str) -> None:
         """Close every session of ``user``, on every process of the cluster."""
         self.kick_user(user, reason)
         self.link.announce(Kick(user, reason))
+
+    def kick_sessions(self, conns: list[Connection], reason: str) -> None:
+        for conn in conns:
+            self.hub.kick(conn, reason)
 
     def kick_user(self, user: str, reason: str, group_id: str = "") -> bool:
         """Close ``user``'s sessions on this process (those in ``group_id``, or
@@ -546,9 +550,10 @@ class Node:
         self.hub.attach(conn)
 
     def login(self, conn: Connection, user: str) -> None:
-        self.hub.login(conn, user)
-        if not self.settings.multi_login:
-            self.link.announce(Kick(user, "multiLogin"))  # its sessions on other processes
+        at = self.clock()
+        self.hub.login(conn, user, at)
+        if not self.settings.multi_login:  # its older sessions on other processes
+            self.link.announce(Kick(user, "multiLogin", at=at))
 
     # ----------------------------------------------------------- profiles
     # A user's profile (core/profiles.py) is stored; each process caches the
@@ -828,6 +833,19 @@ class Node:
             else:
                 room = self._still_allowed(room, msg, conn)
         self.submit(group_id, msg, room)  # the room may be gone after the await: 10010
+
+    def check_forwarded(self, room: RoomOwner, msg: Outgoing) -> None:
+        """The send rule asked again by the room's owner for a send another
+        process admitted: a ban or mute it has heard of since refuses it
+        (reported as any refusal after before-send is).  A REST send is the
+        app admin's, on the sender's behalf: only a ban or personal mute."""
+        try:
+            self._refuse(room, msg, True, msg.platform == PLATFORM_REST
+                         or self.settings.is_admin(msg.sender))
+        except LivecastError as err:
+            if err.code != Code.MUTED:  # _refuse reports a mute itself
+                self.hooks.failed(room.group_id, msg, err.code, err.info)
+            raise
 
     def _still_allowed(self, room: RoomOwner, msg: Outgoing, conn: Connection | None) -> RoomOwner:
         """The send rule asked again after before-send passed: a refusal now

@@ -642,3 +642,18 @@ def test_mutes_and_bans_are_listed_by_end_time_then_user() -> None:
                       [b["Member_Account"] for b in g.banned_list(T0)]))
     expected = ["short", "also-mid", "mid", "long"]
     assert lists == [(expected, expected), (expected, expected)]
+
+
+def test_tips_heard_from_another_process_apply_the_send_rule_only() -> None:
+    g = make()
+    g.heard_tips([{"type": "mute", "member": "bob", "until": int(T0) + 60},
+                  {"type": "groupInfo", "changes": {"MuteAllMember": "On", "Name": "x"}},
+                  "junk", {"type": "mute", "member": 7, "until": 5},
+                  {"type": "mute", "member": "eve", "until": "soon"}], T0)
+    assert g.is_muted("bob", T0 + 30) and not g.is_muted("bob", T0 + 61)
+    assert g.mute_all and g.name != "x" and "eve" not in g.mutes
+    g.heard_tips([{"type": "mute", "member": "bob", "until": 0},
+                  {"type": "groupInfo", "changes": {"MuteAllMember": "Off"}}], T0)
+    assert not g.is_muted("bob", T0) and not g.mute_all
+    g.heard_ban("carol", T0 + 10, T0)
+    assert g.is_banned("carol", T0 + 5) and not g.is_banned("carol", T0 + 11)

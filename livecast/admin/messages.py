@@ -58,7 +58,7 @@ from livecast.core.messages import (
 from livecast.core.scheduler import PRIORITY_NAMES, Priority, parse_priority
 from livecast.errors import Code, LivecastError
 from livecast.node.node import Node
-from livecast.node.room import Outgoing
+from livecast.node.room import BroadcastOutgoing, Outgoing
 from livecast.store.base import StoreError
 
 SVC = "group_open_http_svc"
@@ -77,16 +77,6 @@ class Send:
     priority: Priority
     body: list[dict[str, Any]]
     cloud_custom_data: str
-
-
-@dataclass(slots=True)
-class BroadcastOutgoing(Outgoing):
-    """A message of send_broadcast_msg: marked ``broadcast`` on the wire."""
-
-    def wire(self, seq: int, time_ms: int) -> dict[str, Any]:
-        item = Outgoing.wire(self, seq, time_ms)
-        item["broadcast"] = True
-        return item
 
 
 def parse_send(body: Body, caller: str, *, priorities: bool = True) -> Send:

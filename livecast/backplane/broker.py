@@ -113,8 +113,8 @@ class Kick:
     """Close ``user``'s sessions ("" group: every session) with ``reason``;
     a ban's (``operator``, ``client_ip``: the REST call's) is reported by
     each process that removed the user (``Group.CallbackAfterMemberExit``),
-    and its end (``until``) applies there at once; a multi-login's (``at``:
-    when the new session logged in) closes only the sessions older than it."""
+    and its end (``until``) applies there at once; a multi-login's names the
+    new session (``session``: its connection id on the sending process)."""
 
     user: str
     reason: str
@@ -122,7 +122,7 @@ class Kick:
     operator: str = ""
     client_ip: str = ""
     until: float = 0.0
-    at: float = 0.0
+    session: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +344,8 @@ _FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
     FateNotice: lambda m: {"a": _address(m.address), "f": _fate(m.fate)},
     Kick: lambda m: {"u": m.user, "r": m.reason, "g": m.group_id,
                      **({"p": m.operator, "i": m.client_ip} if m.operator else {}),
-                     **({"t": m.until} if m.until else {}), **({"a": m.at} if m.at else {})},
+                     **({"t": m.until} if m.until else {}),
+                     **({"s": m.session} if m.session else {})},
     Tips: lambda m: {"g": m.group_id, "t": m.tips},
     Destroy: lambda m: {"g": m.group_id},
     Broadcast: lambda m: {"m": m.message},
@@ -359,7 +360,7 @@ _VALUES: dict[str, Callable[[dict[str, Any]], Control]] = {
                                     bool(d.get("w", False))),
     "fate": lambda d: FateNotice(Address(*d["a"]), _FATES[d["f"][0]](d["f"])),
     "kick": lambda d: Kick(str(d["u"]), str(d["r"]), str(d["g"]), str(d.get("p", "")),
-                           str(d.get("i", "")), float(d.get("t", 0.0)), float(d.get("a", 0.0))),
+                           str(d.get("i", "")), float(d.get("t", 0.0)), int(d.get("s", 0))),
     "tips": lambda d: Tips(str(d["g"]), list(d["t"])),
     "destroy": lambda d: Destroy(str(d["g"])),
     "broadcast": lambda d: Broadcast(dict(d["m"])),

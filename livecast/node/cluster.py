@@ -124,8 +124,8 @@ from livecast.core.fate import (
 )
 from livecast.core.records import group_record, restore_group
 from livecast.core.scheduler import Priority, RoomScheduler
-from livecast.errors import Code, LivecastError
-from livecast.node.room import Outgoing
+from livecast.errors import Code
+from livecast.node.room import BroadcastOutgoing, Outgoing
 from livecast.store.base import StoreError
 
 if TYPE_CHECKING:
@@ -157,18 +157,22 @@ def new_node_id() -> str:
 
 
 def outgoing_fields(msg: Outgoing) -> dict[str, Any]:
-    return {"s": msg.sender, "n": msg.nick, "a": msg.avatar, "p": int(msg.priority),
-            "r": msg.random, "b": msg.body, "c": msg.cloud_custom_data, "o": msg.operator,
-            "i": msg.client_ip, "f": msg.platform, "bc": msg.before_callback,
-            "ac": msg.after_callback}
+    fields = {"s": msg.sender, "n": msg.nick, "a": msg.avatar, "p": int(msg.priority),
+              "r": msg.random, "b": msg.body, "c": msg.cloud_custom_data, "o": msg.operator,
+              "i": msg.client_ip, "f": msg.platform, "bc": msg.before_callback,
+              "ac": msg.after_callback}
+    if isinstance(msg, BroadcastOutgoing):  # still marked on the owner's wire
+        fields["bb"] = True
+    return fields
 
 
 def outgoing_of(fields: dict[str, Any], reply_to: Address) -> Outgoing:
-    return Outgoing(str(fields["s"]), str(fields["n"]), str(fields["a"]), Priority(fields["p"]),
-                    int(fields["r"]), list(fields["b"]), str(fields["c"]), reply_to,
-                    operator=str(fields["o"]), client_ip=str(fields["i"]),
-                    platform=str(fields["f"]), before_callback=bool(fields["bc"]),
-                    after_callback=bool(fields["ac"]))
+    kind = BroadcastOutgoing if fields.get("bb") else Outgoing
+    return kind(str(fields["s"]), str(fields["n"]), str(fields["a"]), Priority(fields["p"]),
+                int(fields["r"]), list(fields["b"]), str(fields["c"]), reply_to,
+                operator=str(fields["o"]), client_ip=str(fields["i"]),
+                platform=str(fields["f"]), before_callback=bool(fields["bc"]),
+                after_callback=bool(fields["ac"]))
 
 
 def one_per_key(tasks: dict[str, asyncio.Task[T]], key: str,
@@ -834,14 +838,8 @@ class ClusterLink:
 
     def on_forwarded_send(self, origin: str, message: ForwardedSend) -> None:
         msg = outgoing_of(message.message, message.reply_to)
-        room = self.node.rooms.get(message.group_id)
-        if not self.owns(message.group_id) or room is None:
+        if not self.owns(message.group_id) or message.group_id not in self.node.rooms:
             self.node.answer(msg, Failed(Code.INTERNAL, RETRY_INFO))
-            return
-        try:  # a ban or mute heard here after the sender's process admitted it
-            self.node.check_forwarded(room, msg)
-        except LivecastError as err:
-            self.node.answer(msg, Failed(err.code, err.info))
             return
         if message.rides:
             self.riders.add(message.reply_to)
@@ -864,16 +862,17 @@ class ClusterLink:
                 self.node.answer_local(address, fate, group_id)  # after its echo
 
     def on_kick(self, origin: str, message: Kick) -> None:
+        if message.reason == "multiLogin" and message.session:  # this process's own too
+            mine = message.session if origin == self.node_id else None
+            self.node.kick_sessions(self.node.hub.heard_login(message.user, mine),
+                                    message.reason)
+            return
         if origin == self.node_id:
-            return  # done here already (a multi-login's new session is here too)
+            return  # done here already
         room = self.node.rooms.get(message.group_id) if message.group_id else None
         if message.reason == "banned" and room is not None and message.until:
             # in force at once: a join here before the room is read again is refused
             room.group.heard_ban(message.user, message.until, self.node.clock())
-        if message.reason == "multiLogin" and message.at:  # its older sessions only
-            self.node.kick_sessions(self.node.hub.older_sessions(
-                message.user, message.at, origin, self.node_id), message.reason)
-            return
         removed = self.node.kick_user(message.user, message.reason, message.group_id)
         if removed and message.reason == "banned" and message.group_id:  # a ban, reported here
             self.node.hooks.kicked(message.group_id, [message.user], message.operator,
@@ -901,8 +900,17 @@ class ClusterLink:
             self.spawn(self._reload_then_push(message))
 
     async def _reload_then_push(self, message: Tips) -> None:
-        await self.reload(message.group_id)
+        try:
+            await self.reload(message.group_id)
+        except StoreError as err:  # what was heard stays until the resync reads it again
+            log.warning("room %s not read again after a change: %s", message.group_id, err)
+            self.resync_later()
         self.node.hub.push_tips(message.group_id, message.tips)
+
+    def resync_later(self) -> None:
+        """A read after a change heard failed: every room and profile is read
+        again by the next sweep (``_resync``), so nothing heard stays wrong."""
+        self._resync_again = True
 
     async def reload(self, gid: str) -> None:
         """The room as stored now (created, changed elsewhere), read under the

@@ -119,7 +119,8 @@ class LocalHub:
         self.rooms: dict[str, LocalRoom] = {}
         self.connections: dict[int, Connection] = {}  # attached: in rooms and sessions
         self.sockets: dict[Connection, None] = {}  # not lost yet (closing ones included)
-        self.sessions: dict[str, dict[Connection, float]] = {}  # user -> session -> login time
+        # user -> session -> whether its login's multiLogin kick came back (cluster)
+        self.sessions: dict[str, dict[Connection, bool]] = {}
         # nick and avatar by user, oldest set first: at most MAX_PROFILES kept
         # for users with no session here (per-user tables stay bounded); a
         # cache of the store's profiles (Node, "profiles"), ``complete`` while
@@ -222,11 +223,10 @@ class LocalHub:
         self.sockets[conn] = None
         self.metrics.connections.set(len(self.connections))
 
-    def login(self, conn: Connection, user: str, at: float = 0.0) -> None:
-        """Log a connection in (``at``: when, for a multi-login elsewhere to
-        tell which session is newer).  Rooms it joined as a guest are left: it
-        joins them again as the user, through the ban check and the
-        before-join callback like any other join."""
+    def login(self, conn: Connection, user: str) -> None:
+        """Log a connection in.  Rooms it joined as a guest are left: it joins
+        them again as the user, through the ban check and the before-join
+        callback like any other join."""
         for gid in list(conn.rooms):
             self.remove_member(conn, gid, report=False)
         conn.user = user
@@ -237,15 +237,21 @@ class LocalHub:
             for old in list(self.sessions.get(user, ())):
                 self.kick(old, "multiLogin")
         # after the kicks: detaching the last old session deletes the user's table
-        self.sessions.setdefault(user, {})[conn] = at
+        self.sessions.setdefault(user, {})[conn] = False
         log.debug("login %s from %s", user, conn.peer)
 
-    def older_sessions(self, user: str, at: float, origin: str, here: str) -> list[Connection]:
-        """``user``'s sessions here older than one that logged in on process
-        ``origin`` at ``at``: by time, then by process id, so that of two
-        logins at once on two processes exactly one stays."""
-        return [conn for conn, t in self.sessions.get(user, {}).items()
-                if (t, here) < (at, origin)]
+    def heard_login(self, user: str, session: int | None) -> list[Connection]:
+        """A multiLogin kick of ``user`` heard, in the one order every process
+        hears them in (one channel): the sessions here whose own kick came
+        before it are older, and returned to be closed; ``session``, the new
+        one's connection id when it is here, is marked as heard.  Of two
+        logins at once on two processes, the one whose kick comes last stays."""
+        table = self.sessions.get(user, {})
+        older = [conn for conn, heard in table.items() if heard and conn.id != session]
+        for conn in table:
+            if conn.id == session:
+                table[conn] = True
+        return older
 
     def set_profile(self, user: str, nick: str | None, avatar: str | None) -> tuple[str, str]:
         old_nick, old_avatar = self.profiles.pop(user, ("", ""))

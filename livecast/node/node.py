@@ -50,7 +50,7 @@ from livecast.backplane.broker import (
     Tips,
 )
 from livecast.backplane.memory_broker import MemoryBroker
-from livecast.core.callbacks import DROP_REASON, PLATFORM_REST
+from livecast.core.callbacks import DROP_REASON
 from livecast.core.fate import (
     Address,
     Delivered,
@@ -209,7 +209,7 @@ class Node:
         return self.hub.sockets
 
     @property
-    def sessions(self) -> dict[str, dict[Connection, float]]:
+    def sessions(self) -> dict[str, dict[Connection, bool]]:
         return self.hub.sessions
 
     @property
@@ -550,10 +550,9 @@ class Node:
         self.hub.attach(conn)
 
     def login(self, conn: Connection, user: str) -> None:
-        at = self.clock()
-        self.hub.login(conn, user, at)
+        self.hub.login(conn, user)
         if not self.settings.multi_login:  # its older sessions on other processes
-            self.link.announce(Kick(user, "multiLogin", at=at))
+            self.link.announce(Kick(user, "multiLogin", session=conn.id))
 
     # ----------------------------------------------------------- profiles
     # A user's profile (core/profiles.py) is stored; each process caches the
@@ -611,8 +610,9 @@ class Node:
                 return
             try:
                 stored = await self._profile_of(user)
-            except LivecastError as err:  # the store failed
+            except LivecastError as err:  # the store failed: read again with the resync
                 log.warning("profile of %s not read again: %s", user, err)
+                self.link.resync_later()
                 return
             hub.set_profile(user, *nick_and_avatar(stored))
 
@@ -833,19 +833,6 @@ class Node:
             else:
                 room = self._still_allowed(room, msg, conn)
         self.submit(group_id, msg, room)  # the room may be gone after the await: 10010
-
-    def check_forwarded(self, room: RoomOwner, msg: Outgoing) -> None:
-        """The send rule asked again by the room's owner for a send another
-        process admitted: a ban or mute it has heard of since refuses it
-        (reported as any refusal after before-send is).  A REST send is the
-        app admin's, on the sender's behalf: only a ban or personal mute."""
-        try:
-            self._refuse(room, msg, True, msg.platform == PLATFORM_REST
-                         or self.settings.is_admin(msg.sender))
-        except LivecastError as err:
-            if err.code != Code.MUTED:  # _refuse reports a mute itself
-                self.hooks.failed(room.group_id, msg, err.code, err.info)
-            raise
 
     def _still_allowed(self, room: RoomOwner, msg: Outgoing, conn: Connection | None) -> RoomOwner:
         """The send rule asked again after before-send passed: a refusal now

@@ -41,6 +41,16 @@ class Outgoing:
 
 
 @dataclass(slots=True)
+class BroadcastOutgoing(Outgoing):
+    """A message of send_broadcast_msg: marked ``broadcast`` on the wire."""
+
+    def wire(self, seq: int, time_ms: int) -> dict[str, Any]:
+        item = Outgoing.wire(self, seq, time_ms)
+        item["broadcast"] = True
+        return item
+
+
+@dataclass(slots=True)
 class TipBuffer:
     """Aggregated member join/quit tips for one interval (capped id lists)."""
 

@@ -1,7 +1,7 @@
 """What a process hears from the others of its cluster is in force at once,
 not only once the room or profile is read again from the store: a ban, a
-mute or mute-all, a profile, a newer login; and the room's owner asks the
-send rule again of a send another process admitted.  The handlers are
+mute or mute-all, a profile; a login elsewhere closes only older sessions;
+a broadcast forwarded to its room's owner stays one.  The handlers are
 called as the broker calls them, with another process's id as the origin."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from livecast.backplane.broker import ForwardedSend, Kick, ProfileChanged, Tips
+from livecast.backplane.broker import Kick, ProfileChanged, Tips
 from livecast.core.fate import Address
 from livecast.core.scheduler import Priority
 from livecast.errors import Code, LivecastError
-from livecast.node.cluster import outgoing_fields
+from livecast.node.cluster import outgoing_fields, outgoing_of
 from livecast.node.node import Node
-from livecast.node.room import Outgoing
+from livecast.node.room import BroadcastOutgoing, Outgoing
 from livecast.settings import Settings
 from tests.node.test_fanout import Member, member, members
 
@@ -77,50 +77,48 @@ async def test_a_mute_heard_refuses_a_send_before_the_room_is_read_again(
         await node.close_collaborators()
 
 
-async def test_the_owner_refuses_a_forwarded_send_of_a_sender_muted_since() -> None:
-    """The sender's process checked the rule against what it knew; the owner
-    knows of the mute: the send ends 10017, not delivered."""
-    node = await started()
-    try:
-        await node.mute("r", ["bob"], 600)
-        waiter, answer = node.rest_waiter()
-        msg = send_of("bob", Address(rest=waiter))
-        node.link.on_forwarded_send(PEER, ForwardedSend("r", Address(rest=waiter),
-                                                        outgoing_fields(msg)))
-        failed = answer.exception()  # a REST send's failure: its error, to answer with
-        assert isinstance(failed, LivecastError) and failed.code == Code.MUTED
-        assert node.rooms["r"].sched.pending == 0
-    finally:
-        await node.close_collaborators()
+def test_a_broadcast_forwarded_to_its_room_s_owner_stays_a_broadcast() -> None:
+    msg = BroadcastOutgoing("host", "", "", Priority.HIGH, 1, BODY, "", Address(rest=1))
+    again = outgoing_of(outgoing_fields(msg), Address(rest=1))
+    assert again.wire(5, 1)["broadcast"] is True
+    assert "broadcast" not in outgoing_of(outgoing_fields(send_of("bob")), Address()).wire(5, 1)
 
 
-async def test_a_login_elsewhere_closes_only_the_sessions_older_than_it(
+async def test_a_login_elsewhere_closes_only_the_sessions_heard_before_it(
         members: list[Member]) -> None:
+    """Every process hears the multiLogin kicks in one order (one channel):
+    a session whose own kick was heard is older than a login heard after it;
+    one whose kick is still on its way is newer, and stays."""
     node = await started(multi_login=False)
     try:
         alice = await logged_in(node, members, "alice")
-        logged_at = node.hub.sessions["alice"][alice.conn]
-        node.link.on_kick(PEER, Kick("alice", "multiLogin", at=logged_at - 1))  # older
+        node.link.on_kick(PEER, Kick("alice", "multiLogin", session=99))  # heard before hers
         assert not alice.conn.closing
-        node.link.on_kick(PEER, Kick("alice", "multiLogin", at=logged_at + 1))  # newer
+        node.link.on_kick(node.node_id, Kick("alice", "multiLogin", session=alice.conn.id))
+        assert not alice.conn.closing  # its own
+        node.link.on_kick(PEER, Kick("alice", "multiLogin", session=100))  # a newer login
         assert alice.conn.closing
     finally:
         await node.close_collaborators()
 
 
-def test_of_two_logins_at_once_on_two_processes_exactly_one_stays() -> None:
-    """Each process closes its session if the other's login is newer, by time
-    then process id: at the same time, the greater id stays."""
-    from livecast.node.hub import LocalHub
-
-    def older(here: str, mine: float, origin: str, theirs: float) -> bool:
-        hub = LocalHub.__new__(LocalHub)
-        hub.sessions = {"u": {"conn": mine}}  # type: ignore[dict-item]
-        return bool(hub.older_sessions("u", theirs, origin, here))
-    for t_a, t_b in ((10.0, 10.0), (10.0, 10.5), (10.5, 10.0)):
-        closed_a = older("node-a", t_a, "node-b", t_b)
-        closed_b = older("node-b", t_b, "node-a", t_a)
-        assert closed_a != closed_b, (t_a, t_b)
+async def test_of_two_logins_at_once_on_two_processes_exactly_one_stays(
+        members: list[Member]) -> None:
+    """Two processes, each with a new session of alice, hear both kicks in the
+    same order: the session whose kick comes last stays, the other closes."""
+    first, second = await started(multi_login=False), await started(multi_login=False)
+    try:
+        a = await logged_in(first, members, "alice")
+        b = await logged_in(second, members, "alice")
+        kicks = [(first.node_id, Kick("alice", "multiLogin", session=a.conn.id)),
+                 (second.node_id, Kick("alice", "multiLogin", session=b.conn.id))]
+        for node in (first, second):
+            for origin, kick in kicks:  # as each hears them: first's, then second's
+                node.link.on_kick(origin, kick)
+        assert (a.conn.closing, b.conn.closing) == (True, False)
+    finally:
+        await first.close_collaborators()
+        await second.close_collaborators()
 
 
 async def test_a_profile_heard_is_used_at_once(members: list[Member]) -> None:

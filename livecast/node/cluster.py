@@ -344,6 +344,7 @@ class ClusterLink:
             while self._resync_again:
                 self._resync_again = False
                 self.node.history.reset()  # batches may have been missed too: read again
+                self.node.hub.heard_every_login()  # their own multiLogin kicks may be lost
                 try:
                     await self._resync_rooms()
                     kicks = await self.node.store.kick_times()

@@ -240,6 +240,14 @@ class LocalHub:
         self.sessions.setdefault(user, {})[conn] = False
         log.debug("login %s from %s", user, conn.peer)
 
+    def heard_every_login(self) -> None:
+        """After a gap in the subscriptions a session's own multiLogin kick may
+        never come back: every session here counts as heard, so a later login
+        anywhere closes it."""
+        for table in self.sessions.values():
+            for conn in table:
+                table[conn] = True
+
     def heard_login(self, user: str, session: int | None) -> list[Connection]:
         """A multiLogin kick of ``user`` heard, in the one order every process
         hears them in (one channel): the sessions here whose own kick came

@@ -129,3 +129,18 @@ async def test_a_profile_heard_is_used_at_once(members: list[Member]) -> None:
         assert (alice.conn.nick, alice.conn.avatar) == ("Alice", "https://a/img")
     finally:
         await node.close_collaborators()
+
+
+async def test_after_a_gap_in_the_subscriptions_a_later_login_still_closes_a_session(
+        members: list[Member]) -> None:
+    """Its own kick, lost in the gap, never comes back: the resync counts it
+    as heard, so a login elsewhere afterwards closes it."""
+    node = await started(multi_login=False)
+    try:
+        alice = await logged_in(node, members, "alice")  # its kick lost: not heard
+        node.link.resync_later()
+        await node.link._resync()
+        node.link.on_kick(PEER, Kick("alice", "multiLogin", session=5))
+        assert alice.conn.closing
+    finally:
+        await node.close_collaborators()

@@ -18,7 +18,7 @@ from livecast.node.cluster import outgoing_fields, outgoing_of
 from livecast.node.node import Node
 from livecast.node.room import BroadcastOutgoing, Outgoing
 from livecast.settings import Settings
-from tests.node.test_fanout import Member, member, members
+from tests.node.test_fanout import Member, logged_in, members
 
 __all__ = ["members"]
 
@@ -31,13 +31,6 @@ async def started(**settings: object) -> Node:
     await node.start()
     await node.create_group("administrator", {"Name": "r"}, "r")
     return node
-
-
-async def logged_in(node: Node, made: list[Member], user: str) -> Member:
-    m = await member(made)
-    node.attach(m.conn)
-    node.login(m.conn, user)
-    return m
 
 
 def send_of(user: str, address: Address | None = None) -> Outgoing:

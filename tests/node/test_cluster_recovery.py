@@ -20,7 +20,7 @@ from livecast.store.redis import RedisStore
 from tests.node.test_cluster_bundles import GID, outgoing
 from tests.node.test_cluster_fates import until
 from tests.node.test_cluster_resync import back, cut_off, gate
-from tests.node.test_fanout import Member, member, members
+from tests.node.test_fanout import Member, logged_in, member, members
 from tests.redis_fixtures import RedisServer
 
 __all__ = ["gate", "members"]
@@ -69,13 +69,6 @@ async def send(node: Node, n: int) -> list[int]:
         node.submit(GID, msg)
         seqs.append((await asyncio.wait_for(answer, WAIT))["MsgSeq"])
     return seqs
-
-
-async def logged_in(node: Node, made: list[Member], user: str) -> Member:
-    m = await member(made)
-    node.attach(m.conn)
-    node.login(m.conn, user)
-    return m
 
 
 async def test_a_room_whose_stream_expired_still_answers_its_last_seq(

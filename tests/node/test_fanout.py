@@ -102,6 +102,14 @@ async def member(made: list[Member]) -> Member:
     return m
 
 
+async def logged_in(node: Node, made: list[Member], user: str) -> Member:
+    """A member of ``made``, attached to ``node`` and logged in as ``user``."""
+    m = await member(made)
+    node.attach(m.conn)
+    node.login(m.conn, user)
+    return m
+
+
 async def lagging_trio(made: list[Member]) -> tuple[Member, Member, Member, int, int]:
     """(fast, lagging, hopeless, soft, hard): lagging just past soft, hopeless past hard."""
     fast, lagging, hopeless = await member(made), await member(made), await member(made)

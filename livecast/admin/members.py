@@ -14,6 +14,9 @@ end times are whole unix seconds; 4294967295 means forever (core/group.py).
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from livecast.admin.table import (
     UINT32_MAX,
     Body,
@@ -99,24 +102,36 @@ async def get_group_ban_member(call: Call, body: Body) -> Body:
             "NextOffset": end if end < len(banned) else 0}
 
 
-@command(AVC_SVC, "get_members")
-async def get_members(call: Call, body: Body) -> Body:
-    room = room_of(call.node, body)
-    start = integer(body, "Timestamp", 0, 2**63 - 1, default=0)
-    if "Mark" in body:
-        integer(body, "Mark", 0, UINT32_MAX)
-    gid = room.group_id
+async def _listing(call: Call, gid: str) -> list[dict[str, Any]]:
+    """The room's members, one entry per user (its newest connection's), the
+    newest first: made once and kept ``LISTING_TTL`` s, so the pages of one
+    listing come from one snapshot and a big room is sorted once, not per page."""
+    state = call.state
+    kept = state.listing(gid, time.monotonic())
+    if kept is not None:
+        return kept
     members = await call.node.room_members(gid)  # every process's, in a cluster
-    joined = call.state.joined_at(gid, [(nid, conn) for nid, conn, *_rest in members],
-                                  call.node.clock())
+    joined = state.joined_at(gid, [(nid, conn) for nid, conn, *_rest in members],
+                             call.node.clock())
     seen: set[str] = set()
-    online = []  # one entry per user: its newest connection's
+    online = []
     for (_nid, _conn, user, nick, avatar), at in sorted(
             zip(members, joined, strict=True), key=lambda entry: -entry[1]):
         if user not in seen:
             seen.add(user)
             online.append({"Member_Account": user, "JoinTime": int(at), "NickName": nick,
                            "Avatar": avatar})
+    state.keep_listing(gid, time.monotonic(), online)
+    return online
+
+
+@command(AVC_SVC, "get_members")
+async def get_members(call: Call, body: Body) -> Body:
+    room = room_of(call.node, body)
+    start = integer(body, "Timestamp", 0, 2**63 - 1, default=0)
+    if "Mark" in body:
+        integer(body, "Mark", 0, UINT32_MAX)
+    online = await _listing(call, room.group_id)
     end = start + call.state.members_page
     return {"MemberList": online[start:end], "NextTimestamp": end if end < len(online) else 0}
 

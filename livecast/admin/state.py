@@ -31,6 +31,7 @@ DEDUP_WINDOW = 300.0  # seconds: "within 5 minutes" (2.5)
 DEDUP_CAP = 100_000
 MEMBERS_PAGE = 500  # get_members page size (2.8: 500 in the English page, 250 in the Chinese)
 MAX_LISTED_ROOMS = 1_000  # rooms whose members' first listing times are kept
+LISTING_TTL = 1.0  # seconds a room's members listing serves its pages
 
 SendKey = tuple[str, str, int]  # (GroupId, or "" for a broadcast; sender; Random)
 Answer = dict[str, Any]
@@ -77,11 +78,13 @@ class SendLog:
 class AdminState:
     """Everything the admin layer remembers for one node."""
 
-    __slots__ = ("broadcast_seq", "first_seen", "last_broadcast", "members_page", "next_ordinal",
-                 "ordinals", "sends")
+    __slots__ = ("broadcast_seq", "first_seen", "last_broadcast", "listings", "members_page",
+                 "next_ordinal", "ordinals", "sends")
 
     def __init__(self) -> None:
         self.members_page = MEMBERS_PAGE
+        # rooms listed lately (get_members) -> (when, monotonic; the listing)
+        self.listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self.sends = SendLog()
         self.broadcast_seq = 0
         self.last_broadcast = float("-inf")
@@ -90,6 +93,15 @@ class AdminState:
         self.first_seen: OrderedDict[str, dict[tuple[str, int], float]] = OrderedDict()
         self.ordinals: dict[str, tuple[RoomOwner, int]] = {}
         self.next_ordinal = 1
+
+    def listing(self, group_id: str, now: float) -> list[dict[str, Any]] | None:
+        """The room's members listing made less than ``LISTING_TTL`` s ago."""
+        kept = self.listings.get(group_id)
+        return kept[1] if kept is not None and now - kept[0] < LISTING_TTL else None
+
+    def keep_listing(self, group_id: str, now: float, listing: list[dict[str, Any]]) -> None:
+        self.listings = {g: v for g, v in self.listings.items() if now - v[0] < LISTING_TTL}
+        self.listings[group_id] = (now, listing)
 
     def joined_at(self, group_id: str, members: list[tuple[str, int]],
                   now: float) -> list[float]:

@@ -213,6 +213,9 @@ class ClusterLink:
         self._asks: dict[int, tuple[set[str], dict[str, list[list[Any]]],
                                     asyncio.Future[None]]] = {}
         self._ask_ids = itertools.count(1)
+        # rooms and users whose read after a change heard failed: read at the next sweep
+        self.reread: set[str] = set()
+        self.reread_profiles: set[str] = set()
         # forwarded sends still unanswered -> (deadline (loop time), room, owner
         # sent to, whether its fate rides on the batch); one timer for all (invariant 2)
         self.forwarded: dict[Address, tuple[float, str, str, bool]] = {}
@@ -326,6 +329,8 @@ class ClusterLink:
             self._resync_again = True
         if self._resync_again and not self._resyncing:
             self.spawn(self._resync())
+        elif self.reread or self.reread_profiles:
+            self.spawn(self._reread())
         if not self.redis_ok:
             log.info("cluster: Redis answers again")
         self.redis_ok = True
@@ -621,6 +626,8 @@ class ClusterLink:
                                 self._unanswered(message.reply_to, AWAY_UNSURE_INFO)
                     if failed is None or failed.issuperset(bundles):
                         self.redis_away()  # else one master of a cluster failed, not Redis
+                    elif ALL in failed and ALL in bundles:  # its own multiLogin kicks
+                        self.resync_later()  # never come back: its sessions count as heard
         finally:
             self._flushing = False
 
@@ -903,15 +910,28 @@ class ClusterLink:
     async def _reload_then_push(self, message: Tips) -> None:
         try:
             await self.reload(message.group_id)
-        except StoreError as err:  # what was heard stays until the resync reads it again
+        except StoreError as err:  # what was heard stays until it is read again
             log.warning("room %s not read again after a change: %s", message.group_id, err)
-            self.resync_later()
+            self.reread.add(message.group_id)
         self.node.hub.push_tips(message.group_id, message.tips)
 
     def resync_later(self) -> None:
-        """A read after a change heard failed: every room and profile is read
-        again by the next sweep (``_resync``), so nothing heard stays wrong."""
+        """A gap in what every process heard: the next sweep reads every room,
+        profile and kick again (``_resync``)."""
         self._resync_again = True
+
+    async def _reread(self) -> None:
+        """The rooms and profiles whose read after a change heard failed, read
+        again (by each sweep until it succeeds), so nothing heard stays wrong."""
+        rooms, self.reread = self.reread, set()
+        users, self.reread_profiles = self.reread_profiles, set()
+        for gid in rooms:
+            try:
+                await self.reload(gid)
+            except StoreError:
+                self.reread.add(gid)
+        for user in users:
+            await self.node.reload_profile(user)  # adds the user again if it fails
 
     async def reload(self, gid: str) -> None:
         """The room as stored now (created, changed elsewhere), read under the
@@ -998,14 +1018,19 @@ class ClusterLink:
         except StoreError as err:
             log.warning("looking %s up: %s", gid, err)
             if gid not in self.node.rooms:  # not asked again at once: the store is slow or away
-                self._misses[gid] = time.monotonic() + MISS_TTL
+                self._missed(gid)
             return gid in self.node.rooms
         if gid in self.node.rooms:
             return True
-        self._misses[gid] = time.monotonic() + MISS_TTL
-        if len(self._misses) > MAX_MISSES:
-            self._misses.popitem(last=False)
+        self._missed(gid)
         return False
+
+    def _missed(self, gid: str) -> None:
+        """``gid`` is not looked up again for ``MISS_TTL`` s (the oldest
+        forgotten past ``MAX_MISSES``)."""
+        self._misses[gid] = time.monotonic() + MISS_TTL
+        while len(self._misses) > MAX_MISSES:
+            self._misses.popitem(last=False)
 
     def on_member_tips(self, origin: str, message: MemberTips) -> None:
         if origin != self.node_id:  # this process's own are in its flush already

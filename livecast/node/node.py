@@ -610,9 +610,9 @@ class Node:
                 return
             try:
                 stored = await self._profile_of(user)
-            except LivecastError as err:  # the store failed: read again with the resync
+            except LivecastError as err:  # the store failed: read again at the next sweep
                 log.warning("profile of %s not read again: %s", user, err)
-                self.link.resync_later()
+                self.link.reread_profiles.add(user)
                 return
             hub.set_profile(user, *nick_and_avatar(stored))
 

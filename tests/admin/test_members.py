@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
+from livecast.admin import state
 from livecast.client import text
 from livecast.gateway.keys import ADMIN
 from tests.admin.conftest import ManualClock, fails, ok, rest
@@ -126,6 +129,23 @@ async def test_get_members_pages(live: Live) -> None:
     assert [m["Member_Account"] for m in first["MemberList"]] == ["c", "b"]
     assert [m["Member_Account"] for m in second["MemberList"]] == ["a"]
     assert first["NextTimestamp"] != 0 and second["NextTimestamp"] == 0
+
+
+async def test_the_pages_of_a_listing_come_from_one_snapshot(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member joining between two pages does not shift the second (a
+    listing serves its pages for ``LISTING_TTL`` s: long here)."""
+    monkeypatch.setattr(state, "LISTING_TTL", 600.0)
+    gid = await live.room("r1")
+    for name in ("a", "b", "c"):
+        await live.client(name, join=gid)
+    live.server.app[ADMIN].members_page = 2
+    first = ok(await call(live, "get_members", {"GroupId": gid}, AVC))
+    await live.client("d", join=gid)
+    second = ok(await call(live, "get_members",
+                           {"GroupId": gid, "Timestamp": first["NextTimestamp"]}, AVC))
+    assert [m["Member_Account"] for m in first["MemberList"] + second["MemberList"]] == [
+        "c", "b", "a"]
 
 
 async def test_check_members(live: Live) -> None:

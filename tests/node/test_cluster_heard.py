@@ -6,18 +6,23 @@ called as the broker calls them, with another process's id as the origin."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
 from livecast.backplane.broker import Kick, ProfileChanged, Tips
 from livecast.core.fate import Address
+from livecast.core.records import GroupRecord
 from livecast.core.scheduler import Priority
 from livecast.errors import Code, LivecastError
+from livecast.node import cluster
 from livecast.node.cluster import outgoing_fields, outgoing_of
 from livecast.node.node import Node
 from livecast.node.room import BroadcastOutgoing, Outgoing
 from livecast.settings import Settings
+from livecast.store.base import StoreError
+from livecast.store.memory import MemoryStore
 from tests.node.test_fanout import Member, logged_in, members
 
 __all__ = ["members"]
@@ -135,5 +140,50 @@ async def test_after_a_gap_in_the_subscriptions_a_later_login_still_closes_a_ses
         await node.link._resync()
         node.link.on_kick(PEER, Kick("alice", "multiLogin", session=5))
         assert alice.conn.closing
+    finally:
+        await node.close_collaborators()
+
+
+class _Failing(MemoryStore):
+    """The in-memory store, whose room reads fail while ``failing``."""
+
+    failing = True
+
+    async def load_group(self, group_id: str) -> GroupRecord | None:
+        if self.failing:
+            raise StoreError("the store is away")
+        return await super().load_group(group_id)
+
+
+async def test_a_room_whose_read_failed_after_a_change_is_read_again() -> None:
+    store = _Failing()
+    store.failing = False
+    node = Node(Settings(), store=store)
+    await node.start()
+    try:
+        await node.create_group("administrator", {"Name": "r"}, "r")
+        store.failing = True
+        node.link.on_tips(PEER, Tips("r", []))  # a change elsewhere: read again, and fails
+        for _ in range(1000):  # the read runs in a task of its own
+            if "r" in node.link.reread:
+                break
+            await asyncio.sleep(0)
+        assert node.link.reread == {"r"}
+        store.failing = False
+        await node.link._reread()  # the next sweep's
+        assert node.link.reread == set()
+    finally:
+        await node.close_collaborators()
+
+
+async def test_the_ids_found_missing_stay_bounded_when_the_store_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "MAX_MISSES", 3)
+    node = Node(Settings(), store=_Failing())
+    await node.start()
+    try:
+        for i in range(10):
+            assert await node.link.find(f"nowhere-{i}", fresh=True) is False
+        assert len(node.link._misses) == 3
     finally:
         await node.close_collaborators()

@@ -793,11 +793,11 @@ class ClusterLink:
         them now), waited for ``MEMBERS_WAIT`` s at most (one that answers later is left
         out, and logged).  A gather serves the room's listings for
         ``LISTING_TTL`` s, so paging through a big room gathers it once."""
-        now = time.monotonic()
         cached = self._listings.get(gid)
-        if cached is not None and now - cached[0] < LISTING_TTL:
+        if cached is not None and time.monotonic() - cached[0] < LISTING_TTL:
             return cached[1]
         gathered = await self._gather(gid)
+        now = time.monotonic()  # after the gather, which may have waited MEMBERS_WAIT
         self._listings = {g: v for g, v in self._listings.items() if now - v[0] < LISTING_TTL}
         self._listings[gid] = (now, gathered)
         return gathered

@@ -147,7 +147,6 @@ CLOSE_TIMEOUT = 2.0     # at shutdown, giving leases up waits this long at most 
 RETRY_INTERVAL = 0.25   # after a failed sweep (Redis away), the next one this much later
 MISS_TTL = 1.0          # a group id found nowhere is not looked up again for this long
 MEMBERS_WAIT = 1.0      # a members listing waits this long at most for the other processes
-LISTING_TTL = 1.0       # a room's gathered members serve the listings of this long (pages)
 MAX_MISSES = 10_000     # group ids remembered as missing
 
 
@@ -207,8 +206,6 @@ class ClusterLink:
         self.owners: dict[str, str] = {}      # other rooms -> their owner, as last seen
         self.remote_online: dict[str, int] = {}  # room -> members on the other processes
         self.peers: set[str] = set()  # the other live processes, as the last heartbeat showed
-        # rooms whose members were gathered lately -> (when, the members)
-        self._listings: dict[str, tuple[float, list[tuple[str, int, str, str, str]]]] = {}
         # members listings waiting for the other processes: ask -> (expected, answers, done)
         self._asks: dict[int, tuple[set[str], dict[str, list[list[Any]]],
                                     asyncio.Future[None]]] = {}
@@ -791,18 +788,8 @@ class ClusterLink:
         connection id, user, nick, avatar): one ``MembersAsk`` to every
         process, answered by each live one (as the heartbeat registry shows
         them now), waited for ``MEMBERS_WAIT`` s at most (one that answers later is left
-        out, and logged).  A gather serves the room's listings for
-        ``LISTING_TTL`` s, so paging through a big room gathers it once."""
-        cached = self._listings.get(gid)
-        if cached is not None and time.monotonic() - cached[0] < LISTING_TTL:
-            return cached[1]
-        gathered = await self._gather(gid)
-        now = time.monotonic()  # after the gather, which may have waited MEMBERS_WAIT
-        self._listings = {g: v for g, v in self._listings.items() if now - v[0] < LISTING_TTL}
-        self._listings[gid] = (now, gathered)
-        return gathered
-
-    async def _gather(self, gid: str) -> list[tuple[str, int, str, str, str]]:
+        out, and logged).  The REST layer keeps a listing for its pages
+        (``admin/state.py``), so paging through a big room gathers it once."""
         try:  # the live processes now (one started since the last heartbeat included)
             expected = set(await self.broker.nodes()) - {self.node_id}
         except BrokerError:

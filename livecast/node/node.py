@@ -475,13 +475,14 @@ class Node:
         last time known here and the newest message this process holds."""
         room = self.room(group_id)
         held = self.history.last_time_ms(group_id) / 1000  # 0 when none is held here
+        last_time = max(room.group.last_msg_time, held)
         if self.cluster is None or group_id in self.link.tokens:
-            return room.sched.next_seq, max(room.group.last_msg_time, held)
+            return room.sched.next_seq, last_time
         try:
             last = await self.link.broker.last_seq(group_id)
         except BrokerError:
             raise LivecastError(Code.INTERNAL, AWAY_INFO) from None
-        return last + 1, max(room.group.last_msg_time, held)
+        return last + 1, last_time
 
     async def read_history(self, group_id: str, count: int) -> tuple[int, int, list[bytes]]:
         """The room's newest ``count`` messages held (REST): (historyEpoch,

@@ -49,7 +49,13 @@ import orjson
 
 from livecast.core.group_attrs import parse_key_list, parse_map
 from livecast.core.group_ids import is_valid_group_id
-from livecast.core.messages import check_size, validate_msg_body
+from livecast.core.messages import (
+    MAX_ELEMENTS,
+    MAX_MSG_BYTES,
+    check_size,
+    message_size,
+    validate_msg_body,
+)
 from livecast.errors import Code, LivecastError
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -190,6 +196,73 @@ def _send_size(args: dict[str, Any]) -> None:
     check_size(args["msgBody"], args["cloudCustomData"])
 
 
+_CUSTOM_FIELDS = frozenset({"Data", "Desc", "Ext", "Sound"})
+
+
+def _plain_element(elem: object) -> int:
+    """1 for a text element (``Text`` alone), 2 for a custom one (``Data``
+    and any of its other string fields), 0 for anything else (left to the
+    general checks): the elements a chat or a gift sends."""
+    if elem.__class__ is not dict or len(elem) != 2:
+        return 0
+    kind = elem.get("MsgType")
+    content = elem.get("MsgContent")
+    if content.__class__ is not dict:
+        return 0
+    if kind == "TIMTextElem":
+        return 1 if len(content) == 1 and content.get("Text").__class__ is str else 0
+    if kind == "TIMCustomElem" and content.get("Data").__class__ is str:
+        for name, value in content.items():
+            if name not in _CUSTOM_FIELDS or value.__class__ is not str:
+                return 0
+        return 2
+    return 0
+
+
+def _quick_send(frame: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``send`` in its common shape (text and at most one custom element,
+    every field of its usual type and value) validated in one step: the same
+    args, in the same order, that the field checks give it; None for any other
+    shape, which the field checks then judge (and answer with its code)."""
+    gid = frame.get("groupId")
+    if gid.__class__ is not str or not 1 <= len(gid) <= 48 or not (gid.isascii()
+                                                                   and gid.isprintable()):
+        return None
+    priority = frame.get("priority")
+    if priority is None:
+        priority = "Normal"
+    elif priority.__class__ is not str or priority not in PRIORITIES:
+        return None
+    rand = frame.get("random")
+    if rand is None:
+        rand = 0
+    elif rand.__class__ is not int or not 0 <= rand <= UINT32_MAX:
+        return None
+    data = frame.get("cloudCustomData")
+    if data is None:
+        data = ""
+    elif data.__class__ is not str:
+        return None
+    body = frame.get("msgBody")
+    if body.__class__ is not list or not 0 < len(body) <= MAX_ELEMENTS:
+        return None
+    customs = 0
+    for elem in body:
+        kind = _plain_element(elem)
+        if not kind:
+            return None
+        customs += kind - 1
+    if customs > 1:
+        return None
+    try:
+        if message_size(body, data) > MAX_MSG_BYTES:
+            return None
+    except LivecastError:
+        return None
+    return {"groupId": gid, "msgBody": body, "priority": priority, "random": rand,
+            "cloudCustomData": data}
+
+
 # -- the op table ---------------------------------------------------------------
 
 
@@ -216,6 +289,10 @@ class OpSpec:
 
     fields: tuple[Field, ...] = ()
     post: Callable[[dict[str, Any]], None] | None = None
+    # the common shape validated in one step: the args the fields give it, or
+    # None (then the fields decide); must agree with them (tests/core/test_protocol.py)
+    quick: Callable[[dict[str, Any]], dict[str, Any] | None] | None = field(
+        default=None, compare=False)
     # the fields as plain tuples, read once per request (``_parse_args``)
     rows: tuple[tuple[str, Check, bool, object], ...] = field(init=False, repr=False,
                                                               compare=False)
@@ -274,6 +351,7 @@ SEND = OpSpec(
         Field("cloudCustomData", _str, required=False, default=""),
     ),
     post=_send_size,
+    quick=_quick_send,
 )
 SET_PROFILE = OpSpec(
     (
@@ -370,6 +448,10 @@ def _valid_id(v: object) -> bool:
 
 
 def _parse_args(spec: OpSpec, frame: dict[str, Any]) -> dict[str, Any]:
+    if spec.quick is not None:
+        quick = spec.quick(frame)
+        if quick is not None:
+            return quick
     args: dict[str, Any] = {}
     for name, check, required, default in spec.rows:
         value = frame.get(name)

@@ -645,7 +645,7 @@ class ClusterLink:
         the publish is accepted under this process's lease (else they fail
         with 10002 "retry": nothing acknowledged is lost)."""
         token = self.tokens.get(gid)
-        held: list[Held] = []
+        held: list[Held]
         if token is not None:
             follows = self.follows
             prev = follows.get(gid, -1)
@@ -653,11 +653,14 @@ class ClusterLink:
             done = self.broker.publish_now(gid, full, lite, seq_end, token, prev)
             if done:
                 return None
+            held = []
             if done is None:
                 self.spawn(self._publish(gid, full, lite, seq_end, token, held, prev))
                 return held
             if self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
+        else:
+            held = []
         asyncio.get_running_loop().call_soon(self._answer_held, held, False)
         return held
 

@@ -57,6 +57,7 @@ from livecast.core.fate import (
     Dropped,
     Failed,
     Fate,
+    delivered_reply,
     fate_reply,
     rest_answer,
     send_refusal,
@@ -66,7 +67,7 @@ from livecast.core.group_attrs import AttrChange, GroupAttrs
 from livecast.core.profiles import Profile, merge, nick_and_avatar
 from livecast.core.protocol import reply
 from livecast.core.records import group_record, restore_group
-from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.errors import Code, LivecastError
 from livecast.node.cluster import AWAY_INFO, ClusterLink
@@ -109,11 +110,18 @@ class LoopTimers:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
+    # each a message's path: the check of ``loop`` inlined, one call each
     def time(self) -> float:
-        return self.loop.time()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self.loop
+        return loop.time()
 
     def call_soon(self, callback: Callable[[], object]) -> asyncio.Handle:
-        return self.loop.call_soon(callback)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self.loop
+        return loop.call_soon(callback)
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
         return self.loop.call_at(when, callback)
@@ -231,8 +239,6 @@ class Node:
         burst = s.room_burst if group.burst is None else group.burst
         sched = RoomScheduler(rate, burst, self.timers.time(), s.max_wait)  # monotonic
         owner = RoomOwner(group, sched, self, self.timers, self.clock, s.tick)
-        if self.cluster is None and self.history.enabled:
-            owner.record = self.history.record
         self.rooms[group.group_id] = owner
         return owner
 
@@ -788,7 +794,10 @@ class Node:
         return room
 
     def _refuse(self, room: RoomOwner, msg: Outgoing, member: bool, is_admin: bool) -> None:
-        refusal = send_refusal(room.group, msg.sender, self.clock(), member=member,
+        group = room.group
+        if member and not (group.bans or group.mutes or group.mute_all):
+            return  # nobody banned or muted: the rule refuses no member (no clock read)
+        refusal = send_refusal(group, msg.sender, self.clock(), member=member,
                                is_admin=is_admin)
         if refusal is not None:
             if refusal[0] == Code.MUTED:
@@ -859,6 +868,48 @@ class Node:
         return self._next_waiter, future
 
     # ----------------------------------------------------------- the owners' events
+    def deliver(self, owner: RoomOwner, batch: list[tuple[int, Pending]], encoded: list[bytes],
+                full: bytes, lite: bytes | None, time_ms: int) -> None:
+        """A tick's delivered batch: published to the room's members (through
+        the broker), then each message's fate settled, in seq order.  One
+        process answers its senders the short way, with the same effects in
+        the same order as ``settle``: the history first, then per message the
+        count, the reply (its bytes made without a dict) and the after-send
+        callback."""
+        gid = owner.group.group_id
+        self.publish(owner, full, lite, batch[0][1].payload.reply_to)
+        try:
+            if self.cluster is not None or (self._held and gid in self._held):
+                for seq, pending in batch:  # in a cluster, or held for the publish
+                    self.settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
+                return
+            if self.history.enabled:
+                self.history.record(gid, [seq for seq, _p in batch], encoded, time_ms)
+            hub, node_id = self.hub, self.link.node_id
+            delivered, connections = self.metrics.hot.delivered, hub.connections
+            for seq, pending in batch:
+                msg = pending.payload
+                delivered[pending.priority] += 1
+                try:
+                    address = msg.reply_to
+                    if address is None:
+                        pass
+                    elif (address.request is not None and not address.rest
+                          and (not address.node or address.node == node_id)):
+                        conn = connections.get(address.conn)
+                        if conn is not None:
+                            data = frame(delivered_reply(address.request, seq, time_ms))
+                            if not hub.after_echo(gid, conn, data):
+                                conn.write(data)
+                    else:
+                        self.answer(msg, Delivered(seq, time_ms), gid)
+                    if self.hooks.enabled:
+                        self.hooks.delivered(gid, msg, seq, time_ms)
+                except Exception:  # one sender's trouble never costs the others their answers
+                    log.exception("answering a message of %s", gid)
+        finally:  # the first sender's frame, if held for its reply, goes out regardless
+            self.release()
+
     def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
                 first: Address | None = None) -> None:
         """Once across the broker; every subscriber (this process too) fans it

@@ -8,11 +8,12 @@ Invariants (docs/design.md, "The room scheduler" and "Shape of a process"):
    exactly one process.
 2. A dispatch ticks the scheduler once, encodes the delivered batch once (the
    full ``msgs`` frame, and a lite one without Low/Lowest when the batch has
-   any) and hands the bytes to ``RoomEvents.publish``.  The owner never
+   any) and hands the batch and the bytes to ``RoomEvents.deliver``.  The owner never
    writes to a socket and never sees a member.
-3. Every offered message ends exactly once, as a fate value handed to
-   ``RoomEvents.settle``: ``Delivered`` with its seq and time, ``Dropped``
-   by frequency control, or ``Failed`` with a code (room destroyed, shutdown).
+3. Every offered message ends exactly once: delivered with its seq and time
+   (in the batch handed to ``RoomEvents.deliver``), or as a fate value handed
+   to ``RoomEvents.settle``: ``Dropped`` by frequency control, or ``Failed``
+   with a code (room destroyed, shutdown).
 4. A room with waiting messages is always scheduled: a quiet room dispatches
    its first message on the next loop iteration (messages offered in the same
    iteration share one frame), a busy one once per tick.
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
+from livecast.core.fate import Dropped, Failed, Fate
 from livecast.core.group import Group
 from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
@@ -56,24 +57,24 @@ class Timers(Protocol):
 class RoomEvents(Protocol):
     """Where a room's decisions go: the node wires them to members and senders."""
 
-    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
-                first: Address | None = None) -> None:
-        """One tick's encoded batch, for every member of the room."""
+    def deliver(self, owner: RoomOwner, batch: list[tuple[int, Pending]], encoded: list[bytes],
+                full: bytes, lite: bytes | None, time_ms: int) -> None:
+        """One tick's delivered messages (their seqs, each one's JSON as the
+        frames carry it, at ``time_ms``) and the encoded frames: for every
+        member of the room, then each message's fate (``Delivered``) for its
+        sender, in seq order."""
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
-        """A message's one and only fate, for its sender."""
+        """A message's one and only fate, for its sender (a message that is
+        not delivered: dropped, or failed)."""
 
     def ticked(self, seconds: float) -> None:
         """How long one dispatch took."""
 
-    def release(self) -> None:
-        """The tick's fates are settled: a frame the fan-out held for its first
-        message's reply (``publish``'s ``first``) is written now if no reply took it."""
-
 
 class RoomOwner:
     __slots__ = ("_clock", "_events", "_head", "_tick", "_timers", "closed", "group", "handle",
-                 "last_dispatch", "record", "sched")
+                 "last_dispatch", "sched")
 
     def __init__(self, group: Group, sched: RoomScheduler, events: RoomEvents, timers: Timers,
                  clock: Callable[[], float], tick: float) -> None:
@@ -87,8 +88,6 @@ class RoomOwner:
         self._clock = clock
         self._tick = tick
         self._head: bytes | None = None  # the msgs frame's JSON up to its list, made once
-        # one process: the room's history gets each tick's batch (node/history.py)
-        self.record: Callable[[str, list[int], list[bytes], int], None] | None = None
 
     @property
     def group_id(self) -> str:
@@ -135,19 +134,13 @@ class RoomOwner:
             head = self._head = b'{"op":"msgs","groupId":%s,"msgs":[' % dumps(self.group_id)
         full = frame(head + b",".join(encoded) + b"]}")
         lite: bytes | None = None
-        if any(p.priority > _NORMAL for _s, p in batch):  # a lite frame, without Low/Lowest
-            keep = [w for (_s, p), w in zip(batch, encoded, strict=True) if p.priority <= _NORMAL]
-            lite = frame(head + b",".join(keep) + b"]}") if keep else b""
-        events = self._events
-        events.publish(self, full, lite, batch[0][1].payload.reply_to)
-        try:
-            if self.record is not None:
-                self.record(self.group.group_id, [seq for seq, _p in batch], encoded, time_ms)
-            settle, gid = events.settle, self.group.group_id
-            for seq, pending in batch:
-                settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
-        finally:  # the first sender's frame, if held for its reply, goes out regardless
-            events.release()
+        for _s, p in batch:  # a loop, not ``any`` over a generator: the batch is one message
+            if p.priority > _NORMAL:  # a lite frame, without Low/Lowest
+                keep = [w for (_s, q), w in zip(batch, encoded, strict=True)
+                        if q.priority <= _NORMAL]
+                lite = frame(head + b",".join(keep) + b"]}") if keep else b""
+                break
+        self._events.deliver(self, batch, encoded, full, lite, time_ms)
         self.group.last_msg_time = time_ms / 1000
 
     def _drop(self, pending: Pending, now: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -10,11 +11,13 @@ from livecast.core.fate import (
     Delivered,
     Dropped,
     Failed,
+    delivered_reply,
     fate_reply,
     rest_answer,
     send_refusal,
 )
 from livecast.core.group import Group
+from livecast.core.protocol import reply
 from livecast.errors import Code
 
 T0 = 1_700_000_000.0
@@ -95,3 +98,13 @@ def test_addresses_and_deliveries_are_values() -> None:
     assert {a: 1}[Address(conn=3, request=7, node="n1")] == 1
     assert Delivered(5, 17) == Delivered(seq=5, time_ms=17) != Delivered(5, 18)
     assert len({Delivered(5, 17), Delivered(5, 17)}) == 1
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(max_size=64),
+       st.integers(min_value=1, max_value=2**53), st.integers(min_value=0, max_value=2**45))
+def test_a_delivered_reply_is_the_reply_of_its_fate_encoded(
+        rid: int | str, seq: int, time_ms: int) -> None:
+    """The bytes made without a dict are those of the reply dict encoded,
+    for any id a request may carry (escapes and non-ASCII text included)."""
+    code, info, fields = fate_reply(Delivered(seq, time_ms))
+    assert delivered_reply(rid, seq, time_ms) == orjson.dumps(reply(rid, code, info, **fields))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from livecast.core.protocol import (
     kicked,
     reply,
 )
-from livecast.errors import Code
+from livecast.errors import Code, LivecastError
 from livecast.gateway.ws import OPS
 from tests.strategies import json_values
 
@@ -477,3 +478,67 @@ def test_what_only_a_lenient_parser_reads_is_not_json(frame: bytes) -> None:
     assert isinstance(err, FrameError)
     assert (err.code, err.id, err.violation) == (Code.BAD_PARAMETER, None, True)
     assert err.info == "frame is not valid JSON"
+
+
+# -- the send's common shape, validated in one step -----------------------------
+
+GENERAL_SEND = dataclasses.replace(protocol.SEND, quick=None)  # the field checks alone
+text_element = st.builds(lambda t: {"MsgType": "TIMTextElem", "MsgContent": {"Text": t}},
+                         st.text(max_size=30))
+custom_element = st.builds(
+    lambda d, extra: {"MsgType": "TIMCustomElem", "MsgContent": {"Data": d, **extra}},
+    st.text(max_size=30),
+    st.dictionaries(st.sampled_from(["Desc", "Ext", "Sound", "Other"]),
+                    st.text(max_size=8) | st.integers(min_value=-9, max_value=9), max_size=3))
+odd_element = (element | st.builds(lambda e, k, v: {**e, k: v}, text_element,
+                                   st.sampled_from(["Extra", "MsgType"]), json_values)
+               | json_values)
+send_fields = st.fixed_dictionaries(
+    {"groupId": st.sampled_from(["live-1", "", "x" * 48, "x" * 49, "caf\u00e9", "a\tb"])
+     | json_values,
+     "msgBody": st.lists(text_element | custom_element | odd_element, max_size=4)
+     | json_values},
+    optional={"priority": st.sampled_from(["High", "Normal", "Low", "Lowest", "normal"])
+              | json_values,
+              "random": st.integers(min_value=-2, max_value=2**32 + 1) | json_values,
+              "cloudCustomData": st.text(max_size=10) | json_values,
+              "op": st.just("send"), "extra": json_values})
+
+
+def general_args(frame: dict[str, Any]) -> dict[str, Any] | FrameError:
+    try:
+        return protocol._parse_args(GENERAL_SEND, frame)
+    except LivecastError as exc:
+        return FrameError(exc.code, exc.info, None, False)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(send_fields)
+def test_a_send_validated_in_one_step_gets_the_field_checks_own_args(
+        frame: dict[str, Any]) -> None:
+    """Whatever the one-step check accepts, the field checks accept too, with
+    the same args in the same order; anything else is left to them."""
+    frame = orjson.loads(orjson.dumps(frame))  # as a client's frame comes: parsed JSON
+    quick = protocol._quick_send(frame)
+    if quick is not None:
+        general = general_args(frame)
+        assert isinstance(general, dict)
+        assert list(quick.items()) == list(general.items())
+
+
+def test_the_common_sends_are_validated_in_one_step() -> None:
+    """Chat text, a gift's custom element, defaults filled in: the one step
+    takes them (the test above is not vacuous), a malformed one is left."""
+    text = {"groupId": "live-1", "msgBody": [{"MsgType": "TIMTextElem",
+                                              "MsgContent": {"Text": "hi"}}]}
+    gift = {"groupId": "live-1", "priority": "High", "random": 7, "cloudCustomData": "c",
+            "msgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "rose"}},
+                        {"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{}", "Desc": "g"}}]}
+    for frame in (text, gift):
+        assert protocol._quick_send(frame) == general_args(frame)
+    two_customs = {**gift, "msgBody": gift["msgBody"][1:] * 2}
+    assert protocol._quick_send(two_customs) is None
+    assert isinstance(general_args(two_customs), FrameError)
+    too_long = {**text, "cloudCustomData": "x" * MAX_MSG_BYTES}
+    assert protocol._quick_send(too_long) is None
+    assert general_args(too_long).code == Code.MSG_TOO_LONG  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ import pytest
 from livecast.core.fate import Address
 from livecast.core.scheduler import Priority
 from livecast.core.wsframe import frame
+from livecast.node import node as node_module
 from livecast.node.connection import Connection
 from livecast.node.fanout import fanout
 from livecast.node.node import Node
@@ -378,9 +379,10 @@ async def test_a_sender_whose_answer_fails_still_gets_the_frame(
     try:
         sender, _viewer = await _room_of_two(node, members)
 
-        def broken(msg: Outgoing, fate: Any) -> None:
+        def broken(*args: Any) -> Any:
             raise RuntimeError("the answer failed")
-        monkeypatch.setattr(node, "answer", broken)
+        monkeypatch.setattr(node, "answer", broken)  # the answer's two ways: through
+        monkeypatch.setattr(node_module, "delivered_reply", broken)  # ``answer``, or here
         _send(node, sender, 8)
         frames = await sender.frames(until=lambda fs: any(f["op"] == "msgs" for f in fs))
         assert not [f for f in frames if f["op"] == "reply"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from livecast.core.fate import Address, Delivered, Dropped, Failed, Fate
+from livecast.core.fate import Delivered, Dropped, Failed, Fate
 from livecast.core.group import Group
-from livecast.core.scheduler import Priority, RoomScheduler
+from livecast.core.scheduler import Pending, Priority, RoomScheduler
 from livecast.core.wsframe import frame
 from livecast.errors import Code
 from livecast.node.owner import RoomOwner
@@ -63,20 +63,23 @@ class ManualTimers:
 class Recorder:
     frames: list[tuple[bytes, bytes | None]] = field(default_factory=list)
     fates: list[tuple[str, int, Fate]] = field(default_factory=list)
+    # each delivered batch: (room, seqs, each message's bytes, time)
+    batches: list[tuple[str, list[int], list[bytes], int]] = field(default_factory=list)
     ticks: int = 0
 
-    def publish(self, owner: RoomOwner, full: bytes, lite: bytes | None,
-                first: Address | None = None) -> None:
+    def deliver(self, owner: RoomOwner, batch: list[tuple[int, Pending]], encoded: list[bytes],
+                full: bytes, lite: bytes | None, time_ms: int) -> None:
         self.frames.append((full, lite))
+        self.batches.append((owner.group_id, [seq for seq, _p in batch], encoded, time_ms))
+        for seq, pending in batch:
+            self.settle(owner.group_id, pending.payload, pending.priority,
+                        Delivered(seq, time_ms))
 
     def settle(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate) -> None:
         self.fates.append((msg.sender, msg.random, fate))
 
     def ticked(self, seconds: float) -> None:
         self.ticks += 1
-
-    def release(self) -> None:
-        pass
 
 
 class Room:
@@ -148,8 +151,6 @@ def test_each_message_is_encoded_once_and_the_frames_are_the_whole_batch_encoded
     """The frames join each message's own JSON; they are byte for byte the
     batch encoded whole, and the history gets the same bytes per message."""
     room = Room()
-    recorded: list[tuple[str, list[int], list[bytes], int]] = []
-    room.owner.record = lambda gid, seqs, data, t: recorded.append((gid, seqs, data, t))
     room.send("alice", 1, Priority.NORMAL)
     room.send("bob", 2, Priority.LOW)
     room.send("carol", 3, Priority.HIGH)
@@ -159,7 +160,7 @@ def test_each_message_is_encoded_once_and_the_frames_are_the_whole_batch_encoded
     assert full == frame(orjson.dumps({"op": "msgs", "groupId": "live", "msgs": wires}))
     kept = [w for w in wires if w["priority"] in ("High", "Normal")]
     assert lite == frame(orjson.dumps({"op": "msgs", "groupId": "live", "msgs": kept}))
-    [(gid, seqs, data, time_ms)] = recorded
+    [(gid, seqs, data, time_ms)] = room.events.batches
     assert gid == "live" and seqs == [1, 2, 3] and time_ms == int(T0 * 1000)
     assert [orjson.loads(d) for d in data] == wires
     assert [orjson.dumps(w) for w in wires] == data

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import orjson
@@ -404,7 +404,7 @@ class LocalHub:
         room.fanq[-1].replies.append((conn, data))
         return True
 
-    def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
+    def _write(self, members: Collection[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings
         written, degraded, shed = fanout(members, full, lite, s.outbox_soft_bytes,
                                          s.outbox_hard_bytes, self.hold)

@@ -48,7 +48,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from livecast.core.group_attrs import parse_key_list, parse_map
-from livecast.core.group_ids import is_valid_group_id
+from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
 from livecast.core.messages import (
     MAX_ELEMENTS,
     MAX_MSG_BYTES,
@@ -225,8 +225,8 @@ def _quick_send(frame: dict[str, Any]) -> dict[str, Any] | None:
     args, in the same order, that the field checks give it; None for any other
     shape, which the field checks then judge (and answer with its code)."""
     gid = frame.get("groupId")
-    if gid.__class__ is not str or not 1 <= len(gid) <= 48 or not (gid.isascii()
-                                                                   and gid.isprintable()):
+    if gid.__class__ is not str or not (0 < len(gid) <= GROUP_ID_MAX_BYTES and gid.isascii()
+                                        and gid.isprintable()):  # ``is_valid_group_id``
         return None
     priority = frame.get("priority")
     if priority is None:

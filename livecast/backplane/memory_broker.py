@@ -104,15 +104,8 @@ class MemoryBroker:
                     token: int, prev: int = -1) -> bool:
         if not self._accepts(group_id, seq_end, token, prev):
             return False
-        brokers = self.hub.brokers
-        if len(brokers) == 1 and brokers.get(self.node_id) is self:  # one process: its handler
-            if group_id in self.refs.counts and self._handler is not None:
-                try:
-                    self._handler.on_batch(group_id, full, lite)
-                except Exception:
-                    log.exception("the handler failed on a batch of %s", group_id)
-            return True
-        for broker in brokers.values():
+        hub = self.hub
+        for broker in hub.brokers.values():  # few calls: this is every tick's path
             if group_id not in broker.refs.counts:
                 continue
             if broker is not self:

@@ -121,6 +121,8 @@ def send_refusal(group: Group, user: str, now: float, *, member: bool = True,
     ``is_admin`` are true there, so only a personal mute refuses them."""
     if not member:
         return int(Code.NO_PERMISSION), "not a member of this group"
+    if not (group.bans or group.mutes or group.mute_all):  # nobody banned or muted
+        return None
     if group.is_banned(user, now):
         return int(Code.NO_PERMISSION), "banned from this group"
     if group.is_muted(user, now):

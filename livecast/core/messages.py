@@ -175,6 +175,30 @@ _FIELDS: Mapping[str, Mapping[str, _Field]] = MappingProxyType(
 assert frozenset(_FIELDS) == ELEMENT_TYPES
 
 
+_CUSTOM_FIELDS = frozenset(_FIELDS["TIMCustomElem"])
+
+
+def plain_element(elem: object) -> int:
+    """1 for a text element (``Text`` alone), 2 for a custom one (``Data``
+    and any of its other fields, all strings), 0 for anything else (left to
+    ``validate_msg_body``): the elements a chat or a gift sends, which that
+    check accepts as they are."""
+    if elem.__class__ is not dict or len(elem) != 2:
+        return 0
+    kind = elem.get("MsgType")
+    content = elem.get("MsgContent")
+    if content.__class__ is not dict:
+        return 0
+    if kind == "TIMTextElem":
+        return 1 if len(content) == 1 and content.get("Text").__class__ is str else 0
+    if kind == "TIMCustomElem" and content.get("Data").__class__ is str:
+        for name, value in content.items():
+            if name not in _CUSTOM_FIELDS or value.__class__ is not str:
+                return 0
+        return 2
+    return 0
+
+
 def _bad(info: str) -> LivecastError:
     return LivecastError(Code.BAD_PARAMETER, info)
 

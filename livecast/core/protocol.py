@@ -48,12 +48,13 @@ from typing import Any, Final, Protocol
 import orjson
 
 from livecast.core.group_attrs import parse_key_list, parse_map
-from livecast.core.group_ids import GROUP_ID_MAX_BYTES, is_valid_group_id
+from livecast.core.group_ids import is_valid_group_id
 from livecast.core.messages import (
     MAX_ELEMENTS,
     MAX_MSG_BYTES,
     check_size,
     message_size,
+    plain_element,
     validate_msg_body,
 )
 from livecast.errors import Code, LivecastError
@@ -196,37 +197,13 @@ def _send_size(args: dict[str, Any]) -> None:
     check_size(args["msgBody"], args["cloudCustomData"])
 
 
-_CUSTOM_FIELDS = frozenset({"Data", "Desc", "Ext", "Sound"})
-
-
-def _plain_element(elem: object) -> int:
-    """1 for a text element (``Text`` alone), 2 for a custom one (``Data``
-    and any of its other string fields), 0 for anything else (left to the
-    general checks): the elements a chat or a gift sends."""
-    if elem.__class__ is not dict or len(elem) != 2:
-        return 0
-    kind = elem.get("MsgType")
-    content = elem.get("MsgContent")
-    if content.__class__ is not dict:
-        return 0
-    if kind == "TIMTextElem":
-        return 1 if len(content) == 1 and content.get("Text").__class__ is str else 0
-    if kind == "TIMCustomElem" and content.get("Data").__class__ is str:
-        for name, value in content.items():
-            if name not in _CUSTOM_FIELDS or value.__class__ is not str:
-                return 0
-        return 2
-    return 0
-
-
 def _quick_send(frame: dict[str, Any]) -> dict[str, Any] | None:
     """A ``send`` in its common shape (text and at most one custom element,
     every field of its usual type and value) validated in one step: the same
     args, in the same order, that the field checks give it; None for any other
     shape, which the field checks then judge (and answer with its code)."""
     gid = frame.get("groupId")
-    if gid.__class__ is not str or not (0 < len(gid) <= GROUP_ID_MAX_BYTES and gid.isascii()
-                                        and gid.isprintable()):  # ``is_valid_group_id``
+    if not is_valid_group_id(gid):
         return None
     priority = frame.get("priority")
     if priority is None:
@@ -248,7 +225,7 @@ def _quick_send(frame: dict[str, Any]) -> dict[str, Any] | None:
         return None
     customs = 0
     for elem in body:
-        kind = _plain_element(elem)
+        kind = plain_element(elem)
         if not kind:
             return None
         customs += kind - 1

@@ -452,14 +452,8 @@ def _signal(conn: WsConnection, action: Signal) -> None:
 def _dispatch(conn: WsConnection, req: Request) -> None:
     """Carry a request out: at once on the reader when nothing comes before
     it, else in its turn off the reader (rule above ``Order``)."""
-    node, order = conn.node, conn.order
-    if req.op == "send" and order is None and not node.hooks.enabled:
-        try:  # the common case, as below: nothing before it, no callback to ask
-            op_send(node, conn, req)
-        except Exception as exc:
-            _failed(node, conn, req, exc)
-        return
-    row = OPS[req.op]
+    node, row = conn.node, OPS[req.op]
+    order = conn.order
     after, turn = order.waits_for(row.kind) if order is not None else (_NONE, None)
     if (after or row.handler is None or (row.hooks and row.hooked is not None
                                          and node.hooks.enabled)

@@ -645,7 +645,7 @@ class ClusterLink:
         the publish is accepted under this process's lease (else they fail
         with 10002 "retry": nothing acknowledged is lost)."""
         token = self.tokens.get(gid)
-        held: list[Held]
+        held: list[Held] = []
         if token is not None:
             follows = self.follows
             prev = follows.get(gid, -1)
@@ -653,14 +653,11 @@ class ClusterLink:
             done = self.broker.publish_now(gid, full, lite, seq_end, token, prev)
             if done:
                 return None
-            held = []
             if done is None:
                 self.spawn(self._publish(gid, full, lite, seq_end, token, held, prev))
                 return held
             if self.tokens.get(gid) == token:  # deposed
                 self.lost(gid)
-        else:
-            held = []
         asyncio.get_running_loop().call_soon(self._answer_held, held, False)
         return held
 
@@ -817,10 +814,9 @@ class ClusterLink:
     def on_members_ask(self, origin: str, message: MembersAsk) -> None:
         if origin == self.node_id:
             return
-        mine = [[c.id, c.user, c.nick, c.avatar]
-                for c in self.node.hub.members(message.group_id) if c.logged_in and not c.guest]
         # answered even when none are left here: the asker may be waiting for it
-        self.queue(origin, MembersAnswer(message.ask, mine[::-1]))  # newest join first
+        self.queue(origin, MembersAnswer(message.ask,
+                                         self.node.hub.logged_in_members(message.group_id)))
 
     def on_members_answer(self, origin: str, message: MembersAnswer) -> None:
         waiting = self._asks.get(message.ask)

@@ -13,7 +13,7 @@ instead of a write: its reply follows in the same write (``Connection.write``).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from livecast.node.connection import Connection, kernel_queued
@@ -56,7 +56,7 @@ class FanJob:
         self.full += full
 
 
-def fanout(members: Collection[Connection], full: bytes, lite: bytes | None,
+def fanout(members: Iterable[Connection], full: bytes, lite: bytes | None,
            soft: int, hard: int,
            hold: Connection | None = None) -> tuple[int, int, list[Connection]]:
     """Write ``full`` (or ``lite`` to lagging members); return
@@ -65,12 +65,11 @@ def fanout(members: Collection[Connection], full: bytes, lite: bytes | None,
     ``lite`` None means the batch has nothing droppable: everyone gets ``full``.
     ``lite`` b"" means everything was droppable: lagging members get nothing.
     """
-    missed = degraded = 0  # members given no full frame: closing, degraded or shed
+    written = degraded = 0
     shed: list[Connection] = []
     for conn in members:
         transport = conn.transport
         if transport.is_closing():
-            missed += 1
             continue
         size = transport.get_write_buffer_size()
         if not size:  # the common case: nothing waiting in asyncio's buffer
@@ -78,20 +77,19 @@ def fanout(members: Collection[Connection], full: bytes, lite: bytes | None,
                 conn.held += full
             else:
                 transport.write(full)
+            written += 1
             continue
         size += kernel_queued(conn.fd)  # lagging: the kernel's send buffer is full, count it too
         if size > soft and lite is not None:
             if size > hard:
                 shed.append(conn)
-                missed += 1
                 continue
             if lite:
                 transport.write(lite)
             degraded += 1
-            missed += 1
         elif size > hard:
             shed.append(conn)
-            missed += 1
         else:
             transport.write(full)
-    return len(members) - missed, degraded, shed
+            written += 1
+    return written, degraded, shed

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -174,6 +174,12 @@ class LocalHub:
     def members(self, group_id: str) -> dict[Connection, None]:
         room = self.rooms.get(group_id)
         return room.members if room is not None else {}
+
+    def logged_in_members(self, group_id: str) -> list[list[Any]]:
+        """The room's logged-in members here (guests left out), as
+        ``[connection id, user, nick, avatar]``, the newest join first."""
+        return [[c.id, c.user, c.nick, c.avatar] for c in reversed(self.members(group_id))
+                if c.logged_in and not c.guest]
 
     def online(self, group_id: str) -> int:
         room = self.rooms.get(group_id)
@@ -404,7 +410,7 @@ class LocalHub:
         room.fanq[-1].replies.append((conn, data))
         return True
 
-    def _write(self, members: Collection[Connection], full: bytes, lite: bytes | None) -> None:
+    def _write(self, members: Iterable[Connection], full: bytes, lite: bytes | None) -> None:
         s = self.settings
         written, degraded, shed = fanout(members, full, lite, s.outbox_soft_bytes,
                                          s.outbox_hard_bytes, self.hold)

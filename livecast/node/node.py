@@ -110,18 +110,11 @@ class LoopTimers:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    # each a message's path: the check of ``loop`` inlined, one call each
     def time(self) -> float:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self.loop
-        return loop.time()
+        return self.loop.time()
 
     def call_soon(self, callback: Callable[[], object]) -> asyncio.Handle:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self.loop
-        return loop.call_soon(callback)
+        return self.loop.call_soon(callback)
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
         return self.loop.call_at(when, callback)
@@ -309,8 +302,8 @@ class Node:
         """The room's logged-in members on every process, as (node id,
         connection id, user, nick, avatar): this process's first, then the
         others' (``ClusterLink.members``), each process's newest join first."""
-        mine = [(self.node_id, c.id, c.user, c.nick, c.avatar)
-                for c in reversed(self.hub.members(group_id)) if c.logged_in and not c.guest]
+        mine = [(self.node_id, int(m[0]), m[1], m[2], m[3])
+                for m in self.hub.logged_in_members(group_id)]
         if self.cluster is None:
             return mine
         return mine + await self.cluster.members(group_id)
@@ -794,10 +787,7 @@ class Node:
         return room
 
     def _refuse(self, room: RoomOwner, msg: Outgoing, member: bool, is_admin: bool) -> None:
-        group = room.group
-        if member and not (group.bans or group.mutes or group.mute_all):
-            return  # nobody banned or muted: the rule refuses no member (no clock read)
-        refusal = send_refusal(group, msg.sender, self.clock(), member=member,
+        refusal = send_refusal(room.group, msg.sender, self.clock(), member=member,
                                is_admin=is_admin)
         if refusal is not None:
             if refusal[0] == Code.MUTED:
@@ -872,39 +862,27 @@ class Node:
                 full: bytes, lite: bytes | None, time_ms: int) -> None:
         """A tick's delivered batch: published to the room's members (through
         the broker), then each message's fate settled, in seq order.  One
-        process answers its senders the short way, with the same effects in
-        the same order as ``settle``: the history first, then per message the
-        count, the reply (its bytes made without a dict) and the after-send
-        callback."""
+        process, whose deliveries never wait for the publish, keeps the batch
+        in the room's history and settles each message here as
+        ``settle_now`` does a delivery (counted, answered, reported) with
+        one call a message, not four."""
         gid = owner.group.group_id
         self.publish(owner, full, lite, batch[0][1].payload.reply_to)
         try:
-            if self.cluster is not None or (self._held and gid in self._held):
-                for seq, pending in batch:  # in a cluster, or held for the publish
+            if self.cluster is not None or gid in self._held:
+                for seq, pending in batch:  # a cluster's fates may wait for the publish
                     self.settle(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
                 return
             if self.history.enabled:
                 self.history.record(gid, [seq for seq, _p in batch], encoded, time_ms)
-            hub, node_id = self.hub, self.link.node_id
-            delivered, connections = self.metrics.hot.delivered, hub.connections
+            delivered, hooks = self.metrics.hot.delivered, self.hooks
             for seq, pending in batch:
                 msg = pending.payload
                 delivered[pending.priority] += 1
                 try:
-                    address = msg.reply_to
-                    if address is None:
-                        pass
-                    elif (address.request is not None and not address.rest
-                          and (not address.node or address.node == node_id)):
-                        conn = connections.get(address.conn)
-                        if conn is not None:
-                            data = frame(delivered_reply(address.request, seq, time_ms))
-                            if not hub.after_echo(gid, conn, data):
-                                conn.write(data)
-                    else:
-                        self.answer(msg, Delivered(seq, time_ms), gid)
-                    if self.hooks.enabled:
-                        self.hooks.delivered(gid, msg, seq, time_ms)
+                    self.answer(msg, Delivered(seq, time_ms), gid)
+                    if hooks.enabled:
+                        hooks.delivered(gid, msg, seq, time_ms)
                 except Exception:  # one sender's trouble never costs the others their answers
                     log.exception("answering a message of %s", gid)
         finally:  # the first sender's frame, if held for its reply, goes out regardless
@@ -994,8 +972,11 @@ class Node:
         elif address.request is not None:
             conn = self.hub.connections.get(address.conn)
             if conn is not None:
-                code, info, fields = fate_reply(fate)
-                data = frame(orjson.dumps(reply(address.request, code, info, **fields)))
+                if isinstance(fate, Delivered):  # every delivered message's: made without a dict
+                    data = frame(delivered_reply(address.request, fate.seq, fate.time_ms))
+                else:
+                    code, info, fields = fate_reply(fate)
+                    data = frame(orjson.dumps(reply(address.request, code, info, **fields)))
                 if not (group_id and self.hub.after_echo(group_id, conn, data)):
                     conn.write(data)
 

@@ -18,10 +18,8 @@ import orjson
 import pytest
 
 from livecast.client import Client, custom, text
-from livecast.core.protocol import Needs
 from livecast.core.usersig import mint
 from livecast.errors import Code
-from livecast.gateway import ws
 from livecast.gateway.ws import OPS
 from tests.conftest import KEY, SDKAPPID, Live, LiveFactory, sig
 from tests.gateway.test_ws_closes import OP_TEXT, RawWs, metric
@@ -565,16 +563,6 @@ def test_every_op_is_one_row_with_its_kind_handlers_and_needs() -> None:
         "deleteGroupAttributes": ("change", False, True, "any"),
         "ping": ("free", True, False, "any"),
     }
-
-
-def test_the_send_s_shortcut_on_the_reader_is_its_row_of_the_table() -> None:
-    """``_dispatch`` carries a send with nothing before it and webhooks off
-    straight to ``op_send``: what the table's row says of it (a handler on
-    the reader, asking nothing of the phase, never off the reader for a
-    lookup), so the shortcut and the table cannot part."""
-    row = OPS["send"]
-    assert row.handler is ws.op_send and row.needs is Needs.ANY and row.hooks
-    assert "send" not in ws._OFF_READER
 
 
 async def test_what_an_op_needs_is_checked_when_it_is_carried_out_not_received(

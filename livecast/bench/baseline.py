@@ -11,6 +11,16 @@ metrics, no per-member work beyond the write.  Dispatch timing is livecast's
 (a quiet room sends at once, a busy one once per tick), so the two servers
 write the same number of frames; livecast's server CPU per delivery divided
 by this one's is livecast's overhead over the physical limit.
+
+``--steps`` adds, to each ``send``, the steps livecast's contract asks of a
+message and nothing between them: the send's validation (``parse_frame``),
+the connection's request rate, the ban and mute rule, the room's scheduler
+(an offer, then the tick delivering it), each message encoded alone and kept
+in the room's history, the fan-out's outbox checks (``fanout``), and the
+sender's echo and reply in one write.  The same functions livecast calls,
+called straight one after the other: the least a Python implementation of
+the contract does per message (docs/benchmarks.md, "The contract's floor in
+the running server").
 """
 
 from __future__ import annotations
@@ -24,8 +34,13 @@ from typing import Any, cast
 
 import orjson
 
+from livecast.core.bucket import TokenBucket
+from livecast.core.fate import send_refusal
+from livecast.core.group import Group
 from livecast.core.handshake import HEAD_END, accept_key, parse_head, switching_protocols
-from livecast.core.protocol import MAX_FRAME_BYTES
+from livecast.core.history import HistoryRing
+from livecast.core.protocol import MAX_FRAME_BYTES, FrameError, Request, parse_frame
+from livecast.core.scheduler import RoomScheduler, parse_priority
 from livecast.core.wsframe import (
     OP_CLOSE,
     OP_PING,
@@ -36,11 +51,19 @@ from livecast.core.wsframe import (
     close_frame,
     frame,
 )
+from livecast.errors import Code
+from livecast.gateway.ws import OPS as LIVECAST_OPS
+from livecast.node.connection import Connection
+from livecast.node.fanout import fanout
 from livecast.runner import raise_fd_limit
+from livecast.settings import Settings
+
+DEFAULTS = Settings()  # --steps: livecast's default limits
 
 
 class Room:
-    __slots__ = ("gid", "handle", "last", "members", "pending", "seq")
+    __slots__ = ("conns", "gid", "group", "handle", "history", "last", "members", "pending",
+                 "sched", "seq")
 
     def __init__(self, gid: str) -> None:
         self.gid = gid
@@ -49,13 +72,20 @@ class Room:
         self.seq = 0
         self.handle: asyncio.Handle | None = None
         self.last = -1e9
+        # --steps only: the room's rule, scheduler, history and members
+        self.group = Group.create(gid, "admin", time.time(), {"Type": "AVChatRoom", "Name": gid})
+        self.sched = RoomScheduler(DEFAULTS.room_rate, DEFAULTS.room_burst, time.monotonic())
+        self.history = HistoryRing(DEFAULTS.history_size, DEFAULTS.history_bytes,
+                                   int(DEFAULTS.history_ttl * 1000))
+        self.conns: dict[Connection, None] = {}
 
 
 class Hub:
     """Rooms and the per-tick dispatch."""
 
-    def __init__(self, tick: float) -> None:
+    def __init__(self, tick: float, steps: bool = False) -> None:
         self.tick = tick
+        self.steps = steps
         self.rooms: dict[str, Room] = {}
 
     def room(self, gid: str) -> Room:
@@ -67,6 +97,9 @@ class Hub:
     def submit(self, conn: Conn, rid: Any, req: dict[str, Any]) -> None:
         room = self.room(str(req.get("groupId")))
         room.pending.append((conn, rid, req))
+        self._schedule(room)
+
+    def _schedule(self, room: Room) -> None:
         if room.handle is None:
             loop = asyncio.get_running_loop()
             due = room.last + self.tick
@@ -75,9 +108,26 @@ class Hub:
             else:
                 room.handle = loop.call_at(due, self.dispatch, room)
 
+    def offer(self, conn: Conn, request: Request) -> None:
+        """--steps: the send rule, then the room's scheduler."""
+        args = request.args
+        room = self.room(args["groupId"])
+        refusal = send_refusal(room.group, conn.user, time.time())
+        if refusal is not None:
+            conn.reply(request.id, code=refusal[0], info=refusal[1])
+            return
+        priority = parse_priority(args["priority"])
+        assert priority is not None  # validated by the protocol table
+        for _dropped in room.sched.offer((conn, request.id, args), priority, time.monotonic()):
+            conn.reply(request.id, code=Code.FREQ_LIMIT, info="MsgFreqCtrl")
+        self._schedule(room)
+
     def dispatch(self, room: Room) -> None:
         room.handle = None
         room.last = asyncio.get_running_loop().time()
+        if self.steps:
+            self._deliver(room)
+            return
         batch, room.pending = room.pending, []
         now_ms = int(time.time() * 1000)
         wires = []
@@ -94,9 +144,39 @@ class Hub:
         for k, (conn, rid, _req) in enumerate(batch):
             conn.reply(rid, msgSeq=first + k + 1, msgTime=now_ms, dropReason="")
 
+    def _deliver(self, room: Room) -> None:
+        """--steps: the scheduler's tick, each message encoded alone and kept
+        in the history, one frame through the fan-out's checks, the replies
+        (a lone sender's echo and reply in one write)."""
+        result = room.sched.tick(room.last)
+        for pending in result.dropped:
+            conn, rid, _args = pending.payload
+            conn.reply(rid, code=Code.FREQ_LIMIT, info="MsgFreqCtrl")
+        if not result.delivered:
+            return
+        now_ms = int(time.time() * 1000)
+        seqs, parts = [], []
+        for seq, pending in result.delivered:
+            conn, _rid, args = pending.payload
+            seqs.append(seq)
+            parts.append(orjson.dumps({
+                "seq": seq, "time": now_ms, "from": conn.user, "nick": "", "avatar": "",
+                "priority": args["priority"], "random": args["random"],
+                "msgBody": args["msgBody"], "cloudCustomData": args["cloudCustomData"]}))
+        room.history.extend(seqs, now_ms, parts)
+        data = frame(b'{"op":"msgs","groupId":' + orjson.dumps(room.gid) + b',"msgs":['
+                     + b",".join(parts) + b"]}")
+        hold = result.delivered[0][1].payload[0].member if len(seqs) == 1 else None
+        fanout(room.conns, data, None, DEFAULTS.outbox_soft_bytes, DEFAULTS.outbox_hard_bytes,
+               hold)
+        for seq, pending in result.delivered:
+            conn, rid, _args = pending.payload
+            conn.reply(rid, msgSeq=seq, msgTime=now_ms, dropReason="")
+
 
 class Conn(asyncio.Protocol):
-    __slots__ = ("buf", "hub", "joined", "open", "reader", "transport", "user")
+    __slots__ = ("buf", "hub", "joined", "limiter", "member", "open", "reader", "transport",
+                 "user")
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
@@ -106,13 +186,20 @@ class Conn(asyncio.Protocol):
         self.user = ""
         self.joined: list[Room] = []
         self.transport: asyncio.Transport | None = None
+        # --steps only: the request rate, and the member the fan-out writes to
+        self.limiter = TokenBucket(DEFAULTS.req_rate, DEFAULTS.req_burst, time.monotonic())
+        self.member: Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if self.hub.steps:
+            self.member = Connection(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for room in self.joined:
             room.members.pop(self.transport, None)  # type: ignore[arg-type]
+            if self.member is not None:
+                room.conns.pop(self.member, None)
         self.joined = []
 
     def data_received(self, data: bytes) -> None:
@@ -146,6 +233,8 @@ class Conn(asyncio.Protocol):
     def _frame(self, op: int, payload: bytes) -> None:
         assert self.transport is not None
         if op == OP_TEXT:
+            if self.hub.steps and self._steps(payload):
+                return
             req = orjson.loads(payload)
             OPS.get(req.get("op"), op_unknown)(self, req)
         elif op == OP_PING:
@@ -154,10 +243,30 @@ class Conn(asyncio.Protocol):
             self.transport.write(close_frame(1000))
             self.transport.close()
 
-    def reply(self, rid: Any, **fields: Any) -> None:
+    def _steps(self, payload: bytes) -> bool:
+        """--steps: a frame validated (a bad one answered with its code), a
+        ``send`` counted against the request rate and offered; False for the
+        other valid frames (the raw path takes them)."""
+        parsed = parse_frame(payload, LIVECAST_OPS)
+        if isinstance(parsed, FrameError):
+            self.reply(parsed.id, code=parsed.code, info=parsed.info)
+            return True
+        if parsed.op != "send":
+            return False
+        if self.limiter.try_take(time.monotonic()):
+            self.hub.offer(self, parsed)
+        else:
+            self.reply(parsed.id, code=Code.FREQ_LIMIT, info="too many requests")
+        return True
+
+    def reply(self, rid: Any, code: int = 0, info: str = "", **fields: Any) -> None:
         if rid is not None and self.transport is not None and not self.transport.is_closing():
-            body = {"op": "reply", "id": rid, "code": 0, "info": "", **fields}
-            self.transport.write(frame(orjson.dumps(body)))
+            data = frame(orjson.dumps({"op": "reply", "id": rid, "code": code, "info": info,
+                                       **fields}))
+            if self.member is not None:
+                self.member.write(data)  # after the echo the fan-out held for it
+            else:
+                self.transport.write(data)
 
 
 def op_login(conn: Conn, req: dict[str, Any]) -> None:
@@ -169,6 +278,8 @@ def op_join(conn: Conn, req: dict[str, Any]) -> None:
     room = conn.hub.room(str(req.get("groupId")))
     assert conn.transport is not None
     room.members[conn.transport] = None
+    if conn.member is not None:
+        room.conns[conn.member] = None
     conn.joined.append(room)
     conn.reply(req.get("id"), group={}, counters=[], onlineMemberNum=len(room.members))
 
@@ -189,9 +300,9 @@ OPS: dict[Any, Callable[[Conn, dict[str, Any]], None]] = {
     "login": op_login, "join": op_join, "send": op_send, "ping": op_ping}
 
 
-async def serve(host: str, port: int, tick: float) -> None:
+async def serve(host: str, port: int, tick: float, steps: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    hub = Hub(tick)
+    hub = Hub(tick, steps)
     server = await loop.create_server(lambda: Conn(hub), host, port, backlog=4096)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,12 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tick-ms", type=int, default=100)
+    ap.add_argument("--steps", action="store_true",
+                    help="add the steps livecast's contract asks of each send (module docstring)")
     args = ap.parse_args(argv)
     raise_fd_limit()
     import uvloop
 
     uvloop.install()
-    asyncio.run(serve(args.host, args.port, args.tick_ms / 1000.0))
+    asyncio.run(serve(args.host, args.port, args.tick_ms / 1000.0, args.steps))
     return 0
 
 

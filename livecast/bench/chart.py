@@ -44,10 +44,10 @@ from typing import Any
 
 import orjson
 
-ORDER = ("livecast", "baseline", "socketio-node", "socketio-py")
-LABELS = {"livecast": "livecast", "baseline": "raw baseline",
+ORDER = ("livecast", "baseline", "floor", "socketio-node", "socketio-py")
+LABELS = {"livecast": "livecast", "baseline": "raw baseline", "floor": "contract floor",
           "socketio-node": "Node Socket.IO 4", "socketio-py": "python-socketio"}
-STYLE = {"livecast": ("#d62728", "o"), "baseline": ("#7f7f7f", "s"),
+STYLE = {"livecast": ("#d62728", "o"), "baseline": ("#7f7f7f", "s"), "floor": ("#9467bd", "D"),
          "socketio-node": ("#1f77b4", "^"), "socketio-py": ("#2ca02c", "v")}
 
 

@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--guests", action="store_true", help="members join without login (receive-only)")
     a("--baseline", action="store_true", default=None,
       help="interleave rounds of the raw writer server")
+    a("--floor", action="store_true",
+      help="with --baseline, also rounds of the raw writer with the steps livecast's contract "
+           "asks of each message (the least a Python implementation of it does)")
     a("--peers", default="", metavar="NAME,...",
       help="also run peer servers from loadtests/peers/: socketio-node, socketio-py")
     a("--rounds", type=int, default=0,
@@ -165,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     first = "external" if external is not None else "livecast"
     rounds = args.rounds or (2 if args.baseline else 1)
-    kinds = [first, *(["baseline"] if args.baseline else []), *peers] * rounds
+    floor = ["floor"] if args.floor and args.baseline else []
+    kinds = [first, *(["baseline"] if args.baseline else []), *floor, *peers] * rounds
     raise_fd_limit()
     import uvloop
 
@@ -217,8 +221,8 @@ async def _start(kind: str, w: Workload, acc: Access) -> ServerProc:
     if kind in srv.PEERS:
         argv, env = srv.peer_command(kind, port)
         return await srv.start(kind, argv, env, port, dialect="socketio")
-    if kind == "baseline":
-        argv, env = srv.baseline_command(port, w.tick_ms)
+    if kind in ("baseline", "floor"):
+        argv, env = srv.baseline_command(port, w.tick_ms, steps=kind == "floor")
     else:
         argv, env = srv.livecast_command(port, acc.key, acc.sdkappid, w.tick_ms,
                                          dict(acc.server_env))

@@ -11,6 +11,8 @@ Definitions (issue 5, item 1):
   members, in KiB;
 - the multiple (with ``--baseline``) = the median CPU per delivery of the
   livecast rounds / that of the baseline rounds;
+- the floor multiple (with ``--baseline --floor``) = the same for the raw
+  writer with the contract's steps (``baseline.py --steps``);
 - ``livecast_vs`` (with ``--peers``) = livecast's median deliveries per
   server CPU-second / each peer's.
 """
@@ -106,7 +108,11 @@ def summary(rounds: list[Round]) -> dict[str, Any]:
     if "livecast" in out and "baseline" in out:
         lc, base = out["livecast"]["cpu_per_delivery_us"], out["baseline"]["cpu_per_delivery_us"]
         out["multiple"] = round(lc / base, 3) if lc and base else None
-    others = [t for t in out if t not in ("livecast", "baseline", "multiple")]
+    if "floor" in out and "baseline" in out:
+        fl, base = out["floor"]["cpu_per_delivery_us"], out["baseline"]["cpu_per_delivery_us"]
+        out["floor_multiple"] = round(fl / base, 3) if fl and base else None
+    others = [t for t in out
+              if t not in ("livecast", "baseline", "floor", "multiple", "floor_multiple")]
     if "livecast" in out and others:
         mine = out["livecast"]["deliveries_per_cpu_s"]
         out["livecast_vs"] = {t: round(mine / out[t]["deliveries_per_cpu_s"], 2)
@@ -145,6 +151,10 @@ def table(rounds: list[Round]) -> str:
         lines.append(f"\nlivecast server CPU per delivery = {s['multiple']:.2f} x the raw "
                      f"baseline ({s['livecast']['cpu_per_delivery_us']:.2f} us vs "
                      f"{s['baseline']['cpu_per_delivery_us']:.2f} us, medians)")
+    if s.get("floor_multiple") is not None:
+        lines.append(f"the contract's floor (the raw writer with livecast's steps) = "
+                     f"{s['floor_multiple']:.2f} x the raw baseline "
+                     f"({s['floor']['cpu_per_delivery_us']:.2f} us, median)")
     for peer, times in s.get("livecast_vs", {}).items():
         lines.append(f"livecast deliveries per server CPU-second = {times:.2f} x {peer}'s")
     return "\n".join(lines)

@@ -108,9 +108,10 @@ def livecast_command(port: int, key: str, sdkappid: int, tick_ms: int,
     return [sys.executable, "-m", "livecast", "serve"], env
 
 
-def baseline_command(port: int, tick_ms: int) -> tuple[list[str], dict[str, str]]:
+def baseline_command(port: int, tick_ms: int,
+                     steps: bool = False) -> tuple[list[str], dict[str, str]]:
     return ([sys.executable, "-m", "livecast.bench.baseline", "--port", str(port),
-             "--tick-ms", str(tick_ms)], dict(os.environ))
+             "--tick-ms", str(tick_ms), *(["--steps"] if steps else [])], dict(os.environ))
 
 
 # The peers: small servers of other stacks, run from a checkout (loadtests/peers/).

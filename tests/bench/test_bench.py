@@ -118,6 +118,16 @@ def test_summary_gives_the_multiple_of_the_baseline() -> None:
     s = summary([r("livecast", 0.3), r("baseline", 0.2), r("livecast", 0.5), r("baseline", 0.2)])
     assert s["multiple"] == 2.0
     assert s["livecast"]["all_delivered"] is True
+    assert "floor_multiple" not in s
+
+
+def test_summary_gives_the_floors_multiple_and_keeps_it_out_of_the_peers() -> None:
+    def r(target: str, cpu: float) -> Round:
+        return Round(target, 1, 10, 2, 1, 40.0, 1.0, received=1000, expected=1000, cpu_s=cpu)
+
+    s = summary([r("livecast", 0.4), r("baseline", 0.2), r("floor", 0.25), r("socketio-node", 0.8)])
+    assert (s["multiple"], s["floor_multiple"]) == (2.0, 1.25)
+    assert s["livecast_vs"] == {"socketio-node": 2.0}
 
 
 def test_bench_command_counts_every_delivery_for_both_servers() -> None:
@@ -147,16 +157,18 @@ def test_bench_command_counts_every_delivery_for_both_servers() -> None:
 
 def test_a_preset_runs_its_shape_with_the_baseline_and_names_itself() -> None:
     """``--preset small-rooms`` with fewer members and rooms (flags given win):
-    its rate (5 msg/s per room) and its baseline rounds come from the preset."""
+    its rate (5 msg/s per room) and its baseline rounds come from the preset;
+    ``--floor`` adds rounds of the raw writer with the contract's steps."""
     cmd = [sys.executable, "-m", "livecast", "bench", "--preset", "small-rooms",
-           "--members", "40", "--rooms", "8", "--duration", "2", "--rounds", "1"]
+           "--members", "40", "--rooms", "8", "--duration", "2", "--rounds", "1", "--floor"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=100, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     config = report["config"]
     assert config["preset"] == "small-rooms"
     assert (config["members"], config["rooms"], config["rate"]) == (40, 8, 5.0)
-    assert [r["target"] for r in report["rounds"]] == ["livecast", "baseline"]
+    assert [r["target"] for r in report["rounds"]] == ["livecast", "baseline", "floor"]
+    assert report["summary"]["floor_multiple"] > 0
     for r in report["rounds"]:
         assert r["members_by_room"] == [5 + 2] * 8
         assert r["sent"] == 2 * 5 * 8

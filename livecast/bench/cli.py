@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, float | int | bool]] = {
     # many small rooms (10 members and 2 senders each): every message its own frame
     "small-rooms": {"members": 5000, "rooms": 500, "rate": 5.0, "duration": 15.0,
                     "baseline": True},
-    # rooms of 5 (3 members and 2 senders): the per-message cost at its largest share
+    # rooms of 5 members and 2 senders (7 connections): the per-message cost at its largest share
     "tiny-rooms": {"members": 10000, "rooms": 2000, "rate": 5.0, "duration": 15.0,
                    "baseline": True},
 }

@@ -65,7 +65,7 @@ class Room:
     __slots__ = ("conns", "gid", "group", "handle", "history", "last", "members", "pending",
                  "sched", "seq")
 
-    def __init__(self, gid: str) -> None:
+    def __init__(self, gid: str, steps: bool) -> None:
         self.gid = gid
         self.members: dict[asyncio.Transport, None] = {}
         self.pending: list[tuple[Conn, Any, dict[str, Any]]] = []
@@ -73,11 +73,13 @@ class Room:
         self.handle: asyncio.Handle | None = None
         self.last = -1e9
         # --steps only: the room's rule, scheduler, history and members
-        self.group = Group.create(gid, "admin", time.time(), {"Type": "AVChatRoom", "Name": gid})
-        self.sched = RoomScheduler(DEFAULTS.room_rate, DEFAULTS.room_burst, time.monotonic())
-        self.history = HistoryRing(DEFAULTS.history_size, DEFAULTS.history_bytes,
-                                   int(DEFAULTS.history_ttl * 1000))
         self.conns: dict[Connection, None] = {}
+        if steps:
+            self.group = Group.create(gid, "admin", time.time(),
+                                      {"Type": "AVChatRoom", "Name": gid})
+            self.sched = RoomScheduler(DEFAULTS.room_rate, DEFAULTS.room_burst, time.monotonic())
+            self.history = HistoryRing(DEFAULTS.history_size, DEFAULTS.history_bytes,
+                                       int(DEFAULTS.history_ttl * 1000))
 
 
 class Hub:
@@ -91,7 +93,7 @@ class Hub:
     def room(self, gid: str) -> Room:
         room = self.rooms.get(gid)
         if room is None:
-            room = self.rooms[gid] = Room(gid)
+            room = self.rooms[gid] = Room(gid, self.steps)
         return room
 
     def submit(self, conn: Conn, rid: Any, req: dict[str, Any]) -> None:
@@ -112,7 +114,8 @@ class Hub:
         """--steps: the send rule, then the room's scheduler."""
         args = request.args
         room = self.room(args["groupId"])
-        refusal = send_refusal(room.group, conn.user, time.time())
+        refusal = send_refusal(room.group, conn.user, time.time(),
+                               member=conn.member in room.conns)
         if refusal is not None:
             conn.reply(request.id, code=refusal[0], info=refusal[1])
             return
@@ -186,14 +189,14 @@ class Conn(asyncio.Protocol):
         self.user = ""
         self.joined: list[Room] = []
         self.transport: asyncio.Transport | None = None
-        # --steps only: the request rate, and the member the fan-out writes to
-        self.limiter = TokenBucket(DEFAULTS.req_rate, DEFAULTS.req_burst, time.monotonic())
+        # --steps only: the member the fan-out writes to, and its request rate
         self.member: Connection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.hub.steps:
             self.member = Connection(transport)
+            self.limiter = TokenBucket(DEFAULTS.req_rate, DEFAULTS.req_burst, time.monotonic())
 
     def connection_lost(self, exc: Exception | None) -> None:
         for room in self.joined:

@@ -15,6 +15,7 @@ import pytest
 from livecast.bench.server import baseline_command, free_port, start, stop
 from livecast.core.protocol import FrameError, parse_frame
 from livecast.core.usersig import mint
+from livecast.errors import Code
 from livecast.gateway.ws import OPS
 
 BODY = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hi"}}]
@@ -84,7 +85,7 @@ async def test_with_steps_a_send_is_delivered_through_the_scheduler_and_answered
             assert (answer["id"], answer["code"], answer["msgSeq"]) == (rid, 0, rid - 9)
 
 
-async def test_with_steps_a_bad_send_gets_livecasts_code_and_goes_nowhere(
+async def test_with_steps_a_refused_send_gets_livecasts_code_and_goes_nowhere(
         floor: str, raw: str) -> None:
     bad = {"op": "send", "id": 7, "groupId": "room-2", "msgBody": BODY, "priority": "Urgent"}
     expected = parse_frame(orjson.dumps(bad), OPS)
@@ -97,6 +98,11 @@ async def test_with_steps_a_bad_send_gets_livecasts_code_and_goes_nowhere(
         await sender.send_str(_text({**bad, "id": 8, "priority": "High"}))
         [m] = (await _next(sender, "msgs"))["msgs"]  # the next frame is the good send's
         assert (m["seq"], m["priority"]) == (1, "High")
+        assert (await _next(sender, "reply"))["id"] == 8
+        # the send rule: a connection that has not joined the room may not send to it
+        await sender.send_str(_text({**bad, "id": 9, "priority": "Low", "groupId": "room-3"}))
+        answer = await _next(sender, "reply")
+        assert (answer["id"], answer["code"]) == (9, Code.NO_PERMISSION)
         # the raw writer validates nothing: the same frame goes out
         raw_sender = await _member(http, raw, "alice", "room-2")
         await raw_sender.send_str(_text(bad))

@@ -140,11 +140,12 @@ def _shape(p: Point) -> Shape:
     return p.rooms, p.requested
 
 
-def multiples(by_server: dict[str, list[Point]]) -> dict[Shape, float]:
-    """(rooms, requested members) -> livecast's CPU per delivery / the baseline's."""
+def multiples(by_server: dict[str, list[Point]],
+              server: str = "livecast") -> dict[Shape, float]:
+    """(rooms, requested members) -> ``server``'s CPU per delivery / the baseline's."""
     base = {_shape(p): p.cpu_per_delivery_us for p in by_server.get("baseline", [])}
     return {_shape(p): p.cpu_per_delivery_us / base[_shape(p)]
-            for p in by_server.get("livecast", [])
+            for p in by_server.get(server, [])
             if base.get(_shape(p), 0) > 0 and not math.isnan(p.cpu_per_delivery_us)}
 
 
@@ -158,13 +159,14 @@ def table(by_server: dict[str, list[Point]]) -> str:
     """The series as a Markdown table, grouped by member count."""
     head = ("members", "rooms", "server", "rounds", "deliveries per server CPU-second",
             "x baseline CPU per delivery", "p50", "p99", "delivered of due", "KB per connection")
-    mult = multiples(by_server)
+    mult = {(server, shape): x for server in ("livecast", "floor")
+            for shape, x in multiples(by_server, server).items()}
     rows = sorted((p for ps in by_server.values() for p in ps),
                   key=lambda p: (p.rooms, p.requested, list(by_server).index(p.server)))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in rows:
         base = "1.00" if p.server == "baseline" else (
-            f"{mult[_shape(p)]:.2f}" if p.server == "livecast" and _shape(p) in mult else "")
+            f"{mult[p.server, _shape(p)]:.2f}" if (p.server, _shape(p)) in mult else "")
         share = p.received / p.due * 100 if p.due else math.nan
         lines.append("| " + " | ".join((
             f"{p.members:,.0f}", f"{p.rooms:,}", LABELS.get(p.server, p.server), str(p.rounds),

@@ -112,7 +112,7 @@ def test_the_table_has_a_row_per_point_and_the_multiple() -> None:
     assert "| 50.0 % |" in rows[4]
 
 
-@given(st.lists(st.tuples(st.sampled_from(["livecast", "baseline", "socketio-node"]),
+@given(st.lists(st.tuples(st.sampled_from(["livecast", "baseline", "floor", "socketio-node"]),
                           st.sampled_from([1000, 5000, 19000]),
                           st.floats(0.5, 50.0), st.integers(10**4, 10**7)), min_size=1))
 def test_every_round_lands_in_exactly_one_point(rows: list[tuple[str, int, float, int]]) -> None:
@@ -129,7 +129,8 @@ def test_every_round_lands_in_exactly_one_point(rows: list[tuple[str, int, float
 
 
 def test_one_room_and_many_rooms_of_the_same_members_are_two_shapes() -> None:
-    small = [rnd("livecast", 1, 5000, 5.0, 450_000), rnd("baseline", 1, 5000, 4.0, 450_000)]
+    small = [rnd("livecast", 1, 5000, 5.0, 450_000), rnd("baseline", 1, 5000, 4.0, 450_000),
+             rnd("floor", 1, 5000, 4.4, 450_000)]
     for r in small:
         r.members_by_room = [12] * 500
     by = series(parse_lines([
@@ -142,6 +143,8 @@ def test_one_room_and_many_rooms_of_the_same_members_are_two_shapes() -> None:
     rows = table(by).splitlines()
     assert rows[4].startswith("| 5,000 | 500 | livecast | 1 | 90,000 | 1.25 |")
     assert rows[5].startswith("| 5,000 | 500 | raw baseline | 1 | 112,500 | 1.00 |")
+    assert rows[6].startswith("| 5,000 | 500 | contract floor | 1 | 102,273 | 1.10 |")
+    assert multiples(by, "floor") == pytest.approx({(500, 5000): 1.1}, rel=1e-3)
 
 
 def test_the_module_loads_without_matplotlib() -> None:

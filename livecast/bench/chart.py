@@ -26,8 +26,9 @@ Invariants of the series (the pure part, ``series``; no matplotlib needed):
   received exactly the expected deliveries with no seq gap; the chart draws
   incomplete points hollow: their cost per delivery and their latency count
   only what arrived before the bench stopped;
-- the baseline multiple of a shape (rooms, members) is livecast's median CPU
-  per delivery over the baseline's (report.py's ``multiple``);
+- the baseline multiple of a shape (rooms, members) is livecast's (or the
+  floor's) median CPU per delivery over the baseline's (report.py's
+  ``multiple`` and ``floor_multiple``);
 - points are sorted by rooms, then members; servers keep the order of ``ORDER``, then
   of first appearance.
 matplotlib (the ``plot`` extra) is imported inside ``draw`` only.

@@ -58,14 +58,12 @@ from livecast.node.fanout import fanout
 from livecast.runner import raise_fd_limit
 from livecast.settings import Settings
 
-DEFAULTS = Settings()  # --steps: livecast's default limits
-
 
 class Room:
     __slots__ = ("conns", "gid", "group", "handle", "history", "last", "members", "pending",
                  "sched", "seq")
 
-    def __init__(self, gid: str, steps: bool) -> None:
+    def __init__(self, gid: str, steps: Settings | None) -> None:
         self.gid = gid
         self.members: dict[asyncio.Transport, None] = {}
         self.pending: list[tuple[Conn, Any, dict[str, Any]]] = []
@@ -74,20 +72,20 @@ class Room:
         self.last = -1e9
         # --steps only: the room's rule, scheduler, history and members
         self.conns: dict[Connection, None] = {}
-        if steps:
+        if steps is not None:
             self.group = Group.create(gid, "admin", time.time(),
                                       {"Type": "AVChatRoom", "Name": gid})
-            self.sched = RoomScheduler(DEFAULTS.room_rate, DEFAULTS.room_burst, time.monotonic())
-            self.history = HistoryRing(DEFAULTS.history_size, DEFAULTS.history_bytes,
-                                       int(DEFAULTS.history_ttl * 1000))
+            self.sched = RoomScheduler(steps.room_rate, steps.room_burst, time.monotonic())
+            self.history = HistoryRing(steps.history_size, steps.history_bytes,
+                                       int(steps.history_ttl * 1000))
 
 
 class Hub:
     """Rooms and the per-tick dispatch."""
 
-    def __init__(self, tick: float, steps: bool = False) -> None:
+    def __init__(self, tick: float, steps: Settings | None = None) -> None:
         self.tick = tick
-        self.steps = steps
+        self.steps = steps  # --steps: livecast's limits for them (None: the raw writer)
         self.rooms: dict[str, Room] = {}
 
     def room(self, gid: str) -> Room:
@@ -128,8 +126,8 @@ class Hub:
     def dispatch(self, room: Room) -> None:
         room.handle = None
         room.last = asyncio.get_running_loop().time()
-        if self.steps:
-            self._deliver(room)
+        if self.steps is not None:
+            self._deliver(room, self.steps)
             return
         batch, room.pending = room.pending, []
         now_ms = int(time.time() * 1000)
@@ -147,7 +145,7 @@ class Hub:
         for k, (conn, rid, _req) in enumerate(batch):
             conn.reply(rid, msgSeq=first + k + 1, msgTime=now_ms, dropReason="")
 
-    def _deliver(self, room: Room) -> None:
+    def _deliver(self, room: Room, limits: Settings) -> None:
         """--steps: the scheduler's tick, each message encoded alone and kept
         in the history, one frame through the fan-out's checks, the replies
         (a lone sender's echo and reply in one write)."""
@@ -170,8 +168,7 @@ class Hub:
         data = frame(b'{"op":"msgs","groupId":' + orjson.dumps(room.gid) + b',"msgs":['
                      + b",".join(parts) + b"]}")
         hold = result.delivered[0][1].payload[0].member if len(seqs) == 1 else None
-        fanout(room.conns, data, None, DEFAULTS.outbox_soft_bytes, DEFAULTS.outbox_hard_bytes,
-               hold)
+        fanout(room.conns, data, None, limits.outbox_soft_bytes, limits.outbox_hard_bytes, hold)
         for seq, pending in result.delivered:
             conn, rid, _args = pending.payload
             conn.reply(rid, msgSeq=seq, msgTime=now_ms, dropReason="")
@@ -194,9 +191,10 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if self.hub.steps:
+        if self.hub.steps is not None:
             self.member = Connection(transport)
-            self.limiter = TokenBucket(DEFAULTS.req_rate, DEFAULTS.req_burst, time.monotonic())
+            self.limiter = TokenBucket(self.hub.steps.req_rate, self.hub.steps.req_burst,
+                                       time.monotonic())
 
     def connection_lost(self, exc: Exception | None) -> None:
         for room in self.joined:
@@ -236,7 +234,7 @@ class Conn(asyncio.Protocol):
     def _frame(self, op: int, payload: bytes) -> None:
         assert self.transport is not None
         if op == OP_TEXT:
-            if self.hub.steps and self._steps(payload):
+            if self.hub.steps is not None and self._steps(payload):
                 return
             req = orjson.loads(payload)
             OPS.get(req.get("op"), op_unknown)(self, req)
@@ -303,7 +301,7 @@ OPS: dict[Any, Callable[[Conn, dict[str, Any]], None]] = {
     "login": op_login, "join": op_join, "send": op_send, "ping": op_ping}
 
 
-async def serve(host: str, port: int, tick: float, steps: bool = False) -> None:
+async def serve(host: str, port: int, tick: float, steps: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     hub = Hub(tick, steps)
     server = await loop.create_server(lambda: Conn(hub), host, port, backlog=4096)
@@ -328,7 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     uvloop.install()
-    asyncio.run(serve(args.host, args.port, args.tick_ms / 1000.0, args.steps))
+    steps = Settings() if args.steps else None  # livecast's default limits
+    asyncio.run(serve(args.host, args.port, args.tick_ms / 1000.0, steps))
     return 0
 
 

@@ -17,6 +17,10 @@ path").
 floor ``livecast bench --baseline`` measures against) through the same
 harness: the same frames fed to its connections, the same counting
 transports, so the two figures differ by livecast's own Python alone.
+``--server floor`` runs it with the contract's steps (``baseline.py
+--steps``, the limits as livecast's run here): livecast less the floor is the
+way between the steps (docs/benchmarks.md, "The contract's floor in the
+running server").
 """
 
 from __future__ import annotations
@@ -155,13 +159,16 @@ def _result(messages: int, members: int, rooms: int, delivered: int,
             "us_per_delivery": round(cpu / (messages * members) * 1e6, 3)}
 
 
-async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
-    """CPU seconds per message and per delivery over ``messages`` sends."""
+def _settings() -> Settings:
     # a 5 ms tick: with hundreds of rooms taking turns, each room is quiet
     # when its next message comes, which then goes out in a frame of its own
-    settings = Settings(secret_key=Secret(KEY), room_rate=10_000, room_burst=10_000,
-                        req_rate=1e9, req_burst=1_000_000_000, tick_ms=5)
-    node = Node(settings)
+    return Settings(secret_key=Secret(KEY), room_rate=10_000, room_burst=10_000,
+                    req_rate=1e9, req_burst=1_000_000_000, tick_ms=5)
+
+
+async def run(members: int, rooms: int, messages: int) -> dict[str, Any]:
+    """CPU seconds per message and per delivery over ``messages`` sends."""
+    node = Node(_settings())
     await node.start()
     senders = []
     for r in range(rooms):
@@ -180,14 +187,19 @@ def _baseline_conn(hub: baseline.Hub, user: str, room: str) -> baseline.Conn:
     conn = baseline.Conn(hub)
     conn.connection_made(CountingTransport())  # type: ignore[arg-type]
     conn.open = True  # past the handshake
-    conn.data_received(client_frame(orjson.dumps({"op": "login", "id": 1, "userId": user})))
+    sdkappid = Settings().sdkappid  # a login the floor's validation takes (no check of the sig)
+    login = {"op": "login", "id": 1, "sdkAppId": sdkappid, "userId": user,
+             "userSig": mint(sdkappid, KEY, user, time.time())}
+    conn.data_received(client_frame(orjson.dumps(login)))
     conn.data_received(client_frame(orjson.dumps({"op": "join", "id": 2, "groupId": room})))
     return conn
 
 
-async def run_baseline(members: int, rooms: int, messages: int) -> dict[str, Any]:
-    """``run`` for the raw writer: the same rooms, frames and measurement."""
-    hub = baseline.Hub(0.005)  # the same 5 ms tick
+async def run_baseline(members: int, rooms: int, messages: int,
+                       steps: bool = False) -> dict[str, Any]:
+    """``run`` for the raw writer (``steps``: the floor): the same rooms,
+    frames, limits and measurement."""
+    hub = baseline.Hub(0.005, _settings() if steps else None)  # the same 5 ms tick
     senders = []
     for r in range(rooms):
         gid = f"path-{r}"
@@ -199,7 +211,8 @@ async def run_baseline(members: int, rooms: int, messages: int) -> dict[str, Any
         return sum(t.msgs for room in hub.rooms.values() for t in room.members)  # type: ignore[attr-defined]
 
     fed = await _feed(senders, messages, msgs_frames)
-    delivered = sum(room.seq for room in hub.rooms.values()) - rooms
+    delivered = sum(room.sched.delivered_total if steps else room.seq
+                    for room in hub.rooms.values()) - rooms
     return _result(messages, members, rooms, delivered, fed)
 
 
@@ -208,13 +221,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=12, help="members per room, sender included")
     p.add_argument("--rooms", type=int, default=500)
     p.add_argument("--messages", type=int, default=20_000)
-    p.add_argument("--server", choices=["livecast", "baseline"], default="livecast",
-                   help="the server whose path is run (baseline: the raw writer)")
+    p.add_argument("--server", choices=["livecast", "baseline", "floor"], default="livecast",
+                   help="the server whose path is run (baseline: the raw writer; floor: the "
+                        "raw writer with the contract's steps)")
     args = p.parse_args(argv)
     import uvloop
 
-    runner = run if args.server == "livecast" else run_baseline
-    result = uvloop.run(runner(args.members, args.rooms, args.messages))
+    if args.server == "livecast":
+        result = uvloop.run(run(args.members, args.rooms, args.messages))
+    else:
+        result = uvloop.run(run_baseline(args.members, args.rooms, args.messages,
+                                         steps=args.server == "floor"))
     print(json.dumps(result))
     return 0
 

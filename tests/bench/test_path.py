@@ -39,3 +39,15 @@ def test_the_raw_writer_runs_through_the_same_harness() -> None:
                           "--members", "3", "--rooms", "30", "--messages", "90"],
                          capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout)["delivered"] == 90
+
+
+def test_the_floor_runs_through_the_same_harness() -> None:
+    """``--server floor``: the raw writer with the contract's steps, every
+    message through its scheduler (delivered once, in a frame of its own)."""
+    result = asyncio.run(run_baseline(members=4, rooms=300, messages=300, steps=True))
+    assert result["delivered"] == 300
+    assert result["msgs_per_frame"] == 1.0
+    out = subprocess.run([sys.executable, "-m", "livecast.bench.path", "--server", "floor",
+                          "--members", "3", "--rooms", "30", "--messages", "90"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout)["delivered"] == 90

@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from livecast.bench.path import run, run_baseline
 
 
@@ -29,25 +31,16 @@ def test_the_command_prints_one_json_line() -> None:
     assert sum(result["gc_runs"]) >= 0 and result["gc_s"] >= 0
 
 
-def test_the_raw_writer_runs_through_the_same_harness() -> None:
-    """``--server baseline``: the same rooms and frames through the raw writer,
-    every message delivered once, in a frame of its own."""
-    result = asyncio.run(run_baseline(members=4, rooms=300, messages=300))
+@pytest.mark.parametrize("server", ["baseline", "floor"])
+def test_the_raw_writer_and_the_floor_run_through_the_same_harness(server: str) -> None:
+    """``--server baseline``: the same rooms and frames through the raw writer;
+    ``--server floor``: the raw writer with the contract's steps, every message
+    through its scheduler. Every message delivered once, in a frame of its own."""
+    result = asyncio.run(run_baseline(members=4, rooms=300, messages=300,
+                                      steps=server == "floor"))
     assert result["delivered"] == 300
     assert result["msgs_per_frame"] == 1.0
-    out = subprocess.run([sys.executable, "-m", "livecast.bench.path", "--server", "baseline",
-                          "--members", "3", "--rooms", "30", "--messages", "90"],
-                         capture_output=True, text=True, timeout=120, check=True)
-    assert json.loads(out.stdout)["delivered"] == 90
-
-
-def test_the_floor_runs_through_the_same_harness() -> None:
-    """``--server floor``: the raw writer with the contract's steps, every
-    message through its scheduler (delivered once, in a frame of its own)."""
-    result = asyncio.run(run_baseline(members=4, rooms=300, messages=300, steps=True))
-    assert result["delivered"] == 300
-    assert result["msgs_per_frame"] == 1.0
-    out = subprocess.run([sys.executable, "-m", "livecast.bench.path", "--server", "floor",
+    out = subprocess.run([sys.executable, "-m", "livecast.bench.path", "--server", server,
                           "--members", "3", "--rooms", "30", "--messages", "90"],
                          capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout)["delivered"] == 90

@@ -59,6 +59,13 @@ from livecast.runner import raise_fd_limit
 from livecast.settings import Settings
 
 
+def wire(user: str, seq: int, time_ms: int, req: dict[str, Any]) -> dict[str, Any]:
+    """A message as the ``msgs`` frame carries it (livecast's fields)."""
+    return {"seq": seq, "time": time_ms, "from": user, "nick": "", "avatar": "",
+            "priority": req.get("priority", "Normal"), "random": req.get("random", 0),
+            "msgBody": req.get("msgBody"), "cloudCustomData": req.get("cloudCustomData", "")}
+
+
 class Room:
     __slots__ = ("conns", "gid", "group", "handle", "history", "last", "members", "pending",
                  "sched", "seq")
@@ -134,10 +141,7 @@ class Hub:
         wires = []
         for conn, _rid, req in batch:
             room.seq += 1
-            wires.append({"seq": room.seq, "time": now_ms, "from": conn.user, "nick": "",
-                          "avatar": "", "priority": req.get("priority", "Normal"),
-                          "random": req.get("random", 0), "msgBody": req.get("msgBody"),
-                          "cloudCustomData": req.get("cloudCustomData", "")})
+            wires.append(wire(conn.user, room.seq, now_ms, req))
         data = frame(orjson.dumps({"op": "msgs", "groupId": room.gid, "msgs": wires}))
         for transport in room.members:
             transport.write(data)
@@ -160,10 +164,7 @@ class Hub:
         for seq, pending in result.delivered:
             conn, _rid, args = pending.payload
             seqs.append(seq)
-            parts.append(orjson.dumps({
-                "seq": seq, "time": now_ms, "from": conn.user, "nick": "", "avatar": "",
-                "priority": args["priority"], "random": args["random"],
-                "msgBody": args["msgBody"], "cloudCustomData": args["cloudCustomData"]}))
+            parts.append(orjson.dumps(wire(conn.user, seq, now_ms, args)))
         room.history.extend(seqs, now_ms, parts)
         data = frame(b'{"op":"msgs","groupId":' + orjson.dumps(room.gid) + b',"msgs":['
                      + b",".join(parts) + b"]}")

@@ -863,9 +863,8 @@ class Node:
         """A tick's delivered batch: published to the room's members (through
         the broker), then each message's fate settled, in seq order.  One
         process, whose deliveries never wait for the publish, keeps the batch
-        in the room's history and settles each message here as
-        ``settle_now`` does a delivery (counted, answered, reported) with
-        one call a message, not four."""
+        in the room's history and settles each message here (``_delivered``,
+        as ``settle_now`` does a delivery)."""
         gid = owner.group.group_id
         self.publish(owner, full, lite, batch[0][1].payload.reply_to)
         try:
@@ -875,16 +874,8 @@ class Node:
                 return
             if self.history.enabled:
                 self.history.record(gid, [seq for seq, _p in batch], encoded, time_ms)
-            delivered, hooks = self.metrics.hot.delivered, self.hooks
             for seq, pending in batch:
-                msg = pending.payload
-                delivered[pending.priority] += 1
-                try:
-                    self.answer(msg, Delivered(seq, time_ms), gid)
-                    if hooks.enabled:
-                        hooks.delivered(gid, msg, seq, time_ms)
-                except Exception:  # one sender's trouble never costs the others their answers
-                    log.exception("answering a message of %s", gid)
+                self._delivered(gid, pending.payload, pending.priority, Delivered(seq, time_ms))
         finally:  # the first sender's frame, if held for its reply, goes out regardless
             self.release()
 
@@ -931,18 +922,29 @@ class Node:
 
     def settle_now(self, group_id: str, msg: Outgoing, priority: Priority, fate: Fate,
                    answered: bool = False) -> None:
-        """``answered``: its fate rode on the batch to the sender (cluster.py,
-        invariant 13): counted and reported here, not answered again."""
+        """``answered``: a delivery whose fate rode on the batch to the sender
+        (cluster.py, invariant 13): counted and reported here, not answered again."""
+        if isinstance(fate, Delivered):
+            self._delivered(group_id, msg, priority, fate, answered)
+            return
         self.metrics.hot.settled(priority, fate)
         try:
+            self.answer(msg, fate)
+            code = fate.code if isinstance(fate, Failed) else Code.FREQ_LIMIT
+            self.hooks.failed(group_id, msg, code)
+        except Exception:  # one sender's trouble never costs the others their answers
+            log.exception("answering a message of %s", group_id)
+
+    def _delivered(self, group_id: str, msg: Outgoing, priority: Priority, fate: Delivered,
+                   answered: bool = False) -> None:
+        """A delivery settled: counted, answered after its room's echo (unless
+        its fate rode on the batch), reported to the after-send webhook."""
+        self.metrics.hot.delivered[priority] += 1
+        try:
             if not answered:
-                self.answer(msg, fate, group_id if isinstance(fate, Delivered) else "")
-            if isinstance(fate, Delivered):
-                if self.hooks.enabled:
-                    self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)
-            else:
-                code = fate.code if isinstance(fate, Failed) else Code.FREQ_LIMIT
-                self.hooks.failed(group_id, msg, code)
+                self.answer(msg, fate, group_id)
+            if self.hooks.enabled:
+                self.hooks.delivered(group_id, msg, fate.seq, fate.time_ms)
         except Exception:  # one sender's trouble never costs the others their answers
             log.exception("answering a message of %s", group_id)
 
